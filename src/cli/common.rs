@@ -1,0 +1,42 @@
+//! Options shared by several commands.
+
+use crate::spec::Spec;
+use std::path::PathBuf;
+
+/// Where the stack is: the repository and its spec.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpecArgs {
+    /// The git repository holding the stack.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// The spec file [default: DIR/spec.yml, else DIR/images/spec.yml].
+    /// Image folders are `images/<key>/` beside it (or around it, in the old layout).
+    #[arg(long, value_name = "PATH")]
+    pub spec: Option<PathBuf>,
+}
+
+impl SpecArgs {
+    /// Load and validate the spec, logging its warnings.
+    pub fn load(&self) -> anyhow::Result<Spec> {
+        let spec = Spec::load(&self.repo, self.spec.as_deref())?;
+        for w in &spec.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(spec)
+    }
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Registry user name (with --password-stdin). Otherwise Docker's config.json
+    /// (DOCKER_CONFIG) is used, and for ghcr.io GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password or token for --username from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Allow plain http to this registry (HOST:PORT); loopback registries are always allowed. Repeatable.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub insecure_registry: Vec<String>,
+}

@@ -1,0 +1,125 @@
+//! The command line: argument parsing and dispatch. Each command lives in its own
+//! file and is a thin layer over the library.
+
+use crate::error::{exit_status_of, ExitStatus};
+use clap::{Parser, Subcommand};
+
+pub mod build;
+pub mod buildkit;
+pub mod common;
+pub mod imagetest;
+pub mod plan;
+pub mod registry;
+
+/// Build, test, publish and promote a stack of container images.
+///
+/// A stack is a base image and the images built FROM it, described by
+/// `spec.yml`. stackctl decides from git which images must be rebuilt, builds
+/// them through BuildKit's gRPC API, tests them in containers, pushes them and
+/// promotes whole stacks by retagging in the registry, without pulling.
+///
+/// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
+/// missing tag); 2 bad input or an unreachable service.
+#[derive(Debug, Parser)]
+#[command(name = "stackctl", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which images of the stack rebuild, and why.
+    Plan(plan::PlanArgs),
+    /// Check that image references exist in their registry.
+    Exists(registry::ExistsArgs),
+    /// Give an image another tag without pulling it.
+    Retag(registry::RetagArgs),
+    /// Promote a whole stack to a stable tag (all or nothing).
+    Tag(registry::TagArgs),
+    /// Build one image of the stack through BuildKit.
+    BuildImage(buildkit::BuildImageArgs),
+    /// Talk to a BuildKit daemon.
+    #[command(subcommand)]
+    Buildkit(buildkit::BuildkitCommand),
+    /// Run an image's tests in containers.
+    Test(imagetest::TestArgs),
+    /// Write an image's manifest page (layers and info commands).
+    Manifest(imagetest::ManifestArgs),
+    /// Run the whole stack: plan, build, test, push, manifest pages, artifacts.
+    Build(build::BuildArgs),
+}
+
+/// Set up logging on stderr. Logs never go to stdout, which carries results (and JSON).
+fn init_logging(g: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "stackctl=info,warn",
+            1 => "stackctl=debug,info",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let g = cli.global;
+    match cli.command {
+        Command::Plan(a) => plan::run(a, &g).await,
+        Command::Exists(a) => registry::run_exists(a, &g).await,
+        Command::Retag(a) => registry::run_retag(a, &g).await,
+        Command::Tag(a) => registry::run_tag(a, &g).await,
+        Command::BuildImage(a) => buildkit::run_build_image(a, &g).await,
+        Command::Buildkit(c) => buildkit::run_buildkit(c, &g).await,
+        Command::Test(a) => imagetest::run_test(a, &g).await,
+        Command::Manifest(a) => imagetest::run_manifest(a, &g).await,
+        Command::Build(a) => build::run(a, &g).await,
+    }
+}
+
+/// The process entry point: parse, run, print the error, choose the exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(ExitStatus::Error.code());
+        }
+    };
+    let status = match rt.block_on(dispatch(cli)) {
+        Ok(s) => s,
+        Err(e) => {
+            // One line per cause, outermost first.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            exit_status_of(&e)
+        }
+    };
+    std::process::ExitCode::from(status.code())
+}

@@ -1,0 +1,38 @@
+//! Exit codes, and the error that asks for exit code 1.
+//!
+//! Every command returns `anyhow::Result<ExitStatus>`: a command that ran
+//! and found something wrong (a missing tag, a failed test) returns
+//! `Ok(ExitStatus::Failed)` or an error wrapping [`Failed`]; any other error
+//! (bad input, unreachable service) exits with [`ExitStatus::Error`].
+
+/// What the process exit code says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: everything asked for was done.
+    Success = 0,
+    /// 1: the work ran and something in it failed (build, test, push, missing tag).
+    Failed = 1,
+    /// 2: bad input or an unreachable service; nothing was attempted or it could not run.
+    Error = 2,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An error that means "the work ran and failed" (exit 1) rather than
+/// "the input was wrong or a service could not be reached" (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);
+
+/// The exit status an error asks for: 1 when a [`Failed`] is in its chain, 2 otherwise.
+pub fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
+    if err.chain().any(|e| e.is::<Failed>()) {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Error
+    }
+}

@@ -1,0 +1,323 @@
+//! Reading `spec.yml` and `change_ignore.json` into a [`Spec`].
+
+use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
+use super::validate;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a spec could not be used. Every variant names the file.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("no spec found: neither {} nor {} exists (use --spec PATH)", .root.display(), .images.display())]
+    NotFound { root: PathBuf, images: PathBuf },
+    #[error("{}: cannot read: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// One or more semantic problems, each already prefixed with file, key and line.
+    #[error("{}", .problems.join("\n"))]
+    Invalid { problems: Vec<String> },
+}
+
+/// `spec.yml` at the repository root, else `images/spec.yml`.
+pub fn default_spec_path(repo: &Path) -> Result<PathBuf, SpecError> {
+    let root = repo.join("spec.yml");
+    let images = repo.join("images").join("spec.yml");
+    if root.is_file() {
+        Ok(root)
+    } else if images.is_file() {
+        Ok(images)
+    } else {
+        Err(SpecError::NotFound { root, images })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSpec {
+    #[serde(default)]
+    root: Option<OneOrMany>,
+    #[serde(default)]
+    images: Option<IndexMap<String, RawImage>>,
+    #[serde(default)]
+    tag: Option<RawTag>,
+    #[serde(default)]
+    all_info_cmds: IndexMap<String, InfoCmd>,
+    #[serde(default)]
+    changes: Option<RawChanges>,
+    #[serde(flatten)]
+    unknown: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTag {
+    prefix: Value,
+    #[serde(flatten)]
+    unknown: IndexMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawChanges {
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    build_all: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawImage {
+    image_name: Option<String>,
+    #[serde(default)]
+    depend_on: Option<String>,
+    #[serde(default)]
+    build_args: Option<IndexMap<String, Value>>,
+    #[serde(default)]
+    info_cmds: Option<Vec<String>>,
+    #[serde(default)]
+    integration_tests: bool,
+    #[serde(default)]
+    prune: bool,
+    #[serde(default = "yes")]
+    prepull: bool,
+    #[serde(default)]
+    tests: Option<TestSpec>,
+    #[serde(flatten)]
+    unknown: IndexMap<String, Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+struct RawChangeIgnore {
+    #[serde(rename = "ChangeIgnore", default)]
+    change_ignore: Vec<String>,
+    #[serde(rename = "BuildAll", default)]
+    build_all: Vec<String>,
+}
+
+/// A YAML scalar as the string a build arg gets (`3.11` stays `3.11`).
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The 1-based line where `key:` is written with the given indentation, if found.
+pub(super) fn line_of_key(text: &str, key: &str, indent: usize) -> Option<usize> {
+    text.lines().position(|l| {
+        let trimmed = l.trim_start();
+        l.len() - trimmed.len() == indent
+            && (trimmed.starts_with(&format!("{key}:"))
+                || trimmed.starts_with(&format!("\"{key}\":"))
+                || trimmed.starts_with(&format!("'{key}':")))
+    })
+    .map(|i| i + 1)
+}
+
+/// The indentation of the entries under `images:` (two spaces in most files).
+fn image_indent(text: &str) -> usize {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("images:")).skip(1);
+    lines
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.len() - l.trim_start().len())
+        .unwrap_or(2)
+}
+
+impl Spec {
+    /// Load the spec at `path` (or the default one under `repo`) and validate it.
+    pub fn load(repo: &Path, path: Option<&Path>) -> Result<Spec, SpecError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => default_spec_path(repo)?,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| SpecError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::from_str_at(&text, &path)
+    }
+
+    /// Parse and validate spec text as if read from `path` (whose folder decides `images/`).
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Spec, SpecError> {
+        let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| SpecError::Syntax {
+            path: path.to_path_buf(),
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        })?;
+        let spec_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let spec_dir = if spec_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            spec_dir
+        };
+        // Old layout: the spec lives in images/; new layout: images/ beside the spec.
+        let images_dir = if spec_dir.file_name().is_some_and(|n| n == "images") {
+            spec_dir.clone()
+        } else {
+            spec_dir.join("images")
+        };
+        let at = |line: Option<usize>| match line {
+            Some(l) => format!("{}:{l}", path.display()),
+            None => path.display().to_string(),
+        };
+
+        let mut warnings = vec![];
+        let mut problems = vec![];
+        for k in raw.unknown.keys() {
+            warnings.push(format!(
+                "{}: unknown key `{k}` ignored",
+                at(line_of_key(text, k, 0))
+            ));
+        }
+
+        let tag_prefix = match &raw.tag {
+            Some(t) => {
+                for k in t.unknown.keys() {
+                    warnings.push(format!("{}: unknown key `tag.{k}` ignored", at(line_of_key(text, k, 2))));
+                }
+                scalar_string(&t.prefix).unwrap_or_default()
+            }
+            None => {
+                problems.push(format!("{}: missing `tag.prefix`", path.display()));
+                String::new()
+            }
+        };
+
+        let indent = image_indent(text);
+        let mut images = IndexMap::new();
+        match raw.images {
+            None => problems.push(format!("{}: missing `images`", path.display())),
+            Some(m) if m.is_empty() => problems.push(format!("{}: `images` is empty", path.display())),
+            Some(m) => {
+                for (key, ri) in m {
+                    let line = line_of_key(text, &key, indent);
+                    for k in ri.unknown.keys() {
+                        warnings.push(format!(
+                            "{}: image `{key}`: unknown key `{k}` ignored",
+                            at(line)
+                        ));
+                    }
+                    let mut build_args = IndexMap::new();
+                    for (k, v) in ri.build_args.unwrap_or_default() {
+                        match scalar_string(&v) {
+                            Some(s) => {
+                                build_args.insert(k, s);
+                            }
+                            None => problems.push(format!(
+                                "{}: image `{key}`: build arg `{k}` must be a string, number or boolean",
+                                at(line)
+                            )),
+                        }
+                    }
+                    let image_name = match ri.image_name {
+                        Some(n) => n,
+                        None => {
+                            problems.push(format!("{}: image `{key}`: missing `image_name`", at(line)));
+                            String::new()
+                        }
+                    };
+                    images.insert(
+                        key.clone(),
+                        ImageSpec {
+                            key,
+                            image_name,
+                            depend_on: ri.depend_on,
+                            build_args,
+                            info_cmds: ri.info_cmds.unwrap_or_default(),
+                            integration_tests: ri.integration_tests,
+                            prune: ri.prune,
+                            prepull: ri.prepull,
+                            tests: ri.tests.unwrap_or_default(),
+                            line,
+                        },
+                    );
+                }
+            }
+        }
+
+        let declared_roots = match raw.root {
+            None => vec![],
+            Some(OneOrMany::One(s)) => vec![s],
+            Some(OneOrMany::Many(v)) => v,
+        };
+
+        let changes = load_change_rules(&spec_dir, raw.changes, &mut warnings)?;
+
+        let mut spec = Spec {
+            path: path.to_path_buf(),
+            images_dir,
+            roots: vec![],
+            images,
+            tag_prefix,
+            all_info_cmds: raw.all_info_cmds,
+            changes,
+            warnings,
+        };
+        validate::validate(&mut spec, text, &declared_roots, &mut problems);
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(SpecError::Invalid { problems })
+        }
+    }
+}
+
+/// The change rules: the spec's `changes:` section, else `change_ignore.json` beside the spec.
+fn load_change_rules(
+    spec_dir: &Path,
+    from_spec: Option<RawChanges>,
+    warnings: &mut Vec<String>,
+) -> Result<ChangeRules, SpecError> {
+    let json_path = spec_dir.join("change_ignore.json");
+    if let Some(c) = from_spec {
+        if json_path.is_file() {
+            warnings.push(format!(
+                "{}: ignored, the spec's `changes:` section takes precedence",
+                json_path.display()
+            ));
+        }
+        return Ok(ChangeRules {
+            ignore: c.ignore,
+            build_all: c.build_all,
+            source: None,
+        });
+    }
+    if !json_path.is_file() {
+        return Ok(ChangeRules::default());
+    }
+    let text = std::fs::read_to_string(&json_path).map_err(|source| SpecError::Read {
+        path: json_path.clone(),
+        source,
+    })?;
+    let raw: RawChangeIgnore = serde_json::from_str(&text).map_err(|e| SpecError::Syntax {
+        path: json_path.clone(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })?;
+    Ok(ChangeRules {
+        ignore: raw.change_ignore,
+        build_all: raw.build_all,
+        source: Some(json_path),
+    })
+}

@@ -1,0 +1,12 @@
+//! The stack's spec (`spec.yml`) and its change rules, loaded and validated.
+//!
+//! Two layouts are understood: the spec at the repository root with image
+//! folders under `images/`, and the old layout with `images/spec.yml` and
+//! `images/change_ignore.json`. See `docs/spec.md` for the reference.
+
+mod load;
+mod model;
+mod validate;
+
+pub use load::{default_spec_path, SpecError};
+pub use model::{ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, Spec, TestSpec};

@@ -1,0 +1,160 @@
+//! The validated spec, as the rest of stackctl sees it.
+
+use indexmap::IndexMap;
+use std::path::PathBuf;
+
+/// A loaded and validated stack spec.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The spec file it was read from.
+    pub path: PathBuf,
+    /// The folder holding one sub-folder per image (`images/`).
+    pub images_dir: PathBuf,
+    /// Root images, in the order `root` names them, then other images without a parent in spec order.
+    pub roots: Vec<String>,
+    /// Images keyed by their folder name, in spec order.
+    pub images: IndexMap<String, ImageSpec>,
+    /// `tag.prefix`, e.g. `2026.3`.
+    pub tag_prefix: String,
+    /// Info commands the images may name in `info_cmds`.
+    pub all_info_cmds: IndexMap<String, InfoCmd>,
+    /// Which changed entries under `images/` are ignored or rebuild everything.
+    pub changes: ChangeRules,
+    /// Non-fatal remarks found while loading (unknown keys and the like).
+    pub warnings: Vec<String>,
+}
+
+/// One image of the stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSpec {
+    /// The key in `images:`, also the folder `images/<key>/`.
+    pub key: String,
+    /// The repository, without a tag: `ghcr.io/ucsd-ets/datascience-notebook`.
+    pub image_name: String,
+    /// The parent image's key (`depend_on`).
+    pub depend_on: Option<String>,
+    /// Build arguments from the spec, in spec order (values made strings).
+    pub build_args: IndexMap<String, String>,
+    /// Keys of `all_info_cmds` to run for the manifest page, in order.
+    pub info_cmds: Vec<String>,
+    /// Whether `images/<key>/integration_tests` runs after the push.
+    pub integration_tests: bool,
+    /// Whether builder space is reclaimed after this image.
+    pub prune: bool,
+    /// Old tool: whether the registry is used as a build cache for this image.
+    pub prepull: bool,
+    /// How the image's tests run (`tests:` in the spec), defaults when absent.
+    pub tests: TestSpec,
+    /// The 1-based line of the image's key in the spec file, for messages.
+    pub line: Option<usize>,
+}
+
+impl ImageSpec {
+    /// The folder of the image: `images/<key>/`.
+    pub fn dir(&self, spec: &Spec) -> PathBuf {
+        spec.images_dir.join(&self.key)
+    }
+}
+
+/// An info command for manifest pages.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InfoCmd {
+    pub description: String,
+    pub command: String,
+}
+
+/// How an image's tests run. Every field is optional in the spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    /// The command that runs the basic tests inside the image (default: `python3 -m pytest -x`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Settings for the integration suite.
+    #[serde(default)]
+    pub integration: Option<IntegrationSpec>,
+}
+
+/// How the image runs as a service for its integration tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationSpec {
+    /// The port the service listens on inside its container.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A log line that says the service is ready (else: the port accepts connections).
+    #[serde(default)]
+    pub wait_log: Option<String>,
+    /// The image the integration tests run in (default: the image itself).
+    #[serde(default)]
+    pub runner_image: Option<String>,
+    /// The command that runs the tests in the runner (default: `python3 -m pytest -x`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+/// The change rules: names of entries directly under `images/`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeRules {
+    /// Changes to these entries are ignored.
+    pub ignore: Vec<String>,
+    /// A change to one of these entries rebuilds every image.
+    pub build_all: Vec<String>,
+    /// Where the rules came from (for messages), if anywhere.
+    pub source: Option<PathBuf>,
+}
+
+impl Spec {
+    /// The image with this key.
+    pub fn image(&self, key: &str) -> Option<&ImageSpec> {
+        self.images.get(key)
+    }
+
+    /// The children of `key`, in spec order.
+    pub fn children<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a ImageSpec> + 'a {
+        self.images
+            .values()
+            .filter(move |i| i.depend_on.as_deref() == Some(key))
+    }
+
+    /// Every image, parents before children: roots in `roots` order, each
+    /// followed by its subtree (depth first, spec order among siblings).
+    pub fn topological(&self) -> Vec<&ImageSpec> {
+        let mut out = Vec::with_capacity(self.images.len());
+        let mut stack: Vec<&str> = self.roots.iter().rev().map(String::as_str).collect();
+        while let Some(key) = stack.pop() {
+            let Some(img) = self.images.get(key) else { continue };
+            out.push(img);
+            let kids: Vec<&str> = self.children(key).map(|c| c.key.as_str()).collect();
+            stack.extend(kids.into_iter().rev());
+        }
+        out
+    }
+
+    /// The keys of `key` and every image below it.
+    pub fn descendants_of(&self, key: &str) -> Vec<String> {
+        let mut out = vec![];
+        let mut todo = vec![key.to_string()];
+        while let Some(k) = todo.pop() {
+            for c in self.children(&k) {
+                out.push(c.key.clone());
+                todo.push(c.key.clone());
+            }
+        }
+        out
+    }
+
+    /// The ancestors of `key`, nearest first.
+    pub fn ancestors_of(&self, key: &str) -> Vec<String> {
+        let mut out = vec![];
+        let mut cur = self.images.get(key).and_then(|i| i.depend_on.clone());
+        while let Some(p) = cur {
+            if out.contains(&p) {
+                break;
+            }
+            cur = self.images.get(&p).and_then(|i| i.depend_on.clone());
+            out.push(p);
+        }
+        out
+    }
+}

@@ -1,0 +1,144 @@
+//! Semantic checks of a parsed spec. Every problem names the file, the image key and its line.
+
+use super::model::Spec;
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// A repository name as the distribution spec's reference grammar allows it
+/// (optional registry host with port, then lower-case path components).
+static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
+    let label = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?";
+    let domain = format!(r"(?:{label}(?:\.{label})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?");
+    let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    Regex::new(&format!(r"^(?:{domain}/)?{component}(?:/{component})*$")).unwrap()
+});
+
+/// Whether `name` is a valid repository name (no tag, no digest).
+pub fn is_valid_repository(name: &str) -> bool {
+    name.len() <= 255 && REPOSITORY.is_match(name)
+}
+
+pub(super) fn validate(spec: &mut Spec, _text: &str, declared_roots: &[String], problems: &mut Vec<String>) {
+    let file = spec.path.display().to_string();
+    let at = |line: Option<usize>| match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file.clone(),
+    };
+
+    if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
+        problems.push(format!(
+            "{file}: `tag.prefix` {:?} cannot start a tag (letters, digits, `_`, `.`, `-`; not starting with `.` or `-`)",
+            spec.tag_prefix
+        ));
+    }
+
+    // Roots: the declared ones first, then every image without a parent.
+    let mut roots = vec![];
+    for r in declared_roots {
+        match spec.images.get(r) {
+            None => problems.push(format!("{file}: `root` names `{r}`, which is not an image of the spec")),
+            Some(img) if img.depend_on.is_some() => problems.push(format!(
+                "{}: image `{r}` is listed in `root` but has `depend_on: {}`",
+                at(img.line),
+                img.depend_on.as_deref().unwrap_or_default()
+            )),
+            Some(_) if !roots.contains(r) => roots.push(r.clone()),
+            Some(_) => {}
+        }
+    }
+    for img in spec.images.values() {
+        if img.depend_on.is_none() && !roots.contains(&img.key) {
+            roots.push(img.key.clone());
+        }
+    }
+    spec.roots = roots;
+
+    let mut by_name: HashMap<&str, &str> = HashMap::new();
+    for img in spec.images.values() {
+        let here = at(img.line);
+        let key = &img.key;
+        if let Some(parent) = &img.depend_on {
+            if !spec.images.contains_key(parent) {
+                problems.push(format!("{here}: image `{key}`: `depend_on: {parent}` is not an image of the spec"));
+            }
+        }
+        for cmd in &img.info_cmds {
+            if !spec.all_info_cmds.contains_key(cmd) {
+                problems.push(format!("{here}: image `{key}`: info command `{cmd}` is not defined in `all_info_cmds`"));
+            }
+        }
+        if !img.image_name.is_empty() {
+            if !is_valid_repository(&img.image_name) {
+                problems.push(format!(
+                    "{here}: image `{key}`: `image_name: {}` is not a valid repository name (lower-case path, optional registry host, no tag)",
+                    img.image_name
+                ));
+            }
+            if let Some(other) = by_name.insert(&img.image_name, key) {
+                problems.push(format!(
+                    "{here}: images `{other}` and `{key}` have the same `image_name: {}`",
+                    img.image_name
+                ));
+            }
+        }
+        let dir = spec.images_dir.join(key);
+        if !dir.is_dir() {
+            problems.push(format!("{here}: image `{key}`: folder {} does not exist", dir.display()));
+        } else if !dir.join("Dockerfile").is_file() {
+            problems.push(format!("{here}: image `{key}`: {} does not exist", dir.join("Dockerfile").display()));
+        }
+    }
+
+    // Cycles: follow each image's parents; a key seen twice closes a cycle.
+    let mut reported: Vec<Vec<String>> = vec![];
+    for start in spec.images.keys() {
+        let mut path = vec![start.clone()];
+        let mut cur = spec.images[start].depend_on.clone();
+        while let Some(p) = cur {
+            if let Some(pos) = path.iter().position(|k| *k == p) {
+                let mut cycle: Vec<String> = path[pos..].to_vec();
+                // Name each cycle once, starting from its first key in spec order.
+                let first = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, k)| spec.images.get_index_of(*k))
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
+                cycle.rotate_left(first);
+                if !reported.contains(&cycle) {
+                    let img = &spec.images[&cycle[0]];
+                    let mut shown = cycle.clone();
+                    shown.push(cycle[0].clone());
+                    problems.push(format!(
+                        "{}: images depend on each other in a cycle: {}",
+                        at(img.line),
+                        shown.join(" -> ")
+                    ));
+                    reported.push(cycle);
+                }
+                break;
+            }
+            path.push(p.clone());
+            cur = spec.images.get(&p).and_then(|i| i.depend_on.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_valid_repository;
+
+    #[test]
+    fn repositories() {
+        assert!(is_valid_repository("ghcr.io/ucsd-ets/datascience-notebook"));
+        assert!(is_valid_repository("localhost:5000/a/b"));
+        assert!(is_valid_repository("127.0.0.1:5000/stack/base"));
+        assert!(is_valid_repository("ubuntu"));
+        assert!(!is_valid_repository("ghcr.io/UCSD/x"));
+        assert!(!is_valid_repository("ghcr.io/x:tag"));
+        assert!(!is_valid_repository("ghcr.io/x@sha256:00"));
+        assert!(!is_valid_repository(""));
+        assert!(!is_valid_repository("a//b"));
+    }
+}
