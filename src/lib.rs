@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod credentials;
 pub mod error;
+pub mod naming;
 pub mod spec;
 pub mod tag;

@@ -119,8 +119,14 @@ mod tests {
 
     #[test]
     fn bad_prefix_is_refused() {
-        assert!(matches!(branch_tag("-x", "main"), Err(TagError::BadPrefix(_))));
-        assert!(matches!(branch_tag("", "main"), Err(TagError::BadPrefix(_))));
+        assert!(matches!(
+            branch_tag("-x", "main"),
+            Err(TagError::BadPrefix(_))
+        ));
+        assert!(matches!(
+            branch_tag("", "main"),
+            Err(TagError::BadPrefix(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub mod registry;
 /// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
 /// missing tag); 2 bad input or an unreachable service.
 #[derive(Debug, Parser)]
-#[command(name = "stackctl", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "stackctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

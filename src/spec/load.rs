@@ -125,19 +125,23 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 /// The 1-based line where `key:` is written with the given indentation, if found.
 pub(super) fn line_of_key(text: &str, key: &str, indent: usize) -> Option<usize> {
-    text.lines().position(|l| {
-        let trimmed = l.trim_start();
-        l.len() - trimmed.len() == indent
-            && (trimmed.starts_with(&format!("{key}:"))
-                || trimmed.starts_with(&format!("\"{key}\":"))
-                || trimmed.starts_with(&format!("'{key}':")))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let trimmed = l.trim_start();
+            l.len() - trimmed.len() == indent
+                && (trimmed.starts_with(&format!("{key}:"))
+                    || trimmed.starts_with(&format!("\"{key}\":"))
+                    || trimmed.starts_with(&format!("'{key}':")))
+        })
+        .map(|i| i + 1)
 }
 
 /// The indentation of the entries under `images:` (two spaces in most files).
 fn image_indent(text: &str) -> usize {
-    let mut lines = text.lines().skip_while(|l| !l.starts_with("images:")).skip(1);
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("images:"))
+        .skip(1);
     lines
         .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .map(|l| l.len() - l.trim_start().len())
@@ -194,7 +198,10 @@ impl Spec {
         let tag_prefix = match &raw.tag {
             Some(t) => {
                 for k in t.unknown.keys() {
-                    warnings.push(format!("{}: unknown key `tag.{k}` ignored", at(line_of_key(text, k, 2))));
+                    warnings.push(format!(
+                        "{}: unknown key `tag.{k}` ignored",
+                        at(line_of_key(text, k, 2))
+                    ));
                 }
                 scalar_string(&t.prefix).unwrap_or_default()
             }
@@ -208,7 +215,9 @@ impl Spec {
         let mut images = IndexMap::new();
         match raw.images {
             None => problems.push(format!("{}: missing `images`", path.display())),
-            Some(m) if m.is_empty() => problems.push(format!("{}: `images` is empty", path.display())),
+            Some(m) if m.is_empty() => {
+                problems.push(format!("{}: `images` is empty", path.display()))
+            }
             Some(m) => {
                 for (key, ri) in m {
                     let line = line_of_key(text, &key, indent);
@@ -233,7 +242,8 @@ impl Spec {
                     let image_name = match ri.image_name {
                         Some(n) => n,
                         None => {
-                            problems.push(format!("{}: image `{key}`: missing `image_name`", at(line)));
+                            problems
+                                .push(format!("{}: image `{key}`: missing `image_name`", at(line)));
                             String::new()
                         }
                     };

@@ -123,7 +123,9 @@ impl Spec {
         let mut out = Vec::with_capacity(self.images.len());
         let mut stack: Vec<&str> = self.roots.iter().rev().map(String::as_str).collect();
         while let Some(key) = stack.pop() {
-            let Some(img) = self.images.get(key) else { continue };
+            let Some(img) = self.images.get(key) else {
+                continue;
+            };
             out.push(img);
             let kids: Vec<&str> = self.children(key).map(|c| c.key.as_str()).collect();
             stack.extend(kids.into_iter().rev());

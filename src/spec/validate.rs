@@ -19,7 +19,12 @@ pub fn is_valid_repository(name: &str) -> bool {
     name.len() <= 255 && REPOSITORY.is_match(name)
 }
 
-pub(super) fn validate(spec: &mut Spec, _text: &str, declared_roots: &[String], problems: &mut Vec<String>) {
+pub(super) fn validate(
+    spec: &mut Spec,
+    _text: &str,
+    declared_roots: &[String],
+    problems: &mut Vec<String>,
+) {
     let file = spec.path.display().to_string();
     let at = |line: Option<usize>| match line {
         Some(l) => format!("{file}:{l}"),
@@ -37,7 +42,9 @@ pub(super) fn validate(spec: &mut Spec, _text: &str, declared_roots: &[String], 
     let mut roots = vec![];
     for r in declared_roots {
         match spec.images.get(r) {
-            None => problems.push(format!("{file}: `root` names `{r}`, which is not an image of the spec")),
+            None => problems.push(format!(
+                "{file}: `root` names `{r}`, which is not an image of the spec"
+            )),
             Some(img) if img.depend_on.is_some() => problems.push(format!(
                 "{}: image `{r}` is listed in `root` but has `depend_on: {}`",
                 at(img.line),
@@ -60,12 +67,16 @@ pub(super) fn validate(spec: &mut Spec, _text: &str, declared_roots: &[String], 
         let key = &img.key;
         if let Some(parent) = &img.depend_on {
             if !spec.images.contains_key(parent) {
-                problems.push(format!("{here}: image `{key}`: `depend_on: {parent}` is not an image of the spec"));
+                problems.push(format!(
+                    "{here}: image `{key}`: `depend_on: {parent}` is not an image of the spec"
+                ));
             }
         }
         for cmd in &img.info_cmds {
             if !spec.all_info_cmds.contains_key(cmd) {
-                problems.push(format!("{here}: image `{key}`: info command `{cmd}` is not defined in `all_info_cmds`"));
+                problems.push(format!(
+                    "{here}: image `{key}`: info command `{cmd}` is not defined in `all_info_cmds`"
+                ));
             }
         }
         if !img.image_name.is_empty() {
@@ -84,9 +95,15 @@ pub(super) fn validate(spec: &mut Spec, _text: &str, declared_roots: &[String], 
         }
         let dir = spec.images_dir.join(key);
         if !dir.is_dir() {
-            problems.push(format!("{here}: image `{key}`: folder {} does not exist", dir.display()));
+            problems.push(format!(
+                "{here}: image `{key}`: folder {} does not exist",
+                dir.display()
+            ));
         } else if !dir.join("Dockerfile").is_file() {
-            problems.push(format!("{here}: image `{key}`: {} does not exist", dir.join("Dockerfile").display()));
+            problems.push(format!(
+                "{here}: image `{key}`: {} does not exist",
+                dir.join("Dockerfile").display()
+            ));
         }
     }
 
