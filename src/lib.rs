@@ -2,12 +2,16 @@
 //!
 //! The library is split by concern; the `cli` module is a thin layer over it.
 //! - [`spec`]: the stack's `spec.yml` and change rules, loaded and validated.
-//! - [`graph`]: the image tree (parents before children).
+//!   The image tree (parents before children) is `Spec::topological`.
+//! - [`git`]: the git facts a plan needs (through git2).
+//! - [`plan`]: which images rebuild, and why.
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 pub mod cli;
 pub mod credentials;
 pub mod error;
+pub mod git;
 pub mod naming;
+pub mod plan;
 pub mod spec;
 pub mod tag;

@@ -1,17 +1,80 @@
-//! `stackctl plan` (issue 2).
+//! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
 use super::GlobalArgs;
 use crate::error::ExitStatus;
+use crate::plan::{self, Event, GithubEnv, PlanRequest};
 
+/// Show which images rebuild, and why.
+///
+/// The changed files decide: a file under `images/<key>/` rebuilds image `<key>` and
+/// everything built FROM it; entries in the change rules' BuildAll rebuild every image,
+/// ChangeIgnore entries nothing; files outside `images/` rebuild nothing. Every image
+/// rebuilds on branch `main`, with "full rebuild" in the head commit's message (any
+/// case), on a root commit, on a branch's first push, and with --full-rebuild.
+///
+/// In GitHub Actions the defaults come from the environment (explicit options win):
+/// GITHUB_EVENT_NAME gives the event, GITHUB_HEAD_REF (pull request) or GITHUB_REF_NAME
+/// the branch, and the event payload at GITHUB_EVENT_PATH the base commit.
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub spec: super::common::SpecArgs,
+    /// The commit to build [default: HEAD].
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+    /// The commit to compare with. Default: from the payload at GITHUB_EVENT_PATH
+    /// (`before` of a push, where all zeros means the branch's first push and every
+    /// image rebuilds; `pull_request.base.sha` of a pull request), else the first
+    /// parent of --head.
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// The branch the images are tagged for (`<prefix>-<branch>`). Default:
+    /// GITHUB_HEAD_REF for a pull request, else GITHUB_REF_NAME, else the checked-out
+    /// branch (a detached HEAD then is an error).
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+    /// What triggered the build [default: GITHUB_EVENT_NAME (pull_request and
+    /// pull_request_target are pull requests, anything else a push), else push].
+    /// push: the files changed between --base and --head; pull_request: every file the
+    /// pull request changes (from the merge-base of --base and --head to --head).
+    #[arg(long, value_enum, value_name = "EVENT")]
+    pub event: Option<Event>,
+    /// Rebuild every image.
+    #[arg(long)]
+    pub full_rebuild: bool,
+    /// Do not ask the registry which tags exist (images whose tag is missing are then
+    /// not rebuilt for that reason).
+    #[arg(long)]
+    pub no_registry: bool,
+    /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
+    /// base, head, full_rebuild, changed_files, registry_check, and images (parents
+    /// first) with key, image, ref, parent, rebuild, reasons, build_args.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = args.spec.load()?;
-    for img in spec.topological() {
-        println!("{} {}", img.key, img.image_name);
+    let repo = crate::git::open(&args.spec.repo)?;
+    let request = PlanRequest {
+        head: args.head,
+        base: args.base,
+        branch: args.branch,
+        event: args.event,
+        full_rebuild: args.full_rebuild,
+    };
+    let opts = plan::resolve_options(&request, &GithubEnv::from_process())?;
+    tracing::debug!(?opts, "plan options");
+    let plan = plan::make_plan(&spec, &repo, &opts)?;
+    if !args.no_registry {
+        tracing::warn!(
+            "registry existence checks come with the registry module; planning as with --no-registry"
+        );
     }
-    anyhow::bail!("`plan` is not implemented yet")
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        println!("{plan}");
+    }
+    Ok(ExitStatus::Success)
 }

@@ -1,0 +1,700 @@
+//! The rebuild plan: which images of the stack rebuild, and why, decided from git.
+//!
+//! The rules are those of FORMATS.md, "Which images rebuild":
+//! - the changed files are `base..head` for a push and `merge-base(base, head)..head`
+//!   for a pull request (base defaults to the first parent of head);
+//! - a changed `images/<x>/...` rebuilds image `<x>`, unless `<x>` is in the change
+//!   rules' `ignore` list; `<x>` in `build_all` rebuilds every image; files outside
+//!   `images/` rebuild nothing (except the spec's own files, see [`classify`]);
+//! - every image rebuilds on branch `main`, with "full rebuild" in the head commit's
+//!   message (any case), with `--full-rebuild`, on a root commit, and on the first push
+//!   of a branch (GitHub's all-zero `before`);
+//! - a rebuilt image rebuilds all its descendants;
+//! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]).
+//!
+//! [`make_plan`] does the git work and the decisions; [`resolve_options`] turns command
+//! line choices plus GitHub Actions variables ([`GithubEnv`]) into [`PlanOptions`].
+
+use crate::git::{self, ChangedFile, GitError};
+use crate::spec::Spec;
+use crate::tag::{branch_tag, TagError};
+use git2::{Oid, Repository};
+use indexmap::IndexMap;
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The branch whose builds always rebuild everything (they may go to production).
+pub const MAIN_BRANCH: &str = "main";
+
+/// How many changed files a `changed:` reason names before "and N more".
+const SHOWN_FILES: usize = 3;
+
+/// Reason texts, shared with callers that test for them.
+pub mod reason {
+    pub const FULL_REBUILD_FLAG: &str = "--full-rebuild";
+    pub const COMMIT_MESSAGE: &str = "full rebuild requested in commit message";
+    pub const BRANCH_MAIN: &str = "branch main";
+    pub const ROOT_COMMIT: &str = "root commit";
+    pub const NEW_BRANCH: &str = "first push of the branch (no previous commit to compare with)";
+    pub const TAG_MISSING: &str = "tag missing from registry";
+    /// `parent rebuilds (<parent key>)`.
+    pub fn parent_rebuilds(parent: &str) -> String {
+        format!("parent rebuilds ({parent})")
+    }
+    /// `change to <entry> rebuilds all`.
+    pub fn build_all(entry: &str) -> String {
+        format!("change to {entry} rebuilds all")
+    }
+    /// `changed: a, b, c and N more`.
+    pub fn changed(files: &[&str]) -> String {
+        let shown = files.len().min(super::SHOWN_FILES);
+        let mut s = format!("changed: {}", files[..shown].join(", "));
+        if files.len() > shown {
+            s.push_str(&format!(" and {} more", files.len() - shown));
+        }
+        s
+    }
+}
+
+/// What triggered the workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// Commits pushed to a branch: the files changed between base and head.
+    Push,
+    /// A pull request: every file it changes (merge-base of base and head, to head).
+    #[value(name = "pull_request", alias = "pull-request")]
+    PullRequest,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Event::Push => "push",
+            Event::PullRequest => "pull_request",
+        })
+    }
+}
+
+/// Where the comparison starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// The first parent of head (the previous commit of a push; the target branch
+    /// for the merge commit GitHub checks out for a pull request).
+    FirstParent,
+    /// A revision; `origin` names where it came from, for messages (`--base`, ...).
+    Rev { rev: String, origin: String },
+    /// A branch's first push (GitHub sends an all-zero `before`): nothing to compare
+    /// with, every image rebuilds.
+    NewBranch,
+}
+
+/// Everything [`make_plan`] needs besides the spec and the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The commit being built (a revision; `HEAD` by default).
+    pub head: String,
+    pub base: Base,
+    /// The branch whose tag the images get; `None`: the checked-out branch.
+    pub branch: Option<String>,
+    pub event: Event,
+    /// Rebuild every image.
+    pub full_rebuild: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            head: "HEAD".into(),
+            base: Base::FirstParent,
+            branch: None,
+            event: Event::Push,
+            full_rebuild: false,
+        }
+    }
+}
+
+/// The GitHub Actions variables a plan reads, as values (so that tests and callers
+/// need not touch the process environment). Empty values count as unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GithubEnv {
+    /// GITHUB_EVENT_NAME: `push`, `pull_request`, `pull_request_target`, ...
+    pub event_name: Option<String>,
+    /// GITHUB_HEAD_REF: the source branch of a pull request.
+    pub head_ref: Option<String>,
+    /// GITHUB_REF_NAME: the branch (or tag) that was pushed.
+    pub ref_name: Option<String>,
+    /// GITHUB_EVENT_PATH: the JSON payload of the event.
+    pub event_path: Option<PathBuf>,
+}
+
+impl GithubEnv {
+    /// Read the variables from the process environment.
+    pub fn from_process() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        GithubEnv {
+            event_name: var("GITHUB_EVENT_NAME"),
+            head_ref: var("GITHUB_HEAD_REF"),
+            ref_name: var("GITHUB_REF_NAME"),
+            event_path: var("GITHUB_EVENT_PATH").map(PathBuf::from),
+        }
+    }
+
+    /// The event GITHUB_EVENT_NAME names: `pull_request` and `pull_request_target` are
+    /// pull requests; any other event is treated as a push.
+    pub fn event(&self) -> Option<Event> {
+        let name = self.event_name.as_deref().filter(|s| !s.is_empty())?;
+        Some(match name {
+            "pull_request" | "pull_request_target" => Event::PullRequest,
+            _ => Event::Push,
+        })
+    }
+}
+
+/// The choices made on the command line; `None` means "use the default".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanRequest {
+    pub head: Option<String>,
+    pub base: Option<String>,
+    pub branch: Option<String>,
+    pub event: Option<Event>,
+    pub full_rebuild: bool,
+}
+
+/// Why a plan could not be made. Each message is one line.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    #[error("{}: cannot read the GitHub event payload (GITHUB_EVENT_PATH): {detail}", .path.display())]
+    Payload { path: PathBuf, detail: String },
+}
+
+/// Explicit choices win; then GitHub Actions variables; then the local defaults
+/// (push, base = first parent of head, branch = the checked-out branch).
+///
+/// - event: `--event`, else GITHUB_EVENT_NAME (`pull_request_target` is a pull request).
+/// - branch: `--branch`, else GITHUB_HEAD_REF for a pull request, else GITHUB_REF_NAME.
+/// - base: `--base`, else from the payload at GITHUB_EVENT_PATH: `before` for a push
+///   (all zeros: the branch's first push, everything rebuilds), `pull_request.base.sha`
+///   for a pull request.
+pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions, PlanError> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+    let event = req.event.or(env.event()).unwrap_or(Event::Push);
+    let branch = nonempty(&req.branch).or_else(|| match event {
+        Event::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
+        Event::Push => nonempty(&env.ref_name),
+    });
+    let base = match nonempty(&req.base) {
+        Some(rev) if git::is_zero_rev(&rev) => Base::NewBranch,
+        Some(rev) => Base::Rev {
+            rev,
+            origin: "--base".into(),
+        },
+        None => match &env.event_path {
+            Some(p) if env.event().is_some() => base_from_payload(p, event)?,
+            _ => Base::FirstParent,
+        },
+    };
+    Ok(PlanOptions {
+        head: nonempty(&req.head).unwrap_or_else(|| "HEAD".into()),
+        base,
+        branch,
+        event,
+        full_rebuild: req.full_rebuild,
+    })
+}
+
+/// The base the event payload gives: `before` (push) or `pull_request.base.sha`.
+fn base_from_payload(path: &Path, event: Event) -> Result<Base, PlanError> {
+    let bad = |detail: String| PlanError::Payload {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let (pointer, origin) = match event {
+        Event::Push => ("/before", "`before` in GITHUB_EVENT_PATH"),
+        Event::PullRequest => (
+            "/pull_request/base/sha",
+            "`pull_request.base.sha` in GITHUB_EVENT_PATH",
+        ),
+    };
+    Ok(match json.pointer(pointer).and_then(|v| v.as_str()) {
+        Some(sha) if git::is_zero_rev(sha) => Base::NewBranch,
+        Some(sha) if !sha.is_empty() => Base::Rev {
+            rev: sha.to_string(),
+            origin: origin.to_string(),
+        },
+        _ => Base::FirstParent,
+    })
+}
+
+/// Whether the registry was asked which tags exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryCheck {
+    /// Not asked (`--no-registry`, or no registry module): missing tags are not found.
+    Skipped,
+    /// Asked; images with a missing tag were marked with [`Plan::mark_missing`].
+    Done,
+}
+
+/// One image of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedImage {
+    /// The image's key in the spec (its folder under `images/`).
+    pub key: String,
+    /// The repository, without a tag.
+    pub image: String,
+    /// The full reference built or kept: `<image>:<tag>`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The parent image's key.
+    pub parent: Option<String>,
+    pub rebuild: bool,
+    /// Why it rebuilds (empty when kept).
+    pub reasons: Vec<String>,
+    /// The build arguments: the spec's, plus `BASE_TAG=<parent's tag>` for a child
+    /// unless the spec sets it.
+    pub build_args: IndexMap<String, String>,
+    /// How deep in the tree (roots: 0).
+    #[serde(skip)]
+    pub depth: usize,
+}
+
+/// The plan: each image of the stack, parents before children, with whether and
+/// why it rebuilds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub tag_prefix: String,
+    pub branch: String,
+    pub tag: String,
+    pub event: Event,
+    /// The commit compared with (for a pull request: the target branch's commit);
+    /// `None` when there is none (root commit, first push of a branch).
+    pub base: Option<String>,
+    /// The commit built.
+    pub head: String,
+    /// Whether every image rebuilds because of the branch, commit, flag or a `build_all` entry.
+    pub full_rebuild: bool,
+    /// Every path changed between the compared commits (both paths of a rename).
+    pub changed_files: Vec<String>,
+    pub registry_check: RegistryCheck,
+    /// Parents first, spec order among siblings.
+    pub images: Vec<PlannedImage>,
+    /// The commit the changed files were counted from (the merge-base for a pull request).
+    #[serde(skip)]
+    pub diff_from: Option<String>,
+    /// The reasons every image rebuilds (empty unless `full_rebuild`).
+    #[serde(skip)]
+    pub full_rebuild_reasons: Vec<String>,
+}
+
+/// What a changed path means for the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Outside the images folder: no image rebuilds.
+    Outside,
+    /// An entry in the `ignore` rules.
+    Ignored,
+    /// An entry in the `build_all` rules (named as shown in the reason, e.g. `images/tests_common`).
+    BuildAll(String),
+    /// A file of this image.
+    Image(String),
+    /// Under the images folder but neither an image nor a rule entry (e.g. a removed image).
+    Unowned,
+}
+
+/// Paths, relative to the repository root, that the rules speak about.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The images folder (`images`).
+    pub images: String,
+    /// The spec file and the change rules file, when they live outside the images folder.
+    pub own_files: Vec<String>,
+}
+
+impl Layout {
+    /// Where the spec's images folder and files are inside the repository's work tree.
+    pub fn of(spec: &Spec, repo: &Repository) -> Layout {
+        let workdir = repo.workdir().and_then(|w| w.canonicalize().ok());
+        let rel = |p: &Path| -> Option<String> {
+            let w = workdir.as_ref()?;
+            let p = p.canonicalize().ok()?;
+            let r = p.strip_prefix(w).ok()?;
+            Some(
+                r.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
+        };
+        let images = rel(&spec.images_dir).unwrap_or_else(|| "images".into());
+        let mut own_files = vec![];
+        for p in std::iter::once(&spec.path).chain(spec.changes.source.as_ref()) {
+            if let Some(r) = rel(p) {
+                if !r.starts_with(&format!("{images}/")) {
+                    own_files.push(r);
+                }
+            }
+        }
+        Layout { images, own_files }
+    }
+}
+
+/// What a changed `path` does, under the spec's change rules.
+///
+/// The rules name entries directly under the images folder. The spec file and
+/// `change_ignore.json` are matched by their file name even when the spec lives at
+/// the repository root, so that a rule such as `BuildAll: [spec.yml]` keeps its
+/// meaning in that layout; every other file outside the images folder rebuilds nothing.
+pub fn classify(spec: &Spec, layout: &Layout, path: &str) -> Effect {
+    let prefix = format!("{}/", layout.images);
+    let (entry, shown, under_images) = if let Some(rest) = path.strip_prefix(&prefix) {
+        let entry = rest.split('/').next().unwrap_or_default();
+        (entry, format!("{prefix}{entry}"), true)
+    } else if layout.own_files.iter().any(|f| f == path) {
+        (
+            path.rsplit('/').next().unwrap_or(path),
+            path.to_string(),
+            false,
+        )
+    } else {
+        return Effect::Outside;
+    };
+    let rules = &spec.changes;
+    if rules.build_all.iter().any(|e| e == entry) {
+        Effect::BuildAll(shown)
+    } else if rules.ignore.iter().any(|e| e == entry) {
+        Effect::Ignored
+    } else if !under_images {
+        Effect::Outside
+    } else if spec.images.contains_key(entry) {
+        Effect::Image(entry.to_string())
+    } else {
+        Effect::Unowned
+    }
+}
+
+/// Decide which images rebuild for `opts.head` on `opts.branch`.
+pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let head = git::resolve_commit(repo, &opts.head, "--head")?;
+    let branch = match &opts.branch {
+        Some(b) => b.clone(),
+        None => git::current_branch(repo)?,
+    };
+    let tag = branch_tag(&spec.tag_prefix, &branch)?;
+    let message = git::message(repo, head)?;
+    let parent = git::first_parent(repo, head)?;
+
+    // The commits to compare.
+    let base: Option<Oid> = match &opts.base {
+        Base::FirstParent => parent,
+        Base::NewBranch => None,
+        Base::Rev { rev, origin } => Some(git::resolve_commit(repo, rev, origin)?),
+    };
+    let diff_from: Option<Oid> = match (&opts.base, opts.event, base) {
+        (Base::NewBranch, _, _) => parent,
+        (_, Event::PullRequest, Some(b)) => Some(git::merge_base(repo, b, head)?),
+        (_, _, b) => b,
+    };
+    let changes: Vec<ChangedFile> = git::changed_files(repo, diff_from, head)?;
+    let mut changed_files: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.paths().map(str::to_string))
+        .collect();
+    changed_files.sort();
+    changed_files.dedup();
+
+    // Reasons that rebuild everything.
+    let mut all = vec![];
+    if opts.full_rebuild {
+        all.push(reason::FULL_REBUILD_FLAG.to_string());
+    }
+    if message.to_lowercase().contains("full rebuild") {
+        all.push(reason::COMMIT_MESSAGE.to_string());
+    }
+    if branch == MAIN_BRANCH {
+        all.push(reason::BRANCH_MAIN.to_string());
+    }
+    if parent.is_none() {
+        all.push(reason::ROOT_COMMIT.to_string());
+    }
+    if opts.base == Base::NewBranch {
+        all.push(reason::NEW_BRANCH.to_string());
+    }
+
+    // Per-image changed files, and build_all entries touched.
+    let layout = Layout::of(spec, repo);
+    let mut touched: IndexMap<&str, Vec<&str>> = IndexMap::new();
+    for path in &changed_files {
+        match classify(spec, &layout, path) {
+            Effect::BuildAll(entry) => {
+                let r = reason::build_all(&entry);
+                if !all.contains(&r) {
+                    all.push(r);
+                }
+            }
+            Effect::Image(key) => {
+                let key = spec.images.get_key_value(&key).map(|(k, _)| k.as_str());
+                if let Some(k) = key {
+                    touched.entry(k).or_default().push(path);
+                }
+            }
+            Effect::Outside | Effect::Ignored | Effect::Unowned => {}
+        }
+    }
+
+    let mut images: Vec<PlannedImage> = vec![];
+    for img in spec.topological() {
+        let depth = spec.ancestors_of(&img.key).len();
+        let mut build_args = img.build_args.clone();
+        if img.depend_on.is_some() && !build_args.contains_key("BASE_TAG") {
+            build_args.insert("BASE_TAG".into(), tag.clone());
+        }
+        let mut reasons = all.clone();
+        if let Some(files) = touched.get(img.key.as_str()) {
+            reasons.push(reason::changed(files));
+        }
+        images.push(PlannedImage {
+            key: img.key.clone(),
+            image: img.image_name.clone(),
+            reference: format!("{}:{tag}", img.image_name),
+            parent: img.depend_on.clone(),
+            rebuild: !reasons.is_empty(),
+            reasons,
+            build_args,
+            depth,
+        });
+    }
+
+    let mut plan = Plan {
+        tag_prefix: spec.tag_prefix.clone(),
+        branch,
+        tag,
+        event: opts.event,
+        base: base.map(|b| b.to_string()),
+        head: head.to_string(),
+        full_rebuild: !all.is_empty(),
+        changed_files,
+        registry_check: RegistryCheck::Skipped,
+        images,
+        diff_from: diff_from.map(|d| d.to_string()),
+        full_rebuild_reasons: all,
+    };
+    plan.propagate();
+    Ok(plan)
+}
+
+impl Plan {
+    /// The image with this key.
+    pub fn image(&self, key: &str) -> Option<&PlannedImage> {
+        self.images.iter().find(|i| i.key == key)
+    }
+
+    /// Keys of the images that rebuild, in plan order.
+    pub fn rebuilt_keys(&self) -> Vec<&str> {
+        self.images
+            .iter()
+            .filter(|i| i.rebuild)
+            .map(|i| i.key.as_str())
+            .collect()
+    }
+
+    /// Mark the images whose tag the registry lacks (by key) as rebuilt with reason
+    /// `tag missing from registry`, and their descendants with `parent rebuilds`. Keys
+    /// that are not in the plan are ignored. Sets `registry_check` to `done`.
+    pub fn mark_missing(&mut self, keys_missing: &[String]) {
+        for img in &mut self.images {
+            if keys_missing.contains(&img.key)
+                && !img.reasons.iter().any(|r| r == reason::TAG_MISSING)
+            {
+                img.reasons.push(reason::TAG_MISSING.to_string());
+                img.rebuild = true;
+            }
+        }
+        self.registry_check = RegistryCheck::Done;
+        self.propagate();
+    }
+
+    /// Give every child of a rebuilt image the reason `parent rebuilds (<parent>)`.
+    /// One pass suffices: images are in topological order.
+    fn propagate(&mut self) {
+        for i in 0..self.images.len() {
+            let Some(parent) = self.images[i].parent.clone() else {
+                continue;
+            };
+            let parent_rebuilds = self
+                .images
+                .iter()
+                .take(i)
+                .any(|p| p.key == parent && p.rebuild);
+            let r = reason::parent_rebuilds(&parent);
+            let img = &mut self.images[i];
+            if parent_rebuilds && !img.reasons.contains(&r) {
+                img.reasons.push(r);
+                img.rebuild = true;
+            }
+        }
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// The human form: a header, then the image tree (indented by depth), each image with
+/// its reference, REBUILD or keep, and its reasons.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "branch {} -> tag {}", self.branch, self.tag)?;
+        let from = match (&self.base, &self.diff_from) {
+            (Some(b), Some(d)) if b != d => {
+                format!("{} (merge-base of base {})", short(d), short(b))
+            }
+            (_, Some(d)) => short(d).to_string(),
+            (_, None) => "nothing (every file counts)".to_string(),
+        };
+        writeln!(
+            f,
+            "{}: changes from {} to {}: {} file(s)",
+            self.event,
+            from,
+            short(&self.head),
+            self.changed_files.len()
+        )?;
+        match self.registry_check {
+            RegistryCheck::Skipped => writeln!(
+                f,
+                "registry check: skipped (images whose tag is missing are not detected)"
+            )?,
+            RegistryCheck::Done => writeln!(f, "registry check: done")?,
+        }
+        if self.full_rebuild {
+            writeln!(f, "full rebuild: {}", self.full_rebuild_reasons.join("; "))?;
+        }
+        writeln!(f)?;
+        let width = self
+            .images
+            .iter()
+            .map(|i| 2 * i.depth + i.key.len())
+            .max()
+            .unwrap_or(0);
+        for img in &self.images {
+            let indent = "  ".repeat(img.depth);
+            let name = format!("{indent}{}", img.key);
+            let verdict = if img.rebuild { "REBUILD" } else { "keep" };
+            writeln!(f, "{name:width$}  {verdict:7}  {}", img.reference)?;
+            for r in &img.reasons {
+                writeln!(f, "{indent}    - {r}")?;
+            }
+        }
+        let n = self.images.iter().filter(|i| i.rebuild).count();
+        write!(f, "\n{n} of {} image(s) rebuild", self.images.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_reason_is_capped() {
+        assert_eq!(reason::changed(&["a"]), "changed: a");
+        assert_eq!(
+            reason::changed(&["a", "b", "c", "d", "e"]),
+            "changed: a, b, c and 2 more"
+        );
+    }
+
+    fn env(event: &str, payload: Option<&str>) -> (GithubEnv, Option<tempfile::NamedTempFile>) {
+        let file = payload.map(|p| {
+            let f = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(f.path(), p).unwrap();
+            f
+        });
+        (
+            GithubEnv {
+                event_name: Some(event.into()),
+                head_ref: Some("feature/x".into()),
+                ref_name: Some("42/merge".into()),
+                event_path: file.as_ref().map(|f| f.path().to_path_buf()),
+            },
+            file,
+        )
+    }
+
+    #[test]
+    fn push_env() {
+        let (e, _f) = env("push", Some(r#"{"before":"abc1234"}"#));
+        let o = resolve_options(&PlanRequest::default(), &e).unwrap();
+        assert_eq!(o.event, Event::Push);
+        assert_eq!(o.branch.as_deref(), Some("42/merge"));
+        assert_eq!(
+            o.base,
+            Base::Rev {
+                rev: "abc1234".into(),
+                origin: "`before` in GITHUB_EVENT_PATH".into()
+            }
+        );
+        let (e, _f) = env(
+            "push",
+            Some(&format!(r#"{{"before":"{}"}}"#, "0".repeat(40))),
+        );
+        assert_eq!(
+            resolve_options(&PlanRequest::default(), &e).unwrap().base,
+            Base::NewBranch
+        );
+    }
+
+    #[test]
+    fn pull_request_env_and_flags_win() {
+        let (e, _f) = env(
+            "pull_request_target",
+            Some(r#"{"pull_request":{"base":{"sha":"def"}}}"#),
+        );
+        let o = resolve_options(&PlanRequest::default(), &e).unwrap();
+        assert_eq!(o.event, Event::PullRequest);
+        assert_eq!(o.branch.as_deref(), Some("feature/x"));
+        assert!(matches!(o.base, Base::Rev { ref rev, .. } if rev == "def"));
+
+        let req = PlanRequest {
+            head: Some("h".into()),
+            base: Some("b".into()),
+            branch: Some("mine".into()),
+            event: Some(Event::Push),
+            full_rebuild: true,
+        };
+        let o = resolve_options(&req, &e).unwrap();
+        assert_eq!(o.event, Event::Push);
+        assert_eq!(o.branch.as_deref(), Some("mine"));
+        assert_eq!(o.head, "h");
+        assert!(
+            matches!(o.base, Base::Rev { ref rev, ref origin } if rev == "b" && origin == "--base")
+        );
+        assert!(o.full_rebuild);
+    }
+
+    #[test]
+    fn no_env_means_local_defaults() {
+        let o = resolve_options(&PlanRequest::default(), &GithubEnv::default()).unwrap();
+        assert_eq!(o, PlanOptions::default());
+    }
+
+    #[test]
+    fn bad_payload_names_the_file() {
+        let (e, f) = env("push", Some("{not json"));
+        let err = resolve_options(&PlanRequest::default(), &e).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&f.unwrap().path().display().to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains("GITHUB_EVENT_PATH"), "{msg}");
+    }
+}
