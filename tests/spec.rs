@@ -1,0 +1,195 @@
+//! Spec loading and validation: every error names the file and the image key.
+
+use stackctl::spec::{Spec, SpecError};
+use std::path::Path;
+
+/// A stack folder with `spec.yml` and a Dockerfile for each of `folders`.
+fn stack(spec: &str, folders: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.yml"), spec).unwrap();
+    for f in folders {
+        let d = dir.path().join("images").join(f);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+    }
+    dir
+}
+
+fn problems(spec: &str, folders: &[&str]) -> (String, String) {
+    let dir = stack(spec, folders);
+    let file = dir.path().join("spec.yml").display().to_string();
+    match Spec::load(dir.path(), None) {
+        Ok(_) => panic!("spec was accepted:\n{spec}"),
+        Err(e) => (e.to_string(), file),
+    }
+}
+
+const TAG: &str = "tag:\n  prefix: \"2026.3\"\n";
+
+#[test]
+fn unknown_parent() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n    depend_on: nobody\n{TAG}"
+    );
+    let (err, file) = problems(&spec, &["base", "kid"]);
+    assert!(err.contains(&format!("{file}:4")), "{err}");
+    assert!(err.contains("`kid`") && err.contains("nobody"), "{err}");
+}
+
+#[test]
+fn cycle_is_named() {
+    let spec = format!(
+        "images:\n  a:\n    image_name: r/a\n    depend_on: b\n  b:\n    image_name: r/b\n    depend_on: a\n  c:\n    image_name: r/c\n{TAG}"
+    );
+    let (err, file) = problems(&spec, &["a", "b", "c"]);
+    assert!(err.contains(&file), "{err}");
+    assert!(err.contains("a -> b -> a"), "{err}");
+    assert_eq!(err.matches("cycle").count(), 1, "reported once: {err}");
+}
+
+#[test]
+fn missing_folder_and_missing_dockerfile() {
+    let spec = format!("images:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n    depend_on: base\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(err.contains(&format!("{file}:4")), "{err}");
+    assert!(
+        err.contains("`kid`") && err.contains("does not exist"),
+        "{err}"
+    );
+
+    let dir = stack(&spec, &["base"]);
+    std::fs::create_dir_all(dir.path().join("images/kid")).unwrap();
+    let err = Spec::load(dir.path(), None).unwrap_err().to_string();
+    assert!(err.contains("`kid`") && err.contains("Dockerfile"), "{err}");
+}
+
+#[test]
+fn unknown_info_command() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n    info_cmds: [PY_VER, NOPE]\n{TAG}all_info_cmds:\n  PY_VER: {{description: Python, command: python --version}}\n"
+    );
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(err.contains(&format!("{file}:2")), "{err}");
+    assert!(
+        err.contains("`base`") && err.contains("`NOPE`") && err.contains("all_info_cmds"),
+        "{err}"
+    );
+    assert!(!err.contains("PY_VER"), "{err}");
+}
+
+#[test]
+fn invalid_repository_name() {
+    let spec = format!("images:\n  base:\n    image_name: ghcr.io/UCSD/Base:latest\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(err.contains(&format!("{file}:2")), "{err}");
+    assert!(
+        err.contains("`base`") && err.contains("ghcr.io/UCSD/Base:latest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_image_name() {
+    let spec =
+        format!("images:\n  a:\n    image_name: r/same\n  b:\n    image_name: r/same\n{TAG}");
+    let (err, file) = problems(&spec, &["a", "b"]);
+    assert!(err.contains(&format!("{file}:4")), "{err}");
+    assert!(
+        err.contains("`a`") && err.contains("`b`") && err.contains("r/same"),
+        "{err}"
+    );
+}
+
+#[test]
+fn yaml_error_names_file_and_line() {
+    let dir = stack("images:\n  a: [unclosed\n", &[]);
+    let err = Spec::load(dir.path(), None).unwrap_err();
+    assert!(
+        matches!(err, SpecError::Syntax { line: Some(_), .. }),
+        "{err:?}"
+    );
+    assert!(err
+        .to_string()
+        .contains(&dir.path().join("spec.yml").display().to_string()));
+}
+
+#[test]
+fn missing_spec_names_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Spec::load(dir.path(), None).unwrap_err().to_string();
+    assert!(err.contains("spec.yml") && err.contains("images"), "{err}");
+}
+
+#[test]
+fn unknown_keys_warn_and_root_may_be_a_string_or_a_list() {
+    let spec = format!(
+        "root: base\nbuild_matrix: old\nimages:\n  base:\n    image_name: r/base\n    old_key: 1\n  two:\n    image_name: r/two\n{TAG}"
+    );
+    let dir = stack(&spec, &["base", "two"]);
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(
+        s.roots,
+        ["base", "two"],
+        "images without depend_on are roots too"
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("build_matrix")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("`base`") && w.contains("old_key")),
+        "{:?}",
+        s.warnings
+    );
+
+    let spec = format!("root: [two, base]\nimages:\n  base:\n    image_name: r/base\n  two:\n    image_name: r/two\n{TAG}");
+    let dir = stack(&spec, &["base", "two"]);
+    assert_eq!(Spec::load(dir.path(), None).unwrap().roots, ["two", "base"]);
+}
+
+#[test]
+fn change_rules_from_json_or_spec() {
+    let upstream = Path::new("/work/shared/reference/upstream");
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(upstream.join("spec.yml"), images.join("spec.yml")).unwrap();
+    std::fs::copy(
+        upstream.join("change_ignore.json"),
+        images.join("change_ignore.json"),
+    )
+    .unwrap();
+    for k in [
+        "datascience-notebook",
+        "rstudio-notebook",
+        "scipy-ml-notebook",
+    ] {
+        std::fs::create_dir_all(images.join(k)).unwrap();
+        std::fs::write(images.join(k).join("Dockerfile"), "FROM x\n").unwrap();
+    }
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(s.path, images.join("spec.yml"));
+    assert_eq!(s.images_dir, images);
+    assert_eq!(
+        s.changes.build_all,
+        [
+            "tests_common",
+            "spec.yml",
+            "change_ignore.json",
+            "conftest.py"
+        ]
+    );
+    assert!(s.changes.ignore.is_empty());
+    assert_eq!(s.roots, ["datascience-notebook"]);
+
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n{TAG}changes:\n  ignore: [docs]\n  build_all: [tests_common]\n"
+    );
+    let dir = stack(&spec, &["base"]);
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(s.changes.ignore, ["docs"]);
+    assert_eq!(s.changes.build_all, ["tests_common"]);
+}
