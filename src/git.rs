@@ -90,13 +90,19 @@ pub fn is_zero_rev(rev: &str) -> bool {
 /// The commit `rev` names (a sha, a branch, a tag, `HEAD~2`, ...). `what` says which
 /// option it came from, for the message (e.g. `--base`).
 pub fn resolve_commit(repo: &Repository, rev: &str, what: &str) -> Result<Oid, GitError> {
-    let obj = repo
-        .revparse_single(rev)
-        .map_err(|e| GitError::UnknownRev {
+    let obj = repo.revparse_single(rev).map_err(|e| {
+        let mut detail = e.message().to_string();
+        if repo.is_shallow() {
+            detail.push_str(
+                "; this clone is shallow: fetch more history (actions/checkout `fetch-depth: 0`)",
+            );
+        }
+        GitError::UnknownRev {
             rev: rev.to_string(),
             what: what.to_string(),
-            detail: e.message().to_string(),
-        })?;
+            detail,
+        }
+    })?;
     match obj.peel(ObjectType::Commit) {
         Ok(c) => Ok(c.id()),
         Err(_) => Err(GitError::NotACommit {
@@ -125,6 +131,19 @@ pub fn first_parent(repo: &Repository, commit: Oid) -> Result<Option<Oid>, GitEr
 /// Whether `commit` has no parent (in this clone).
 pub fn is_root(repo: &Repository, commit: Oid) -> Result<bool, GitError> {
     Ok(first_parent(repo, commit)?.is_none())
+}
+
+/// Whether `commit` is where a shallow clone's history is cut (its parents were not
+/// fetched): listed in `.git/shallow`, or naming a parent that is not there.
+pub fn is_shallow_cut(repo: &Repository, commit: Oid) -> Result<bool, GitError> {
+    if repo.is_shallow() {
+        let listed = std::fs::read_to_string(repo.path().join("shallow")).unwrap_or_default();
+        if listed.lines().any(|l| l.trim() == commit.to_string()) {
+            return Ok(true);
+        }
+    }
+    let c = repo.find_commit(commit)?;
+    Ok(c.parent_ids().any(|p| repo.find_commit(p).is_err()))
 }
 
 /// The best common ancestor of `a` and `b`.

@@ -37,6 +37,8 @@ pub mod reason {
     pub const COMMIT_MESSAGE: &str = "full rebuild requested in commit message";
     pub const BRANCH_MAIN: &str = "branch main";
     pub const ROOT_COMMIT: &str = "root commit";
+    pub const SHALLOW: &str =
+        "shallow clone: the parent commit is not fetched, nothing to compare with";
     pub const NEW_BRANCH: &str = "first push of the branch (no previous commit to compare with)";
     pub const TAG_MISSING: &str = "tag missing from registry";
     /// `parent rebuilds (<parent key>)`.
@@ -423,16 +425,27 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         all.push(reason::BRANCH_MAIN.to_string());
     }
     if parent.is_none() {
-        all.push(reason::ROOT_COMMIT.to_string());
+        if git::is_shallow_cut(repo, head)? {
+            all.push(reason::SHALLOW.to_string());
+        } else {
+            all.push(reason::ROOT_COMMIT.to_string());
+        }
     }
     if opts.base == Base::NewBranch {
         all.push(reason::NEW_BRANCH.to_string());
     }
 
     // Per-image changed files, and build_all entries touched.
+    // Without a commit to compare with, every file counts as changed: the reasons
+    // above say why everything rebuilds, per-file reasons would only be noise.
     let layout = Layout::of(spec, repo);
     let mut touched: IndexMap<&str, Vec<&str>> = IndexMap::new();
-    for path in &changed_files {
+    let compared = if diff_from.is_some() {
+        &changed_files[..]
+    } else {
+        &[]
+    };
+    for path in compared {
         match classify(spec, &layout, path) {
             Effect::BuildAll(entry) => {
                 let r = reason::build_all(&entry);

@@ -604,3 +604,41 @@ fn stable_branch_is_refused() {
         .to_string();
     assert!(err.contains("stable"), "{err}");
 }
+
+#[test]
+fn shallow_clone_without_the_parent_rebuilds_everything() {
+    let (r, _) = stack("feature");
+    r.write("README.md", "x\n").commit("docs");
+    // libgit2's local transport cannot fetch shallow; make the clone shallow the way
+    // git records it: `.git/shallow` lists the commits whose parents are cut off.
+    let dest = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", r.path().display());
+    let head = git2::Repository::clone(&url, dest.path())
+        .unwrap()
+        .head()
+        .unwrap()
+        .target()
+        .unwrap();
+    std::fs::write(dest.path().join(".git/shallow"), format!("{head}\n")).unwrap();
+    let clone = git2::Repository::open(dest.path()).unwrap();
+    assert!(clone.is_shallow());
+    let spec = Spec::load(dest.path(), None).unwrap();
+    let p = make_plan(&spec, &clone, &PlanOptions::default()).unwrap();
+    assert_eq!(p.rebuilt_keys(), ALL);
+    assert_eq!(reasons(&p, "base"), [reason::SHALLOW]);
+    // A base that was not fetched: the error says how to fix it.
+    let err = make_plan(
+        &spec,
+        &clone,
+        &PlanOptions {
+            base: Base::Rev {
+                rev: "HEAD~1".into(),
+                origin: "--base".into(),
+            },
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("fetch-depth"), "{err}");
+}
