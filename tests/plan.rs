@@ -642,3 +642,34 @@ fn shallow_clone_without_the_parent_rebuilds_everything() {
     .to_string();
     assert!(err.contains("fetch-depth"), "{err}");
 }
+
+#[test]
+fn stack_in_a_subfolder_of_the_repository() {
+    // A monorepo: the stack lives in stacks/, the git repository is one level up.
+    let r = TestRepo::new("feature");
+    r.write("stacks/spec.yml", SPEC)
+        .write("images/base/Dockerfile", "not the stack's\n");
+    for k in ALL {
+        r.write(&format!("stacks/images/{k}/Dockerfile"), "FROM scratch\n");
+    }
+    r.commit("initial");
+    r.write("images/base/Dockerfile", "still not the stack's\n")
+        .write("stacks/images/child-b/Dockerfile", "FROM scratch\n# v2\n")
+        .commit("change");
+    let spec = Spec::load(&r.path().join("stacks"), None).unwrap();
+    let repo = stackctl::git::open(&r.path().join("stacks")).unwrap();
+    let p = make_plan(
+        &spec,
+        &repo,
+        &PlanOptions {
+            branch: Some("feature".into()),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(p.rebuilt_keys(), ["child-b"]);
+    assert_eq!(
+        reasons(&p, "child-b"),
+        ["changed: stacks/images/child-b/Dockerfile"]
+    );
+}

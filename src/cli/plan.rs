@@ -3,19 +3,27 @@ use super::GlobalArgs;
 use crate::error::ExitStatus;
 use crate::plan::{self, Event, GithubEnv, PlanRequest};
 
-/// Show which images rebuild, and why.
-///
-/// The changed files decide: a file under `images/<key>/` rebuilds image `<key>` and
-/// everything built FROM it; entries in the change rules' BuildAll rebuild every image,
-/// ChangeIgnore entries nothing; files outside `images/` rebuild nothing. Every image
-/// rebuilds on branch `main`, with "full rebuild" in the head commit's message (any
-/// case), on a root commit, on a branch's first push, and with --full-rebuild.
-///
-/// In GitHub Actions the defaults come from the environment (explicit options win):
-/// GITHUB_EVENT_NAME gives the event, GITHUB_HEAD_REF (pull request) or GITHUB_REF_NAME
-/// the branch, and the event payload at GITHUB_EVENT_PATH the base commit.
+/// What decides a rebuild, shown after the options in `--help`.
+const RULES: &str = "\
+How images are chosen:
+  A changed file under images/<key>/ rebuilds image <key> and every image built FROM it.
+  Entries of the change rules (change_ignore.json beside the spec, or `changes:` in it):
+  BuildAll entries rebuild every image, ChangeIgnore entries nothing. Files outside
+  images/ rebuild nothing. Every image rebuilds on branch `main`, with \"full rebuild\"
+  in the head commit's message (any case), on a root commit (or a shallow clone without
+  the parent), on a branch's first push, and with --full-rebuild.
+
+GitHub Actions (explicit options win):
+  GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request)
+  GITHUB_HEAD_REF     the branch of a pull request
+  GITHUB_REF_NAME     the branch of a push
+  GITHUB_EVENT_PATH   the event payload: `before` (push) or `pull_request.base.sha`
+
+Exit codes: 0 plan printed; 2 bad input (spec, revision, repository, payload).";
+
+/// `stackctl plan`: show which images rebuild, and why.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = RULES)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub spec: super::common::SpecArgs,
