@@ -193,3 +193,52 @@ fn change_rules_from_json_or_spec() {
     assert_eq!(s.changes.ignore, ["docs"]);
     assert_eq!(s.changes.build_all, ["tests_common"]);
 }
+
+#[test]
+fn unknown_keys_in_change_rules_warn() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n{TAG}changes:\n  ignored: [docs]\n  build_all: [tests_common]\n"
+    );
+    let dir = stack(&spec, &["base"]);
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("changes.ignored") && w.contains("spec.yml:")),
+        "{:?}",
+        s.warnings
+    );
+
+    let spec = format!("images:\n  base:\n    image_name: r/base\n{TAG}");
+    let dir = stack(&spec, &["base"]);
+    std::fs::write(
+        dir.path().join("change_ignore.json"),
+        r#"{"ChangeIgnore": [], "Buildall": ["x"]}"#,
+    )
+    .unwrap();
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("change_ignore.json") && w.contains("Buildall")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[test]
+fn unquoted_numeric_prefix_warns() {
+    let dir = stack(
+        "images:\n  base:\n    image_name: r/base\ntag:\n  prefix: 2026.10\n",
+        &["base"],
+    );
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(s.tag_prefix, "2026.1");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("spec.yml:5") && w.contains("quote")),
+        "{:?}",
+        s.warnings
+    );
+}

@@ -78,6 +78,8 @@ struct RawChanges {
     ignore: Vec<String>,
     #[serde(default)]
     build_all: Vec<String>,
+    #[serde(flatten)]
+    unknown: IndexMap<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +113,8 @@ struct RawChangeIgnore {
     change_ignore: Vec<String>,
     #[serde(rename = "BuildAll", default)]
     build_all: Vec<String>,
+    #[serde(flatten)]
+    unknown: IndexMap<String, serde_json::Value>,
 }
 
 /// A YAML scalar as the string a build arg gets (`3.11` stays `3.11`).
@@ -203,6 +207,14 @@ impl Spec {
                         at(line_of_key(text, k, 2))
                     ));
                 }
+                if t.prefix.is_number() {
+                    // YAML reads `2026.10` as the number 2026.1: the tag would lose the 0.
+                    warnings.push(format!(
+                        "{}: `tag.prefix` is a number ({}); quote it (\"...\") so YAML keeps it as written",
+                        at(line_of_key(text, "prefix", 2)),
+                        scalar_string(&t.prefix).unwrap_or_default()
+                    ));
+                }
                 scalar_string(&t.prefix).unwrap_or_default()
             }
             None => {
@@ -272,6 +284,14 @@ impl Spec {
             Some(OneOrMany::Many(v)) => v,
         };
 
+        if let Some(c) = &raw.changes {
+            for k in c.unknown.keys() {
+                warnings.push(format!(
+                    "{}: unknown key `changes.{k}` ignored (known: ignore, build_all)",
+                    at(line_of_key(text, k, 2))
+                ));
+            }
+        }
         let changes = load_change_rules(&spec_dir, raw.changes, &mut warnings)?;
 
         let mut spec = Spec {
@@ -325,6 +345,12 @@ fn load_change_rules(
         line: Some(e.line()),
         message: e.to_string(),
     })?;
+    for k in raw.unknown.keys() {
+        warnings.push(format!(
+            "{}: unknown key `{k}` ignored (known: ChangeIgnore, BuildAll)",
+            json_path.display()
+        ));
+    }
     Ok(ChangeRules {
         ignore: raw.change_ignore,
         build_all: raw.build_all,
