@@ -4,10 +4,14 @@
 //! - [`spec`]: the stack's `spec.yml` and change rules, loaded and validated.
 //! - [`graph`]: the image tree (parents before children).
 //! - [`tag`]: image tags made from a prefix and a branch name.
+//! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 pub mod cli;
+pub mod containers;
 pub mod credentials;
 pub mod error;
+pub mod imagetest;
+pub mod manifest_page;
 pub mod naming;
 pub mod spec;
 pub mod tag;
