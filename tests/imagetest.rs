@@ -365,4 +365,34 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("timed out"));
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
+
+    // A real Ctrl-C (SIGINT) to the command once its test container runs.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+        .arg("test")
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["slow", "--ref", &py])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leftovers(&py).await.is_empty() {
+        assert!(Instant::now() < deadline, "no test container appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("interrupted"),
+        "{out:?}"
+    );
+    assert_eq!(leftovers(&py).await, Vec::<String>::new());
 }

@@ -9,25 +9,30 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Run an image's tests in containers of it (through the Docker engine).
-///
-/// basic: `images/tests_common/` and `images/KEY/test/` are copied into a container of
-/// REF and `python3 -m pytest -x` runs there (the image's `tests.command` in the spec
-/// replaces it), given `-p no:cacheprovider --junitxml=FILE` and the folders.
-/// integration: REF runs as a service (its default command) and
-/// `images/KEY/integration_tests/` runs in a runner container (`tests.integration.runner_image`,
-/// default REF) on the same network, with SERVICE_NAME and SERVICE_URL set; the service
-/// is ready when `tests.integration.wait_log` appears in its output, else when
-/// `tests.integration.port` accepts connections.
-///
-/// Missing test folders are skipped with a notice; no tests at all is a pass ("no tests").
-/// Containers and networks are removed in every case (also on Ctrl-C and timeout).
-/// The engine is DOCKER_HOST (default /var/run/docker.sock); an image the engine does
-/// not have is pulled from its registry by the engine.
-///
-/// Exit codes: 0 all passed (or no tests), 1 a test failed, 2 the tests could not run
-/// (image missing, no python in the image, timeout, Ctrl-C) or bad input.
+/// `stackctl test`: what `--help` explains below the options.
+const TEST_HELP: &str = "\
+Run an image's tests in containers of it (through the Docker engine).\n\
+\n\
+basic: `images/tests_common/` and `images/KEY/test/` are copied into a container of\n\
+REF and `python3 -m pytest -x` runs there (the image's `tests.command` in the spec\n\
+replaces it), given `-p no:cacheprovider --junitxml=FILE` and the folders.\n\
+integration: REF runs as a service (its default command) and\n\
+`images/KEY/integration_tests/` runs in a runner container (`tests.integration.runner_image`,\n\
+default REF) on the same network, with SERVICE_NAME and SERVICE_URL set; the service\n\
+is ready when `tests.integration.wait_log` appears in its output, else when\n\
+`tests.integration.port` accepts connections.\n\
+\n\
+Missing test folders are skipped with a notice; no tests at all is a pass (\"no tests\").\n\
+Containers and networks are removed in every case (also on Ctrl-C and timeout).\n\
+The engine is DOCKER_HOST (default /var/run/docker.sock); an image the engine does\n\
+not have is pulled from its registry by the engine.\n\
+\n\
+Exit codes: 0 all passed (or no tests), 1 a test failed, 2 the tests could not run\n\
+(image missing, no python in the image, timeout, Ctrl-C) or bad input.";
+
+/// Run an image's tests in containers of it.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = TEST_HELP)]
 pub struct TestArgs {
     /// The image's key in the spec (its folder `images/KEY/`).
     pub key: String,
@@ -53,15 +58,20 @@ pub struct TestArgs {
     pub json: bool,
 }
 
-/// Write an image's manifest page: its layers (from the registry, nothing pulled) and
-/// the output of its info commands (`info_cmds`, run in one container of REF).
-///
-/// The page is `DIR/<page>.md` where `<page>` is REF with `/` and `:` written `-` and the
-/// registry host's dots written `-` (`ghcr-io-org-img-2026.3-main.md`).
-/// Registry credentials: --username/--password-stdin, else Docker's config.json
-/// (DOCKER_CONFIG), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.
-/// The info commands run through the engine at DOCKER_HOST.
+/// `stackctl manifest`: what `--help` explains below the options.
+const MANIFEST_HELP: &str = "\
+Write an image's manifest page: its layers (from the registry, nothing pulled) and\n\
+the output of its info commands (`info_cmds`, run in one container of REF).\n\
+\n\
+The page is `DIR/<page>.md` where `<page>` is REF with `/` and `:` written `-` and the\n\
+registry host's dots written `-` (`ghcr-io-org-img-2026.3-main.md`).\n\
+Registry credentials: --username/--password-stdin, else Docker's config.json\n\
+(DOCKER_CONFIG), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\
+The info commands run through the engine at DOCKER_HOST.";
+
+/// Write an image's manifest page.
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = MANIFEST_HELP)]
 pub struct ManifestArgs {
     /// The image's key in the spec.
     pub key: String,
