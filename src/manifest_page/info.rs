@@ -22,14 +22,15 @@ pub struct InfoOutput {
 /// Run `cmds` through `/bin/sh -c` in one container of `image_ref` (kept alive by a
 /// shell loop, the image's entrypoint replaced). A failing command is reported in its
 /// output, never aborts the others; a container that cannot start fails every command.
+/// Only a timeout or a cancellation is an error (the outputs would be incomplete).
 pub async fn run_info_commands(
     image_ref: &str,
     cmds: &[InfoCmd],
     timeout: Duration,
     cancel: &CancellationToken,
-) -> Vec<InfoOutput> {
+) -> Result<Vec<InfoOutput>, Stop> {
     if cmds.is_empty() {
-        return vec![];
+        return Ok(vec![]);
     }
     let scope = RunScope::new();
     let deadline = Instant::now() + timeout;
@@ -44,7 +45,7 @@ async fn run(
     cmds: &[InfoCmd],
     deadline: Instant,
     cancel: &CancellationToken,
-) -> Vec<InfoOutput> {
+) -> Result<Vec<InfoOutput>, Stop> {
     let failed_all = |why: String| {
         cmds.iter()
             .map(|c| InfoOutput {
@@ -70,7 +71,8 @@ async fn run(
     .unwrap_or_else(Err)
     {
         Ok(c) => c,
-        Err(e) => return failed_all(format!("could not run: {e}")),
+        Err(Stop::Error(m)) => return Ok(failed_all(format!("could not run: {m}"))),
+        Err(stop) => return Err(stop),
     };
     let mut out = Vec::new();
     for c in cmds {
@@ -79,8 +81,8 @@ async fn run(
             .unwrap_or_else(Err)
         {
             Ok(v) => v,
-            Err(e @ (Stop::Timeout | Stop::Cancelled)) => (format!("could not run: {e}"), false),
             Err(Stop::Error(m)) => (format!("could not run: {m}"), false),
+            Err(stop) => return Err(stop),
         };
         out.push(InfoOutput {
             description: c.description.clone(),
@@ -90,7 +92,7 @@ async fn run(
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), container.rm()).await;
-    out
+    Ok(out)
 }
 
 async fn exec(

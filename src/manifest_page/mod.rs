@@ -63,10 +63,17 @@ pub async fn build_page(
         })?;
         cmds.push(cmd.clone());
     }
-    let meta = registry::fetch_image(image_ref, &opts.registry).await?;
+    let meta = tokio::select! {
+        m = tokio::time::timeout(opts.timeout, registry::fetch_image(image_ref, &opts.registry)) => {
+            m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
+        }
+        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
+    };
     let tag = tag_of(image_ref);
     let rows = history::rows(&meta.config, &meta.layer_sizes, tag.map(|_| image_ref))?;
-    let infos = info::run_info_commands(image_ref, &cmds, opts.timeout, &opts.cancel).await;
+    let infos = info::run_info_commands(image_ref, &cmds, opts.timeout, &opts.cancel)
+        .await
+        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     Ok(render(image_ref, &meta.digest, &rows, &infos))
 }
 

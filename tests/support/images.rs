@@ -26,6 +26,9 @@ pub async fn docker() -> Docker {
 /// `stackctl-local/debian-python:bookworm` (python3 + pytest), made by scripts/base-image
 /// when missing (debootstrap, cached in /var/cache/stackctl).
 pub fn base_image() -> String {
+    // One debootstrap at a time: the tests of one binary ask for it concurrently.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join("scripts/base-image"))
         .output()
