@@ -20,7 +20,8 @@ integration: REF runs as a service (its default command) and\n\
 `images/KEY/integration_tests/` runs in a runner container (`tests.integration.runner_image`,\n\
 default REF) on the same network, with SERVICE_NAME and SERVICE_URL set; the service\n\
 is ready when `tests.integration.wait_log` appears in its output, else when\n\
-`tests.integration.port` accepts connections.\n\
+`tests.integration.port` accepts connections (checked from this machine at the\n\
+container's address, so with a remote engine set `wait_log`).\n\
 \n\
 Missing test folders are skipped with a notice; no tests at all is a pass (\"no tests\").\n\
 Containers and networks are removed in every case (also on Ctrl-C and timeout).\n\
