@@ -6,11 +6,15 @@
 //! - [`git`]: the git facts a plan needs (through git2).
 //! - [`plan`]: which images rebuild, and why.
 //! - [`tag`]: image tags made from a prefix and a branch name.
+//! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 pub mod cli;
+pub mod containers;
 pub mod credentials;
 pub mod error;
 pub mod git;
+pub mod imagetest;
+pub mod manifest_page;
 pub mod naming;
 pub mod plan;
 pub mod spec;

@@ -1,15 +1,185 @@
 //! `stackctl test` and `stackctl manifest` (issue 5).
+use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
+use crate::credentials::{Credential, CredentialStore, Secret};
 use crate::error::ExitStatus;
+use crate::imagetest::{self, Options, Outcome, Suite};
+use crate::manifest_page::{self, PageOptions, RegistryAccess};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, clap::Args)]
-pub struct TestArgs {}
-#[derive(Debug, clap::Args)]
-pub struct ManifestArgs {}
+/// `stackctl test`: what `--help` explains below the options.
+const TEST_HELP: &str = "\
+Run an image's tests in containers of it (through the Docker engine).\n\
+\n\
+basic: `images/tests_common/` and `images/KEY/test/` are copied into a container of\n\
+REF and `python3 -m pytest -x` runs there (the image's `tests.command` in the spec\n\
+replaces it), given `-p no:cacheprovider --junitxml=FILE` and the folders.\n\
+integration: REF runs as a service (its default command) and\n\
+`images/KEY/integration_tests/` runs in a runner container (`tests.integration.runner_image`,\n\
+default REF) on the same network, with SERVICE_NAME and SERVICE_URL set; the service\n\
+is ready when `tests.integration.wait_log` appears in its output, else when\n\
+`tests.integration.port` accepts connections (checked from this machine at the\n\
+container's address, so with a remote engine set `wait_log`).\n\
+\n\
+Missing test folders are skipped with a notice; no tests at all is a pass (\"no tests\").\n\
+Containers and networks are removed in every case (also on Ctrl-C and timeout).\n\
+The engine is DOCKER_HOST (default /var/run/docker.sock); an image the engine does\n\
+not have is pulled from its registry by the engine.\n\
+\n\
+Exit codes: 0 all passed (or no tests), 1 a test failed, 2 the tests could not run\n\
+(image missing, no python in the image, timeout, Ctrl-C) or bad input.";
 
-pub async fn run_test(_a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`test` is not implemented yet")
+/// Run an image's tests in containers of it.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = TEST_HELP)]
+pub struct TestArgs {
+    /// The image's key in the spec (its folder `images/KEY/`).
+    pub key: String,
+    /// The image to test, e.g. `ghcr.io/org/img:2026.3-main`.
+    #[arg(long = "ref", value_name = "REF")]
+    pub image_ref: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Which suite to run.
+    #[arg(long, value_enum, default_value_t = Suite::Basic)]
+    pub suite: Suite,
+    /// Write the whole test output (pytest's, and the service's) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Copy the JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Give up after this long (image pull included), e.g. `90s`, `30m`, `1h`.
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Print the result as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
-pub async fn run_manifest(_a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`manifest` is not implemented yet")
+
+/// `stackctl manifest`: what `--help` explains below the options.
+const MANIFEST_HELP: &str = "\
+Write an image's manifest page: its layers (from the registry, nothing pulled) and\n\
+the output of its info commands (`info_cmds`, run in one container of REF).\n\
+\n\
+The page is `DIR/<page>.md` where `<page>` is REF with `/` and `:` written `-` and the\n\
+registry host's dots written `-` (`ghcr-io-org-img-2026.3-main.md`).\n\
+Registry credentials: --username/--password-stdin, else Docker's config.json\n\
+(DOCKER_CONFIG), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\
+The info commands run through the engine at DOCKER_HOST.";
+
+/// Write an image's manifest page.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = MANIFEST_HELP)]
+pub struct ManifestArgs {
+    /// The image's key in the spec.
+    pub key: String,
+    /// The image to describe, e.g. `ghcr.io/org/img:2026.3-main`.
+    #[arg(long = "ref", value_name = "REF")]
+    pub image_ref: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Folder for the page.
+    #[arg(long, value_name = "DIR", default_value = "manifests")]
+    pub out: PathBuf,
+    /// Also write the page into this wiki checkout.
+    #[arg(long, value_name = "DIR")]
+    pub wiki: Option<PathBuf>,
+    /// Give up on the info commands after this long (container start included).
+    #[arg(long, value_name = "DUR", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// A token cancelled on the first Ctrl-C (the work then cleans up and returns).
+fn cancel_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: removing containers");
+            t.cancel();
+        }
+    });
+    token
+}
+
+pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let spec = a.spec.load()?;
+    let opts = Options {
+        timeout: a.timeout,
+        log_file: a.log.clone(),
+        junit_file: a.junit.clone(),
+        cancel: cancel_on_ctrl_c(),
+    };
+    let res = imagetest::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&res)?);
+    } else {
+        let verdict = match res.outcome {
+            Outcome::Passed => "passed",
+            Outcome::NoTests => "no tests",
+            Outcome::Failed => "FAILED",
+            Outcome::CouldNotRun => "COULD NOT RUN",
+        };
+        println!(
+            "{} tests of {}: {verdict} ({}) in {:.1}s",
+            res.suite,
+            res.image,
+            res.counts(),
+            res.seconds
+        );
+        for n in &res.notices {
+            println!("  note: {n}");
+        }
+        for f in &res.failures {
+            println!("  failed: {}: {}", f.name, f.message);
+        }
+        if res.outcome == Outcome::CouldNotRun {
+            println!("  {}", res.message);
+        }
+        if let Some(log) = &a.log {
+            println!("  log: {}", log.display());
+        }
+    }
+    Ok(res.exit_status())
+}
+
+/// The registry access the flags ask for (password read from stdin when asked).
+fn registry_access(r: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
+    let explicit = match (&r.username, r.password_stdin) {
+        (Some(user), true) => {
+            let mut pw = String::new();
+            std::io::stdin().read_line(&mut pw)?;
+            Some(Credential {
+                username: user.clone(),
+                secret: Secret::new(pw.trim_end_matches(['\n', '\r'])),
+                source: "--password-stdin".into(),
+            })
+        }
+        _ => None,
+    };
+    Ok(RegistryAccess {
+        credentials: CredentialStore::from_env(explicit)?,
+        insecure: r.insecure_registry.clone(),
+    })
+}
+
+pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let spec = a.spec.load()?;
+    let opts = PageOptions {
+        out_dir: a.out.clone(),
+        wiki_dir: a.wiki.clone(),
+        registry: registry_access(&a.registry)?,
+        timeout: a.timeout,
+        cancel: cancel_on_ctrl_c(),
+    };
+    let written = manifest_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
+    for p in written {
+        println!("{}", p.display());
+    }
+    Ok(ExitStatus::Success)
 }

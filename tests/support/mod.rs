@@ -5,6 +5,8 @@
 //! config in a temp dir and is killed when dropped.
 #![allow(dead_code)]
 
+pub mod images;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,10 @@ pub fn free_port() -> u16 {
 pub enum RegistryAuth {
     None,
     /// htpasswd (bcrypt) with one user.
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// Extra YAML for the `auth:` section (e.g. a token realm), written as is.
     Raw(String),
 }

@@ -1,0 +1,258 @@
+//! Containers stackctl starts (tests, services, info commands), through testcontainers.
+//!
+//! Every container and network carries the label `stackctl=1` and a per-run label
+//! `stackctl.run=<id>`. testcontainers removes a container when its handle is dropped,
+//! but a container whose start failed (e.g. "executable file not found") is created
+//! and never handed out; [`RunScope::cleanup`] therefore also removes whatever still
+//! carries the run's label. Callers run it after their work, whatever its outcome.
+
+use anyhow::Context;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+use testcontainers::core::client::docker_client_instance;
+use testcontainers::core::error::{ClientError, TestcontainersError};
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The label on every container and network stackctl creates.
+pub const LABEL: &str = "stackctl";
+/// The label naming the run (one `test` or `manifest` invocation) a container belongs to.
+pub const RUN_LABEL: &str = "stackctl.run";
+
+/// One run's containers and network: labels, names, cleanup.
+#[derive(Debug, Clone)]
+pub struct RunScope {
+    pub id: String,
+}
+
+impl Default for RunScope {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RunScope {
+    pub fn new() -> Self {
+        RunScope {
+            id: format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff),
+        }
+    }
+
+    /// The labels to put on a container or network of this run.
+    pub fn labels(&self, role: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (LABEL.to_string(), "1".to_string()),
+            (RUN_LABEL.to_string(), self.id.clone()),
+            ("stackctl.role".to_string(), role.to_string()),
+        ])
+    }
+
+    /// A container request for `image_ref` with this run's labels.
+    pub fn request(&self, image_ref: &str, role: &str) -> ContainerRequest<GenericImage> {
+        let (name, tag) = split_ref(image_ref);
+        GenericImage::new(name, tag).with_labels(self.labels(role))
+    }
+
+    /// A user-defined network for this run (containers on it reach each other by name).
+    pub async fn create_network(&self) -> anyhow::Result<String> {
+        let docker = docker().await?;
+        let name = format!("stackctl-{}", self.id);
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(self.labels("network")),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create the Docker network {name}"))?;
+        Ok(name)
+    }
+
+    /// Remove every container and network still labelled with this run (forcefully).
+    /// Errors are logged, not returned: cleanup must not hide the run's result.
+    pub async fn cleanup(&self) {
+        let Ok(docker) = docker().await else {
+            return;
+        };
+        let filter = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{RUN_LABEL}={}", self.id)],
+        )]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filter)
+            .build();
+        if let Ok(list) = docker.list_containers(Some(opts)).await {
+            for c in list {
+                let Some(id) = c.id else { continue };
+                tracing::debug!("removing leftover container {id}");
+                let rm = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
+                if let Err(e) = docker.remove_container(&id, Some(rm)).await {
+                    tracing::warn!("cannot remove container {id}: {e}");
+                }
+            }
+        }
+        let nopts = ListNetworksOptionsBuilder::new().filters(&filter).build();
+        if let Ok(list) = docker.list_networks(Some(nopts)).await {
+            for n in list {
+                let Some(name) = n.name else { continue };
+                if let Err(e) = docker.remove_network(&name).await {
+                    tracing::warn!("cannot remove network {name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// A bollard client for the engine testcontainers talks to (DOCKER_HOST honoured).
+pub async fn docker() -> anyhow::Result<bollard::Docker> {
+    docker_client_instance()
+        .await
+        .context("cannot reach the Docker engine (DOCKER_HOST, else /var/run/docker.sock)")
+}
+
+/// `repo:tag` → (`repo`, `tag`); `repo@sha256:..` → (`repo@sha256`, `..`) so that
+/// testcontainers' `name:tag` descriptor gives the reference back; no tag → `latest`.
+pub fn split_ref(r: &str) -> (String, String) {
+    if let Some((name, digest)) = r.split_once('@') {
+        let (algo, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+        return (format!("{name}@{algo}"), hex.to_string());
+    }
+    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match r[last_slash..].rfind(':') {
+        Some(i) => (
+            r[..last_slash + i].to_string(),
+            r[last_slash + i + 1..].to_string(),
+        ),
+        None => (r.to_string(), "latest".to_string()),
+    }
+}
+
+/// Why work in containers stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    #[error("timed out")]
+    Timeout,
+    #[error("interrupted")]
+    Cancelled,
+    #[error("{0}")]
+    Error(String),
+}
+
+/// Run `fut` until it ends, the deadline passes or `cancel` fires.
+pub async fn bounded<T>(
+    deadline: Instant,
+    cancel: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        v = fut => Ok(v),
+        _ = tokio::time::sleep_until(deadline) => Err(Stop::Timeout),
+        _ = cancel.cancelled() => Err(Stop::Cancelled),
+    }
+}
+
+/// Start a container, turning testcontainers' errors into messages naming the image.
+pub async fn start(
+    req: ContainerRequest<GenericImage>,
+    image_ref: &str,
+    program: &str,
+) -> Result<ContainerAsync<GenericImage>, Stop> {
+    use testcontainers::runners::AsyncRunner;
+    req.start()
+        .await
+        .map_err(|e| Stop::Error(describe_start_error(&e, image_ref, program)))
+}
+
+/// A start error in words: missing image, missing program, or the engine's message.
+pub fn describe_start_error(e: &TestcontainersError, image_ref: &str, program: &str) -> String {
+    let text = e.to_string();
+    match e {
+        TestcontainersError::Client(ClientError::PullImage { err, .. }) => format!(
+            "image {image_ref} is not in the Docker engine and could not be pulled from its registry: {err}"
+        ),
+        _ if text.contains("executable file not found") || text.contains("no such file or directory") => {
+            format!("cannot run `{program}` in {image_ref}: it is not in the image ({text})")
+        }
+        _ => format!("cannot start a container of {image_ref}: {text}"),
+    }
+}
+
+/// Wait until the container has exited; its exit code.
+pub async fn wait_exit(c: &ContainerAsync<GenericImage>) -> Result<i64, Stop> {
+    loop {
+        match c.exit_code().await {
+            Ok(Some(code)) => return Ok(code),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(Stop::Error(format!("cannot inspect container: {e}"))),
+        }
+    }
+}
+
+/// The container's stdout and stderr so far, interleaved as the engine recorded them.
+pub async fn logs(id: &str) -> String {
+    let Ok(docker) = docker().await else {
+        return String::new();
+    };
+    let opts = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(false)
+        .build();
+    let mut out = Vec::new();
+    let mut stream = docker.logs(id, Some(opts));
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(f) => out.extend_from_slice(&f.into_bytes()),
+            Err(e) => {
+                tracing::debug!("log stream of {id}: {e}");
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The IP address of a container on a network.
+pub async fn ip_on_network(id: &str, network: &str) -> anyhow::Result<String> {
+    let docker = docker().await?;
+    let info = docker.inspect_container(id, None).await?;
+    info.network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(network))
+        .and_then(|e| e.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("container {id} has no address on network {network}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_ref;
+
+    #[test]
+    fn splits_references() {
+        let s = |r: &str| {
+            let (a, b) = split_ref(r);
+            (a, b)
+        };
+        assert_eq!(
+            s("127.0.0.1:5000/stack/base:t1"),
+            ("127.0.0.1:5000/stack/base".into(), "t1".into())
+        );
+        assert_eq!(
+            s("127.0.0.1:5000/stack/base"),
+            ("127.0.0.1:5000/stack/base".into(), "latest".into())
+        );
+        assert_eq!(s("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(s("r/x@sha256:abc"), ("r/x@sha256".into(), "abc".into()));
+    }
+}

@@ -1,0 +1,139 @@
+//! Info commands (`info_cmds`), run in order in one container of the image.
+
+use crate::containers::{self, bounded, RunScope, Stop};
+use crate::spec::InfoCmd;
+use std::time::Duration;
+use testcontainers::core::ExecCommand;
+use testcontainers::ImageExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What one info command printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfoOutput {
+    pub description: String,
+    pub command: String,
+    /// Exit code 0: its standard output (then standard error, if any).
+    /// Otherwise: the error output and exit code, or why it could not run.
+    pub text: String,
+    pub ok: bool,
+}
+
+/// Run `cmds` through `/bin/sh -c` in one container of `image_ref` (kept alive by a
+/// shell loop, the image's entrypoint replaced). A failing command is reported in its
+/// output, never aborts the others; a container that cannot start fails every command.
+/// Only a timeout or a cancellation is an error (the outputs would be incomplete).
+pub async fn run_info_commands(
+    image_ref: &str,
+    cmds: &[InfoCmd],
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<Vec<InfoOutput>, Stop> {
+    if cmds.is_empty() {
+        return Ok(vec![]);
+    }
+    let scope = RunScope::new();
+    let deadline = Instant::now() + timeout;
+    let out = run(&scope, image_ref, cmds, deadline, cancel).await;
+    scope.cleanup().await;
+    out
+}
+
+async fn run(
+    scope: &RunScope,
+    image_ref: &str,
+    cmds: &[InfoCmd],
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<Vec<InfoOutput>, Stop> {
+    let failed_all = |why: String| {
+        cmds.iter()
+            .map(|c| InfoOutput {
+                description: c.description.clone(),
+                command: c.command.clone(),
+                text: why.clone(),
+                ok: false,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (name, tag) = containers::split_ref(image_ref);
+    let req = testcontainers::GenericImage::new(name, tag)
+        .with_entrypoint("/bin/sh")
+        .with_labels(scope.labels("info"))
+        .with_cmd(["-c", "while :; do sleep 3600; done"])
+        .with_startup_timeout(deadline.saturating_duration_since(Instant::now()));
+    let container = match bounded(
+        deadline,
+        cancel,
+        containers::start(req, image_ref, "/bin/sh"),
+    )
+    .await
+    .unwrap_or_else(Err)
+    {
+        Ok(c) => c,
+        Err(Stop::Error(m)) => return Ok(failed_all(format!("could not run: {m}"))),
+        Err(stop) => return Err(stop),
+    };
+    let mut out = Vec::new();
+    for c in cmds {
+        let text_ok = match bounded(deadline, cancel, exec(&container, &c.command))
+            .await
+            .unwrap_or_else(Err)
+        {
+            Ok(v) => v,
+            Err(Stop::Error(m)) => (format!("could not run: {m}"), false),
+            Err(stop) => return Err(stop),
+        };
+        out.push(InfoOutput {
+            description: c.description.clone(),
+            command: c.command.clone(),
+            text: text_ok.0,
+            ok: text_ok.1,
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), container.rm()).await;
+    Ok(out)
+}
+
+async fn exec(
+    c: &testcontainers::ContainerAsync<testcontainers::GenericImage>,
+    command: &str,
+) -> Result<(String, bool), Stop> {
+    let err = |e: testcontainers::TestcontainersError| Stop::Error(e.to_string());
+    let mut r = c
+        .exec(ExecCommand::new(["/bin/sh", "-c", command]))
+        .await
+        .map_err(err)?;
+    let stdout = String::from_utf8_lossy(&r.stdout_to_vec().await.map_err(err)?).into_owned();
+    let stderr = String::from_utf8_lossy(&r.stderr_to_vec().await.map_err(err)?).into_owned();
+    // The exec's exit code appears once the engine has noticed the process ended.
+    let mut code = None;
+    for _ in 0..50 {
+        code = r.exit_code().await.map_err(err)?;
+        if code.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let code = code.unwrap_or(-1);
+    if code == 0 {
+        let mut text = stdout;
+        if !stderr.trim().is_empty() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&stderr);
+        }
+        Ok((text, true))
+    } else {
+        let mut text = format!("exit code {code}\n");
+        text.push_str(&stderr);
+        if !stdout.trim().is_empty() {
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&stdout);
+        }
+        Ok((text, false))
+    }
+}

@@ -1,0 +1,198 @@
+//! An image's manifest page (FORMATS.md, "Manifest page"): its layers, read from the
+//! registry without pulling, and the output of its info commands.
+
+pub mod history;
+pub mod info;
+pub mod registry;
+
+use crate::naming::page_name;
+use crate::spec::Spec;
+use anyhow::Context;
+pub use history::{human_duration, human_size, LayerRow};
+pub use info::InfoOutput;
+pub use registry::{fetch_image, ImageMeta, RegistryAccess};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Outputs longer than this many lines go into a `<details>` block.
+pub const DETAILS_OVER_LINES: usize = 30;
+
+/// Where pages go and how the registry and engine are reached.
+#[derive(Debug, Clone)]
+pub struct PageOptions {
+    /// `manifests/` by default.
+    pub out_dir: PathBuf,
+    /// The wiki checkout, when the page goes there too.
+    pub wiki_dir: Option<PathBuf>,
+    pub registry: RegistryAccess,
+    /// Bound on running the info commands (container start included).
+    pub timeout: Duration,
+    pub cancel: CancellationToken,
+}
+
+impl Default for PageOptions {
+    fn default() -> Self {
+        PageOptions {
+            out_dir: PathBuf::from("manifests"),
+            wiki_dir: None,
+            registry: RegistryAccess::default(),
+            timeout: Duration::from_secs(30 * 60),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// The page's content for image `key` of the spec at `image_ref`.
+pub async fn build_page(
+    spec: &Spec,
+    key: &str,
+    image_ref: &str,
+    opts: &PageOptions,
+) -> anyhow::Result<String> {
+    let image = spec
+        .image(key)
+        .with_context(|| format!("image {key:?} is not in {}", spec.path.display()))?;
+    let mut cmds = Vec::new();
+    for name in &image.info_cmds {
+        let cmd = spec.all_info_cmds.get(name).with_context(|| {
+            format!(
+                "images.{key}.info_cmds names {name:?}, which is not in all_info_cmds of {}",
+                spec.path.display()
+            )
+        })?;
+        cmds.push(cmd.clone());
+    }
+    let meta = tokio::select! {
+        m = tokio::time::timeout(opts.timeout, registry::fetch_image(image_ref, &opts.registry)) => {
+            m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
+        }
+        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
+    };
+    let tag = tag_of(image_ref);
+    let rows = history::rows(&meta.config, &meta.layer_sizes, tag.map(|_| image_ref))?;
+    let infos = info::run_info_commands(image_ref, &cmds, opts.timeout, &opts.cancel)
+        .await
+        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+    Ok(render(image_ref, &meta.digest, &rows, &infos))
+}
+
+/// Write the page to `out_dir/<page>.md` (and the wiki folder); the paths written.
+pub async fn write_page(
+    spec: &Spec,
+    key: &str,
+    image_ref: &str,
+    opts: &PageOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let page = build_page(spec, key, image_ref, opts).await?;
+    let file = format!("{}.md", page_name(image_ref));
+    let mut written = vec![];
+    for dir in std::iter::once(&opts.out_dir).chain(opts.wiki_dir.as_ref()) {
+        written.push(write_file(dir, &file, &page)?);
+    }
+    Ok(written)
+}
+
+fn write_file(dir: &Path, file: &str, text: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(file);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The tag of a reference, if it has one (`host:5000/x:t` → `t`).
+fn tag_of(r: &str) -> Option<&str> {
+    let r = r.split('@').next().unwrap_or(r);
+    let last = &r[r.rfind('/').map(|i| i + 1).unwrap_or(0)..];
+    last.split_once(':').map(|(_, t)| t)
+}
+
+/// Text safe inside a markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// A fence longer than any backtick run in `text`, so the block cannot end early.
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for ch in text.chars() {
+        if ch == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// The page's markdown.
+pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOutput]) -> String {
+    let mut md = format!("# {image_ref}\n\nManifest digest: `{digest}`\n\n");
+    md.push_str("| Created | Command | Size | Cumulative Size | Time Since Previous | Tags |\n");
+    md.push_str("|---------|---------|------|-----------------|---------------------|------|\n");
+    for r in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.created
+                .map(|c| c.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+            cell(&r.command),
+            human_size(r.size),
+            human_size(r.cumulative),
+            r.since_previous.map(human_duration).unwrap_or_default(),
+            cell(&r.tags.join(", ")),
+        ));
+    }
+    for i in infos {
+        md.push_str(&format!("\n## {}\n\n", i.description));
+        let text = i.text.trim_end_matches('\n');
+        let fence = fence_for(text);
+        let block = format!("{fence}\n{text}\n{fence}\n");
+        if text.lines().count() > DETAILS_OVER_LINES {
+            md.push_str("<details>\n<summary>Details</summary>\n\n");
+            md.push_str(&block);
+            md.push_str("\n</details>\n");
+        } else {
+            md.push_str(&block);
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_outputs_fold() {
+        let long: String = (1..=31).map(|i| format!("line {i}\n")).collect();
+        let infos = vec![
+            InfoOutput {
+                description: "Short".into(),
+                command: "x".into(),
+                text: "one\n".into(),
+                ok: true,
+            },
+            InfoOutput {
+                description: "Long".into(),
+                command: "y".into(),
+                text: long,
+                ok: true,
+            },
+        ];
+        let md = render("r:t", "sha256:0", &[], &infos);
+        assert!(md.contains("## Short\n\n```\none\n```\n"));
+        assert!(md.contains("## Long\n\n<details>\n<summary>Details</summary>\n\n```\nline 1\n"));
+        assert!(md.contains("line 31\n```\n\n</details>\n"));
+        assert_eq!(md.matches("<details>").count(), 1);
+    }
+
+    #[test]
+    fn tags_of_references() {
+        assert_eq!(tag_of("127.0.0.1:5000/a/b:t1"), Some("t1"));
+        assert_eq!(tag_of("127.0.0.1:5000/a/b"), None);
+        assert_eq!(tag_of("a/b:t@sha256:00"), Some("t"));
+    }
+}
