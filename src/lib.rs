@@ -9,5 +9,6 @@ pub mod cli;
 pub mod credentials;
 pub mod error;
 pub mod naming;
+pub mod pipeline;
 pub mod spec;
 pub mod tag;
