@@ -10,5 +10,6 @@ pub mod credentials;
 pub mod error;
 pub mod naming;
 pub mod pipeline;
+pub mod report;
 pub mod spec;
 pub mod tag;
