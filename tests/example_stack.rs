@@ -75,7 +75,10 @@ fn service_has_integration_tests_on_port_8000() {
     let it = svc.tests.integration.as_ref().expect("tests.integration");
     assert_eq!(it.port, Some(8000));
     assert_eq!(it.wait_log.as_deref(), Some("serving on port 8000"));
-    assert!(svc.dir(&spec).join("integration_tests/test_http.py").is_file());
+    assert!(svc
+        .dir(&spec)
+        .join("integration_tests/test_http.py")
+        .is_file());
     // Only the service has integration tests.
     assert!(spec.images.values().filter(|i| i.integration_tests).count() == 1);
 }
