@@ -160,6 +160,26 @@ impl ImageReport {
         self.message = message.into();
     }
 
+    /// Run one step, recording its time; on error mark the image failed at `step`
+    /// (message `<step> failed: <error>`, with the error's causes) and return None.
+    pub async fn run_step<T, E, F>(&mut self, step: Step, fut: F) -> Option<T>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: Into<anyhow::Error>,
+    {
+        let t0 = std::time::Instant::now();
+        let result = fut.await;
+        self.step_took(step, t0.elapsed());
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                self.fail(step, format!("{step} failed: {e:#}"));
+                None
+            }
+        }
+    }
+
     /// Mark the image done: success unless a step failed. `total` is the whole image's time.
     pub fn finish(&mut self, total: Duration) {
         self.seconds = secs(total);
@@ -299,6 +319,31 @@ reclaimed_bytes: null
         assert!(yaml.contains(&format!("digest: sha256:{}\n", "ab".repeat(32))));
         // No failures list when there are none.
         assert!(!yaml.contains("failures"));
+    }
+
+    #[tokio::test]
+    async fn steps_are_timed_and_the_first_error_marks_the_failure() {
+        let mut r = ImageReport::started("base", "x/base:t");
+        let digest = r
+            .run_step(Step::Build, async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok::<_, std::io::Error>("sha256:ab".to_string())
+            })
+            .await;
+        assert_eq!(digest.as_deref(), Some("sha256:ab"));
+        assert!(r.step_time(Step::Build).unwrap() >= Duration::from_millis(30));
+        let pushed = r
+            .run_step(Step::Push, async {
+                Err::<(), _>(anyhow::anyhow!("connection refused").context("PUT manifest"))
+            })
+            .await;
+        assert!(pushed.is_none());
+        assert_eq!(r.failed_step, Some(Step::Push));
+        assert_eq!(r.message, "push failed: PUT manifest: connection refused");
+        r.finish(Duration::from_millis(40));
+        assert!(!r.success);
+        assert_eq!(r.message, "push failed: PUT manifest: connection refused");
+        assert_eq!(r.steps.len(), 2);
     }
 
     #[test]
