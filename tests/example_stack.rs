@@ -4,6 +4,9 @@
 use stackctl::spec::Spec;
 use std::path::Path;
 
+#[path = "support/example.rs"]
+mod example;
+
 fn example() -> Spec {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let spec = Spec::load(repo, None).unwrap_or_else(|e| panic!("example spec: {e}"));
@@ -90,4 +93,44 @@ fn change_rules_come_from_the_spec() {
     assert_eq!(spec.changes.build_all, ["tests_common"]);
     assert_eq!(spec.changes.source, None);
     assert!(spec.images_dir.join("README.md").is_file());
+}
+
+#[test]
+fn a_copy_for_another_registry_is_rewritten_and_committed() {
+    use std::os::unix::fs::PermissionsExt;
+    let ex = example::ExampleRepo::create("127.0.0.1:6000");
+    let spec = Spec::load(ex.path(), None).unwrap_or_else(|e| panic!("copy: {e}"));
+    for img in spec.images.values() {
+        assert_eq!(img.image_name, ex.image_name(&img.key));
+    }
+    assert_eq!(
+        spec.images["base"].build_args["BASE_IMAGE"],
+        ex.base_image()
+    );
+    let dockerfile = std::fs::read_to_string(ex.path().join("images/service/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("ARG BASE_IMAGE=127.0.0.1:6000/stackctl-example/base\n"));
+    assert!(!dockerfile.contains("5111"));
+    // Executable bits survive the copy.
+    let mode = std::fs::metadata(ex.path().join("images/base/stack-info"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+    // One commit on main, holding the stack; a change makes a second one.
+    let head = ex.repo.head().unwrap();
+    assert_eq!(head.shorthand(), Some("main"));
+    let first = head.peel_to_commit().unwrap();
+    assert_eq!(first.parent_count(), 0);
+    assert!(first
+        .tree()
+        .unwrap()
+        .get_path(Path::new("images/tests_common/test_common.py"))
+        .is_ok());
+    let second = ex.append(
+        "images/analysis/Dockerfile",
+        "LABEL changed=1",
+        "change analysis",
+    );
+    let second = ex.repo.find_commit(second).unwrap();
+    assert_eq!(second.parent_id(0).unwrap(), first.id());
 }
