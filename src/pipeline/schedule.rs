@@ -289,7 +289,8 @@ where
             outcome: &outcome,
             took,
         });
-        if !outcome.succeeded() && first_failure.is_none() {
+        let failed = !outcome.succeeded();
+        if failed && first_failure.is_none() {
             first_failure = Some(i);
         }
         state[i] = State::Done(Scheduled::Ran {
@@ -297,10 +298,30 @@ where
             started,
             took,
         });
+        if failed {
+            // Its descendants will never start: say so now, not at the end of the run.
+            // Descendants come after `i`, parents before children: one forward pass.
+            let mut below = vec![i];
+            for j in i + 1..jobs.len() {
+                let Some(p) = parent_of(j) else { continue };
+                if below.contains(&p) && matches!(state[j], State::Pending) {
+                    let why = Skip::AncestorFailed {
+                        failed: jobs[i].key.clone(),
+                        direct: p == i,
+                    };
+                    observe(Event::Skipped {
+                        key: &jobs[j].key,
+                        why: &why,
+                    });
+                    state[j] = State::Done(Scheduled::Skipped(why));
+                    below.push(j);
+                }
+            }
+        }
     }
 
-    // Whatever is still pending was held back by a failure. Parents come first,
-    // so an ancestor's state is final when its descendant is looked at.
+    // Whatever is still pending was held back by a failure (without --keep-going).
+    // Parents come first, so an ancestor's state is final when its descendant is looked at.
     for i in 0..jobs.len() {
         if !matches!(state[i], State::Pending) {
             continue;

@@ -367,8 +367,12 @@ async fn the_observer_sees_every_image_once() {
     let seen = seen.into_inner();
     assert_eq!(seen[0], "up-to-date c");
     assert!(seen.contains(&"end a1 false".to_string()));
-    assert_eq!(seen.last().unwrap(), "a11 skipped: parent a1 failed");
     let pos = |s: &str| seen.iter().position(|x| x == s).unwrap();
+    // The skip is told right when the parent fails.
+    assert_eq!(
+        pos("a11 skipped: parent a1 failed"),
+        pos("end a1 false") + 1
+    );
     assert!(pos("end base true") < pos("start a"));
     assert!(pos("end a true") < pos("start a1"));
     assert_eq!(seen.iter().filter(|s| s.starts_with("start")).count(), 4);
@@ -407,4 +411,41 @@ async fn zero_jobs_means_one() {
         .await
         .unwrap();
     assert_eq!(trace.borrow().max_running, 1);
+}
+
+#[tokio::test]
+async fn descendants_are_reported_skipped_as_soon_as_their_ancestor_fails() {
+    // keep-going: a fails fast; b is slow. a1 and a11 are reported before b ends.
+    let seen = RefCell::new(Vec::new());
+    let opts = ScheduleOptions {
+        jobs: 3,
+        keep_going: true,
+    };
+    let work = |k: String| async move {
+        let ms = if k == "b" { 200 } else { 10 };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        k != "a"
+    };
+    let out = run_schedule_observed(&two_branches(), opts, work, |e: Event<'_, bool>| {
+        let line = match e {
+            Event::Finished { key, .. } => format!("end {key}"),
+            Event::Skipped { key, why } => format!("{key} {why}"),
+            _ => return,
+        };
+        seen.borrow_mut().push(line);
+    })
+    .await
+    .unwrap();
+    let seen = seen.into_inner();
+    let pos = |s: &str| seen.iter().position(|x| x == s).unwrap();
+    assert!(pos("a1 skipped: parent a failed") < pos("end b"));
+    assert!(pos("a11 skipped: ancestor a failed") < pos("end b"));
+    assert_eq!(seen.iter().filter(|l| l.starts_with("a11")).count(), 1);
+    assert_eq!(
+        out[3].result,
+        Scheduled::Skipped(Skip::AncestorFailed {
+            failed: "a".into(),
+            direct: false
+        })
+    );
 }
