@@ -7,6 +7,7 @@
 //! - [`plan`]: which images rebuild, and why.
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
+//! - [`pipeline`], [`report`]: the main job's scheduler, its artifacts and CI output.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 pub mod cli;
 pub mod containers;
@@ -16,6 +17,8 @@ pub mod git;
 pub mod imagetest;
 pub mod manifest_page;
 pub mod naming;
+pub mod pipeline;
 pub mod plan;
+pub mod report;
 pub mod spec;
 pub mod tag;

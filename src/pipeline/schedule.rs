@@ -1,0 +1,392 @@
+//! The scheduler of `stackctl build`: which image runs when.
+//!
+//! It knows nothing of BuildKit or registries: it gets the images in
+//! topological order (parents first), whether each rebuilds, and an async
+//! closure doing one image's work (build, test, push, ...). Rules:
+//! - an image that does not rebuild is not started ([`Scheduled::UpToDate`]);
+//! - an image starts once its parent is done (or up to date, or not part of the run),
+//!   at most `jobs` at a time, earliest in topological order first;
+//! - when an image fails, its descendants are not started ([`Skip::AncestorFailed`]);
+//! - without `keep_going`, no image starts after a failure, images already
+//!   running finish ([`Skip::RunStopped`]); with it, other branches go on.
+//!
+//! The work futures are polled on the caller's task (a `FuturesUnordered`), so
+//! they need not be `Send` or `'static`: the waiting is concurrent, the real
+//! work happens in BuildKit and the engine.
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Whether one image's work succeeded; what the scheduler needs to know of its result.
+pub trait Outcome {
+    fn succeeded(&self) -> bool;
+}
+
+impl<T, E> Outcome for Result<T, E> {
+    fn succeeded(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+impl Outcome for bool {
+    fn succeeded(&self) -> bool {
+        *self
+    }
+}
+
+/// One image as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub key: String,
+    /// The parent's key. A parent that is not among the jobs counts as ready.
+    pub parent: Option<String>,
+    /// Whether the image is rebuilt in this run (from the plan).
+    pub rebuild: bool,
+}
+
+impl Job {
+    /// Jobs for every image of `spec`, in topological order; `rebuild(key)` says which rebuild.
+    pub fn from_spec(spec: &crate::spec::Spec, rebuild: impl Fn(&str) -> bool) -> Vec<Job> {
+        spec.topological()
+            .into_iter()
+            .map(|img| Job {
+                key: img.key.clone(),
+                parent: img.depend_on.clone(),
+                rebuild: rebuild(&img.key),
+            })
+            .collect()
+    }
+}
+
+/// How the scheduler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleOptions {
+    /// At most this many images at a time (`--jobs`); 0 is taken as 1.
+    pub jobs: usize,
+    /// After a failure, go on with images that do not descend from it (`--keep-going`).
+    pub keep_going: bool,
+}
+
+impl Default for ScheduleOptions {
+    fn default() -> Self {
+        ScheduleOptions {
+            jobs: 2,
+            keep_going: false,
+        }
+    }
+}
+
+/// Why an image was not started although it should have rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// An ancestor failed (`failed` is that ancestor; `direct` when it is the parent).
+    AncestorFailed { failed: String, direct: bool },
+    /// The run stopped after `failed` failed (no `--keep-going`).
+    RunStopped { failed: String },
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::AncestorFailed {
+                failed,
+                direct: true,
+            } => {
+                write!(f, "skipped: parent {failed} failed")
+            }
+            Skip::AncestorFailed {
+                failed,
+                direct: false,
+            } => write!(f, "skipped: ancestor {failed} failed"),
+            Skip::RunStopped { failed } => {
+                write!(
+                    f,
+                    "skipped: the run stopped after {failed} failed (no --keep-going)"
+                )
+            }
+        }
+    }
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scheduled<T> {
+    /// Not rebuilt: the plan found it up to date.
+    UpToDate,
+    /// Its work ran.
+    Ran {
+        outcome: T,
+        /// When it started, counted from the start of the schedule.
+        started: Duration,
+        /// How long its work took.
+        took: Duration,
+    },
+    /// It should have rebuilt but was not started.
+    Skipped(Skip),
+}
+
+impl<T: Outcome> Scheduled<T> {
+    /// Whether this image makes the run fail: its work failed, or it could not run.
+    pub fn is_failure(&self) -> bool {
+        match self {
+            Scheduled::UpToDate => false,
+            Scheduled::Ran { outcome, .. } => !outcome.succeeded(),
+            Scheduled::Skipped(_) => true,
+        }
+    }
+
+    /// Why it was skipped, if it was.
+    pub fn skip(&self) -> Option<&Skip> {
+        match self {
+            Scheduled::Skipped(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The outcome of its work, if it ran.
+    pub fn outcome(&self) -> Option<&T> {
+        match self {
+            Scheduled::Ran { outcome, .. } => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
+/// One image's key and what happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledImage<T> {
+    pub key: String,
+    pub result: Scheduled<T>,
+}
+
+/// What the scheduler tells an observer as it goes (for progress lines).
+#[derive(Debug)]
+pub enum Event<'a, T> {
+    UpToDate {
+        key: &'a str,
+    },
+    Started {
+        key: &'a str,
+    },
+    Finished {
+        key: &'a str,
+        outcome: &'a T,
+        took: Duration,
+    },
+    Skipped {
+        key: &'a str,
+        why: &'a Skip,
+    },
+}
+
+/// The jobs cannot be scheduled as given.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScheduleError {
+    #[error("image `{0}` is listed twice")]
+    Duplicate(String),
+    #[error(
+        "image `{child}` comes before its parent `{parent}`: jobs must be in topological order"
+    )]
+    NotTopological { child: String, parent: String },
+}
+
+/// Run `work` for every job that rebuilds, by the rules in the module docs.
+/// Returns one entry per job, in the jobs' (topological) order.
+pub async fn run_schedule<T, F, Fut>(
+    jobs: &[Job],
+    opts: ScheduleOptions,
+    work: F,
+) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
+where
+    T: Outcome,
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = T>,
+{
+    run_schedule_observed(jobs, opts, work, |_| {}).await
+}
+
+/// [`run_schedule`], calling `observe` for each image as it is started, finished or skipped.
+pub async fn run_schedule_observed<T, F, Fut>(
+    jobs: &[Job],
+    opts: ScheduleOptions,
+    mut work: F,
+    mut observe: impl FnMut(Event<'_, T>),
+) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
+where
+    T: Outcome,
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let index = check_order(jobs)?;
+    let limit = opts.jobs.max(1);
+    let parent_of = |i: usize| {
+        jobs[i]
+            .parent
+            .as_ref()
+            .and_then(|p| index.get(p.as_str()).copied())
+    };
+
+    enum State<T> {
+        Pending,
+        Running,
+        Done(Scheduled<T>),
+    }
+    let mut state: Vec<State<T>> = jobs
+        .iter()
+        .map(|j| {
+            if j.rebuild {
+                State::Pending
+            } else {
+                observe(Event::UpToDate { key: &j.key });
+                State::Done(Scheduled::UpToDate)
+            }
+        })
+        .collect();
+
+    let t0 = Instant::now();
+    let mut running = FuturesUnordered::new();
+    let mut first_failure: Option<usize> = None;
+    loop {
+        let stopped = first_failure.is_some() && !opts.keep_going;
+        if !stopped {
+            // Start ready images, earliest in topological order first.
+            for i in 0..jobs.len() {
+                if running.len() >= limit {
+                    break;
+                }
+                if !matches!(state[i], State::Pending) {
+                    continue;
+                }
+                let ready = match parent_of(i) {
+                    None => true,
+                    Some(p) => match &state[p] {
+                        State::Done(Scheduled::UpToDate) => true,
+                        State::Done(Scheduled::Ran { outcome, .. }) => outcome.succeeded(),
+                        _ => false,
+                    },
+                };
+                if ready {
+                    state[i] = State::Running;
+                    observe(Event::Started { key: &jobs[i].key });
+                    let started = t0.elapsed();
+                    let fut = work(jobs[i].key.clone());
+                    running.push(async move {
+                        let outcome = fut.await;
+                        (i, started, outcome)
+                    });
+                }
+            }
+        }
+        let Some((i, started, outcome)) = running.next().await else {
+            break;
+        };
+        let took = t0.elapsed().saturating_sub(started);
+        observe(Event::Finished {
+            key: &jobs[i].key,
+            outcome: &outcome,
+            took,
+        });
+        let failed = !outcome.succeeded();
+        if failed && first_failure.is_none() {
+            first_failure = Some(i);
+        }
+        state[i] = State::Done(Scheduled::Ran {
+            outcome,
+            started,
+            took,
+        });
+        if failed {
+            // Its descendants will never start: say so now, not at the end of the run.
+            // Descendants come after `i`, parents before children: one forward pass.
+            let mut below = vec![i];
+            for j in i + 1..jobs.len() {
+                let Some(p) = parent_of(j) else { continue };
+                if below.contains(&p) && matches!(state[j], State::Pending) {
+                    let why = Skip::AncestorFailed {
+                        failed: jobs[i].key.clone(),
+                        direct: p == i,
+                    };
+                    observe(Event::Skipped {
+                        key: &jobs[j].key,
+                        why: &why,
+                    });
+                    state[j] = State::Done(Scheduled::Skipped(why));
+                    below.push(j);
+                }
+            }
+        }
+    }
+
+    // Whatever is still pending was held back by a failure (without --keep-going).
+    // Parents come first, so an ancestor's state is final when its descendant is looked at.
+    for i in 0..jobs.len() {
+        if !matches!(state[i], State::Pending) {
+            continue;
+        }
+        let mut failed_ancestor = None;
+        let mut cur = parent_of(i);
+        let mut direct = true;
+        while let Some(p) = cur {
+            if let State::Done(Scheduled::Ran { outcome, .. }) = &state[p] {
+                if !outcome.succeeded() {
+                    failed_ancestor = Some((jobs[p].key.clone(), direct));
+                    break;
+                }
+            }
+            direct = false;
+            cur = parent_of(p);
+        }
+        let why = match (failed_ancestor, first_failure) {
+            (Some((failed, direct)), _) => Skip::AncestorFailed { failed, direct },
+            (None, Some(f)) => Skip::RunStopped {
+                failed: jobs[f].key.clone(),
+            },
+            // Unreachable: with no failure every pending image becomes ready in turn.
+            (None, None) => continue,
+        };
+        observe(Event::Skipped {
+            key: &jobs[i].key,
+            why: &why,
+        });
+        state[i] = State::Done(Scheduled::Skipped(why));
+    }
+
+    Ok(jobs
+        .iter()
+        .zip(state)
+        .map(|(j, s)| ScheduledImage {
+            key: j.key.clone(),
+            result: match s {
+                State::Done(r) => r,
+                State::Pending | State::Running => unreachable!("every job ends done"),
+            },
+        })
+        .collect())
+}
+
+/// Key → position, checking keys are unique and parents come before children.
+fn check_order(jobs: &[Job]) -> Result<HashMap<&str, usize>, ScheduleError> {
+    let mut index = HashMap::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        if index.insert(j.key.as_str(), i).is_some() {
+            return Err(ScheduleError::Duplicate(j.key.clone()));
+        }
+    }
+    for (i, j) in jobs.iter().enumerate() {
+        if let Some(p) = &j.parent {
+            if index.get(p.as_str()).is_some_and(|&pi| pi >= i) {
+                return Err(ScheduleError::NotTopological {
+                    child: j.key.clone(),
+                    parent: p.clone(),
+                });
+            }
+        }
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,364 @@
+//! One started image's result, written to `artifacts/<safe name>.yaml`.
+//!
+//! The per-image work of `stackctl build` fills an [`ImageReport`] as it goes
+//! (each step's time, the test counts, the digest) and returns it; the
+//! scheduler reads [`Outcome::succeeded`] from it, the postwork writes it.
+
+use super::dirs::{with_path, ArtifactDirs};
+use crate::pipeline::schedule::Outcome;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The steps of one image, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Build,
+    BasicTests,
+    Push,
+    IntegrationTests,
+    Manifest,
+    Prune,
+}
+
+impl Step {
+    /// The name used in artifacts and messages (`basic-tests`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Build => "build",
+            Step::BasicTests => "basic-tests",
+            Step::Push => "push",
+            Step::IntegrationTests => "integration-tests",
+            Step::Manifest => "manifest",
+            Step::Prune => "prune",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed test: its id (`test/test_x.py::test_y`) and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestFailure {
+    pub name: String,
+    pub message: String,
+}
+
+/// The counts of one test suite (from pytest's JUnit XML).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestCounts {
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    /// How long the suite took, in seconds (millisecond precision).
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<TestFailure>,
+}
+
+impl TestCounts {
+    /// `3 passed, 1 failed, 0 skipped`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// The test results of one image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TestResults {
+    pub basic: Option<TestCounts>,
+    pub integration: Option<TestCounts>,
+}
+
+/// How long one step took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: Step,
+    pub seconds: f64,
+}
+
+/// One started image's result: the content of `artifacts/<safe name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// The image's key in the spec.
+    pub key: String,
+    /// The full image name with its tag.
+    pub image: String,
+    /// Whether every step ran and passed.
+    pub success: bool,
+    /// One line for people: what happened, or what failed and why.
+    pub message: String,
+    /// Whether the image was built.
+    pub built: bool,
+    /// Whether the image was pushed to its registry.
+    pub pushed: bool,
+    /// The step that failed, if one did.
+    pub failed_step: Option<Step>,
+    /// The pushed image's digest.
+    pub digest: Option<String>,
+    /// The time of each step that ran, in order.
+    pub steps: Vec<StepTime>,
+    /// The whole image's time, in seconds.
+    pub seconds: f64,
+    pub tests: TestResults,
+    /// Bytes the prune step reclaimed (images with `prune: true`).
+    pub reclaimed_bytes: Option<u64>,
+}
+
+/// Seconds with millisecond precision (so artifacts do not carry float noise).
+fn secs(d: Duration) -> f64 {
+    d.as_millis() as f64 / 1000.0
+}
+
+impl ImageReport {
+    /// A started image: nothing done yet.
+    pub fn started(key: impl Into<String>, image: impl Into<String>) -> Self {
+        ImageReport {
+            key: key.into(),
+            image: image.into(),
+            success: false,
+            message: "started".into(),
+            built: false,
+            pushed: false,
+            failed_step: None,
+            digest: None,
+            steps: vec![],
+            seconds: 0.0,
+            tests: TestResults::default(),
+            reclaimed_bytes: None,
+        }
+    }
+
+    /// Record that `step` took `took` (also for a failed step).
+    pub fn step_took(&mut self, step: Step, took: Duration) {
+        self.steps.push(StepTime {
+            step,
+            seconds: secs(took),
+        });
+    }
+
+    /// The time recorded for `step`.
+    pub fn step_time(&self, step: Step) -> Option<Duration> {
+        self.steps
+            .iter()
+            .find(|s| s.step == step)
+            .map(|s| Duration::from_secs_f64(s.seconds))
+    }
+
+    /// Mark the image failed at `step`, with a message saying why.
+    pub fn fail(&mut self, step: Step, message: impl Into<String>) {
+        self.success = false;
+        self.failed_step = Some(step);
+        self.message = message.into();
+    }
+
+    /// Run one step, recording its time; on error mark the image failed at `step`
+    /// (message `<step> failed: <error>`, with the error's causes) and return None.
+    pub async fn run_step<T, E, F>(&mut self, step: Step, fut: F) -> Option<T>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: Into<anyhow::Error>,
+    {
+        let t0 = std::time::Instant::now();
+        let result = fut.await;
+        self.step_took(step, t0.elapsed());
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                self.fail(step, format!("{step} failed: {e:#}"));
+                None
+            }
+        }
+    }
+
+    /// Mark the image done: success unless a step failed. `total` is the whole image's time.
+    pub fn finish(&mut self, total: Duration) {
+        self.seconds = secs(total);
+        if self.failed_step.is_none() {
+            self.success = true;
+            self.message = match (self.built, self.pushed) {
+                (true, true) => "built, tested and pushed".into(),
+                (true, false) => "built and tested (not pushed)".into(),
+                _ => "done".into(),
+            };
+        }
+    }
+
+    /// The YAML text of the artifact.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("an ImageReport always serializes")
+    }
+
+    /// Write `artifacts/<safe name>.yaml`; returns its path.
+    pub fn write(&self, dirs: &ArtifactDirs) -> std::io::Result<PathBuf> {
+        let path = dirs.image_yaml(&self.image);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| with_path(e, parent))?;
+        }
+        std::fs::write(&path, self.to_yaml()).map_err(|e| with_path(e, &path))?;
+        Ok(path)
+    }
+
+    /// Read an artifact back (for tests and tools that look at a build's output).
+    pub fn read(path: &std::path::Path) -> anyhow::Result<ImageReport> {
+        let text = std::fs::read_to_string(path).map_err(|e| with_path(e, path))?;
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+impl Outcome for ImageReport {
+    fn succeeded(&self) -> bool {
+        self.success
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_analysis() -> ImageReport {
+        let mut r = ImageReport::started(
+            "analysis",
+            "127.0.0.1:5111/stackctl-example/analysis:2026.3-main",
+        );
+        r.built = true;
+        r.step_took(Step::Build, Duration::from_millis(12_345));
+        r.step_took(Step::BasicTests, Duration::from_millis(3_210));
+        r.tests.basic = Some(TestCounts {
+            passed: 3,
+            failed: 1,
+            skipped: 0,
+            seconds: 3.21,
+            failures: vec![TestFailure {
+                name: "test/test_stats.py::test_summary_of_numbers".into(),
+                message: "assert 2.0 == 2.5".into(),
+            }],
+        });
+        r.fail(
+            Step::BasicTests,
+            "basic tests failed: 1 of 4 (test/test_stats.py::test_summary_of_numbers)",
+        );
+        r.finish(Duration::from_millis(15_600));
+        r
+    }
+
+    #[test]
+    fn a_failed_image_as_yaml() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path());
+        let path = failed_analysis().write(&dirs).unwrap();
+        assert_eq!(
+            path,
+            tmp.path()
+                .join("artifacts/127.0.0.1-5111-stackctl-example-analysis-2026.3-main.yaml")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "\
+key: analysis
+image: 127.0.0.1:5111/stackctl-example/analysis:2026.3-main
+success: false
+message: 'basic tests failed: 1 of 4 (test/test_stats.py::test_summary_of_numbers)'
+built: true
+pushed: false
+failed_step: basic-tests
+digest: null
+steps:
+- step: build
+  seconds: 12.345
+- step: basic-tests
+  seconds: 3.21
+seconds: 15.6
+tests:
+  basic:
+    passed: 3
+    failed: 1
+    skipped: 0
+    seconds: 3.21
+    failures:
+    - name: test/test_stats.py::test_summary_of_numbers
+      message: assert 2.0 == 2.5
+  integration: null
+reclaimed_bytes: null
+"
+        );
+        assert_eq!(ImageReport::read(&path).unwrap(), failed_analysis());
+    }
+
+    #[test]
+    fn a_successful_image() {
+        let mut r =
+            ImageReport::started("base", "127.0.0.1:5111/stackctl-example/base:2026.3-main");
+        r.built = true;
+        r.pushed = true;
+        r.digest = Some(format!("sha256:{}", "ab".repeat(32)));
+        r.step_took(Step::Build, Duration::from_secs(2));
+        r.step_took(Step::Push, Duration::from_millis(500));
+        r.tests.basic = Some(TestCounts {
+            passed: 7,
+            ..Default::default()
+        });
+        assert!(!r.succeeded(), "not done until finished");
+        r.finish(Duration::from_millis(2_600));
+        assert!(r.succeeded());
+        assert_eq!(r.message, "built, tested and pushed");
+        assert_eq!(r.step_time(Step::Push), Some(Duration::from_millis(500)));
+        assert_eq!(r.step_time(Step::Manifest), None);
+        let yaml = r.to_yaml();
+        assert!(yaml.contains("success: true\n"));
+        assert!(yaml.contains(&format!("digest: sha256:{}\n", "ab".repeat(32))));
+        // No failures list when there are none.
+        assert!(!yaml.contains("failures"));
+    }
+
+    #[tokio::test]
+    async fn steps_are_timed_and_the_first_error_marks_the_failure() {
+        let mut r = ImageReport::started("base", "x/base:t");
+        let digest = r
+            .run_step(Step::Build, async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok::<_, std::io::Error>("sha256:ab".to_string())
+            })
+            .await;
+        assert_eq!(digest.as_deref(), Some("sha256:ab"));
+        assert!(r.step_time(Step::Build).unwrap() >= Duration::from_millis(30));
+        let pushed = r
+            .run_step(Step::Push, async {
+                Err::<(), _>(anyhow::anyhow!("connection refused").context("PUT manifest"))
+            })
+            .await;
+        assert!(pushed.is_none());
+        assert_eq!(r.failed_step, Some(Step::Push));
+        assert_eq!(r.message, "push failed: PUT manifest: connection refused");
+        r.finish(Duration::from_millis(40));
+        assert!(!r.success);
+        assert_eq!(r.message, "push failed: PUT manifest: connection refused");
+        assert_eq!(r.steps.len(), 2);
+    }
+
+    #[test]
+    fn writing_into_a_missing_folder_creates_it_and_a_bad_root_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path().join("fresh"));
+        assert!(failed_analysis().write(&dirs).unwrap().is_file());
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = failed_analysis()
+            .write(&ArtifactDirs::new(&file))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! What a build leaves behind (FORMATS.md, "Files a build leaves"), and how it
+//! tells people about it: per-image YAML, `IMAGES_BUILT`, `logs/run.log`, the
+//! per-image log paths, GitHub Actions output and the final table.
+//!
+//! - [`dirs`]: where each file goes ([`ArtifactDirs`]).
+//! - [`image`]: one image's result ([`ImageReport`]) and its `artifacts/<safe name>.yaml`.
+//! - [`lists`]: `artifacts/IMAGES_BUILT` and the other one-name-a-line files.
+//! - [`runlog`]: a tracing writer that tees the run's log lines into `logs/run.log`.
+//! - [`table`]: the summary rows, as a markdown table and as a terminal table.
+//! - [`github`]: `::group::`, `::error`, GITHUB_STEP_SUMMARY and GITHUB_OUTPUT.
+//! - [`progress`]: one progress line per image, and a failed image's annotation.
+//! - [`postwork`]: all of the above for a finished run, in one call.
+
+pub mod dirs;
+pub mod github;
+pub mod image;
+pub mod lists;
+pub mod postwork;
+pub mod progress;
+pub mod runlog;
+pub mod table;
+
+pub use dirs::ArtifactDirs;
+pub use image::{ImageReport, Step, TestCounts, TestFailure};
+pub use postwork::{write_postwork, PostworkOutput};
+pub use runlog::RunLog;
+pub use table::SummaryRow;

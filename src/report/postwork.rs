@@ -1,0 +1,168 @@
+//! The build's postwork, in one call: every started image's YAML, `IMAGES_BUILT`,
+//! and on GitHub Actions the job summary and the step outputs. Runs whatever
+//! happened to the images (the artifacts say which step failed).
+
+use super::dirs::ArtifactDirs;
+use super::github::{build_outputs, GithubActions};
+use super::image::ImageReport;
+use super::lists::{built_images, write_image_list, IMAGES_BUILT};
+use super::table::{markdown, SummaryRow};
+use crate::pipeline::schedule::{Scheduled, ScheduledImage};
+use std::path::PathBuf;
+
+/// What the postwork wrote, and the summary rows (for [`super::table::terminal`]).
+#[derive(Debug, Clone)]
+pub struct PostworkOutput {
+    pub rows: Vec<SummaryRow>,
+    /// The files written, in order: one YAML per started image, then IMAGES_BUILT.
+    pub files: Vec<PathBuf>,
+    /// The images built and passed (IMAGES_BUILT's lines).
+    pub built: Vec<String>,
+}
+
+/// Write the artifacts of a finished run.
+///
+/// `repository(key)` is the image's `image_name`; `tag` the run's tag; `title` heads
+/// the job summary. `github` is [`GithubActions::from_env`] (None outside Actions).
+pub fn write_postwork(
+    dirs: &ArtifactDirs,
+    tag: &str,
+    title: &str,
+    scheduled: &[ScheduledImage<ImageReport>],
+    repository: impl Fn(&str) -> String,
+    github: Option<&GithubActions>,
+) -> anyhow::Result<PostworkOutput> {
+    let mut files = vec![];
+    let mut started: Vec<&ImageReport> = vec![];
+    for s in scheduled {
+        if let Scheduled::Ran { outcome, .. } = &s.result {
+            files.push(outcome.write(dirs)?);
+            started.push(outcome);
+        }
+    }
+    let built = built_images(&started);
+    files.push(write_image_list(dirs, IMAGES_BUILT, &built)?);
+    let rows: Vec<SummaryRow> = scheduled
+        .iter()
+        .map(|s| SummaryRow::from_scheduled(&repository(&s.key), tag, s))
+        .collect();
+    if let Some(gh) = github {
+        gh.append_summary(&markdown(title, &rows))?;
+        gh.set_outputs(&build_outputs(tag, &built.join("\n")))?;
+    }
+    Ok(PostworkOutput { rows, files, built })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::schedule::Skip;
+    use crate::report::Step;
+    use std::time::Duration;
+
+    fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
+        let mut r = ImageReport::started(key, format!("127.0.0.1:5111/ex/{key}:2026.3-main"));
+        r.built = true;
+        r.step_took(Step::Build, Duration::from_secs(1));
+        if ok {
+            r.pushed = true;
+            r.digest = Some("sha256:aa".into());
+        } else {
+            r.fail(Step::Build, "RUN exited 1");
+        }
+        r.finish(Duration::from_secs(2));
+        ScheduledImage {
+            key: key.into(),
+            result: Scheduled::Ran {
+                outcome: r,
+                started: Duration::ZERO,
+                took: Duration::from_secs(2),
+            },
+        }
+    }
+
+    #[test]
+    fn writes_every_started_image_and_the_runner_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path().join("out"));
+        let gh = GithubActions {
+            step_summary: Some(tmp.path().join("summary.md")),
+            output: Some(tmp.path().join("output")),
+        };
+        let scheduled = vec![
+            ScheduledImage {
+                key: "base".into(),
+                result: Scheduled::UpToDate,
+            },
+            ran("analysis", true),
+            ran("service", false),
+            ScheduledImage {
+                key: "web".into(),
+                result: Scheduled::Skipped(Skip::AncestorFailed {
+                    failed: "service".into(),
+                    direct: true,
+                }),
+            },
+            ran("extra", true),
+        ];
+        let out = write_postwork(
+            &dirs,
+            "2026.3-main",
+            "stackctl build",
+            &scheduled,
+            |k| format!("127.0.0.1:5111/ex/{k}"),
+            Some(&gh),
+        )
+        .unwrap();
+
+        let art = tmp.path().join("out/artifacts");
+        let mut names: Vec<String> = std::fs::read_dir(&art)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // Only started images have a YAML (not the up-to-date or skipped ones).
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1-5111-ex-analysis-2026.3-main.yaml",
+                "127.0.0.1-5111-ex-extra-2026.3-main.yaml",
+                "127.0.0.1-5111-ex-service-2026.3-main.yaml",
+                "IMAGES_BUILT"
+            ]
+        );
+        assert_eq!(out.files.len(), 4);
+        let failed =
+            ImageReport::read(&art.join("127.0.0.1-5111-ex-service-2026.3-main.yaml")).unwrap();
+        assert_eq!(failed.failed_step, Some(Step::Build));
+        assert!(!failed.success);
+        assert_eq!(
+            std::fs::read_to_string(art.join("IMAGES_BUILT")).unwrap(),
+            "127.0.0.1:5111/ex/analysis:2026.3-main\n127.0.0.1:5111/ex/extra:2026.3-main\n"
+        );
+        assert_eq!(out.rows.len(), 5);
+        let summary = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+        assert!(summary
+            .starts_with("### stackctl build\n\n2 built, 1 failed, 1 skipped, 1 up to date\n"));
+        assert!(summary.contains(
+            "| `127.0.0.1:5111/ex/web` | `2026.3-main` | ❌ skipped: parent service failed |"
+        ));
+        let output = std::fs::read_to_string(tmp.path().join("output")).unwrap();
+        let lines: Vec<&str> = output.lines().collect();
+        assert!(lines[0].starts_with("images<<ghadelimiter_"));
+        assert_eq!(lines[1], "127.0.0.1:5111/ex/analysis:2026.3-main");
+        assert_eq!(lines[2], "127.0.0.1:5111/ex/extra:2026.3-main");
+        assert_eq!(lines[3], &lines[0]["images<<".len()..]);
+        assert_eq!(lines[4], "tag=2026.3-main");
+    }
+
+    #[test]
+    fn outside_actions_only_the_artifacts_are_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path());
+        let out =
+            write_postwork(&dirs, "t", "x", &[ran("a", true)], |k| k.to_string(), None).unwrap();
+        assert_eq!(out.built, ["127.0.0.1:5111/ex/a:2026.3-main"]);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}

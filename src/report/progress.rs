@@ -1,0 +1,124 @@
+//! One progress line per image, from the scheduler's events, and the GitHub
+//! annotation of a failed image.
+
+use super::github;
+use super::image::ImageReport;
+use super::table::format_duration;
+use crate::pipeline::schedule::Event;
+
+/// The progress line of a scheduler event, e.g. `[analysis] failed at basic-tests
+/// after 4.1s: 1 of 4 tests failed`. `image` is the image's full name.
+pub fn line(event: &Event<'_, ImageReport>, image: &str) -> String {
+    match event {
+        Event::UpToDate { key } => format!("[{key}] up to date: {image}"),
+        Event::Started { key } => format!("[{key}] started: {image}"),
+        Event::Finished { key, outcome, took } if outcome.success => {
+            let digest = outcome
+                .digest
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            format!(
+                "[{key}] {} in {}{digest}",
+                outcome.message,
+                format_duration(*took)
+            )
+        }
+        Event::Finished { key, outcome, took } => match outcome.failed_step {
+            Some(step) => format!(
+                "[{key}] failed at {step} after {}: {}",
+                format_duration(*took),
+                outcome.message
+            ),
+            None => format!(
+                "[{key}] failed after {}: {}",
+                format_duration(*took),
+                outcome.message
+            ),
+        },
+        Event::Skipped { key, why } => format!("[{key}] {why}"),
+    }
+}
+
+/// `::error title=<key>: <step> failed::<message>` for a failed image; None when it passed.
+pub fn failure_annotation(report: &ImageReport) -> Option<String> {
+    if report.success {
+        return None;
+    }
+    let title = match report.failed_step {
+        Some(step) => format!("{}: {step} failed", report.key),
+        None => format!("{} failed", report.key),
+    };
+    Some(github::error(&title, &report.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::schedule::Skip;
+    use crate::report::Step;
+    use std::time::Duration;
+
+    #[test]
+    fn lines_for_each_event() {
+        let img = "127.0.0.1:5111/ex/analysis:2026.3-main";
+        let mut r = ImageReport::started("analysis", img);
+        r.built = true;
+        r.fail(Step::BasicTests, "1 of 4 tests failed: test_x");
+        r.finish(Duration::from_millis(4_100));
+        let took = Duration::from_millis(4_120);
+        assert_eq!(
+            line(&Event::Started { key: "analysis" }, img),
+            format!("[analysis] started: {img}")
+        );
+        assert_eq!(
+            line(
+                &Event::Finished {
+                    key: "analysis",
+                    outcome: &r,
+                    took
+                },
+                img
+            ),
+            "[analysis] failed at basic-tests after 4.1s: 1 of 4 tests failed: test_x"
+        );
+        assert_eq!(
+            failure_annotation(&r).unwrap(),
+            "::error title=analysis%3A basic-tests failed::1 of 4 tests failed: test_x\n"
+        );
+        let mut ok = ImageReport::started("base", img);
+        ok.built = true;
+        ok.pushed = true;
+        ok.digest = Some("sha256:ab".into());
+        ok.finish(took);
+        assert_eq!(
+            line(
+                &Event::Finished {
+                    key: "base",
+                    outcome: &ok,
+                    took
+                },
+                img
+            ),
+            "[base] built, tested and pushed in 4.1s (sha256:ab)"
+        );
+        assert_eq!(failure_annotation(&ok), None);
+        let why = Skip::RunStopped {
+            failed: "analysis".into(),
+        };
+        assert_eq!(
+            line(
+                &Event::Skipped {
+                    key: "service",
+                    why: &why
+                },
+                img
+            ),
+            "[service] skipped: the run stopped after analysis failed (no --keep-going)"
+        );
+        assert_eq!(
+            line(&Event::UpToDate { key: "base" }, img),
+            format!("[base] up to date: {img}")
+        );
+    }
+}

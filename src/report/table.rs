@@ -1,0 +1,374 @@
+//! The build's summary: one row per image of the stack (built, failed, skipped or up
+//! to date), as a markdown table (GITHUB_STEP_SUMMARY) and as a terminal table.
+
+use super::image::{ImageReport, Step, TestCounts};
+use crate::pipeline::schedule::{Scheduled, ScheduledImage};
+use std::time::Duration;
+
+/// How one image ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowStatus {
+    /// Not rebuilt: its tag is in the registry and nothing changed.
+    UpToDate,
+    /// Every step passed; the text says which ran (`built, tested and pushed`).
+    Done(String),
+    /// A step failed.
+    Failed { step: Option<Step>, message: String },
+    /// Not started (`skipped: parent base failed`).
+    Skipped(String),
+}
+
+impl RowStatus {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, RowStatus::UpToDate | RowStatus::Done(_))
+    }
+
+    /// Short text for a table cell.
+    pub fn text(&self) -> String {
+        match self {
+            RowStatus::UpToDate => "up to date".into(),
+            RowStatus::Done(m) => m.clone(),
+            RowStatus::Failed {
+                step: Some(step), ..
+            } => format!("failed: {step}"),
+            RowStatus::Failed { step: None, .. } => "failed".into(),
+            RowStatus::Skipped(why) => why.clone(),
+        }
+    }
+}
+
+/// One image in the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    pub key: String,
+    /// The repository, without tag.
+    pub repository: String,
+    pub tag: String,
+    pub status: RowStatus,
+    pub digest: Option<String>,
+    pub build: Option<Duration>,
+    /// Basic and integration tests together.
+    pub tests: Option<Duration>,
+    pub total: Option<Duration>,
+    pub basic: Option<TestCounts>,
+    pub integration: Option<TestCounts>,
+}
+
+impl SummaryRow {
+    /// The row of one scheduled image; `repository` and `tag` name it.
+    pub fn from_scheduled(
+        repository: &str,
+        tag: &str,
+        scheduled: &ScheduledImage<ImageReport>,
+    ) -> SummaryRow {
+        let mut row = SummaryRow {
+            key: scheduled.key.clone(),
+            repository: repository.to_string(),
+            tag: tag.to_string(),
+            status: RowStatus::UpToDate,
+            digest: None,
+            build: None,
+            tests: None,
+            total: None,
+            basic: None,
+            integration: None,
+        };
+        match &scheduled.result {
+            Scheduled::UpToDate => {}
+            Scheduled::Skipped(why) => row.status = RowStatus::Skipped(why.to_string()),
+            Scheduled::Ran {
+                outcome: r, took, ..
+            } => {
+                row.status = if r.success {
+                    RowStatus::Done(r.message.clone())
+                } else {
+                    RowStatus::Failed {
+                        step: r.failed_step,
+                        message: r.message.clone(),
+                    }
+                };
+                row.digest = r.digest.clone();
+                row.build = r.step_time(Step::Build);
+                row.tests = match (
+                    r.step_time(Step::BasicTests),
+                    r.step_time(Step::IntegrationTests),
+                ) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+                };
+                row.total = Some(*took);
+                row.basic = r.tests.basic.clone();
+                row.integration = r.tests.integration.clone();
+            }
+        }
+        row
+    }
+
+    /// `3 passed, 1 failed, 0 skipped` for the basic tests, and the integration
+    /// tests after ` / ` when they ran; `-` when no test ran.
+    pub fn test_counts(&self) -> String {
+        match (&self.basic, &self.integration) {
+            (None, None) => "-".into(),
+            (Some(b), None) => b.summary(),
+            (None, Some(i)) => format!("integration: {}", i.summary()),
+            (Some(b), Some(i)) => format!("{} / integration: {}", b.summary(), i.summary()),
+        }
+    }
+}
+
+/// `4.2s`, `1m3s`, `1h2m3s` (as the old manifest pages wrote times).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 60_000 {
+        return format!("{}.{}s", ms / 1000, (ms % 1000) / 100);
+    }
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else {
+        format!("{m}m{s}s")
+    }
+}
+
+fn opt_duration(d: Option<Duration>) -> String {
+    d.map(format_duration).unwrap_or_else(|| "-".into())
+}
+
+/// `sha256:` and the first 12 hex digits.
+pub fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((algo, hex)) => format!("{algo}:{}", &hex[..hex.len().min(12)]),
+        None => d.chars().take(19).collect(),
+    }
+}
+
+/// `2 built, 1 failed, 1 skipped, 3 up to date` (parts that are zero left out).
+pub fn counts_line(rows: &[SummaryRow]) -> String {
+    let n = |f: &dyn Fn(&RowStatus) -> bool| rows.iter().filter(|r| f(&r.status)).count();
+    let parts = [
+        (n(&|s| matches!(s, RowStatus::Done(_))), "built"),
+        (n(&|s| matches!(s, RowStatus::Failed { .. })), "failed"),
+        (n(&|s| matches!(s, RowStatus::Skipped(_))), "skipped"),
+        (n(&|s| matches!(s, RowStatus::UpToDate)), "up to date"),
+    ];
+    let out: Vec<String> = parts
+        .iter()
+        .filter(|(c, _)| *c > 0)
+        .map(|(c, what)| format!("{c} {what}"))
+        .collect();
+    if out.is_empty() {
+        "no images".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// A markdown table cell: `|` escaped, line breaks as spaces.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// The markdown summary: a `### title` heading, the counts, and the table.
+pub fn markdown(title: &str, rows: &[SummaryRow]) -> String {
+    let mut out = format!("### {}\n\n{}\n\n", md_cell(title), counts_line(rows));
+    out.push_str("| Image | Tag | Result | Digest | Build | Tests | Total | Test results |\n");
+    out.push_str("|-------|-----|--------|--------|------:|------:|------:|--------------|\n");
+    for r in rows {
+        let mark = if r.status.is_ok() { "✅" } else { "❌" };
+        let digest = r
+            .digest
+            .as_deref()
+            .map(|d| format!("`{d}`"))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "| `{}` | `{}` | {mark} {} | {digest} | {} | {} | {} | {} |\n",
+            r.repository,
+            r.tag,
+            md_cell(&r.status.text()),
+            opt_duration(r.build),
+            opt_duration(r.tests),
+            opt_duration(r.total),
+            md_cell(&r.test_counts()),
+        ));
+    }
+    // Failed images' messages below the table: a cell is too small for them.
+    let failures: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| matches!(r.status, RowStatus::Failed { .. }))
+        .collect();
+    if !failures.is_empty() {
+        out.push('\n');
+        for r in failures {
+            if let RowStatus::Failed { message, .. } = &r.status {
+                out.push_str(&format!("- **{}**: {}\n", r.key, md_cell(message)));
+            }
+        }
+    }
+    out
+}
+
+/// The terminal table: aligned columns, the digest shortened, then the counts line.
+pub fn terminal(rows: &[SummaryRow]) -> String {
+    let header = [
+        "IMAGE",
+        "RESULT",
+        "DIGEST",
+        "BUILD",
+        "TESTS",
+        "TOTAL",
+        "TEST RESULTS",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        cells.push(vec![
+            format!("{}:{}", r.repository, r.tag),
+            r.status.text(),
+            r.digest
+                .as_deref()
+                .map(short_digest)
+                .unwrap_or_else(|| "-".into()),
+            opt_duration(r.build),
+            opt_duration(r.tests),
+            opt_duration(r.total),
+            r.test_counts(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&counts_line(rows));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::schedule::Skip;
+    use crate::report::TestFailure;
+
+    const REPO: &str = "127.0.0.1:5111/stackctl-example";
+
+    fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
+        let mut r = ImageReport::started(key, format!("{REPO}/{key}:2026.3-main"));
+        r.built = true;
+        r.step_took(Step::Build, Duration::from_millis(12_300));
+        r.step_took(Step::BasicTests, Duration::from_millis(3_200));
+        r.tests.basic = Some(TestCounts {
+            passed: if ok { 4 } else { 3 },
+            failed: if ok { 0 } else { 1 },
+            skipped: 0,
+            seconds: 3.2,
+            failures: vec![],
+        });
+        if ok {
+            r.pushed = true;
+            r.digest = Some(format!("sha256:{}", "0123456789abcdef".repeat(4)));
+            r.step_took(Step::IntegrationTests, Duration::from_millis(1_000));
+            r.tests.integration = Some(TestCounts {
+                passed: 3,
+                ..Default::default()
+            });
+        } else {
+            r.tests.basic.as_mut().unwrap().failures.push(TestFailure {
+                name: "t::x".into(),
+                message: "no".into(),
+            });
+            r.fail(Step::BasicTests, "basic tests failed: t::x | assert 1 == 2");
+        }
+        r.finish(Duration::from_millis(65_000));
+        ScheduledImage {
+            key: key.into(),
+            result: Scheduled::Ran {
+                outcome: r,
+                started: Duration::ZERO,
+                took: Duration::from_millis(65_400),
+            },
+        }
+    }
+
+    fn rows() -> Vec<SummaryRow> {
+        let base = ScheduledImage {
+            key: "base".into(),
+            result: Scheduled::UpToDate,
+        };
+        let child = ScheduledImage {
+            key: "child".into(),
+            result: Scheduled::Skipped(Skip::AncestorFailed {
+                failed: "analysis".into(),
+                direct: true,
+            }),
+        };
+        [base, ran("analysis", false), child, ran("service", true)]
+            .iter()
+            .map(|s| SummaryRow::from_scheduled(&format!("{REPO}/{}", s.key), "2026.3-main", s))
+            .collect()
+    }
+
+    #[test]
+    fn durations_as_the_old_pages() {
+        assert_eq!(format_duration(Duration::from_millis(4_250)), "4.2s");
+        assert_eq!(format_duration(Duration::from_millis(59_999)), "59.9s");
+        assert_eq!(format_duration(Duration::from_secs(63)), "1m3s");
+        assert_eq!(format_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123"),
+            "sha256:0123456789ab"
+        );
+    }
+
+    #[test]
+    fn markdown_table() {
+        let md = markdown("stackctl build 2026.3-main", &rows());
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let expected = format!(
+            "### stackctl build 2026.3-main
+
+1 built, 1 failed, 1 skipped, 1 up to date
+
+| Image | Tag | Result | Digest | Build | Tests | Total | Test results |
+|-------|-----|--------|--------|------:|------:|------:|--------------|
+| `{REPO}/base` | `2026.3-main` | ✅ up to date | - | - | - | - | - |
+| `{REPO}/analysis` | `2026.3-main` | ❌ failed: basic-tests | - | 12.3s | 3.2s | 1m5s | 3 passed, 1 failed, 0 skipped |
+| `{REPO}/child` | `2026.3-main` | ❌ skipped: parent analysis failed | - | - | - | - | - |
+| `{REPO}/service` | `2026.3-main` | ✅ built, tested and pushed | `{digest}` | 12.3s | 4.2s | 1m5s | 4 passed, 0 failed, 0 skipped / integration: 3 passed, 0 failed, 0 skipped |
+
+- **analysis**: basic tests failed: t::x \\| assert 1 == 2
+"
+        );
+        assert_eq!(md, expected);
+    }
+
+    #[test]
+    fn terminal_table() {
+        let t = terminal(&rows());
+        let expected = format!(
+            "\
+IMAGE                                                 RESULT                           DIGEST               BUILD  TESTS  TOTAL  TEST RESULTS
+{REPO}/base:2026.3-main      up to date                       -                    -      -      -      -
+{REPO}/analysis:2026.3-main  failed: basic-tests              -                    12.3s  3.2s   1m5s   3 passed, 1 failed, 0 skipped
+{REPO}/child:2026.3-main     skipped: parent analysis failed  -                    -      -      -      -
+{REPO}/service:2026.3-main   built, tested and pushed         sha256:0123456789ab  12.3s  4.2s   1m5s   4 passed, 0 failed, 0 skipped / integration: 3 passed, 0 failed, 0 skipped
+1 built, 1 failed, 1 skipped, 1 up to date
+"
+        );
+        assert_eq!(t, expected);
+    }
+}
