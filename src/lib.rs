@@ -9,5 +9,8 @@ pub mod cli;
 pub mod credentials;
 pub mod error;
 pub mod naming;
+pub mod promotion;
+pub mod registry;
 pub mod spec;
 pub mod tag;
+pub mod wiki;
