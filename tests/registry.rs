@@ -480,3 +480,58 @@ fn token_auth_like_ghcr() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("anonymous"), "{}", text(&out.stderr));
 }
+
+/// Targets that did not exist: created only after every existing one went through, so a
+/// failure among the existing ones leaves them absent; a tag created before a later failure
+/// cannot be deleted on Distribution (405, as on GHCR), and the message says so.
+#[test]
+fn failed_promotion_with_new_targets() {
+    for (fail_at, absent) in [(3usize, vec![3usize]), (4, vec![2, 3])] {
+        let reg = Registry::start(RegistryAuth::None);
+        let proxy = Proxy::start(reg.port, Fault::FailManifestPut(fail_at));
+        let dir = tempfile::tempdir().unwrap();
+        let names = write_spec(dir.path(), &proxy.host(), 4);
+        let c = client(None);
+        let direct = |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
+        let mut old = Vec::new();
+        rt().block_on(async {
+            for (i, n) in names.iter().enumerate() {
+                push_kind(&c, &r(&direct(n, "2026.3-main")), Kind::Oci, "new").await;
+                old.push(if absent.contains(&i) {
+                    None
+                } else {
+                    Some(push_kind(&c, &r(&direct(n, "2026.3-stable")), Kind::Oci, "old").await)
+                });
+            }
+        });
+        let spec = dir.path().join("spec.yml");
+        let out = stackctl(
+            &["tag", "2026.3-main", "--spec", spec.to_str().unwrap(), "--repo", dir.path().to_str().unwrap(),
+              "--artifacts", dir.path().join("artifacts").to_str().unwrap()],
+            None,
+            &[],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        for (n, m) in names.iter().zip(&old) {
+            let now = head_digest(&c, &direct(n, "2026.3-stable"));
+            match m {
+                Some(m) => assert_eq!(now.as_deref(), Some(m.digest.as_str()), "{err}"),
+                None if fail_at == 3 => {
+                    assert_eq!(now, None, "{err}");
+                    assert!(err.contains(&format!("{n}:2026.3-stable: absent before, still absent")), "{err}");
+                }
+                None => {
+                    if now.is_some() {
+                        assert!(err.contains(&format!("{n}:2026.3-stable: absent before; the registry refused to delete the tag (HTTP 4")), "{err}");
+                    }
+                }
+            }
+        }
+        if fail_at == 3 {
+            assert!(err.contains("every target was put back"), "{err}");
+        } else {
+            assert!(err.contains("NOT every target could be put back"), "{err}");
+        }
+    }
+}

@@ -421,9 +421,9 @@ impl RegistryClient {
             .unwrap_or_else(|| m.digest.clone()))
     }
 
-    /// DELETE a tag. `Ok(Err(status))` when the registry refuses deleting tags (GHCR answers
-    /// 405; Distribution 2.8 only deletes by digest).
-    pub async fn delete_tag(&self, r: &ImageRef) -> Result<Result<(), u16>, RegistryError> {
+    /// DELETE a tag. `Ok(Err("HTTP <status> (<registry's reason>)"))` when the registry
+    /// refuses deleting tags (GHCR answers 405; Distribution 2.8 only deletes by digest).
+    pub async fn delete_tag(&self, r: &ImageRef) -> Result<Result<(), String>, RegistryError> {
         let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
         let t = self.opts.retry.request_timeout;
         let resp = self
@@ -432,7 +432,7 @@ impl RegistryClient {
         match resp.status().as_u16() {
             200 | 202 | 204 => Ok(Ok(())),
             401 => Err(self.denied(r, resp).await),
-            s @ (400 | 403 | 404 | 405 | 501) => Ok(Err(s)),
+            s @ (400 | 403 | 404 | 405 | 501) => Ok(Err(format!("HTTP {s}{}", detail(resp).await))),
             _ => Err(self.fail(r, "DELETE of the tag", resp).await),
         }
     }

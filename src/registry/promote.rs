@@ -3,7 +3,8 @@
 //!
 //! 1. every source is checked (all missing ones are reported, not just the first);
 //! 2. what every target pointed to is recorded (exact bytes and media type, or absent);
-//! 3. all retags run concurrently, and each target's digest is verified;
+//! 3. all retags run concurrently (targets that already exist first, new ones after them,
+//!    as a new tag often cannot be deleted again), and each target's digest is verified;
 //! 4. on any failure every target is put back: its old bytes re-PUT, or — when it did not
 //!    exist — its tag deleted where the registry allows it.
 
@@ -33,7 +34,7 @@ pub struct Promoted {
     pub source_digests: Vec<String>,
     /// What each target held before (digest or absent), in order.
     pub before: Vec<Option<String>>,
-    /// Empty on a dry run.
+    /// Empty on a dry run; in the order they finished.
     pub retags: Vec<RetagReport>,
 }
 
@@ -97,27 +98,40 @@ pub async fn promote(
         });
     }
 
-    // 3. Retag all, then verify each target with a fresh HEAD.
-    let results = join_all(steps.iter().zip(&manifests).map(|(s, m)| async move {
-        let rep = client.retag_manifest(&s.source, m, &s.target).await?;
-        match client.head_manifest(&s.target).await? {
-            Some(d) if d.digest == m.digest => Ok(rep),
-            Some(d) => Err(RegistryError::Invalid {
-                reference: s.target.to_string(),
-                reason: format!("now points to {}, not {}", d.digest, m.digest),
-            }),
-            None => Err(RegistryError::NotFound {
-                reference: s.target.to_string(),
-            }),
+    // 3. Retag, then verify each target with a fresh HEAD. Targets that exist go first
+    //    (all concurrently): they can always be put back. New targets, whose tags most
+    //    registries cannot delete (GHCR and Distribution answer 405), are created only
+    //    once all the others went through.
+    let retag_one = |i: usize| {
+        let s = &steps[i];
+        let m = &manifests[i];
+        async move {
+            let rep = client.retag_manifest(&s.source, m, &s.target).await?;
+            match client.head_manifest(&s.target).await? {
+                Some(d) if d.digest == m.digest => Ok(rep),
+                Some(d) => Err(RegistryError::Invalid {
+                    reference: s.target.to_string(),
+                    reason: format!("now points to {}, not {}", d.digest, m.digest),
+                }),
+                None => Err(RegistryError::NotFound {
+                    reference: s.target.to_string(),
+                }),
+            }
         }
-    }))
-    .await;
+    };
+    let (existing, new): (Vec<usize>, Vec<usize>) =
+        (0..steps.len()).partition(|&i| before[i].manifest.is_some());
     let mut failures = Vec::new();
     let mut retags = Vec::new();
-    for r in results {
-        match r {
-            Ok(rep) => retags.push(rep),
-            Err(e) => failures.push(e.to_string()),
+    for phase in [existing, new] {
+        if !failures.is_empty() {
+            break;
+        }
+        for r in join_all(phase.into_iter().map(retag_one)).await {
+            match r {
+                Ok(rep) => retags.push(rep),
+                Err(e) => failures.push(e.to_string()),
+            }
         }
     }
     if failures.is_empty() {
@@ -162,10 +176,10 @@ pub async fn restore(client: &RegistryClient, before: &[Before]) -> Vec<(bool, S
                 Ok(None) => (true, format!("{t}: absent before, still absent")),
                 Ok(Some(now)) => match client.delete_tag(t).await {
                     Ok(Ok(())) => (true, format!("{t}: absent before, new tag deleted")),
-                    Ok(Err(status)) => (
+                    Ok(Err(why)) => (
                         false,
                         format!(
-                            "{t}: absent before; the registry refused to delete the tag (HTTP {status}), it now points to {}",
+                            "{t}: absent before; the registry refused to delete the tag ({why}), it now points to {}",
                             now.digest
                         ),
                     ),
