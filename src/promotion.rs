@@ -45,9 +45,9 @@ pub struct Plan {
 pub fn prefix_of(original_tag: &str) -> anyhow::Result<&str> {
     match original_tag.split_once('-') {
         Some((p, rest)) if !p.is_empty() && !rest.is_empty() => Ok(p),
-        _ => anyhow::bail!(
-            "tag {original_tag:?} has no `<prefix>-<branch>` form (e.g. 2026.3-main)"
-        ),
+        _ => {
+            anyhow::bail!("tag {original_tag:?} has no `<prefix>-<branch>` form (e.g. 2026.3-main)")
+        }
     }
 }
 
@@ -68,8 +68,9 @@ pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result
                 .values()
                 .map(|i| {
                     Ok((
-                        with_tag(&i.image_name, original_tag)
-                            .with_context(|| format!("image {:?} in {}", i.key, spec.path.display()))?,
+                        with_tag(&i.image_name, original_tag).with_context(|| {
+                            format!("image {:?} in {}", i.key, spec.path.display())
+                        })?,
                         with_tag(&i.image_name, &stable)?,
                     ))
                 })
@@ -106,7 +107,11 @@ pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result
 
 /// Run a promotion: registry (unless offline), then artifacts and wiki. Prints one line per
 /// image on stdout.
-pub async fn run(client: Option<&RegistryClient>, spec: &Spec, opts: &Options) -> anyhow::Result<()> {
+pub async fn run(
+    client: Option<&RegistryClient>,
+    spec: &Spec,
+    opts: &Options,
+) -> anyhow::Result<()> {
     if opts.offline && !opts.dry_run {
         anyhow::bail!("--offline needs --dry-run");
     }
@@ -167,7 +172,8 @@ pub async fn run(client: Option<&RegistryClient>, spec: &Spec, opts: &Options) -
     wiki::write_list(&opts.artifacts, tagged_name, &targets)?;
 
     if let Some((dir, links, sha7)) = wiki_ctx {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         for (s, t) in &plan.pairs {
             if !wiki::copy_page(&dir, s, t)? {
                 tracing::warn!(

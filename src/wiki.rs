@@ -52,8 +52,12 @@ pub fn commit_sha7(repo: &Path) -> anyhow::Result<String> {
             return Ok(sha[..7].to_string());
         }
     }
-    let r = git2::Repository::discover(repo)
-        .with_context(|| format!("{}: not a git repository (or set GITHUB_SHA)", repo.display()))?;
+    let r = git2::Repository::discover(repo).with_context(|| {
+        format!(
+            "{}: not a git repository (or set GITHUB_SHA)",
+            repo.display()
+        )
+    })?;
     let head = r
         .head()
         .and_then(|h| h.peel_to_commit())
@@ -97,9 +101,9 @@ fn is_divider(line: &str) -> bool {
 pub fn insert_home_row(existing: Option<&str>, row: &str) -> String {
     let text = existing.unwrap_or("");
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let divider = lines.windows(2).position(|w| {
-        w[0].trim_start().starts_with('|') && is_divider(w[1])
-    });
+    let divider = lines
+        .windows(2)
+        .position(|w| w[0].trim_start().starts_with('|') && is_divider(w[1]));
     match divider {
         Some(i) => {
             let div = lines[i + 1];
@@ -212,7 +216,10 @@ mod tests {
         let row = home_row(
             &links(),
             "5c83aa3",
-            &["ghcr.io/o/a:2026.3-stable".into(), "ghcr.io/o/b:2026.3-stable".into()],
+            &[
+                "ghcr.io/o/a:2026.3-stable".into(),
+                "ghcr.io/o/b:2026.3-stable".into(),
+            ],
         );
         assert_eq!(
             row,
@@ -237,22 +244,36 @@ mod tests {
     #[test]
     fn finds_stable_row() {
         let l = links();
-        let mut home = insert_home_row(None, &home_row(&l, "1111111", &["h/a:2026.2-stable".into()]));
+        let mut home = insert_home_row(
+            None,
+            &home_row(&l, "1111111", &["h/a:2026.2-stable".into()]),
+        );
         home = insert_home_row(
             Some(&home),
-            &home_row(&l, "2222222", &["h/a:2026.3-stable".into(), "h/b:2026.3-stable".into()]),
+            &home_row(
+                &l,
+                "2222222",
+                &["h/a:2026.3-stable".into(), "h/b:2026.3-stable".into()],
+            ),
         );
         assert_eq!(
             stable_row_images(&home, "2026.3").unwrap(),
             vec!["h/a:2026.3-stable", "h/b:2026.3-stable"]
         );
-        assert_eq!(stable_row_images(&home, "2026.2").unwrap(), vec!["h/a:2026.2-stable"]);
+        assert_eq!(
+            stable_row_images(&home, "2026.2").unwrap(),
+            vec!["h/a:2026.2-stable"]
+        );
         assert!(stable_row_images(&home, "2025.1").is_none());
     }
 
     #[test]
     fn stable_page() {
-        let p = stable_tag_page(&links(), &["h/a:stable".into()], &["h/a:2026.3-stable".into()]);
+        let p = stable_tag_page(
+            &links(),
+            &["h/a:stable".into()],
+            &["h/a:2026.3-stable".into()],
+        );
         assert_eq!(
             p,
             "| Image | Based On | Manifest |\n| :- | :- | :- |\n| `h/a:stable` | `h/a:2026.3-stable` | [Link](https://github.com/o/r/wiki/h-a-stable) |\n"

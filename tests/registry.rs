@@ -2,11 +2,11 @@
 //! exists, retag (all four manifest kinds, same and cross repository, refused mounts),
 //! all-or-nothing promotion with the wiki pages, basic and token (GHCR-like) auth.
 
-mod support;
 #[path = "helpers/images.rs"]
 mod images;
 #[path = "helpers/proxy.rs"]
 mod proxy;
+mod support;
 #[path = "helpers/token_server.rs"]
 mod token_server;
 
@@ -70,7 +70,10 @@ fn stackctl(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!all.contains(PASSWORD), "a password was printed:\n{all}");
-    assert!(!all.contains("eyJ"), "something like a token was printed:\n{all}");
+    assert!(
+        !all.contains("eyJ"),
+        "something like a token was printed:\n{all}"
+    );
     out
 }
 
@@ -85,7 +88,9 @@ fn blob_gets(reg: &Registry) -> usize {
 }
 
 fn head_digest(c: &RegistryClient, s: &str) -> Option<String> {
-    rt().block_on(c.head_manifest(&r(s))).unwrap().map(|d| d.digest)
+    rt().block_on(c.head_manifest(&r(s)))
+        .unwrap()
+        .map(|d| d.digest)
 }
 
 #[test]
@@ -120,14 +125,27 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
         assert_eq!(got.media_type, m.media_type, "{k:?}");
         assert_eq!(got.bytes, m.bytes, "{k:?}");
     }
-    assert_eq!(blob_gets(&reg), gets_before, "retag fetched blobs:\n{}", reg.log());
+    assert_eq!(
+        blob_gets(&reg),
+        gets_before,
+        "retag fetched blobs:\n{}",
+        reg.log()
+    );
     assert_eq!(gets_before, 0);
 
     // exists: one missing among present ones → exit 1, JSON says which.
     let present = format!("{host}/stack/app:docker-src");
     let missing = format!("{host}/stack/app:nope");
     let out = stackctl(
-        &["exists", &present, &missing, "--json", "--username", USER, "--password-stdin"],
+        &[
+            "exists",
+            &present,
+            &missing,
+            "--json",
+            "--username",
+            USER,
+            "--password-stdin",
+        ],
         Some(PASSWORD),
         &[],
     );
@@ -157,15 +175,30 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     // No credential at all: says so.
     let out = stackctl(&["exists", &present], None, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("anonymous"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("anonymous"),
+        "{}",
+        text(&out.stderr)
+    );
     // A missing source for retag names it; exit 1.
     let out = stackctl(
-        &["retag", &missing, "x", "--username", USER, "--password-stdin"],
+        &[
+            "retag",
+            &missing,
+            "x",
+            "--username",
+            USER,
+            "--password-stdin",
+        ],
         Some(PASSWORD),
         &[],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains(&missing), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&missing),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -197,7 +230,11 @@ fn cross_repository_retag_mounts_or_streams_blobs() {
     let out = stackctl(&["retag", &src_p, &dst_p], None, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
-    assert!(text(&out.stderr).contains("streamed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("streamed"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         head_digest(&c, &format!("{host}/stack/c:copy")).as_deref(),
         Some(m.digest.as_str())
@@ -217,7 +254,9 @@ fn write_spec(dir: &Path, host: &str, n: usize) -> Vec<String> {
         }
         std::fs::create_dir_all(dir.join("images").join(format!("img{i}"))).unwrap();
         std::fs::write(
-            dir.join("images").join(format!("img{i}")).join("Dockerfile"),
+            dir.join("images")
+                .join(format!("img{i}"))
+                .join("Dockerfile"),
             "FROM scratch\n",
         )
         .unwrap();
@@ -265,7 +304,10 @@ fn failed_promotion_puts_every_target_back() {
     assert!(err.contains("injected failure"), "{err}");
     assert!(err.contains("every target was put back"), "{err}");
     for (n, m) in names.iter().zip(&old) {
-        assert!(err.contains(&format!("{n}:2026.3-stable: restored to {}", m.digest)), "{err}");
+        assert!(
+            err.contains(&format!("{n}:2026.3-stable: restored to {}", m.digest)),
+            "{err}"
+        );
         assert_eq!(
             head_digest(&c, &direct(n, "2026.3-stable")).as_deref(),
             Some(m.digest.as_str()),
@@ -273,7 +315,12 @@ fn failed_promotion_puts_every_target_back() {
         );
     }
     // 4 retags (one refused) and 4 restores.
-    assert_eq!(proxy.manifest_puts.load(std::sync::atomic::Ordering::SeqCst), 8);
+    assert_eq!(
+        proxy
+            .manifest_puts
+            .load(std::sync::atomic::Ordering::SeqCst),
+        8
+    );
     // Nothing written on failure.
     assert!(!dir.path().join("artifacts/IMAGES_TAGGED").exists());
     assert_eq!(blob_gets(&reg), 0);
@@ -339,14 +386,20 @@ fn promotion_writes_wiki_and_artifacts() {
     for n in &names {
         assert!(err.contains(&format!("{n}:2026.3-nosuch")), "{err}");
     }
-    assert_eq!(std::fs::read_to_string(wiki.join("Home.md")).unwrap(), home_before);
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
+        home_before
+    );
 
     // Dry run: reads the registry, writes the files, changes no tag.
     let mut args = vec!["tag", "2026.3-main", "--dry-run"];
     args.extend(common);
     let out = stackctl(&args, None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(head_digest(&c, &format!("{}:2026.3-stable", names[0])), None);
+    assert_eq!(
+        head_digest(&c, &format!("{}:2026.3-stable", names[0])),
+        None
+    );
     std::fs::write(wiki.join("Home.md"), &home_before).unwrap();
 
     // Quarter promotion.
@@ -366,17 +419,27 @@ fn promotion_writes_wiki_and_artifacts() {
     let stable: Vec<String> = names.iter().map(|n| format!("{n}:2026.3-stable")).collect();
     let row = format!(
         "|[`5c83aa3`](https://github.com/o/r/commit/5c83aa3)|{}|{}|",
-        stable.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join("<br>"),
         stable
             .iter()
-            .map(|s| format!("[Link](https://github.com/o/r/wiki/{})", stackctl::naming::page_name(s)))
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        stable
+            .iter()
+            .map(|s| format!(
+                "[Link](https://github.com/o/r/wiki/{})",
+                stackctl::naming::page_name(s)
+            ))
             .collect::<Vec<_>>()
             .join("<br>")
     );
     let divider = "|--------|-------|----------|\n";
     let at = home_before.find(divider).unwrap() + divider.len();
     let expected = format!("{}{row}\n{}", &home_before[..at], &home_before[at..]);
-    assert_eq!(std::fs::read_to_string(wiki.join("Home.md")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
+        expected
+    );
     for n in &names[..2] {
         let page = stackctl::naming::page_name(&format!("{n}:2026.3-stable"));
         assert_eq!(
@@ -387,9 +450,15 @@ fn promotion_writes_wiki_and_artifacts() {
     let listed = |f: &str| std::fs::read_to_string(artifacts.join(f)).unwrap();
     assert_eq!(
         listed("IMAGES_ORIGINAL"),
-        names.iter().map(|n| format!("{n}:2026.3-main\n")).collect::<String>()
+        names
+            .iter()
+            .map(|n| format!("{n}:2026.3-main\n"))
+            .collect::<String>()
     );
-    assert_eq!(listed("IMAGES_TAGGED"), stable.iter().map(|s| format!("{s}\n")).collect::<String>());
+    assert_eq!(
+        listed("IMAGES_TAGGED"),
+        stable.iter().map(|s| format!("{s}\n")).collect::<String>()
+    );
 
     // Global promotion from the Home.md row just written.
     let mut args = vec!["tag", "--global-stable", "2026.3"];
@@ -402,18 +471,38 @@ fn promotion_writes_wiki_and_artifacts() {
     }
     let expected_stable = format!(
         "| Image | Based On | Manifest |\n| :- | :- | :- |\n| {} | {} | {} |\n",
-        global.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join("<br>"),
-        stable.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join("<br>"),
         global
             .iter()
-            .map(|s| format!("[Link](https://github.com/o/r/wiki/{})", stackctl::naming::page_name(s)))
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        stable
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        global
+            .iter()
+            .map(|s| format!(
+                "[Link](https://github.com/o/r/wiki/{})",
+                stackctl::naming::page_name(s)
+            ))
             .collect::<Vec<_>>()
             .join("<br>")
     );
-    assert_eq!(std::fs::read_to_string(wiki.join("Stable_Tag.md")).unwrap(), expected_stable);
-    assert_eq!(std::fs::read_to_string(wiki.join("Home.md")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Stable_Tag.md")).unwrap(),
+        expected_stable
+    );
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
+        expected
+    );
     assert_eq!(listed("IMAGES_ORIGINAL_STABLE"), listed("IMAGES_TAGGED"));
-    assert_eq!(listed("IMAGES_GLOBAL_STABLE"), global.iter().map(|s| format!("{s}\n")).collect::<String>());
+    assert_eq!(
+        listed("IMAGES_GLOBAL_STABLE"),
+        global.iter().map(|s| format!("{s}\n")).collect::<String>()
+    );
     assert_eq!(blob_gets(&reg), 0);
 
     // --offline only with --dry-run; offline dry run touches no registry.
@@ -478,7 +567,11 @@ fn token_auth_like_ghcr() {
     // Anonymous: an empty token, then the registry's 401, naming no credential.
     let out = stackctl(&["exists", &src], None, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("anonymous"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("anonymous"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Targets that did not exist: created only after every existing one went through, so a
@@ -492,7 +585,8 @@ fn failed_promotion_with_new_targets() {
         let dir = tempfile::tempdir().unwrap();
         let names = write_spec(dir.path(), &proxy.host(), 4);
         let c = client(None);
-        let direct = |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
+        let direct =
+            |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
         let mut old = Vec::new();
         rt().block_on(async {
             for (i, n) in names.iter().enumerate() {
@@ -506,8 +600,16 @@ fn failed_promotion_with_new_targets() {
         });
         let spec = dir.path().join("spec.yml");
         let out = stackctl(
-            &["tag", "2026.3-main", "--spec", spec.to_str().unwrap(), "--repo", dir.path().to_str().unwrap(),
-              "--artifacts", dir.path().join("artifacts").to_str().unwrap()],
+            &[
+                "tag",
+                "2026.3-main",
+                "--spec",
+                spec.to_str().unwrap(),
+                "--repo",
+                dir.path().to_str().unwrap(),
+                "--artifacts",
+                dir.path().join("artifacts").to_str().unwrap(),
+            ],
             None,
             &[],
         );
@@ -519,7 +621,10 @@ fn failed_promotion_with_new_targets() {
                 Some(m) => assert_eq!(now.as_deref(), Some(m.digest.as_str()), "{err}"),
                 None if fail_at == 3 => {
                     assert_eq!(now, None, "{err}");
-                    assert!(err.contains(&format!("{n}:2026.3-stable: absent before, still absent")), "{err}");
+                    assert!(
+                        err.contains(&format!("{n}:2026.3-stable: absent before, still absent")),
+                        "{err}"
+                    );
                 }
                 None => {
                     if now.is_some() {

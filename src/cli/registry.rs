@@ -9,11 +9,13 @@ use crate::registry::{exists_many, ClientOptions, ImageRef, RegistryClient};
 use std::io::Read;
 use std::path::PathBuf;
 
-/// Check that image references exist, with one HEAD request each (all at once).
-///
-/// Prints `REF DIGEST` or `REF missing` per reference. Exit 0 when all exist, 1 when any
-/// is missing, 2 when a check failed (auth, network, bad reference).
+/// `stackctl exists`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "One HEAD request per reference, all at once. Prints `REF DIGEST` or \
+`REF missing` per reference.\n\n\
+Exit codes: 0 all exist, 1 any is missing, 2 a check failed (auth, network, bad reference)."
+)]
 pub struct ExistsArgs {
     /// Image references, e.g. ghcr.io/owner/image:2026.3-main.
     #[arg(value_name = "REF", required = true)]
@@ -25,13 +27,16 @@ pub struct ExistsArgs {
     pub registry: RegistryArgs,
 }
 
-/// Give an image another tag without pulling it: its manifest is PUT byte for byte under
-/// DST, so both have the same digest (image, manifest list or index alike).
-///
-/// In another repository of the same registry the blobs are cross-repository mounted; a
-/// registry that refuses mounts (or another registry) gets them streamed through.
-/// Prints the digest.
+/// `stackctl retag`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The manifest is fetched once and PUT byte for byte under DST with its own \
+media type, so DST's digest equals SRC's (Docker images and manifest lists, OCI images and \
+indexes alike). Prints the digest.\n\n\
+In another repository of the same registry the blobs are cross-repository mounted, never \
+downloaded; when the registry refuses the mount (or DST is on another registry) they are \
+streamed through this machine, and a warning says so."
+)]
 pub struct RetagArgs {
     /// The source reference (tag or digest).
     #[arg(value_name = "SRC")]
@@ -43,22 +48,20 @@ pub struct RetagArgs {
     pub registry: RegistryArgs,
 }
 
-/// Promote the whole stack, all or nothing.
-///
-/// Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec,
-/// `<image>:2026.3-main` → `<image>:2026.3-stable`; writes artifacts/IMAGES_ORIGINAL and
-/// IMAGES_TAGGED, and with --wiki a new top row in Home.md and the stable pages.
-///
-/// Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's
-/// `2026.3-stable` row (the spec's images without --wiki) → `:stable`; writes
-/// IMAGES_ORIGINAL_STABLE and IMAGES_GLOBAL_STABLE, and with --wiki Stable_Tag.md.
-///
-/// Every source is checked first (all missing ones are listed); on any failure every
-/// target tag is put back as it was and the exit code is 1.
-///
-/// Environment: GITHUB_SHA (the commit in Home.md, else HEAD of --repo), GITHUB_SERVER_URL
-/// and GITHUB_REPOSITORY (links, unless --repo-url).
+/// `stackctl tag`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec, \
+<image>:2026.3-main -> <image>:2026.3-stable. Writes artifacts/IMAGES_ORIGINAL and IMAGES_TAGGED; \
+with --wiki a new top row in Home.md and each stable page copied from its source's page.\n\n\
+Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
+row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
+IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
+All or nothing: every source is checked first (all missing ones are listed); on any failure \
+every target tag is put back as it was and the exit code is 1.\n\n\
+Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
+GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
+)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["original_tag", "global_stable"])))]
 pub struct TagArgs {
     /// The tag to promote, `<prefix>-<branch>` (e.g. 2026.3-main).
@@ -183,7 +186,12 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         );
     }
     if rep.blobs.mounted > 0 {
-        tracing::info!("{}: {} blob(s) mounted from {}", rep.target, rep.blobs.mounted, src.name());
+        tracing::info!(
+            "{}: {} blob(s) mounted from {}",
+            rep.target,
+            rep.blobs.mounted,
+            src.name()
+        );
     }
     println!("{}", rep.digest);
     Ok(ExitStatus::Success)

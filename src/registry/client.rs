@@ -14,8 +14,7 @@ use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// What we accept for a manifest: the four kinds, so the registry never converts one.
@@ -564,7 +563,9 @@ impl RegistryClient {
             reason: e.without_url().to_string(),
         })?;
         if put.status() != StatusCode::CREATED {
-            return Err(self.fail(dst, &format!("upload of blob {digest}"), put).await);
+            return Err(self
+                .fail(dst, &format!("upload of blob {digest}"), put)
+                .await);
         }
         Ok(())
     }
@@ -666,8 +667,10 @@ impl RegistryClient {
                         .map(|c| (c, size))
                 })
                 .collect();
-            let results: Vec<Result<(BlobCopy, u64), RegistryError>> =
-                futures::stream::iter(futs).buffer_unordered(4).collect().await;
+            let results: Vec<Result<(BlobCopy, u64), RegistryError>> = futures::stream::iter(futs)
+                .buffer_unordered(4)
+                .collect()
+                .await;
             for r in results {
                 let (c, size) = r?;
                 stats.add(c, size);
@@ -710,7 +713,11 @@ impl RegistryClient {
 
     /// Give `src`'s manifest the reference `dst` without pulling: one GET of the manifest,
     /// one PUT of the same bytes (plus blob mounts when `dst` is another repository).
-    pub async fn retag(&self, src: &ImageRef, dst: &ImageRef) -> Result<RetagReport, RegistryError> {
+    pub async fn retag(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+    ) -> Result<RetagReport, RegistryError> {
         let m = self
             .get_manifest(src)
             .await?

@@ -9,7 +9,7 @@ pub mod reference;
 pub mod retry;
 
 pub use client::{
-    exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient,
-    RegistryError, RetagReport,
+    exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,
+    RetagReport,
 };
 pub use reference::ImageRef;

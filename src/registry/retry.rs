@@ -83,7 +83,10 @@ impl RetryPolicy {
                         .and_then(|v| v.to_str().ok())
                         .and_then(retry_after);
                     let wait = match asked {
-                        Some(d) if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE => {
+                        Some(d)
+                            if status == StatusCode::TOO_MANY_REQUESTS
+                                || status == StatusCode::SERVICE_UNAVAILABLE =>
+                        {
                             d.min(self.max_delay)
                         }
                         _ => self.backoff(attempt),

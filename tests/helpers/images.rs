@@ -61,7 +61,10 @@ pub async fn push_single(
     let (mt, config_mt) = if oci {
         (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json")
     } else {
-        (DOCKER_MANIFEST, "application/vnd.docker.container.image.v1+json")
+        (
+            DOCKER_MANIFEST,
+            "application/vnd.docker.container.image.v1+json",
+        )
     };
     let m = serde_json::json!({
         "schemaVersion": 2, "mediaType": mt,
@@ -90,7 +93,8 @@ pub async fn push_kind(c: &RegistryClient, r: &ImageRef, kind: Kind, seed: &str)
                 }));
             }
             let mt = if oci { OCI_INDEX } else { DOCKER_MANIFEST_LIST };
-            let idx = serde_json::json!({"schemaVersion": 2, "mediaType": mt, "manifests": children});
+            let idx =
+                serde_json::json!({"schemaVersion": 2, "mediaType": mt, "manifests": children});
             manifest(serde_json::to_vec(&idx).unwrap(), mt)
         }
     };

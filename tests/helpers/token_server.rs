@@ -153,7 +153,11 @@ fn handle(mut conn: TcpStream, signer: &Signer, count: &AtomicUsize) {
             Some(signer.user.clone())
         }
         Some(_) => {
-            respond(&mut conn, "401 Unauthorized", r#"{"details":"bad credentials"}"#);
+            respond(
+                &mut conn,
+                "401 Unauthorized",
+                r#"{"details":"bad credentials"}"#,
+            );
             return;
         }
         None => None,
