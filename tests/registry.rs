@@ -640,3 +640,26 @@ fn failed_promotion_with_new_targets() {
         }
     }
 }
+
+/// 429 (with Retry-After), a dropped connection and a 503 in a row: retried, then it works.
+#[test]
+fn transient_failures_are_retried() {
+    let reg = Registry::start(RegistryAuth::None);
+    let c = client(None);
+    let src = format!("{}/stack/a:src", reg.host());
+    let m = rt().block_on(push_kind(&c, &r(&src), Kind::Docker, "retry"));
+    let proxy = Proxy::start(reg.port, Fault::Flaky);
+    let started = std::time::Instant::now();
+    let out = stackctl(
+        &["exists", &format!("{}/stack/a:src", proxy.host())],
+        None,
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(text(&out.stdout).contains(&m.digest));
+    assert!(err.contains("429") && err.contains("503"), "{err}");
+    assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // Retry-After: 1 was honoured.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}

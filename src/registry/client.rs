@@ -9,7 +9,7 @@ use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 
@@ -726,26 +726,6 @@ impl RegistryClient {
             })?;
         self.retag_manifest(src, &m, dst).await
     }
-
-    /// Generic request (tests, tools): method and path below `/v2/<repo>/`.
-    pub async fn raw(
-        &self,
-        r: &ImageRef,
-        method: Method,
-        tail: &str,
-    ) -> Result<Response, RegistryError> {
-        let url = self.url(r, tail);
-        let scopes = if method == Method::GET || method == Method::HEAD {
-            vec![pull(r)]
-        } else {
-            vec![push(r)]
-        };
-        let t = self.opts.retry.request_timeout;
-        self.send(r, &scopes, method.as_str(), Some(t), |h| {
-            h.request(method.clone(), &url)
-        })
-        .await
-    }
 }
 
 /// The result of checking one reference.
@@ -799,5 +779,21 @@ mod tests {
         assert!(is_loopback("::1"));
         assert!(!is_loopback("ghcr.io"));
         assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn http_only_for_loopback_and_insecure() {
+        let c = RegistryClient::new(
+            CredentialStore::default(),
+            ClientOptions {
+                insecure_registries: vec!["reg.lan:5000".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.base("reg.lan:5000"), "http://reg.lan:5000");
+        assert_eq!(c.base("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(c.base("reg.lan:5001"), "https://reg.lan:5001");
+        assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
     }
 }

@@ -16,11 +16,14 @@ pub enum Fault {
     FailManifestPut(usize),
     /// Drop `mount`/`from` from blob upload POSTs.
     RefuseMounts,
+    /// The first three requests fail: 429 with `Retry-After: 1`, a dropped connection, 503.
+    Flaky,
 }
 
 pub struct Proxy {
     pub port: u16,
     pub manifest_puts: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -28,17 +31,21 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let puts = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
         let p = puts.clone();
+        let n = requests.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let p = p.clone();
-                std::thread::spawn(move || handle(conn, upstream_port, fault, &p));
+                let n = n.clone();
+                std::thread::spawn(move || handle(conn, upstream_port, fault, &p, &n));
             }
         });
         Proxy {
             port,
             manifest_puts: puts,
+            requests,
         }
     }
 
@@ -47,7 +54,13 @@ impl Proxy {
     }
 }
 
-fn handle(mut client: TcpStream, upstream: u16, fault: Fault, puts: &AtomicUsize) {
+fn handle(
+    mut client: TcpStream,
+    upstream: u16,
+    fault: Fault,
+    puts: &AtomicUsize,
+    requests: &AtomicUsize,
+) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -76,6 +89,19 @@ fn handle(mut client: TcpStream, upstream: u16, fault: Fault, puts: &AtomicUsize
         })
         .unwrap_or(0);
 
+    let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if matches!(fault, Fault::Flaky) && nth <= 3 {
+        let status = match nth {
+            1 => "429 Too Many Requests\r\nRetry-After: 1",
+            2 => return, // dropped without an answer
+            _ => "503 Service Unavailable",
+        };
+        let _ = write!(
+            client,
+            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
     if method == "PUT" && path.contains("/manifests/") {
         let n = puts.fetch_add(1, Ordering::SeqCst) + 1;
         if matches!(fault, Fault::FailManifestPut(k) if k == n) {
