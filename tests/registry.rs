@@ -240,6 +240,19 @@ fn cross_repository_retag_mounts_or_streams_blobs() {
         Some(m.digest.as_str())
     );
     assert_eq!(blob_gets(&reg), 6);
+
+    // Another registry: nothing to mount from, the blobs are streamed.
+    let other = Registry::start(RegistryAuth::None);
+    let dst_o = format!("{}/mirror/a:copy", other.host());
+    let out = stackctl(&["retag", &src, &dst_o], None, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), m.digest);
+    assert!(
+        text(&out.stderr).contains("streamed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(head_digest(&c, &dst_o).as_deref(), Some(m.digest.as_str()));
 }
 
 /// A spec of `n` images under `host/stack/imgN`, in `dir`.
@@ -498,6 +511,13 @@ fn promotion_writes_wiki_and_artifacts() {
         std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
         expected
     );
+    for n in &names[..2] {
+        let page = stackctl::naming::page_name(&format!("{n}:stable"));
+        assert_eq!(
+            std::fs::read_to_string(wiki.join(format!("{page}.md"))).unwrap(),
+            format!("page of {n}\n")
+        );
+    }
     assert_eq!(listed("IMAGES_ORIGINAL_STABLE"), listed("IMAGES_TAGGED"));
     assert_eq!(
         listed("IMAGES_GLOBAL_STABLE"),

@@ -177,12 +177,19 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         }
     })?;
     if rep.blobs.streamed > 0 {
+        let why = if src.registry == dst.registry {
+            format!("the registry refused to mount them from {}", src.name())
+        } else {
+            format!(
+                "{} is on another registry, nothing can be mounted",
+                src.name()
+            )
+        };
         tracing::warn!(
-            "{}: {} blob(s), {} bytes, were streamed through this machine (the registry refused to mount them from {})",
+            "{}: {} blob(s), {} bytes, were streamed through this machine ({why})",
             rep.target,
             rep.blobs.streamed,
             rep.blobs.streamed_bytes,
-            src.name()
         );
     }
     if rep.blobs.mounted > 0 {
