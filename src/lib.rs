@@ -5,6 +5,9 @@
 //! - [`graph`]: the image tree (parents before children).
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
+//! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
+//! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
+//! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 pub mod cli;
 pub mod credentials;
 pub mod error;
