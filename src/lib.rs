@@ -9,6 +9,9 @@
 //! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
 //! - [`pipeline`], [`report`]: the main job's scheduler, its artifacts and CI output.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
+//! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
+//! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
+//! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 pub mod cli;
 pub mod containers;
 pub mod credentials;
@@ -19,6 +22,9 @@ pub mod manifest_page;
 pub mod naming;
 pub mod pipeline;
 pub mod plan;
+pub mod promotion;
+pub mod registry;
 pub mod report;
 pub mod spec;
 pub mod tag;
+pub mod wiki;

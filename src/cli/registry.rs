@@ -1,20 +1,230 @@
-//! `stackctl exists`, `retag` and `tag` (issue 3).
+//! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
+//! and [`crate::promotion`].
+use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::error::ExitStatus;
+use crate::credentials::{Credential, CredentialStore, Secret};
+use crate::error::{ExitStatus, Failed};
+use crate::promotion::{self, Kind};
+use crate::registry::{exists_many, ClientOptions, ImageRef, RegistryClient};
+use std::io::Read;
+use std::path::PathBuf;
 
+/// `stackctl exists`.
 #[derive(Debug, clap::Args)]
-pub struct ExistsArgs {}
-#[derive(Debug, clap::Args)]
-pub struct RetagArgs {}
-#[derive(Debug, clap::Args)]
-pub struct TagArgs {}
+#[command(
+    after_help = "One HEAD request per reference, all at once. Prints `REF DIGEST` or \
+`REF missing` per reference.\n\n\
+Exit codes: 0 all exist, 1 any is missing, 2 a check failed (auth, network, bad reference)."
+)]
+pub struct ExistsArgs {
+    /// Image references, e.g. ghcr.io/owner/image:2026.3-main.
+    #[arg(value_name = "REF", required = true)]
+    pub refs: Vec<String>,
+    /// Print one JSON document: [{reference, exists, digest, media_type, error}].
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
 
-pub async fn run_exists(_a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`exists` is not implemented yet")
+/// `stackctl retag`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The manifest is fetched once and PUT byte for byte under DST with its own \
+media type, so DST's digest equals SRC's (Docker images and manifest lists, OCI images and \
+indexes alike). Prints the digest.\n\n\
+In another repository of the same registry the blobs are cross-repository mounted, never \
+downloaded; when the registry refuses the mount (or DST is on another registry) they are \
+streamed through this machine, and a warning says so."
+)]
+pub struct RetagArgs {
+    /// The source reference (tag or digest).
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// A full reference, or a bare tag meaning SRC's repository.
+    #[arg(value_name = "DST")]
+    pub dst: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
-pub async fn run_retag(_a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`retag` is not implemented yet")
+
+/// `stackctl tag`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec, \
+<image>:2026.3-main -> <image>:2026.3-stable. Writes artifacts/IMAGES_ORIGINAL and IMAGES_TAGGED; \
+with --wiki a new top row in Home.md and each stable page copied from its source's page.\n\n\
+Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
+row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
+IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
+All or nothing: every source is checked first (all missing ones are listed); on any failure \
+every target tag is put back as it was and the exit code is 1.\n\n\
+Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
+GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
+)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["original_tag", "global_stable"])))]
+pub struct TagArgs {
+    /// The tag to promote, `<prefix>-<branch>` (e.g. 2026.3-main).
+    #[arg(value_name = "ORIGINAL_TAG")]
+    pub original_tag: Option<String>,
+    /// Global promotion of the `<PREFIX>-stable` images to `:stable`.
+    #[arg(long, value_name = "PREFIX")]
+    pub global_stable: Option<String>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Read the registry but change nothing there; still write the local files.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: contact no registry at all.
+    #[arg(long, requires = "dry_run")]
+    pub offline: bool,
+    /// The wiki checkout to update (Home.md or Stable_Tag.md, and the image pages).
+    #[arg(long, value_name = "DIR")]
+    pub wiki: Option<PathBuf>,
+    /// Where the IMAGES_* lists go.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The repository's web address for wiki links, e.g. https://github.com/OWNER/REPO
+    /// [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY].
+    #[arg(long, value_name = "URL")]
+    pub repo_url: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
-pub async fn run_tag(_a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`tag` is not implemented yet")
+
+impl RegistryArgs {
+    /// The credentials these options and the environment give (reads stdin for
+    /// --password-stdin).
+    pub fn credentials(&self) -> anyhow::Result<CredentialStore> {
+        let explicit = match &self.username {
+            Some(user) if self.password_stdin => {
+                let mut pw = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut pw)
+                    .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+                let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+                if pw.is_empty() {
+                    anyhow::bail!("--password-stdin: standard input was empty");
+                }
+                Some(Credential {
+                    username: user.clone(),
+                    secret: Secret::new(pw),
+                    source: "--username/--password-stdin".into(),
+                })
+            }
+            _ => None,
+        };
+        CredentialStore::from_env(explicit)
+    }
+
+    /// A registry client set up from these options.
+    pub fn client(&self) -> anyhow::Result<RegistryClient> {
+        RegistryClient::new(
+            self.credentials()?,
+            ClientOptions {
+                insecure_registries: self.insecure_registry.clone(),
+                ..Default::default()
+            },
+        )
+    }
+}
+
+pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let refs = a
+        .refs
+        .iter()
+        .map(|r| ImageRef::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = a.registry.client()?;
+    let results = exists_many(&client, &refs).await;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        for r in &results {
+            match (&r.error, &r.digest) {
+                (Some(e), _) => {
+                    println!("{} error", r.reference);
+                    tracing::error!("{e}");
+                }
+                (None, Some(d)) => println!("{} {d}", r.reference),
+                (None, None) => println!("{} missing", r.reference),
+            }
+        }
+    }
+    Ok(if results.iter().any(|r| r.error.is_some()) {
+        if a.json {
+            for e in results.iter().filter_map(|r| r.error.as_ref()) {
+                tracing::error!("{e}");
+            }
+        }
+        ExitStatus::Error
+    } else if results.iter().all(|r| r.exists) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let src = ImageRef::parse(&a.src)?;
+    let dst = ImageRef::parse_destination(&a.dst, &src)?;
+    let client = a.registry.client()?;
+    let rep = client.retag(&src, &dst).await.map_err(|e| {
+        if e.is_not_found() {
+            anyhow::Error::new(Failed(e.to_string()))
+        } else {
+            e.into()
+        }
+    })?;
+    if rep.blobs.streamed > 0 {
+        let why = if src.registry == dst.registry {
+            format!("the registry refused to mount them from {}", src.name())
+        } else {
+            format!(
+                "{} is on another registry, nothing can be mounted",
+                src.name()
+            )
+        };
+        tracing::warn!(
+            "{}: {} blob(s), {} bytes, were streamed through this machine ({why})",
+            rep.target,
+            rep.blobs.streamed,
+            rep.blobs.streamed_bytes,
+        );
+    }
+    if rep.blobs.mounted > 0 {
+        tracing::info!(
+            "{}: {} blob(s) mounted from {}",
+            rep.target,
+            rep.blobs.mounted,
+            src.name()
+        );
+    }
+    println!("{}", rep.digest);
+    Ok(ExitStatus::Success)
+}
+
+pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let spec = a.spec.load()?;
+    let kind = match (a.original_tag, a.global_stable) {
+        (Some(t), None) => Kind::Quarter { original_tag: t },
+        (None, Some(p)) => Kind::Global { prefix: p },
+        _ => anyhow::bail!("give either ORIGINAL_TAG or --global-stable PREFIX"),
+    };
+    let client = if a.offline {
+        None
+    } else {
+        Some(a.registry.client()?)
+    };
+    let opts = promotion::Options {
+        kind,
+        dry_run: a.dry_run,
+        offline: a.offline,
+        wiki: a.wiki,
+        artifacts: a.artifacts,
+        repo: a.spec.repo.clone(),
+        repo_url: a.repo_url,
+    };
+    promotion::run(client.as_ref(), &spec, &opts).await?;
+    Ok(ExitStatus::Success)
 }

@@ -1,0 +1,799 @@
+//! A small registry client over reqwest: the raw operations retag needs, which
+//! oci-client does not expose (a manifest's exact bytes and media type, a PUT of those
+//! bytes, cross-repository blob mounts, tag deletion).
+
+use super::auth::{describe, Authenticator};
+use super::reference::ImageRef;
+use super::retry::RetryPolicy;
+use crate::credentials::CredentialStore;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// What we accept for a manifest: the four kinds, so the registry never converts one.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A manifest exactly as the registry stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    /// `sha256:…` of `bytes`.
+    pub digest: String,
+}
+
+/// What a HEAD of a manifest tells.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Descriptor {
+    pub digest: String,
+    pub media_type: String,
+    pub size: Option<u64>,
+}
+
+/// A registry failure, worded for the user; never holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference}: not found in its registry (HTTP 404)")]
+    NotFound { reference: String },
+    #[error("{reference}: the registry refused access (HTTP {status}) to {credential}{detail}")]
+    Denied {
+        reference: String,
+        status: u16,
+        credential: String,
+        detail: String,
+    },
+    #[error("{reference}: {action} failed: the registry answered HTTP {status}{detail}")]
+    Status {
+        reference: String,
+        action: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{reference}: cannot reach the registry {host}: {reason}")]
+    Network {
+        reference: String,
+        host: String,
+        reason: String,
+    },
+    #[error("{reference}: {reason}")]
+    Invalid { reference: String, reason: String },
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthError),
+}
+
+impl RegistryError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::NotFound { .. })
+    }
+}
+
+/// How a client is set up.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// `HOST:PORT` registries reached over plain http (loopback ones always are).
+    pub insecure_registries: Vec<String>,
+    pub retry: RetryPolicy,
+    /// Do not attempt cross-repository mounts (always stream blobs). For benchmarks and tests.
+    pub no_mount: bool,
+}
+
+/// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
+pub fn is_loopback(host: &str) -> bool {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() == 1 {
+        host.split(':').next().unwrap_or(host)
+    } else {
+        host
+    };
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// sha256 digest of bytes, `sha256:<hex>`.
+pub fn sha256_digest(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// How a blob got into the target repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobCopy {
+    /// Already there.
+    Present,
+    /// Cross-repository mounted by the registry (no data moved).
+    Mounted,
+    /// Streamed through this process (mount refused, or another registry).
+    Streamed,
+}
+
+/// Counts of what a copy did with blobs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BlobStats {
+    pub present: usize,
+    pub mounted: usize,
+    pub streamed: usize,
+    pub streamed_bytes: u64,
+}
+
+impl BlobStats {
+    fn add(&mut self, c: BlobCopy, size: u64) {
+        match c {
+            BlobCopy::Present => self.present += 1,
+            BlobCopy::Mounted => self.mounted += 1,
+            BlobCopy::Streamed => {
+                self.streamed += 1;
+                self.streamed_bytes += size;
+            }
+        }
+    }
+    fn merge(&mut self, o: &BlobStats) {
+        self.present += o.present;
+        self.mounted += o.mounted;
+        self.streamed += o.streamed;
+        self.streamed_bytes += o.streamed_bytes;
+    }
+}
+
+/// What a retag did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RetagReport {
+    pub source: String,
+    pub target: String,
+    pub digest: String,
+    pub media_type: String,
+    pub blobs: BlobStats,
+}
+
+/// A registry client. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    auth: Authenticator,
+    opts: ClientOptions,
+}
+
+fn pull(r: &ImageRef) -> String {
+    format!("repository:{}:pull", r.repository)
+}
+fn push(r: &ImageRef) -> String {
+    format!("repository:{}:pull,push", r.repository)
+}
+
+/// The registry's error text (`{"errors":[{"code","message"}]}`), shortened, or nothing.
+async fn detail(resp: Response) -> String {
+    let text = resp.text().await.unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Errs {
+        errors: Vec<E>,
+    }
+    #[derive(serde::Deserialize)]
+    struct E {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(e) = serde_json::from_str::<Errs>(&text) {
+        let parts: Vec<String> = e
+            .errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e.code.as_deref().unwrap_or(""),
+                    e.message.as_deref().unwrap_or("")
+                )
+                .trim()
+                .to_string()
+            })
+            .collect();
+        if !parts.is_empty() {
+            return format!(" ({})", parts.join("; "));
+        }
+    }
+    let t = text.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", t.chars().take(200).collect::<String>())
+    }
+}
+
+impl RegistryClient {
+    pub fn new(creds: CredentialStore, opts: ClientOptions) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("stackctl/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            // A stalled transfer fails even when the whole one may take long (big blobs).
+            .read_timeout(Duration::from_secs(120))
+            .build()?;
+        Ok(RegistryClient {
+            http,
+            auth: Authenticator::new(creds),
+            opts,
+        })
+    }
+
+    fn base(&self, host: &str) -> String {
+        let scheme = if is_loopback(host) || self.opts.insecure_registries.iter().any(|h| h == host)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}")
+    }
+
+    fn url(&self, r: &ImageRef, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.base(r.api_host()), r.repository)
+    }
+
+    /// Send a request with auth and retries. On a 401 the challenge is learned and the
+    /// request sent once more with the credential or token it asks for.
+    async fn send(
+        &self,
+        r: &ImageRef,
+        scopes: &[String],
+        what: &str,
+        timeout: Option<Duration>,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let host = r.api_host();
+        let t = self.opts.retry.request_timeout;
+        let mut retried_auth = false;
+        loop {
+            let auth = self.auth.header(&self.http, t, host, scopes).await?;
+            let resp = self
+                .opts
+                .retry
+                .send(&format!("{what} {r}"), || {
+                    let mut rb = build(&self.http);
+                    if let Some(t) = timeout {
+                        rb = rb.timeout(t);
+                    }
+                    if let Some(a) = &auth {
+                        rb = rb.header(reqwest::header::AUTHORIZATION, a);
+                    }
+                    rb
+                })
+                .await
+                .map_err(|e| RegistryError::Network {
+                    reference: r.to_string(),
+                    host: host.to_string(),
+                    reason: e.without_url().to_string(),
+                })?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !retried_auth {
+                let ch = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok());
+                if self.auth.learn(host, ch, scopes) {
+                    retried_auth = true;
+                    continue;
+                }
+            }
+            return Ok(resp);
+        }
+    }
+
+    async fn denied(&self, r: &ImageRef, resp: Response) -> RegistryError {
+        RegistryError::Denied {
+            reference: r.to_string(),
+            status: resp.status().as_u16(),
+            credential: describe(self.auth.credential(r.api_host())),
+            detail: detail(resp).await,
+        }
+    }
+
+    /// Map an unexpected answer to an error.
+    async fn fail(&self, r: &ImageRef, action: &str, resp: Response) -> RegistryError {
+        match resp.status().as_u16() {
+            401 | 403 => self.denied(r, resp).await,
+            404 => RegistryError::NotFound {
+                reference: r.to_string(),
+            },
+            s => RegistryError::Status {
+                reference: r.to_string(),
+                action: action.into(),
+                status: s,
+                detail: detail(resp).await,
+            },
+        }
+    }
+
+    /// HEAD a manifest: its digest and media type, or `None` when it does not exist.
+    pub async fn head_manifest(&self, r: &ImageRef) -> Result<Option<Descriptor>, RegistryError> {
+        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[pull(r)], "HEAD", Some(t), |h| {
+                h.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {
+                let hdr = |n: &str| {
+                    resp.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let media_type = hdr("content-type")
+                    .map(|m| m.split(';').next().unwrap_or("").trim().to_string())
+                    .unwrap_or_default();
+                let size = hdr("content-length").and_then(|s| s.parse().ok());
+                match hdr("docker-content-digest") {
+                    Some(digest) => Ok(Some(Descriptor {
+                        digest,
+                        media_type,
+                        size,
+                    })),
+                    // Some registries leave the digest out of a HEAD: ask for the bytes.
+                    None => Ok(self.get_manifest(r).await?.map(|m| Descriptor {
+                        size: Some(m.bytes.len() as u64),
+                        digest: m.digest,
+                        media_type: m.media_type,
+                    })),
+                }
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.fail(r, "HEAD of the manifest", resp).await),
+        }
+    }
+
+    /// GET a manifest's exact bytes, or `None` when it does not exist.
+    pub async fn get_manifest(&self, r: &ImageRef) -> Result<Option<Manifest>, RegistryError> {
+        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[pull(r)], "GET", Some(t), |h| {
+                h.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(self.fail(r, "GET of the manifest", resp).await),
+        }
+        let header_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|m| m.split(';').next().unwrap_or("").trim().to_string());
+        let bytes = resp.bytes().await.map_err(|e| RegistryError::Network {
+            reference: r.to_string(),
+            host: r.api_host().into(),
+            reason: e.without_url().to_string(),
+        })?;
+        let digest = sha256_digest(&bytes);
+        if let Some(want) = &r.digest {
+            if want != &digest {
+                return Err(RegistryError::Invalid {
+                    reference: r.to_string(),
+                    reason: format!("the registry sent a manifest whose digest is {digest}"),
+                });
+            }
+        }
+        let media_type = match header_type.as_deref() {
+            Some(m) if m.starts_with("application/vnd.") => m.to_string(),
+            // A generic type: trust the manifest's own `mediaType` field.
+            _ => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| OCI_MANIFEST.to_string()),
+        };
+        Ok(Some(Manifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    /// PUT a manifest's exact bytes with its media type under `r`'s tag (or digest).
+    /// Returns the digest the registry stored.
+    pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<String, RegistryError> {
+        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[push(r)], "PUT", Some(t), |h| {
+                h.put(&url)
+                    .header(CONTENT_TYPE, &m.media_type)
+                    .body(m.bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
+            return Err(self.fail(r, "PUT of the manifest", resp).await);
+        }
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| m.digest.clone()))
+    }
+
+    /// DELETE a tag. `Ok(Err("HTTP <status> (<registry's reason>)"))` when the registry
+    /// refuses deleting tags (GHCR answers 405; Distribution 2.8 only deletes by digest).
+    pub async fn delete_tag(&self, r: &ImageRef) -> Result<Result<(), String>, RegistryError> {
+        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[push(r)], "DELETE", Some(t), |h| h.delete(&url))
+            .await?;
+        match resp.status().as_u16() {
+            200 | 202 | 204 => Ok(Ok(())),
+            401 => Err(self.denied(r, resp).await),
+            s @ (400 | 403 | 404 | 405 | 501) => Ok(Err(format!("HTTP {s}{}", detail(resp).await))),
+            _ => Err(self.fail(r, "DELETE of the tag", resp).await),
+        }
+    }
+
+    /// Whether blob `digest` is in `r`'s repository.
+    pub async fn blob_exists(&self, r: &ImageRef, digest: &str) -> Result<bool, RegistryError> {
+        let url = self.url(r, &format!("blobs/{digest}"));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[pull(r)], "HEAD blob", Some(t), |h| h.head(&url))
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.fail(r, "HEAD of a blob", resp).await),
+        }
+    }
+
+    /// Start an upload in `r`'s repository; with `mount`, ask the registry to mount the blob
+    /// from another repository instead. `Ok(None)`: mounted; `Ok(Some(url))`: upload there.
+    async fn start_upload(
+        &self,
+        r: &ImageRef,
+        mount: Option<(&str, &ImageRef)>,
+    ) -> Result<Option<url::Url>, RegistryError> {
+        let mut url = url::Url::parse(&self.url(r, "blobs/uploads/")).map_err(|e| {
+            RegistryError::Invalid {
+                reference: r.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        let mut scopes = vec![push(r)];
+        if let Some((digest, from)) = mount {
+            url.query_pairs_mut()
+                .append_pair("mount", digest)
+                .append_pair("from", &from.repository);
+            scopes.push(pull(from));
+        }
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &scopes, "POST upload", Some(t), |h| {
+                h.post(url.clone()).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED if mount.is_some() => Ok(None),
+            StatusCode::ACCEPTED => {
+                let loc = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| RegistryError::Invalid {
+                        reference: r.to_string(),
+                        reason: "upload started without a Location".into(),
+                    })?;
+                url.join(loc).map(Some).map_err(|e| RegistryError::Invalid {
+                    reference: r.to_string(),
+                    reason: format!("bad upload Location: {e}"),
+                })
+            }
+            _ => Err(self.fail(r, "start of a blob upload", resp).await),
+        }
+    }
+
+    /// Upload a small blob held in memory (test images, configs). Returns its digest.
+    pub async fn push_blob(&self, r: &ImageRef, data: Bytes) -> Result<String, RegistryError> {
+        let digest = sha256_digest(&data);
+        if self.blob_exists(r, &digest).await? {
+            return Ok(digest);
+        }
+        let mut loc = self.start_upload(r, None).await?.expect("not a mount");
+        loc.query_pairs_mut().append_pair("digest", &digest);
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[push(r)], "PUT blob", Some(t), |h| {
+                h.put(loc.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.fail(r, "upload of a blob", resp).await);
+        }
+        Ok(digest)
+    }
+
+    /// Stream blob `digest` of `src` into upload `loc` of `dst`: a GET whose body is fed to
+    /// a monolithic PUT as it arrives, never held whole in memory.
+    async fn stream_blob(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        digest: &str,
+        size: u64,
+        mut loc: url::Url,
+    ) -> Result<(), RegistryError> {
+        let get_url = self.url(src, &format!("blobs/{digest}"));
+        let resp = self
+            .send(src, &[pull(src)], "GET blob", None, |h| h.get(&get_url))
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(src, &format!("GET of blob {digest}"), resp).await);
+        }
+        loc.query_pairs_mut().append_pair("digest", digest);
+        // The body can be sent once only: the auth header is got before, and a failure is
+        // retried by the caller from the GET on.
+        let auth = self
+            .auth
+            .header(
+                &self.http,
+                self.opts.retry.request_timeout,
+                dst.api_host(),
+                &[push(dst)],
+            )
+            .await?;
+        let body = reqwest::Body::wrap_stream(resp.bytes_stream().map_err(std::io::Error::other));
+        let mut rb = self
+            .http
+            .put(loc)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(body);
+        if let Some(a) = auth {
+            rb = rb.header(reqwest::header::AUTHORIZATION, a);
+        }
+        let put = rb.send().await.map_err(|e| RegistryError::Network {
+            reference: dst.to_string(),
+            host: dst.api_host().into(),
+            reason: e.without_url().to_string(),
+        })?;
+        if put.status() != StatusCode::CREATED {
+            return Err(self
+                .fail(dst, &format!("upload of blob {digest}"), put)
+                .await);
+        }
+        Ok(())
+    }
+
+    /// Make blob `digest` present in `dst`: nothing if it is there, a cross-repository mount
+    /// when both are on one registry, else (or when the mount is refused) stream it.
+    pub async fn copy_blob(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        digest: &str,
+        size: u64,
+    ) -> Result<BlobCopy, RegistryError> {
+        if self.blob_exists(dst, digest).await? {
+            return Ok(BlobCopy::Present);
+        }
+        let same_registry = src.api_host() == dst.api_host();
+        let mount = (same_registry && !self.opts.no_mount).then_some((digest, src));
+        let mut loc = match self.start_upload(dst, mount).await? {
+            None => return Ok(BlobCopy::Mounted),
+            Some(loc) => loc,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.stream_blob(src, dst, digest, size, loc.clone()).await {
+                Ok(()) => return Ok(BlobCopy::Streamed),
+                Err(e @ RegistryError::Network { .. }) if attempt < self.opts.retry.attempts => {
+                    tracing::warn!("{e}; streaming {digest} again");
+                    tokio::time::sleep(self.opts.retry.backoff(attempt)).await;
+                    attempt += 1;
+                    loc = self
+                        .start_upload(dst, None)
+                        .await?
+                        .expect("a plain upload is never a mount");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Copy everything manifest `m` (of `src`) refers to into `dst`'s repository: blobs of an
+    /// image manifest; child manifests (PUT by digest) and their blobs for an index.
+    fn copy_referenced<'a>(
+        &'a self,
+        src: &'a ImageRef,
+        dst: &'a ImageRef,
+        m: &'a Manifest,
+    ) -> futures::future::BoxFuture<'a, Result<BlobStats, RegistryError>> {
+        Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Desc {
+                digest: String,
+                #[serde(default)]
+                size: u64,
+                #[serde(rename = "mediaType", default)]
+                media_type: String,
+                #[serde(default)]
+                urls: Vec<String>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Any {
+                config: Option<Desc>,
+                #[serde(default)]
+                layers: Vec<Desc>,
+                #[serde(default)]
+                manifests: Vec<Desc>,
+            }
+            let parsed: Any =
+                serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::Invalid {
+                    reference: src.to_string(),
+                    reason: format!("manifest is not valid JSON: {e}"),
+                })?;
+            let mut stats = BlobStats::default();
+            // Children of an index first: each must be in the repository before the index.
+            for child in &parsed.manifests {
+                let child_src = src.with_digest(&child.digest);
+                let cm = self.get_manifest(&child_src).await?.ok_or_else(|| {
+                    RegistryError::NotFound {
+                        reference: child_src.to_string(),
+                    }
+                })?;
+                stats.merge(&self.copy_referenced(&child_src, dst, &cm).await?);
+                self.put_manifest(&dst.with_digest(&child.digest), &cm)
+                    .await?;
+            }
+            // Foreign layers (with `urls`) are not in the registry: nothing to copy.
+            let blobs: Vec<(String, u64)> = parsed
+                .config
+                .iter()
+                .chain(parsed.layers.iter())
+                .filter(|d| d.urls.is_empty() || !d.media_type.contains("foreign"))
+                .map(|d| (d.digest.clone(), d.size))
+                .collect();
+            let futs: Vec<_> = blobs
+                .into_iter()
+                .map(|(digest, size)| async move {
+                    self.copy_blob(src, dst, &digest, size)
+                        .await
+                        .map(|c| (c, size))
+                })
+                .collect();
+            let results: Vec<Result<(BlobCopy, u64), RegistryError>> = futures::stream::iter(futs)
+                .buffer_unordered(4)
+                .collect()
+                .await;
+            for r in results {
+                let (c, size) = r?;
+                stats.add(c, size);
+            }
+            Ok(stats)
+        })
+    }
+
+    /// Put manifest `m` (fetched from `src`) under `dst`, byte for byte; copies blobs first
+    /// when `dst` is another repository. Verifies the stored digest equals `m`'s.
+    pub async fn retag_manifest(
+        &self,
+        src: &ImageRef,
+        m: &Manifest,
+        dst: &ImageRef,
+    ) -> Result<RetagReport, RegistryError> {
+        let blobs = if src.same_repository(dst) {
+            BlobStats::default()
+        } else {
+            self.copy_referenced(src, dst, m).await?
+        };
+        let digest = self.put_manifest(dst, m).await?;
+        if digest != m.digest {
+            return Err(RegistryError::Invalid {
+                reference: dst.to_string(),
+                reason: format!(
+                    "the registry stored digest {digest}, not the source's {}",
+                    m.digest
+                ),
+            });
+        }
+        Ok(RetagReport {
+            source: src.to_string(),
+            target: dst.to_string(),
+            digest,
+            media_type: m.media_type.clone(),
+            blobs,
+        })
+    }
+
+    /// Give `src`'s manifest the reference `dst` without pulling: one GET of the manifest,
+    /// one PUT of the same bytes (plus blob mounts when `dst` is another repository).
+    pub async fn retag(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+    ) -> Result<RetagReport, RegistryError> {
+        let m = self
+            .get_manifest(src)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound {
+                reference: src.to_string(),
+            })?;
+        self.retag_manifest(src, &m, dst).await
+    }
+}
+
+/// The result of checking one reference.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExistsResult {
+    pub reference: String,
+    pub exists: bool,
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+    /// Set when the check itself failed (auth, network, bad reference).
+    pub error: Option<String>,
+}
+
+/// Check many references at once: one HEAD each, all concurrently (at most 16 in flight).
+/// Results come back in the order of `refs`; a failed check has `error` set.
+pub async fn exists_many(client: &RegistryClient, refs: &[ImageRef]) -> Vec<ExistsResult> {
+    futures::stream::iter(refs)
+        .map(|r| async move {
+            match client.head_manifest(r).await {
+                Ok(d) => ExistsResult {
+                    reference: r.to_string(),
+                    exists: d.is_some(),
+                    digest: d.as_ref().map(|d| d.digest.clone()),
+                    media_type: d.map(|d| d.media_type),
+                    error: None,
+                },
+                Err(e) => ExistsResult {
+                    reference: r.to_string(),
+                    exists: false,
+                    digest: None,
+                    media_type: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("127.1.2.3"));
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(is_loopback("::1"));
+        assert!(!is_loopback("ghcr.io"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+
+    #[test]
+    fn http_only_for_loopback_and_insecure() {
+        let c = RegistryClient::new(
+            CredentialStore::default(),
+            ClientOptions {
+                insecure_registries: vec!["reg.lan:5000".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.base("reg.lan:5000"), "http://reg.lan:5000");
+        assert_eq!(c.base("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(c.base("reg.lan:5001"), "https://reg.lan:5001");
+        assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
+    }
+}
