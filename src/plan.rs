@@ -519,6 +519,33 @@ impl Plan {
             .collect()
     }
 
+    /// Ask the registry whether each image's tag exists (one HEAD each, all concurrent)
+    /// and mark the missing ones, with their descendants, as rebuilt. A check that
+    /// fails (auth, network) is an error naming the reference: a plan must not guess.
+    pub async fn check_registry(
+        &mut self,
+        client: &crate::registry::RegistryClient,
+    ) -> anyhow::Result<()> {
+        let refs = self
+            .images
+            .iter()
+            .map(|i| crate::registry::ImageRef::parse(&i.reference))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = crate::registry::exists_many(client, &refs).await;
+        let mut missing = vec![];
+        for (img, r) in self.images.iter().zip(&results) {
+            if let Some(e) = &r.error {
+                anyhow::bail!("registry check of {} failed: {e}", r.reference);
+            }
+            if !r.exists {
+                tracing::info!("{} is not in the registry", r.reference);
+                missing.push(img.key.clone());
+            }
+        }
+        self.mark_missing(&missing);
+        Ok(())
+    }
+
     /// Mark the images whose tag the registry lacks (by key) as rebuilt with reason
     /// `tag missing from registry`, and their descendants with `parent rebuilds`. Keys
     /// that are not in the plan are ignored. Sets `registry_check` to `done`.

@@ -344,15 +344,6 @@ fn human_output_shows_the_tree_refs_verdicts_and_reasons() {
     line_of("- parent rebuilds (datascience-notebook)");
     line_of("registry check: skipped");
     line_of("3 of 3 image(s) rebuild");
-
-    // Without --no-registry: the same plan, and a notice on stderr.
-    let out = stackctl()
-        .args(["plan", "--repo"])
-        .arg(r.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("registry"));
 }
 
 /// Runs `stackctl plan` expecting exit 2 and one line on stderr that contains `want`.

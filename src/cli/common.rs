@@ -1,6 +1,9 @@
 //! Options shared by several commands.
 
+use crate::credentials::{Credential, CredentialStore, Secret};
+use crate::registry::{ClientOptions, RegistryClient};
 use crate::spec::Spec;
+use std::io::Read;
 use std::path::PathBuf;
 
 /// Where the stack is: the repository and its spec.
@@ -39,4 +42,41 @@ pub struct RegistryArgs {
     /// Allow plain http to this registry (HOST:PORT); loopback registries are always allowed. Repeatable.
     #[arg(long, value_name = "HOST:PORT")]
     pub insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    /// The credentials these options and the environment give (reads stdin for
+    /// --password-stdin).
+    pub fn credentials(&self) -> anyhow::Result<CredentialStore> {
+        let explicit = match &self.username {
+            Some(user) if self.password_stdin => {
+                let mut pw = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut pw)
+                    .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+                let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+                if pw.is_empty() {
+                    anyhow::bail!("--password-stdin: standard input was empty");
+                }
+                Some(Credential {
+                    username: user.clone(),
+                    secret: Secret::new(pw),
+                    source: "--username/--password-stdin".into(),
+                })
+            }
+            _ => None,
+        };
+        CredentialStore::from_env(explicit)
+    }
+
+    /// A registry client set up from these options.
+    pub fn client(&self) -> anyhow::Result<RegistryClient> {
+        RegistryClient::new(
+            self.credentials()?,
+            ClientOptions {
+                insecure_registries: self.insecure_registry.clone(),
+                ..Default::default()
+            },
+        )
+    }
 }

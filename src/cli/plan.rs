@@ -19,7 +19,7 @@ GitHub Actions (explicit options win):
   GITHUB_REF_NAME     the branch of a push
   GITHUB_EVENT_PATH   the event payload: `before` (push) or `pull_request.base.sha`
 
-Exit codes: 0 plan printed; 2 bad input (spec, revision, repository, payload).";
+Exit codes: 0 plan printed; 2 bad input (spec, revision, repository, payload) or a\n  registry that cannot be asked (auth, network; use --no-registry to skip the check).";
 
 /// `stackctl plan`: show which images rebuild, and why.
 #[derive(Debug, clap::Args)]
@@ -59,6 +59,8 @@ pub struct PlanArgs {
     /// first) with key, image, ref, parent, rebuild, reasons, build_args.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: super::common::RegistryArgs,
 }
 
 pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
@@ -73,11 +75,9 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     };
     let opts = plan::resolve_options(&request, &GithubEnv::from_process())?;
     tracing::debug!(?opts, "plan options");
-    let plan = plan::make_plan(&spec, &repo, &opts)?;
+    let mut plan = plan::make_plan(&spec, &repo, &opts)?;
     if !args.no_registry {
-        tracing::warn!(
-            "registry existence checks come with the registry module; planning as with --no-registry"
-        );
+        plan.check_registry(&args.registry.client()?).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -2,11 +2,9 @@
 //! and [`crate::promotion`].
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::credentials::{Credential, CredentialStore, Secret};
 use crate::error::{ExitStatus, Failed};
 use crate::promotion::{self, Kind};
-use crate::registry::{exists_many, ClientOptions, ImageRef, RegistryClient};
-use std::io::Read;
+use crate::registry::{exists_many, ImageRef};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -90,43 +88,6 @@ pub struct TagArgs {
     pub repo_url: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
-}
-
-impl RegistryArgs {
-    /// The credentials these options and the environment give (reads stdin for
-    /// --password-stdin).
-    pub fn credentials(&self) -> anyhow::Result<CredentialStore> {
-        let explicit = match &self.username {
-            Some(user) if self.password_stdin => {
-                let mut pw = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut pw)
-                    .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
-                let pw = pw.trim_end_matches(['\n', '\r']).to_string();
-                if pw.is_empty() {
-                    anyhow::bail!("--password-stdin: standard input was empty");
-                }
-                Some(Credential {
-                    username: user.clone(),
-                    secret: Secret::new(pw),
-                    source: "--username/--password-stdin".into(),
-                })
-            }
-            _ => None,
-        };
-        CredentialStore::from_env(explicit)
-    }
-
-    /// A registry client set up from these options.
-    pub fn client(&self) -> anyhow::Result<RegistryClient> {
-        RegistryClient::new(
-            self.credentials()?,
-            ClientOptions {
-                insecure_registries: self.insecure_registry.clone(),
-                ..Default::default()
-            },
-        )
-    }
 }
 
 pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {

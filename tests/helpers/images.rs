@@ -1,4 +1,5 @@
 //! Test images built by hand and pushed with stackctl's own client: one of each manifest
+#![allow(dead_code)]
 //! kind (Docker schema 2, Docker manifest list, OCI manifest, OCI index).
 
 use bytes::Bytes;
