@@ -5,6 +5,7 @@
 //! - [`graph`]: the image tree (parents before children).
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
+pub mod buildkit;
 pub mod cli;
 pub mod credentials;
 pub mod error;
