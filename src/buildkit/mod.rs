@@ -41,6 +41,9 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub struct Client {
     addr: Address,
     channel: Channel,
+    /// BuildKit's worker is a Docker engine's (`moby`): images go to the engine's store with
+    /// the `moby` exporter (the only image exporter it has), whatever the transport.
+    moby_worker: bool,
 }
 
 /// A BuildKit worker.
@@ -66,9 +69,10 @@ pub struct Info {
 /// Errors are one line naming the address.
 pub async fn connect(addr: &Address) -> anyhow::Result<Client> {
     let channel = transport::control_channel(addr).await?;
-    let client = Client {
+    let mut client = Client {
         addr: addr.clone(),
         channel,
+        moby_worker: false,
     };
     // A cheap call proves it speaks BuildKit's protocol.
     let mut c = client.control();
@@ -78,7 +82,12 @@ pub async fn connect(addr: &Address) -> anyhow::Result<Client> {
     )
     .await
     {
-        Ok(Ok(_)) => Ok(client),
+        Ok(Ok(r)) => {
+            client.moby_worker = r.into_inner().record.iter().any(|w| {
+                w.id == "moby" || w.labels.keys().any(|k| k.starts_with("org.mobyproject.buildkit.worker.moby"))
+            });
+            Ok(client)
+        }
         Ok(Err(s)) => Err(anyhow!(
             "{addr} does not answer as BuildKit: {}",
             one_line_status(&s)
@@ -105,6 +114,11 @@ fn one_line_status(s: &tonic::Status) -> String {
 impl Client {
     pub fn address(&self) -> &Address {
         &self.addr
+    }
+
+    /// Whether BuildKit's worker is a Docker engine's (images land in the engine).
+    pub fn is_moby_worker(&self) -> bool {
+        self.moby_worker
     }
 
     /// A Control client on the shared channel.
@@ -176,6 +190,13 @@ impl Client {
         req: &BuildRequest,
         progress: &mut Progress,
     ) -> Result<BuildOutcome, BuildError> {
+        if req.push && self.moby_worker && !self.addr.is_engine() {
+            return Err(BuildError::Unavailable(format!(
+                "image {}: BuildKit at {} is a Docker engine's, which cannot push by itself; \
+                 to push, reach the engine with docker:// (or docker-unix://, docker-tcp://)",
+                req.label, self.addr
+            )));
+        }
         let mut outcome = solve::build(self, req, progress).await?;
         if req.push {
             if let Address::Engine(sock) = &self.addr {

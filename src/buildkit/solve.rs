@@ -118,13 +118,13 @@ pub fn frontend_attrs(req: &BuildRequest) -> HashMap<String, String> {
 /// The Solve request: frontend, exporter, cache options.
 pub fn solve_request(
     req: &BuildRequest,
-    engine: bool,
+    moby: bool,
     build_ref: &str,
     session: &str,
 ) -> SolveRequest {
     let mut exporter_attrs = HashMap::new();
     exporter_attrs.insert("name".to_string(), req.tags.join(","));
-    let exporter = if engine {
+    let exporter = if moby {
         // Docker's exporter: the image lands in the engine's image store under the names.
         "moby"
     } else {
@@ -225,7 +225,7 @@ pub async fn build(
         .map_err(unavailable)?;
 
     let build_ref = super::new_id();
-    let sreq = solve_request(req, client.address().is_engine(), &build_ref, &session.id);
+    let sreq = solve_request(req, client.is_moby_worker(), &build_ref, &session.id);
     tracing::debug!(
         "solve {}: frontend attrs {:?}",
         req.label,
@@ -284,7 +284,7 @@ pub async fn build(
             let (cached, total) = progress.cached_counts();
             Ok(BuildOutcome {
                 image: req.tags.first().cloned().unwrap_or_default(),
-                digest: (!client.address().is_engine() && req.push)
+                digest: (!client.is_moby_worker() && req.push)
                     .then(|| resp.get("containerimage.digest").cloned())
                     .flatten(),
                 config_digest: resp

@@ -75,6 +75,8 @@ pub struct BuildImageArgs {
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Vec<String>,
     /// An image whose inline cache may be reused (only its config is fetched). Repeatable.
+    /// Always added: the image's own tag and its `<prefix>-stable` tag (skipped by BuildKit
+    /// when missing).
     #[arg(long, value_name = "REF")]
     pub cache_from: Vec<String>,
     /// Run every step again.
@@ -195,6 +197,15 @@ pub async fn run_build_image(a: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Resu
     };
     let credentials = CredentialStore::from_env(explicit)?;
     let reference = format!("{}:{tag}", image.image_name);
+    let mut cache_from = a.cache_from.clone();
+    for r in [
+        reference.clone(),
+        format!("{}:{}", image.image_name, crate::tag::quarter_stable_tag(&spec.tag_prefix)),
+    ] {
+        if !cache_from.contains(&r) {
+            cache_from.push(r);
+        }
+    }
     let req = BuildRequest {
         label: a.key.clone(),
         context: image.dir(&spec),
@@ -203,7 +214,7 @@ pub async fn run_build_image(a: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Resu
         build_args,
         target: a.target.clone(),
         platforms: a.platform.clone(),
-        cache_from: a.cache_from.clone(),
+        cache_from,
         no_cache: a.no_cache,
         push: a.push,
         credentials,
