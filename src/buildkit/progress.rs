@@ -263,9 +263,13 @@ impl Progress {
         }
     }
 
-    /// The step that failed, if any: the last one with an error.
-    pub fn failed_step(&self) -> Option<&Step> {
-        self.steps.values().rev().find(|s| s.error.is_some())
+    /// The step that failed: the one whose error BuildKit gave as the build's error, else the
+    /// last build step with an error (a cache source that cannot be read is not a failure).
+    pub fn failed_step(&self, build_error: &str) -> Option<&Step> {
+        let with_error = || self.steps.values().rev().filter(|s| s.error.is_some());
+        with_error()
+            .find(|s| s.error.as_deref().is_some_and(|e| build_error.contains(e)))
+            .or_else(|| with_error().find(|s| s.is_build_step()))
     }
 
     /// Build steps reported cached, and all build steps.

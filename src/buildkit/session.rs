@@ -39,7 +39,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::transport::server::Connected;
@@ -91,12 +93,14 @@ pub struct Session {
 
 /// A running session; the services stop when it is dropped.
 pub struct SessionHandle {
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for SessionHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -163,27 +167,26 @@ impl Session {
         control: &ControlClient<Channel>,
     ) -> anyhow::Result<SessionHandle> {
         let router = self.router();
-        let task = match addr {
+        let tasks = match addr {
             Address::Engine(sock) => {
                 let up = engine_upgrade(sock, "/session", &self.headers())
                     .await
                     .context("opening the build session with the Docker engine")?;
                 let io = ServerIo(hyper_util::rt::TokioIo::new(up));
-                tokio::spawn(async move {
-                    let incoming = futures::stream::iter([Ok::<_, std::io::Error>(io)]);
+                vec![tokio::spawn(async move {
+                    let incoming = one_connection(io);
                     if let Err(e) = router.serve_with_incoming(incoming).await {
                         tracing::debug!("session ended: {e}");
                     }
-                })
+                })]
             }
             _ => {
-                // The session's HTTP/2 runs over a byte pipe whose other end is the Session stream.
-                let (ours, theirs) = tokio::io::duplex(256 * 1024);
-                let (rd, mut wr) = tokio::io::split(theirs);
-                let outgoing = tokio_stream::StreamExt::map_while(
-                    tokio_util::io::ReaderStream::with_capacity(rd, 256 * 1024),
-                    |r| r.ok().map(|b| BytesMessage { data: b.to_vec() }),
-                );
+                // The session's HTTP/2 runs over the Session stream's messages: what BuildKit
+                // sends is read by the server, what the server writes is sent back.
+                let (in_tx, in_rx) = mpsc::channel::<Bytes>(64);
+                let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+                let outgoing = tokio_stream::wrappers::ReceiverStream::new(out_rx)
+                    .map(|b| BytesMessage { data: b.to_vec() });
                 let mut req = Request::new(outgoing);
                 for (k, v) in self.headers() {
                     let key = tonic::metadata::MetadataKey::from_bytes(k.to_lowercase().as_bytes())
@@ -198,23 +201,92 @@ impl Session {
                     .map_err(|s| anyhow::anyhow!("BuildKit refused the session: {}", s.message()))?
                     .into_inner();
                 let pump = tokio::spawn(async move {
-                    while let Ok(Some(m)) = inbound.message().await {
-                        if wr.write_all(&m.data).await.is_err() {
-                            break;
+                    loop {
+                        match inbound.message().await {
+                            Ok(Some(m)) => {
+                                if in_tx.send(Bytes::from(m.data)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!("session stream failed: {e}");
+                                break;
+                            }
                         }
                     }
-                    let _ = wr.shutdown().await;
                 });
-                tokio::spawn(async move {
-                    let incoming = futures::stream::iter([Ok::<_, std::io::Error>(ServerIo(ours))]);
+                let io = ChannelIo {
+                    rx: in_rx,
+                    buf: Bytes::new(),
+                    tx: tokio_util::sync::PollSender::new(out_tx),
+                };
+                let server = tokio::spawn(async move {
+                    let incoming = one_connection(ServerIo(io));
                     if let Err(e) = router.serve_with_incoming(incoming).await {
                         tracing::debug!("session ended: {e}");
                     }
-                    pump.abort();
-                })
+                });
+                vec![server, pump]
             }
         };
-        Ok(SessionHandle { task })
+        Ok(SessionHandle { tasks })
+    }
+}
+
+/// The server's incoming connections: this one, then none, without ending (tonic's server
+/// returns when its incoming stream ends, which would close the session).
+fn one_connection<T>(io: T) -> impl Stream<Item = Result<T, std::io::Error>> {
+    futures::stream::iter([Ok(io)]).chain(futures::stream::pending())
+}
+
+/// Bytes carried by messages of a gRPC stream, as a byte stream (reads from `rx`, writes to `tx`).
+struct ChannelIo {
+    rx: mpsc::Receiver<Bytes>,
+    buf: Bytes,
+    tx: tokio_util::sync::PollSender<Bytes>,
+}
+
+impl AsyncRead for ChannelIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.buf.is_empty() {
+                let n = self.buf.len().min(out.remaining());
+                let chunk = self.buf.split_to(n);
+                out.put_slice(&chunk);
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(b) => self.buf = b,
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ChannelIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let closed = |_| std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        std::task::ready!(self.tx.poll_reserve(cx)).map_err(closed)?;
+        self.tx
+            .send_item(Bytes::copy_from_slice(buf))
+            .map_err(closed)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.tx.close();
+        Poll::Ready(Ok(()))
     }
 }
 

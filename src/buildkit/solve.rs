@@ -325,7 +325,7 @@ fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Stat
         ));
     }
     let mut out = format!("image {} failed to build", req.label);
-    match progress.failed_step() {
+    match progress.failed_step(&msg) {
         Some(step) => {
             out.push_str(&format!(" at step `{}`", step.name));
             out.push_str(&format!(": {}", one_line(&msg)));
