@@ -73,10 +73,25 @@ async fn import_busybox(d: &Docker, repo: &str, tag: &str) {
     for dir in ["bin/", "tmp/", "etc/", "root/"] {
         t.dir(dir);
     }
-    t.file("bin/busybox", 0o755, &std::fs::read("/bin/busybox").unwrap());
+    t.file(
+        "bin/busybox",
+        0o755,
+        &std::fs::read("/bin/busybox").unwrap(),
+    );
     for applet in [
-        "sh", "ls", "cat", "stat", "sha256sum", "echo", "sleep", "test", "find", "wc", "sort",
-        "true", "false",
+        "sh",
+        "ls",
+        "cat",
+        "stat",
+        "sha256sum",
+        "echo",
+        "sleep",
+        "test",
+        "find",
+        "wc",
+        "sort",
+        "true",
+        "false",
     ] {
         t.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -109,9 +124,12 @@ async fn run_in(d: &Docker, image: &str, script: &str) -> (i64, String) {
         .await
         .expect("create container")
         .id;
-    d.start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .unwrap();
+    d.start_container(
+        &id,
+        None::<bollard::query_parameters::StartContainerOptions>,
+    )
+    .await
+    .unwrap();
     let mut code = 0;
     let mut w = d.wait_container(&id, None::<WaitContainerOptions>);
     while let Some(r) = w.next().await {
@@ -275,7 +293,10 @@ async fn multi_stage_build_sends_the_context_faithfully() {
     assert!(got.contains("644 104857600"), "{got}");
     assert!(got.contains("../../../etc/hostname"), "{got}");
     assert!(got.contains("b/c/deep.txt\ndeep"), "{got}");
-    assert!(!got.contains("IGNORED-PRESENT") && !got.contains("LOG-PRESENT"), "{got}");
+    assert!(
+        !got.contains("IGNORED-PRESENT") && !got.contains("LOG-PRESENT"),
+        "{got}"
+    );
     assert!(got.contains("./a/b/c/deep.txt"), "{got}");
 
     let log_text = std::fs::read_to_string(&log).unwrap();
@@ -343,7 +364,11 @@ async fn child_from_pushed_parent_then_cache_from() {
     }
     // The engine must pull it from the registry, not find it locally.
     let _ = d
-        .remove_image(&format!("{parent}:2026.3-feat"), None::<RemoveImageOptions>, None)
+        .remove_image(
+            &format!("{parent}:2026.3-feat"),
+            None::<RemoveImageOptions>,
+            None,
+        )
         .await;
 
     let child = format!("{host}/stack/child");
@@ -362,11 +387,24 @@ async fn child_from_pushed_parent_then_cache_from() {
 
     let out = stackctl(
         stack.path(),
-        &["build-image", "child", "--tag", "2026.3-feat", "--push", "--progress", "plain"],
+        &[
+            "build-image",
+            "child",
+            "--tag",
+            "2026.3-feat",
+            "--push",
+            "--progress",
+            "plain",
+        ],
         Some(&cfg),
     )
     .await;
-    assert!(out.status.success(), "{}\nregistry:\n{}", text(&out), reg.log());
+    assert!(
+        out.status.success(),
+        "{}\nregistry:\n{}",
+        text(&out),
+        reg.log()
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let reference = format!("{child}:2026.3-feat");
     assert!(
@@ -378,7 +416,8 @@ async fn child_from_pushed_parent_then_cache_from() {
     // The manifest is in the registry under that digest.
     let digest = stdout.split('@').nth(1).unwrap();
     assert!(
-        reg.log().contains(&format!("/v2/stack/child/manifests/2026.3-feat")),
+        reg.log()
+            .contains(&format!("/v2/stack/child/manifests/2026.3-feat")),
         "{}",
         reg.log()
     );
@@ -421,7 +460,11 @@ async fn child_from_pushed_parent_then_cache_from() {
     assert!(o["cached_steps"].as_u64().unwrap() >= 2, "{}", text(&out));
     let _ = digest;
     let _ = d
-        .remove_image(&format!("{child}:2026.3-feat2"), None::<RemoveImageOptions>, None)
+        .remove_image(
+            &format!("{child}:2026.3-feat2"),
+            None::<RemoveImageOptions>,
+            None,
+        )
         .await;
 }
 
@@ -507,7 +550,16 @@ async fn tcp_transport_with_session_over_control() {
     std::fs::write(ctx.join("hello.txt"), format!("hello over tcp {port}\n")).unwrap();
     let out = stackctl(
         stack.path(),
-        &["build-image", "viatcp", "--tag", "t", "--buildkit", &addr, "--progress", "plain"],
+        &[
+            "build-image",
+            "viatcp",
+            "--tag",
+            "t",
+            "--buildkit",
+            &addr,
+            "--progress",
+            "plain",
+        ],
         None,
     )
     .await;
@@ -524,7 +576,12 @@ async fn unreachable_or_wrong_protocol_is_one_line_exit_2() {
     let port = support::free_port();
     let out = stackctl(
         dir.path(),
-        &["buildkit", "info", "--buildkit", &format!("tcp://127.0.0.1:{port}")],
+        &[
+            "buildkit",
+            "info",
+            "--buildkit",
+            &format!("tcp://127.0.0.1:{port}"),
+        ],
         None,
     )
     .await;
@@ -547,7 +604,12 @@ async fn unreachable_or_wrong_protocol_is_one_line_exit_2() {
     });
     let out = stackctl(
         dir.path(),
-        &["buildkit", "info", "--buildkit", &format!("tcp://127.0.0.1:{port}")],
+        &[
+            "buildkit",
+            "info",
+            "--buildkit",
+            &format!("tcp://127.0.0.1:{port}"),
+        ],
         None,
     )
     .await;
@@ -593,7 +655,11 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
         .join("\n");
     assert!(msg.contains("image broken"), "{}", text(&out));
     for e in expect {
-        assert!(msg.contains(e), "expected {e:?} in:\n{msg}\n---\n{}", text(&out));
+        assert!(
+            msg.contains(e),
+            "expected {e:?} in:\n{msg}\n---\n{}",
+            text(&out)
+        );
     }
     let log_text = std::fs::read_to_string(&log).expect("the log file is written on failure");
     assert!(log_text.contains("FAILED"), "{log_text}");
@@ -601,7 +667,11 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_syntax_error_is_reported() {
-    failing_build("FROM BASE\nFORM nothing\n", &["unknown instruction", "FORM"]).await;
+    failing_build(
+        "FROM BASE\nFORM nothing\n",
+        &["unknown instruction", "FORM"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,7 +679,10 @@ async fn missing_base_image_is_reported() {
     let port = support::free_port();
     failing_build(
         &format!("FROM 127.0.0.1:{port}/nothing/here:missing\nRUN true\n"),
-        &["load metadata", &format!("127.0.0.1:{port}/nothing/here:missing")],
+        &[
+            "load metadata",
+            &format!("127.0.0.1:{port}/nothing/here:missing"),
+        ],
     )
     .await;
 }

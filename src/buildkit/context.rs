@@ -328,11 +328,7 @@ fn walk_dir(dir: &Path, rel: &str, filter: &Filter, out: &mut Vec<Entry>) -> any
     names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
     for name in names {
         let Some(name_s) = name.to_str() else {
-            bail!(
-                "file name {:?} in {} is not UTF-8",
-                name,
-                dir.display()
-            );
+            bail!("file name {:?} in {} is not UTF-8", name, dir.display());
         };
         let crel = if rel.is_empty() {
             name_s.to_string()
@@ -425,7 +421,16 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["a", "a/b", "a/b/f", "a.txt", "ignored", "ignored/sub", "ignored/sub/keep", "link"]
+            [
+                "a",
+                "a/b",
+                "a/b/f",
+                "a.txt",
+                "ignored",
+                "ignored/sub",
+                "ignored/sub/keep",
+                "link"
+            ]
         );
         let e = walk(r, &Filter::default()).unwrap();
         let link = e.iter().find(|e| e.stat.path == "link").unwrap();

@@ -84,7 +84,10 @@ pub async fn connect(addr: &Address) -> anyhow::Result<Client> {
     {
         Ok(Ok(r)) => {
             client.moby_worker = r.into_inner().record.iter().any(|w| {
-                w.id == "moby" || w.labels.keys().any(|k| k.starts_with("org.mobyproject.buildkit.worker.moby"))
+                w.id == "moby"
+                    || w.labels
+                        .keys()
+                        .any(|k| k.starts_with("org.mobyproject.buildkit.worker.moby"))
             });
             Ok(client)
         }
@@ -204,9 +207,7 @@ impl Client {
                 for tag in &req.tags {
                     let d = push::push_from_engine(sock, tag, &req.credentials)
                         .await
-                        .map_err(|e| {
-                            BuildError::Failed(format!("image {}: {e:#}", req.label))
-                        })?;
+                        .map_err(|e| BuildError::Failed(format!("image {}: {e:#}", req.label)))?;
                     digest.get_or_insert(d);
                 }
                 outcome.digest = digest;

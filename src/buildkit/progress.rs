@@ -92,7 +92,9 @@ impl Step {
     }
 }
 
-fn ts(t: &Option<bollard_buildkit_proto::google::protobuf::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+fn ts(
+    t: &Option<bollard_buildkit_proto::google::protobuf::Timestamp>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     t.as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }

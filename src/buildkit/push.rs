@@ -12,16 +12,12 @@ use futures::StreamExt;
 /// A bollard client for the engine behind `sock`.
 pub fn docker(sock: &EngineSocket) -> anyhow::Result<Docker> {
     match sock {
-        EngineSocket::Unix(p) => Docker::connect_with_unix(
-            &p.to_string_lossy(),
-            600,
-            bollard::API_DEFAULT_VERSION,
-        ),
-        EngineSocket::Tcp(h) => Docker::connect_with_http(
-            &format!("tcp://{h}"),
-            600,
-            bollard::API_DEFAULT_VERSION,
-        ),
+        EngineSocket::Unix(p) => {
+            Docker::connect_with_unix(&p.to_string_lossy(), 600, bollard::API_DEFAULT_VERSION)
+        }
+        EngineSocket::Tcp(h) => {
+            Docker::connect_with_http(&format!("tcp://{h}"), 600, bollard::API_DEFAULT_VERSION)
+        }
     }
     .context("cannot set up a Docker engine client")
 }

@@ -32,15 +32,15 @@ use bollard_buildkit_proto::moby::filesync::v1::{
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
     VerifyTokenAuthorityResponse,
 };
+use bytes::Bytes;
 use futures::Stream;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use bytes::Bytes;
-use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -51,6 +51,9 @@ use tonic::{Request, Response, Status, Streaming};
 /// Bytes of a file per DATA packet. Large enough to keep the packet count low on big files,
 /// well under gRPC's 4 MiB default message limit on BuildKit's side.
 const CHUNK: usize = 1 << 20;
+
+/// Files read and sent at the same time.
+const SENDERS: usize = 4;
 
 /// A local folder BuildKit may ask for by name (`context`, `dockerfile`).
 #[derive(Debug, Clone)]
@@ -136,7 +139,10 @@ impl Session {
     fn headers(&self) -> Vec<(String, String)> {
         let mut h = vec![
             ("X-Docker-Expose-Session-Uuid".to_string(), self.id.clone()),
-            ("X-Docker-Expose-Session-Name".to_string(), self.name.clone()),
+            (
+                "X-Docker-Expose-Session-Name".to_string(),
+                self.name.clone(),
+            ),
             (
                 "X-Docker-Expose-Session-Sharedkey".to_string(),
                 self.shared_key.clone(),
@@ -374,7 +380,10 @@ impl Auth for AuthService {
         let host = &r.get_ref().host;
         let resp = match self.creds.for_host(host) {
             Some(c) => {
-                tracing::debug!("BuildKit asked for credentials for {host}: {}", c.describe());
+                tracing::debug!(
+                    "BuildKit asked for credentials for {host}: {}",
+                    c.describe()
+                );
                 CredentialsResponse {
                     username: c.username.clone(),
                     secret: c.secret.expose().to_string(),
@@ -445,7 +454,10 @@ impl FileSync for FileSyncService {
         &self,
         r: Request<Streaming<Packet>>,
     ) -> Result<Response<PacketStream>, Status> {
-        let name = meta_all(&r, "dir-name").into_iter().next().unwrap_or_default();
+        let name = meta_all(&r, "dir-name")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let Some(dir) = self.dirs.get(&name).cloned() else {
             return Err(Status::not_found(format!(
                 "no local folder {name:?} in this session"
@@ -497,23 +509,38 @@ impl FileSync for FileSyncService {
                 .await;
         });
 
-        // File contents, one requested file after the other, read on a blocking thread.
-        let data_tx = tx.clone();
-        let files = entries.clone();
-        tokio::task::spawn_blocking(move || send_files(&files, req_rx, data_tx));
+        // File contents, read on blocking threads, a few files at a time (as fsutil's sender):
+        // the receiver asks for many files at once, and one reader would leave it waiting.
+        let req_rx = Arc::new(std::sync::Mutex::new(req_rx));
+        for _ in 0..SENDERS {
+            let data_tx = tx.clone();
+            let files = entries.clone();
+            let req_rx = req_rx.clone();
+            tokio::task::spawn_blocking(move || send_files(&files, &req_rx, data_tx));
+        }
 
         // The receiver's requests, and its FIN at the end.
         let mut inbound = r.into_inner();
+        let started = std::time::Instant::now();
         tokio::spawn(async move {
+            let mut requests = 0usize;
+            let mut first_req: Option<std::time::Duration> = None;
             loop {
                 match inbound.message().await {
                     Ok(Some(p)) => match PacketType::try_from(p.r#type) {
                         Ok(PacketType::PacketReq) => {
+                            requests += 1;
+                            first_req.get_or_insert_with(|| started.elapsed());
                             if req_tx.send(p.id).is_err() {
                                 break;
                             }
                         }
                         Ok(PacketType::PacketFin) => {
+                            tracing::debug!(
+                                "file sync of {name:?} done in {:.2?}: {requests} files asked for, the first after {:.2?}",
+                                started.elapsed(),
+                                first_req.unwrap_or_default()
+                            );
                             let _ = tx
                                 .send(Out::P(packet(PacketType::PacketFin, 0, vec![])))
                                 .await;
@@ -556,9 +583,17 @@ impl FileSync for FileSyncService {
 }
 
 /// Send the bytes of each requested file as DATA packets, then an empty DATA for its end.
-fn send_files(entries: &[Entry], reqs: std::sync::mpsc::Receiver<u32>, tx: mpsc::Sender<Out>) {
-    let mut buf = vec![0u8; CHUNK];
-    while let Ok(id) = reqs.recv() {
+fn send_files(
+    entries: &[Entry],
+    reqs: &std::sync::Mutex<std::sync::mpsc::Receiver<u32>>,
+    tx: mpsc::Sender<Out>,
+) {
+    loop {
+        let next = match reqs.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        let Ok(id) = next else { return };
         let Some(e) = entries.get(id as usize).filter(|e| e.is_regular()) else {
             let msg = format!("invalid file request {id}");
             let _ = tx.blocking_send(Out::P(packet(PacketType::PacketErr, 0, msg.into_bytes())));
@@ -573,12 +608,17 @@ fn send_files(entries: &[Entry], reqs: std::sync::mpsc::Receiver<u32>, tx: mpsc:
                 return;
             }
         };
+        let mut left = e.stat.size.max(0) as usize;
         loop {
+            // Read straight into the packet's buffer, sized to what the file still holds.
+            let mut buf = vec![0u8; left.clamp(1, CHUNK)];
             match f.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    buf.truncate(n);
+                    left = left.saturating_sub(n);
                     if tx
-                        .blocking_send(Out::P(packet(PacketType::PacketData, id, buf[..n].to_vec())))
+                        .blocking_send(Out::P(packet(PacketType::PacketData, id, buf)))
                         .is_err()
                     {
                         return;
@@ -587,8 +627,11 @@ fn send_files(entries: &[Entry], reqs: std::sync::mpsc::Receiver<u32>, tx: mpsc:
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     let msg = format!("cannot read {}: {err}", e.stat.path);
-                    let _ = tx
-                        .blocking_send(Out::P(packet(PacketType::PacketErr, 0, msg.into_bytes())));
+                    let _ = tx.blocking_send(Out::P(packet(
+                        PacketType::PacketErr,
+                        0,
+                        msg.into_bytes(),
+                    )));
                     return;
                 }
             }

@@ -212,12 +212,7 @@ pub async fn build(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "context".into());
-    let session = Session::new(
-        &name,
-        &shared_key(&context),
-        dirs,
-        req.credentials.clone(),
-    );
+    let session = Session::new(&name, &shared_key(&context), dirs, req.credentials.clone());
     let control = client.control();
     let _handle = session
         .attach(client.address(), &control)
@@ -229,9 +224,7 @@ pub async fn build(
     tracing::debug!(
         "solve {}: frontend attrs {:?}",
         req.label,
-        sreq.frontend_attrs
-            .keys()
-            .collect::<Vec<_>>()
+        sreq.frontend_attrs.keys().collect::<Vec<_>>()
     );
 
     // Status and Solve run side by side; Status ends shortly after the Solve does.
@@ -315,8 +308,7 @@ pub async fn build(
 fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Status) -> BuildError {
     use tonic::Code;
     let msg = status.message().trim().to_string();
-    if matches!(status.code(), Code::Unavailable | Code::Unimplemented)
-        && progress.steps.is_empty()
+    if matches!(status.code(), Code::Unavailable | Code::Unimplemented) && progress.steps.is_empty()
     {
         return BuildError::Unavailable(format!(
             "image {}: BuildKit did not run the build: {}",

@@ -200,7 +200,11 @@ pub async fn run_build_image(a: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Resu
     let mut cache_from = a.cache_from.clone();
     for r in [
         reference.clone(),
-        format!("{}:{}", image.image_name, crate::tag::quarter_stable_tag(&spec.tag_prefix)),
+        format!(
+            "{}:{}",
+            image.image_name,
+            crate::tag::quarter_stable_tag(&spec.tag_prefix)
+        ),
     ] {
         if !cache_from.contains(&r) {
             cache_from.push(r);

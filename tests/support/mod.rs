@@ -24,7 +24,10 @@ pub fn free_port() -> u16 {
 pub enum RegistryAuth {
     None,
     /// htpasswd (bcrypt) with one user.
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// Extra YAML for the `auth:` section (e.g. a token realm), written as is.
     Raw(String),
 }
