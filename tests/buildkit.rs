@@ -416,8 +416,7 @@ async fn child_from_pushed_parent_then_cache_from() {
     // The manifest is in the registry under that digest.
     let digest = stdout.split('@').nth(1).unwrap();
     assert!(
-        reg.log()
-            .contains(&format!("/v2/stack/child/manifests/2026.3-feat")),
+        reg.log().contains("/v2/stack/child/manifests/2026.3-feat"),
         "{}",
         reg.log()
     );

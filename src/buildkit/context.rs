@@ -35,8 +35,6 @@ pub mod gomode {
 #[derive(Debug, Clone)]
 struct Pattern {
     re: Regex,
-    /// Number of path components in the pattern (to match parents of a path).
-    depth: usize,
     negated: bool,
 }
 
@@ -62,11 +60,7 @@ impl Patterns {
             }
             let re = Regex::new(&glob_to_regex(&cleaned))
                 .with_context(|| format!("bad pattern {p:?}"))?;
-            list.push(Pattern {
-                re,
-                depth: cleaned.split('/').count(),
-                negated,
-            });
+            list.push(Pattern { re, negated });
         }
         Ok(Patterns { list })
     }
@@ -86,9 +80,9 @@ impl Patterns {
         let mut matched = false;
         for p in &self.list {
             let mut hit = p.re.is_match(path);
-            if !hit && parts.len() > 1 && p.depth < parts.len() {
+            if !hit && parts.len() > 1 {
                 // A pattern that matches a parent folder matches everything below it.
-                hit = p.re.is_match(&parts[..p.depth].join("/"));
+                hit = (1..parts.len()).any(|n| p.re.is_match(&parts[..n].join("/")));
             }
             if hit {
                 matched = !p.negated;

@@ -200,7 +200,11 @@ impl Progress {
         if !v.error.is_empty() {
             step.error = Some(v.error.clone());
         }
-        let step = step.clone();
+        // A copy without the output, which may be large.
+        let output = std::mem::take(&mut step.output);
+        let snapshot = step.clone();
+        step.output = output;
+        let step = snapshot;
         let started_now = !was_started && step.started.is_some();
         let done_now = !was_done && step.completed.is_some();
         match self.mode {
@@ -217,16 +221,14 @@ impl Progress {
                     eprintln!("#{} {}", step.number, status_word(&step));
                 }
             }
-            ProgressMode::Json => {
-                if started_now || done_now {
-                    let ev = serde_json::json!({
-                        "event": if done_now { "done" } else { "start" },
-                        "step": step.number, "vertex": step.digest, "name": step.name,
-                        "cached": step.cached, "error": step.error,
-                        "seconds": step.duration().map(|d| d.as_secs_f64()),
-                    });
-                    eprintln!("{ev}");
-                }
+            ProgressMode::Json if started_now || done_now => {
+                let ev = serde_json::json!({
+                    "event": if done_now { "done" } else { "start" },
+                    "step": step.number, "vertex": step.digest, "name": step.name,
+                    "cached": step.cached, "error": step.error,
+                    "seconds": step.duration().map(|d| d.as_secs_f64()),
+                });
+                eprintln!("{ev}");
             }
             ProgressMode::Tty => {
                 let multi = self.multi.as_ref().expect("tty mode has a MultiProgress");

@@ -338,6 +338,15 @@ fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Stat
     BuildError::Failed(out)
 }
 
+/// A message on one line, without the wrapping BuildKit adds around the frontend's errors.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for noise in [
+        "failed to solve with frontend dockerfile.v0: ",
+        "failed to create LLB definition: ",
+        "rpc error: code = Unknown desc = ",
+    ] {
+        s = s.replace(noise, "");
+    }
+    s
 }

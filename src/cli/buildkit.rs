@@ -58,6 +58,13 @@ pub struct BuildImageArgs {
     #[arg(value_name = "KEY")]
     pub key: String,
     #[command(flatten)]
+    pub options: Box<BuildImageOptions>,
+}
+
+/// The options of `build-image` (boxed: they are many).
+#[derive(Debug, clap::Args)]
+pub struct BuildImageOptions {
+    #[command(flatten)]
     pub spec: SpecArgs,
     #[command(flatten)]
     pub buildkit: BuildkitArgs,
@@ -151,12 +158,14 @@ fn parse_build_arg(s: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-pub async fn run_build_image(a: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let key = args.key;
+    let a = *args.options;
     let spec = a.spec.load()?;
-    let Some(image) = spec.image(&a.key) else {
+    let Some(image) = spec.image(&key) else {
         bail!(
             "no image {:?} in {} (images: {})",
-            a.key,
+            key,
             spec.path.display(),
             spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
         );
@@ -211,7 +220,7 @@ pub async fn run_build_image(a: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Resu
         }
     }
     let req = BuildRequest {
-        label: a.key.clone(),
+        label: key.clone(),
         context: image.dir(&spec),
         dockerfile: None,
         tags: vec![reference],
