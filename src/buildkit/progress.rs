@@ -233,13 +233,14 @@ impl Progress {
             ProgressMode::Tty => {
                 let multi = self.multi.as_ref().expect("tty mode has a MultiProgress");
                 if started_now && !done_now {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} #{prefix} {msg} {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.set_prefix(step.number.to_string());
-                    bar.set_message(step.name.clone());
+                    let bar = ProgressBar::new_spinner()
+                        .with_style(
+                            ProgressStyle::with_template("{spinner} #{prefix} {msg} {elapsed}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        )
+                        .with_prefix(step.number.to_string())
+                        .with_message(step.name.clone());
+                    let bar = multi.add(bar);
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.bars.insert(step.digest.clone(), bar);
                 }
