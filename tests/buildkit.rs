@@ -485,39 +485,58 @@ async fn prune_build_cache() {
     while let Ok(Some(_)) = s.message().await {}
 }
 
+/// Upgrade a new engine connection to h2c on `/grpc`, then forward bytes between it and `client`.
+async fn forward_to_engine_grpc<S>(mut client: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut eng = tokio::net::UnixStream::connect(support::docker_socket())
+        .await
+        .unwrap();
+    eng.write_all(
+        b"POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if eng.read(&mut byte).await.unwrap() == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut eng).await;
+}
+
 /// A loopback TCP endpoint standing in for a remote buildkitd: each connection is upgraded to
-/// h2c on the engine's `/grpc` and then bytes are forwarded both ways.
-async fn tcp_forwarder() -> (u16, tokio::task::JoinHandle<()>) {
+/// h2c on the engine's `/grpc` and then bytes are forwarded both ways. With `tls`, the endpoint
+/// speaks TLS first and requires a client certificate.
+async fn tcp_forwarder(
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> (u16, tokio::task::JoinHandle<()>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let h = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = l.accept().await else {
+            let Ok((tcp, _)) = l.accept().await else {
                 return;
             };
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut eng = tokio::net::UnixStream::connect(support::docker_socket())
-                    .await
-                    .unwrap();
-                eng.write_all(
-                    b"POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
-                )
-                .await
-                .unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if eng.read(&mut byte).await.unwrap() == 0 {
-                        return;
+                match tls {
+                    None => forward_to_engine_grpc(tcp).await,
+                    Some(cfg) => {
+                        if let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+                            forward_to_engine_grpc(s).await
+                        }
                     }
-                    head.push(byte[0]);
                 }
-                assert!(
-                    head.starts_with(b"HTTP/1.1 101"),
-                    "{}",
-                    String::from_utf8_lossy(&head)
-                );
-                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut eng).await;
             });
         }
     });
@@ -527,7 +546,7 @@ async fn tcp_forwarder() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_transport_with_session_over_control() {
     let _g = ENGINE.lock().await;
-    let (port, fwd) = tcp_forwarder().await;
+    let (port, fwd) = tcp_forwarder(None).await;
     let addr = format!("tcp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", &addr], None).await;
@@ -693,4 +712,112 @@ async fn failing_run_step_names_step_and_output() {
         &["RUN echo first-line", "exit code: 3", "the-last-words"],
     )
     .await;
+}
+
+/// `openssl` in `dir`: a CA, a server certificate for 127.0.0.1 and a client certificate.
+fn make_certs(dir: &Path) {
+    let sh = |script: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+          -keyout ca.key -out ca.pem -days 1 -subj /CN=stackctl-test-ca 2>/dev/null
+        for who in server client; do
+          openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
+        done
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        for who in server client; do
+          openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out $who.pem -days 1 -extfile $who.ext 2>/dev/null
+        done",
+    );
+}
+
+fn server_tls(dir: &Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let chain = vec![CertificateDer::from_pem_file(dir.join("server.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    std::sync::Arc::new(cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_transport_with_mutual_tls() {
+    let _g = ENGINE.lock().await;
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let (port, fwd) = tcp_forwarder(Some(server_tls(certs.path()))).await;
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let c = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let out = stackctl(
+        dir.path(),
+        &[
+            "buildkit",
+            "info",
+            "--buildkit",
+            &addr,
+            "--buildkit-tls-ca",
+            &c("ca.pem"),
+            "--buildkit-tls-cert",
+            &c("client.pem"),
+            "--buildkit-tls-key",
+            &c("client.key"),
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("worker moby"),
+        "{}",
+        text(&out)
+    );
+
+    // Without a client certificate the endpoint refuses: one line, exit 2.
+    let out = stackctl(
+        dir.path(),
+        &[
+            "buildkit",
+            "info",
+            "--buildkit",
+            &addr,
+            "--buildkit-tls-ca",
+            &c("ca.pem"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    fwd.abort();
 }

@@ -18,13 +18,13 @@ pub struct BuildkitArgs {
     /// DOCKER_HOST, else /var/run/docker.sock when it exists.
     #[arg(long, value_name = "ADDR")]
     pub buildkit: Option<String>,
-    /// CA certificate of a tcp:// buildkitd (mutual TLS).
+    /// CA certificate of a tcp:// buildkitd: talk TLS to it [default roots: the system's].
     #[arg(long, value_name = "PEM")]
     pub buildkit_tls_ca: Option<PathBuf>,
-    /// Client certificate for a tcp:// buildkitd (mutual TLS).
+    /// Client certificate (PEM) for a tcp:// buildkitd that asks for one (mutual TLS).
     #[arg(long, value_name = "PEM", requires = "buildkit_tls_key")]
     pub buildkit_tls_cert: Option<PathBuf>,
-    /// Client key for a tcp:// buildkitd (mutual TLS).
+    /// The client certificate's key (PEM).
     #[arg(long, value_name = "PEM", requires = "buildkit_tls_cert")]
     pub buildkit_tls_key: Option<PathBuf>,
 }
