@@ -554,6 +554,20 @@ async fn tcp_transport_with_session_over_control() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains(&addr) && s.contains("worker moby"), "{s}");
 
+    // The same over a unix socket, as buildkitd's own unix:///run/buildkit/buildkitd.sock.
+    let sock = dir.path().join("buildkitd.sock");
+    let ul = tokio::net::UnixListener::bind(&sock).unwrap();
+    let ufwd = tokio::spawn(async move {
+        while let Ok((s, _)) = ul.accept().await {
+            tokio::spawn(forward_to_engine_grpc(s));
+        }
+    });
+    let unix_addr = format!("unix://{}", sock.display());
+    let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", &unix_addr], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("worker moby"), "{}", text(&out));
+    ufwd.abort();
+
     let d = docker();
     let base = unique("stackctl-bk-test/tcpbase");
     import_busybox(&d, &base, "1").await;
