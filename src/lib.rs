@@ -8,10 +8,12 @@
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
 //! - [`pipeline`], [`report`]: the main job's scheduler, its artifacts and CI output.
+//! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
+pub mod buildkit;
 pub mod cli;
 pub mod containers;
 pub mod credentials;

@@ -1,0 +1,96 @@
+//! Pushing an image the engine's BuildKit left in the Docker engine, with the engine's API
+//! (bollard's `push_image`), credentials sent as X-Registry-Auth.
+
+use super::transport::EngineSocket;
+use crate::credentials::CredentialStore;
+use anyhow::{anyhow, Context as _};
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::PushImageOptions;
+use bollard::Docker;
+use futures::StreamExt;
+
+/// A bollard client for the engine behind `sock`.
+pub fn docker(sock: &EngineSocket) -> anyhow::Result<Docker> {
+    match sock {
+        EngineSocket::Unix(p) => {
+            Docker::connect_with_unix(&p.to_string_lossy(), 600, bollard::API_DEFAULT_VERSION)
+        }
+        EngineSocket::Tcp(h) => {
+            Docker::connect_with_http(&format!("tcp://{h}"), 600, bollard::API_DEFAULT_VERSION)
+        }
+    }
+    .context("cannot set up a Docker engine client")
+}
+
+/// `registry/repo:tag` → (`registry/repo`, `tag`); a missing tag is `latest`.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+/// The registry host of a reference (`docker.io` when it names none).
+pub fn registry_host(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// Push `reference` from the engine and return the manifest digest the registry got.
+pub async fn push_from_engine(
+    sock: &EngineSocket,
+    reference: &str,
+    creds: &CredentialStore,
+) -> anyhow::Result<String> {
+    let docker = docker(sock)?;
+    let (repo, tag) = split_reference(reference);
+    let host = registry_host(reference);
+    let auth = creds.for_host(host).map(|c| DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.secret.expose().to_string()),
+        serveraddress: Some(host.to_string()),
+        ..Default::default()
+    });
+    let opts = PushImageOptions {
+        tag: Some(tag.to_string()),
+        platform: None,
+    };
+    let mut stream = docker.push_image(repo, Some(opts), auth);
+    let digest_re = regex::Regex::new(r"digest: (sha256:[0-9a-f]{64})").expect("valid regex");
+    let mut digest = None;
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| anyhow!("pushing {reference}: {e}"))?;
+        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+            return Err(anyhow!("pushing {reference}: {err}"));
+        }
+        if let Some(status) = &info.status {
+            if let Some(c) = digest_re.captures(status) {
+                digest = Some(c[1].to_string());
+            }
+        }
+    }
+    digest.ok_or_else(|| anyhow!("pushing {reference}: the engine reported no digest"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b:t1"),
+            ("127.0.0.1:5000/a/b", "t1")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/a/b"),
+            ("127.0.0.1:5000/a/b", "latest")
+        );
+        assert_eq!(registry_host("127.0.0.1:5000/a/b:t"), "127.0.0.1:5000");
+        assert_eq!(registry_host("ghcr.io/x/y:t"), "ghcr.io");
+        assert_eq!(registry_host("busybox:1"), "docker.io");
+    }
+}

@@ -1,0 +1,352 @@
+//! One image build: a Solve with the Dockerfile frontend, followed through the Status stream.
+//!
+//! BuildKit v0.8 (Docker 20.10) predates the `Exporters` list and `Info`; the request uses the
+//! fields every version reads: `Exporter`/`ExporterAttrs`, `FrontendAttrs`, `Cache`.
+
+use super::progress::Progress;
+use super::session::{LocalDir, Session};
+use super::Client;
+use crate::credentials::CredentialStore;
+use anyhow::Context as _;
+use bollard_buildkit_proto::moby::buildkit::v1::{
+    CacheOptions, CacheOptionsEntry, SolveRequest, StatusRequest,
+};
+use indexmap::IndexMap;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// How messages name the image (its key in the spec).
+    pub label: String,
+    /// The build context (the image's folder).
+    pub context: PathBuf,
+    /// The Dockerfile [default: CONTEXT/Dockerfile].
+    pub dockerfile: Option<PathBuf>,
+    /// Full references the image gets (`registry/repo:tag`); the first is the main one.
+    pub tags: Vec<String>,
+    /// `--build-arg`s, in order.
+    pub build_args: IndexMap<String, String>,
+    /// Stage to build (`--target`).
+    pub target: Option<String>,
+    /// Target platforms (`linux/amd64`, ...); empty: BuildKit's own.
+    pub platforms: Vec<String>,
+    /// Images whose inline cache may be used, pulled only as far as needed.
+    pub cache_from: Vec<String>,
+    /// Build every step again.
+    pub no_cache: bool,
+    /// Put the image in its registry.
+    pub push: bool,
+    /// Registry credentials for pulls and pushes.
+    pub credentials: CredentialStore,
+    /// Where the build log goes (written on failure too).
+    pub log: Option<PathBuf>,
+}
+
+/// What a successful build gives.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildOutcome {
+    /// The main reference.
+    pub image: String,
+    /// The pushed manifest's digest (`sha256:...`), when pushed.
+    pub digest: Option<String>,
+    /// The image's config digest (its id in a Docker engine).
+    pub config_digest: Option<String>,
+    /// Build steps BuildKit reported cached, and all build steps.
+    pub cached_steps: usize,
+    pub total_steps: usize,
+    /// Wall time of the build (without the push).
+    pub seconds: f64,
+    /// Every step, in order.
+    pub steps: Vec<super::progress::Step>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// BuildKit ran the build and it failed (syntax error, missing base, failing step).
+    #[error("{0}")]
+    Failed(String),
+    /// BuildKit could not be reached or refused the request.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The frontend attributes of a request.
+pub fn frontend_attrs(req: &BuildRequest) -> HashMap<String, String> {
+    let mut a = HashMap::new();
+    let filename = req
+        .dockerfile
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into());
+    a.insert("filename".into(), filename);
+    for (k, v) in &req.build_args {
+        a.insert(format!("build-arg:{k}"), v.clone());
+    }
+    // Inline cache metadata in the image config: any pushed tag can later serve as cache.
+    a.insert("build-arg:BUILDKIT_INLINE_CACHE".into(), "1".into());
+    if let Some(t) = &req.target {
+        a.insert("target".into(), t.clone());
+    }
+    if !req.platforms.is_empty() {
+        a.insert("platform".into(), req.platforms.join(","));
+    }
+    if req.no_cache {
+        a.insert("no-cache".into(), String::new());
+    }
+    if !req.cache_from.is_empty() {
+        // The frontend resolves the cache images' configs itself (v0.8 reads `cache-imports`).
+        let imports: Vec<serde_json::Value> = req
+            .cache_from
+            .iter()
+            .map(|r| serde_json::json!({"Type": "registry", "Attrs": {"ref": r}}))
+            .collect();
+        a.insert(
+            "cache-imports".into(),
+            serde_json::Value::Array(imports).to_string(),
+        );
+        a.insert("cache-from".into(), req.cache_from.join(","));
+    }
+    a
+}
+
+/// The Solve request: frontend, exporter, cache options.
+pub fn solve_request(
+    req: &BuildRequest,
+    moby: bool,
+    build_ref: &str,
+    session: &str,
+) -> SolveRequest {
+    let mut exporter_attrs = HashMap::new();
+    exporter_attrs.insert("name".to_string(), req.tags.join(","));
+    let exporter = if moby {
+        // Docker's exporter: the image lands in the engine's image store under the names.
+        "moby"
+    } else {
+        exporter_attrs.insert("push".into(), req.push.to_string());
+        "image"
+    };
+    let imports = req
+        .cache_from
+        .iter()
+        .map(|r| CacheOptionsEntry {
+            r#type: "registry".into(),
+            attrs: HashMap::from([("ref".to_string(), r.clone())]),
+        })
+        .collect();
+    SolveRequest {
+        r#ref: build_ref.to_string(),
+        definition: None,
+        exporter_deprecated: exporter.into(),
+        exporter_attrs_deprecated: exporter_attrs,
+        session: session.to_string(),
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs: frontend_attrs(req),
+        cache: Some(CacheOptions {
+            exports: vec![CacheOptionsEntry {
+                r#type: "inline".into(),
+                attrs: HashMap::new(),
+            }],
+            imports,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A stable key for a folder, so BuildKit can send only what changed since the last build of it.
+fn shared_key(dir: &std::path::Path) -> String {
+    let h = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    hex::encode(&h[..16])
+}
+
+/// Run the build. The progress is shown as it comes and the log written at the end, failed or not.
+pub async fn build(
+    client: &Client,
+    req: &BuildRequest,
+    progress: &mut Progress,
+) -> Result<BuildOutcome, BuildError> {
+    let started = Instant::now();
+    let context = std::fs::canonicalize(&req.context).map_err(|e| {
+        BuildError::Unavailable(format!(
+            "image {}: build context {}: {e}",
+            req.label,
+            req.context.display()
+        ))
+    })?;
+    let dockerfile = req
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    if !dockerfile.is_file() {
+        return Err(BuildError::Unavailable(format!(
+            "image {}: no Dockerfile at {}",
+            req.label,
+            dockerfile.display()
+        )));
+    }
+    let dockerfile_dir = dockerfile
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let unavailable = |e: anyhow::Error| BuildError::Unavailable(format!("{e:#}"));
+    let ctx_dir = LocalDir::with_dockerignore(context.clone())
+        .with_context(|| format!("image {}", req.label))
+        .map_err(unavailable)?;
+    let dirs = HashMap::from([
+        ("context".to_string(), ctx_dir),
+        (
+            "dockerfile".to_string(),
+            LocalDir {
+                root: dockerfile_dir,
+                excludes: vec![],
+            },
+        ),
+    ]);
+    let name = context
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "context".into());
+    let session = Session::new(&name, &shared_key(&context), dirs, req.credentials.clone());
+    let control = client.control();
+    let _handle = session
+        .attach(client.address(), &control)
+        .await
+        .map_err(unavailable)?;
+
+    let build_ref = super::new_id();
+    let sreq = solve_request(req, client.is_moby_worker(), &build_ref, &session.id);
+    tracing::debug!(
+        "solve {}: frontend attrs {:?}",
+        req.label,
+        sreq.frontend_attrs.keys().collect::<Vec<_>>()
+    );
+
+    // Status and Solve run side by side; Status ends shortly after the Solve does.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let mut status_client = control.clone();
+    let status_ref = build_ref.clone();
+    let status_task = tokio::spawn(async move {
+        let Ok(resp) = status_client
+            .status(StatusRequest { r#ref: status_ref })
+            .await
+        else {
+            return;
+        };
+        let mut stream = resp.into_inner();
+        while let Ok(Some(m)) = stream.message().await {
+            if tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut solve_client = control.clone();
+    let solve = solve_client.solve(sreq);
+    tokio::pin!(solve);
+    let result = loop {
+        tokio::select! {
+            r = &mut solve => break r,
+            Some(m) = rx.recv() => progress.update(&m),
+        }
+    };
+    // Drain the rest of the status (the last vertexes, errors and logs).
+    let drain = async {
+        while let Some(m) = rx.recv().await {
+            progress.update(&m);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    status_task.abort();
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+
+    let header = format!(
+        "image {} ({}) built through BuildKit at {}",
+        req.label,
+        req.tags.join(", "),
+        client.address()
+    );
+    let outcome = match result {
+        Ok(resp) => {
+            let resp = resp.into_inner().exporter_response;
+            let (cached, total) = progress.cached_counts();
+            Ok(BuildOutcome {
+                image: req.tags.first().cloned().unwrap_or_default(),
+                digest: (!client.is_moby_worker() && req.push)
+                    .then(|| resp.get("containerimage.digest").cloned())
+                    .flatten(),
+                config_digest: resp
+                    .get("containerimage.config.digest")
+                    .or_else(|| resp.get("containerimage.digest"))
+                    .cloned(),
+                cached_steps: cached,
+                total_steps: total,
+                seconds,
+                steps: progress.steps.values().cloned().collect(),
+            })
+        }
+        Err(status) => Err(failure_message(req, progress, &status)),
+    };
+    if let Some(log) = &req.log {
+        let header = match &outcome {
+            Ok(_) => format!("{header}\nresult: success in {seconds:.1}s"),
+            Err(e) => format!("{header}\nresult: FAILED after {seconds:.1}s\n{e}"),
+        };
+        if let Err(e) = progress.write_log(log, &header) {
+            tracing::warn!("cannot write the build log {}: {e}", log.display());
+        }
+    }
+    outcome
+}
+
+/// One clear message for a failed Solve: the image, the step, its last output lines.
+fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Status) -> BuildError {
+    use tonic::Code;
+    let msg = status.message().trim().to_string();
+    if matches!(status.code(), Code::Unavailable | Code::Unimplemented) && progress.steps.is_empty()
+    {
+        return BuildError::Unavailable(format!(
+            "image {}: BuildKit did not run the build: {}",
+            req.label,
+            one_line(&msg)
+        ));
+    }
+    let mut out = format!("image {} failed to build", req.label);
+    match progress.failed_step(&msg) {
+        Some(step) => {
+            out.push_str(&format!(" at step `{}`", step.name));
+            out.push_str(&format!(": {}", one_line(&msg)));
+            let lines = step.last_lines(15);
+            if !lines.is_empty() {
+                out.push_str("\nlast output lines:");
+                for l in lines {
+                    out.push_str("\n  ");
+                    out.push_str(&l);
+                }
+            }
+        }
+        None => {
+            // Errors in the Dockerfile itself come before any step runs.
+            out.push_str(&format!(": {}", one_line(&msg)));
+        }
+    }
+    BuildError::Failed(out)
+}
+
+/// A message on one line, without the wrapping BuildKit adds around the frontend's errors.
+fn one_line(s: &str) -> String {
+    let mut s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for noise in [
+        "failed to solve with frontend dockerfile.v0: ",
+        "failed to create LLB definition: ",
+        "rpc error: code = Unknown desc = ",
+    ] {
+        s = s.replace(noise, "");
+    }
+    s
+}
