@@ -522,10 +522,11 @@ impl Plan {
     /// Ask the registry whether each image's tag exists (one HEAD each, all concurrent)
     /// and mark the missing ones, with their descendants, as rebuilt. A check that
     /// fails (auth, network) is an error naming the reference: a plan must not guess.
+    /// Returns what the registry said of each image, in plan order.
     pub async fn check_registry(
         &mut self,
         client: &crate::registry::RegistryClient,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<crate::registry::ExistsResult>> {
         let refs = self
             .images
             .iter()
@@ -543,7 +544,7 @@ impl Plan {
             }
         }
         self.mark_missing(&missing);
-        Ok(())
+        Ok(results)
     }
 
     /// Mark the images whose tag the registry lacks (by key) as rebuilt with reason

@@ -1,10 +1,157 @@
-//! `stackctl build`: the main job (issue 6).
+//! `stackctl build`: the main job, a thin layer over [`crate::pipeline::run`].
+use super::buildkit::BuildkitArgs;
+use super::common::{RegistryArgs, SpecArgs};
+use super::plan::PlanSelection;
 use super::GlobalArgs;
 use crate::error::ExitStatus;
+use crate::pipeline::run::{run as run_stack, RunOptions};
+use crate::pipeline::schedule::ScheduleOptions;
+use crate::report::{table, ArtifactDirs, RunLog};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
 
+const AFTER: &str = "\
+For every image that rebuilds (see `stackctl plan`), parents before children:
+  build (BuildKit) -> basic tests (images/tests_common, images/<key>/test) -> push ->
+  integration tests (integration_tests: true) -> manifest page -> reclaim space (prune: true)
+Siblings whose parent is ready run together (--jobs). A failed step stops that image and
+its descendants; other branches of the tree go on only with --keep-going.
+
+Files left in --artifacts DIR (also on failure):
+  artifacts/<safe name>.yaml per started image, artifacts/IMAGES_BUILT,
+  logs/run.log, logs/<safe name>.build.log, logs/<safe name>.basic-tests.log,
+  manifests/<page>.md and wiki/<page>.md for each image that passed.
+
+GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
+annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
+
+Exit codes: 0 all done; 1 an image failed (build, test or push) or was skipped because
+of a failure; 2 bad input or an unreachable service (BuildKit, registry).";
+
+/// `stackctl build`: run the whole stack.
 #[derive(Debug, clap::Args)]
-pub struct BuildArgs {}
+#[command(after_help = AFTER)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub select: PlanSelection,
+    #[command(flatten)]
+    pub buildkit: BuildkitArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Only these images may rebuild (others are left as they are). Repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub only: Vec<String>,
+    /// Build and test, but push nothing (integration tests and manifest pages, which
+    /// need the image in its registry, are left out).
+    #[arg(long)]
+    pub no_push: bool,
+    /// At most this many images at a time.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+    /// After a failure, go on with the images that do not descend from it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Where artifacts/, logs/, manifests/ and wiki/ are written.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub artifacts: PathBuf,
+    /// Time limit of each test suite (e.g. 30m, 90s).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub test_timeout: std::time::Duration,
+    /// Print the summary as one JSON document on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub async fn run(_a: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`build` is not implemented yet")
+pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let spec = args.spec.load()?;
+    let plan = args.select.plan(&spec, &args.spec.repo)?;
+    let dirs = ArtifactDirs::new(&args.artifacts);
+    dirs.create()?;
+    let _run_log = RunLog::global().start(&dirs.run_log())?;
+    let credentials = args.registry.credentials()?;
+    let registry = crate::registry::RegistryClient::new(
+        credentials.clone(),
+        crate::registry::ClientOptions {
+            insecure_registries: args.registry.insecure_registry.clone(),
+            ..Default::default()
+        },
+    )?;
+    let buildkit = crate::buildkit::connect(&args.buildkit.address()?).await?;
+
+    // Ctrl-C: running tests stop and their containers are removed; the artifacts are written.
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: stopping running tests");
+            on_signal.cancel();
+        }
+    });
+
+    let opts = RunOptions {
+        registry_check: !args.select.no_registry,
+        only: args.only.clone(),
+        push: !args.no_push,
+        schedule: ScheduleOptions {
+            jobs: args.jobs,
+            keep_going: args.keep_going,
+        },
+        dirs: dirs.clone(),
+        test_timeout: args.test_timeout,
+        insecure_registries: args.registry.insecure_registry.clone(),
+    };
+    let summary = run_stack(
+        &spec,
+        plan,
+        &buildkit,
+        &registry,
+        &credentials,
+        &opts,
+        cancel,
+    )
+    .await?;
+
+    if args.json {
+        let images: Vec<serde_json::Value> = summary
+            .images
+            .iter()
+            .map(|i| {
+                let planned = summary.plan.image(&i.key);
+                serde_json::json!({
+                    "key": i.key,
+                    "ref": planned.map(|p| p.reference.clone()),
+                    "status": match &i.result {
+                        crate::pipeline::schedule::Scheduled::UpToDate => "up-to-date".to_string(),
+                        crate::pipeline::schedule::Scheduled::Skipped(s) => s.to_string(),
+                        crate::pipeline::schedule::Scheduled::Ran { outcome, .. } =>
+                            if outcome.success { "done".into() } else { "failed".into() },
+                    },
+                    "report": i.result.outcome(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "tag": summary.plan.tag,
+                "built": summary.postwork.built,
+                "images": images,
+            }))?
+        );
+    } else {
+        print!("{}", table::terminal(&summary.postwork.rows));
+    }
+    eprintln!(
+        "artifacts: {}/artifacts, logs: {}/logs, manifests: {}/manifests",
+        dirs.root().display(),
+        dirs.root().display(),
+        dirs.root().display()
+    );
+    Ok(if summary.failed() {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    })
 }

@@ -27,6 +27,20 @@ Exit codes: 0 plan printed; 2 bad input (spec, revision, repository, payload) or
 pub struct PlanArgs {
     #[command(flatten)]
     pub spec: super::common::SpecArgs,
+    #[command(flatten)]
+    pub select: PlanSelection,
+    /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
+    /// base, head, full_rebuild, changed_files, registry_check, and images (parents
+    /// first) with key, image, ref, parent, rebuild, reasons, build_args.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: super::common::RegistryArgs,
+}
+
+/// What decides the rebuild set: shared by `plan` and `build`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanSelection {
     /// The commit to build [default: HEAD].
     #[arg(long, value_name = "REV")]
     pub head: Option<String>,
@@ -54,29 +68,33 @@ pub struct PlanArgs {
     /// not rebuilt for that reason).
     #[arg(long)]
     pub no_registry: bool,
-    /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
-    /// base, head, full_rebuild, changed_files, registry_check, and images (parents
-    /// first) with key, image, ref, parent, rebuild, reasons, build_args.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub registry: super::common::RegistryArgs,
+}
+
+impl PlanSelection {
+    /// The plan of `spec` in the repository at `repo`, without the registry check.
+    pub fn plan(
+        &self,
+        spec: &crate::spec::Spec,
+        repo: &std::path::Path,
+    ) -> anyhow::Result<plan::Plan> {
+        let git = crate::git::open(repo)?;
+        let request = PlanRequest {
+            head: self.head.clone(),
+            base: self.base.clone(),
+            branch: self.branch.clone(),
+            event: self.event,
+            full_rebuild: self.full_rebuild,
+        };
+        let opts = plan::resolve_options(&request, &GithubEnv::from_process())?;
+        tracing::debug!(?opts, "plan options");
+        Ok(plan::make_plan(spec, &git, &opts)?)
+    }
 }
 
 pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = args.spec.load()?;
-    let repo = crate::git::open(&args.spec.repo)?;
-    let request = PlanRequest {
-        head: args.head,
-        base: args.base,
-        branch: args.branch,
-        event: args.event,
-        full_rebuild: args.full_rebuild,
-    };
-    let opts = plan::resolve_options(&request, &GithubEnv::from_process())?;
-    tracing::debug!(?opts, "plan options");
-    let mut plan = plan::make_plan(&spec, &repo, &opts)?;
-    if !args.no_registry {
+    let mut plan = args.select.plan(&spec, &args.spec.repo)?;
+    if !args.select.no_registry {
         plan.check_registry(&args.registry.client()?).await?;
     }
     if args.json {

@@ -104,6 +104,8 @@ pub fn rows(
 /// prefix and BuildKit's `# buildkit` suffix go; whitespace is collapsed.
 pub fn clean_command(created_by: &str) -> String {
     let mut s = created_by.trim();
+    // BuildKit writes `RUN |1 A=1 /bin/sh -c ...`: the `RUN ` comes back below.
+    s = s.strip_prefix("RUN ").unwrap_or(s);
     // Legacy builder: `|2 A=1 B=2 /bin/sh -c ...` lists the build args in scope.
     if let Some(rest) = s.strip_prefix('|') {
         let mut parts = rest.splitn(2, ' ');
@@ -121,8 +123,6 @@ pub fn clean_command(created_by: &str) -> String {
     let cleaned = if let Some(rest) = s.strip_prefix("/bin/sh -c #(nop)") {
         rest.trim().to_string()
     } else if let Some(rest) = s.strip_prefix("/bin/sh -c ") {
-        format!("RUN {}", rest.trim())
-    } else if let Some(rest) = s.strip_prefix("RUN /bin/sh -c ") {
         format!("RUN {}", rest.trim())
     } else {
         s.to_string()
@@ -173,6 +173,10 @@ mod tests {
         assert_eq!(
             clean_command("/bin/sh -c apt-get update &&     apt-get install x"),
             "RUN apt-get update && apt-get install x"
+        );
+        assert_eq!(
+            clean_command("RUN |1 U=jo /bin/sh -c useradd \"$U\" # buildkit"),
+            "RUN useradd \"$U\""
         );
         assert_eq!(
             clean_command("|2 A=1 B=two /bin/sh -c echo $A"),

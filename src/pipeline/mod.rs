@@ -1,5 +1,11 @@
-//! The main job's machinery (`stackctl build`), apart from the per-image steps
-//! that live in their own modules.
+//! The main job (`stackctl build`): plan, registry check, then for every image that
+//! rebuilds, parents first, its steps; then the artifacts.
 //! - [`schedule`]: which image runs when (parents first, `--jobs`, `--keep-going`).
+//! - [`image`]: one image's steps (build, tests, push, manifest page, prune).
+//! - [`prune`]: reclaiming builder space.
+//! - [`run`]: the whole run, from options to the files it leaves.
 
+pub mod image;
+pub mod prune;
+pub mod run;
 pub mod schedule;

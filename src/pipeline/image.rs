@@ -1,0 +1,277 @@
+//! One image's work in `stackctl build`: build → basic tests → push → integration
+//! tests → manifest page → reclaim space, each step timed and recorded in its
+//! [`ImageReport`]. A failed step ends the image's work; the report says which.
+
+use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode};
+use crate::credentials::CredentialStore;
+use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
+use crate::manifest_page::{self, PageOptions, RegistryAccess};
+use crate::plan::PlannedImage;
+use crate::registry::{ImageRef, RegistryClient};
+use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
+use crate::spec::Spec;
+use anyhow::{anyhow, Context as _};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What every image of a run shares.
+pub struct ImageJobContext<'a> {
+    pub spec: &'a Spec,
+    pub buildkit: &'a buildkit::Client,
+    pub registry: &'a RegistryClient,
+    pub credentials: &'a CredentialStore,
+    pub insecure_registries: &'a [String],
+    pub dirs: &'a ArtifactDirs,
+    /// Push images (and then run integration tests and write manifest pages).
+    pub push: bool,
+    /// The run's `<prefix>-stable` tag, a default cache source.
+    pub stable_tag: String,
+    /// References the registry check found, usable as `--cache-from` without pulling.
+    pub existing: &'a HashSet<String>,
+    pub test_timeout: Duration,
+    pub cancel: CancellationToken,
+}
+
+/// Run every step of one image and return its report (never an error: failures are in it).
+pub async fn run_image(ctx: &ImageJobContext<'_>, planned: &PlannedImage) -> ImageReport {
+    let t0 = Instant::now();
+    let mut report = ImageReport::started(&planned.key, &planned.reference);
+    run_steps(ctx, planned, &mut report).await;
+    report.finish(t0.elapsed());
+    report
+}
+
+async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &mut ImageReport) {
+    let spec = ctx.spec;
+    let Some(image) = spec.image(&planned.key) else {
+        report.fail(
+            Step::Build,
+            format!("no image `{}` in the spec", planned.key),
+        );
+        return;
+    };
+    let full = planned.reference.clone();
+    let engine = match ctx.buildkit.address() {
+        Address::Engine(sock) => Some(sock.clone()),
+        _ => None,
+    };
+    // Through a buildkitd (no engine), BuildKit pushes the image itself; the tests then need
+    // it in a registry, so it goes to a staging tag first and is retagged (a few requests,
+    // no pull) to the real tag only after its basic tests passed.
+    let staging = engine.is_none().then(|| format!("{full}-untested"));
+    let build_ref = staging.clone().unwrap_or_else(|| full.clone());
+
+    // The image's own tag and its quarter-stable tag serve as cache when they exist.
+    let mut cache_from = vec![];
+    for r in [
+        full.clone(),
+        format!("{}:{}", image.image_name, ctx.stable_tag),
+    ] {
+        if ctx.existing.contains(&r) {
+            cache_from.push(r);
+        }
+    }
+    let req = BuildRequest {
+        label: planned.key.clone(),
+        context: image.dir(spec),
+        dockerfile: None,
+        tags: vec![build_ref.clone()],
+        build_args: planned.build_args.clone(),
+        target: None,
+        platforms: vec![],
+        cache_from,
+        no_cache: false,
+        push: staging.is_some(),
+        credentials: ctx.credentials.clone(),
+        log: Some(ctx.dirs.build_log(&full)),
+    };
+    // Concurrent builds share the terminal: their steps go to the build log only; the
+    // run prints one line per image.
+    let mut progress = Progress::new(ProgressMode::Quiet);
+    let built = report
+        .run_step(Step::Build, async {
+            ctx.buildkit
+                .build(&req, &mut progress)
+                .await
+                .map_err(|e| match e {
+                    BuildError::Failed(m) | BuildError::Unavailable(m) => anyhow!(m),
+                })
+        })
+        .await;
+    let Some(outcome) = built else { return };
+    report.built = true;
+    tracing::info!(
+        "[{}] built in {:.1}s ({} of {} steps cached); log: {}",
+        planned.key,
+        outcome.seconds,
+        outcome.cached_steps,
+        outcome.total_steps,
+        ctx.dirs.build_log(&full).display()
+    );
+
+    // Basic tests, before anything is pushed under the real tag.
+    let basic = run_suite(ctx, planned, &build_ref, Suite::Basic).await;
+    if !record_suite(report, Step::BasicTests, basic) {
+        return;
+    }
+
+    if ctx.push {
+        let pushed = report
+            .run_step(Step::Push, async {
+                match (&engine, &staging) {
+                    (Some(sock), _) => {
+                        buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
+                    }
+                    (None, Some(staging)) => promote_staging(ctx.registry, staging, &full).await,
+                    (None, None) => unreachable!("no engine means a staging tag"),
+                }
+            })
+            .await;
+        let Some(digest) = pushed else { return };
+        report.pushed = true;
+        report.digest = Some(digest);
+
+        if image.integration_tests {
+            let integ = run_suite(ctx, planned, &full, Suite::Integration).await;
+            if !record_suite(report, Step::IntegrationTests, integ) {
+                return;
+            }
+        }
+
+        let page_opts = PageOptions {
+            out_dir: ctx.dirs.manifests(),
+            wiki_dir: Some(ctx.dirs.wiki()),
+            registry: RegistryAccess {
+                credentials: ctx.credentials.clone(),
+                insecure: ctx.insecure_registries.to_vec(),
+            },
+            timeout: ctx.test_timeout,
+            cancel: ctx.cancel.clone(),
+        };
+        let page = report
+            .run_step(
+                Step::Manifest,
+                manifest_page::write_page(spec, &planned.key, &full, &page_opts),
+            )
+            .await;
+        if page.is_none() {
+            return;
+        }
+    }
+
+    if image.prune {
+        let reclaimed = report
+            .run_step(
+                Step::Prune,
+                super::prune::reclaim(ctx.buildkit, engine.as_ref(), &full, ctx.push),
+            )
+            .await;
+        if let Some(bytes) = reclaimed {
+            tracing::info!(
+                "[{}] reclaimed {} of builder space",
+                planned.key,
+                crate::manifest_page::history::human_size(bytes)
+            );
+            report.reclaimed_bytes = Some(bytes);
+        }
+    }
+}
+
+async fn run_suite(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    image_ref: &str,
+    suite: Suite,
+) -> anyhow::Result<SuiteResult> {
+    let full = &planned.reference;
+    let (log, junit) = match suite {
+        Suite::Basic => (
+            ctx.dirs.basic_tests_log(full),
+            ctx.dirs.logs().join(format!(
+                "{}.basic-tests.xml",
+                crate::naming::safe_name(full)
+            )),
+        ),
+        Suite::Integration => (
+            ctx.dirs.integration_tests_log(full),
+            ctx.dirs.logs().join(format!(
+                "{}.integration-tests.xml",
+                crate::naming::safe_name(full)
+            )),
+        ),
+    };
+    let opts = imagetest::Options {
+        timeout: ctx.test_timeout,
+        log_file: Some(log),
+        junit_file: Some(junit),
+        cancel: ctx.cancel.clone(),
+    };
+    imagetest::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
+}
+
+/// Record a suite's counts in the report, and its failure if it did not pass ("no tests"
+/// passes). Returns whether the image's work goes on.
+fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<SuiteResult>) -> bool {
+    let r = match result {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(step, format!("{step} failed: {e:#}"));
+            return false;
+        }
+    };
+    report.step_took(step, Duration::from_secs_f64(r.seconds));
+    let counts = TestCounts {
+        passed: r.passed,
+        failed: r.failed + r.errors,
+        skipped: r.skipped,
+        seconds: r.seconds,
+        failures: r
+            .failures
+            .iter()
+            .map(|f| TestFailure {
+                name: f.name.clone(),
+                message: f.message.clone(),
+            })
+            .collect(),
+    };
+    if step == Step::IntegrationTests {
+        report.tests.integration = Some(counts);
+    } else {
+        report.tests.basic = Some(counts);
+    }
+    match r.outcome {
+        TestOutcome::Passed | TestOutcome::NoTests => true,
+        TestOutcome::Failed | TestOutcome::CouldNotRun => {
+            let what = if r.failures.is_empty() {
+                r.message.clone()
+            } else {
+                let names: Vec<&str> = r.failures.iter().map(|f| f.name.as_str()).collect();
+                format!("{} (failed: {})", r.message, names.join(", "))
+            };
+            report.fail(step, format!("{step} failed: {what}"));
+            false
+        }
+    }
+}
+
+/// Give the tested image its real tag (a manifest PUT, no blob moves) and drop the staging
+/// tag where the registry allows it.
+async fn promote_staging(
+    client: &RegistryClient,
+    staging: &str,
+    full: &str,
+) -> anyhow::Result<String> {
+    let src = ImageRef::parse(staging)?;
+    let dst = ImageRef::parse(full)?;
+    let report = client
+        .retag(&src, &dst)
+        .await
+        .with_context(|| format!("retagging {staging} as {full}"))?;
+    match client.delete_tag(&src).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => tracing::warn!("{staging} stays in the registry: {why}"),
+        Err(e) => tracing::warn!("{staging} stays in the registry: {e}"),
+    }
+    Ok(report.digest)
+}

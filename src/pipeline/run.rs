@@ -1,0 +1,193 @@
+//! The whole main job: from a plan to the files a run leaves.
+
+use super::image::{run_image, ImageJobContext};
+use super::schedule::{run_schedule_observed, Event, Job, ScheduleOptions, ScheduledImage};
+use crate::buildkit;
+use crate::credentials::CredentialStore;
+use crate::plan::Plan;
+use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::report::github::{self, GithubActions};
+use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput};
+use crate::spec::Spec;
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How a run goes, beyond the plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Ask the registry which tags exist (missing ones rebuild, existing ones serve as cache).
+    pub registry_check: bool,
+    /// Only these images may rebuild (empty: all).
+    pub only: Vec<String>,
+    /// Push images; without it nothing is pushed, and integration tests and manifest
+    /// pages (which need the image in its registry) are left out.
+    pub push: bool,
+    pub schedule: ScheduleOptions,
+    /// Where `artifacts/`, `logs/`, `manifests/` and `wiki/` are written.
+    pub dirs: ArtifactDirs,
+    pub test_timeout: Duration,
+    pub insecure_registries: Vec<String>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub plan: Plan,
+    pub images: Vec<ScheduledImage<ImageReport>>,
+    pub postwork: PostworkOutput,
+}
+
+impl RunSummary {
+    /// Whether an image failed or could not be started.
+    pub fn failed(&self) -> bool {
+        self.images.iter().any(|i| i.result.is_failure())
+    }
+}
+
+/// Check the registry (unless told not to), then run every image that rebuilds, and
+/// write the artifacts whatever happened. Errors are for what stops a run before any
+/// image starts (a registry that cannot be asked, bad `--only` keys).
+pub async fn run(
+    spec: &Spec,
+    mut plan: Plan,
+    buildkit: &buildkit::Client,
+    registry: &RegistryClient,
+    credentials: &CredentialStore,
+    opts: &RunOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunSummary> {
+    for k in &opts.only {
+        if spec.image(k).is_none() {
+            anyhow::bail!(
+                "--only {k}: no such image in {} (images: {})",
+                spec.path.display(),
+                spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let stable_tag = crate::tag::quarter_stable_tag(&spec.tag_prefix);
+    let mut existing = HashSet::new();
+    if opts.registry_check {
+        for r in plan.check_registry(registry).await? {
+            if r.exists {
+                existing.insert(r.reference);
+            }
+        }
+        // The quarter-stable tags are cache sources too, when they exist.
+        let stable: Vec<ImageRef> = spec
+            .images
+            .values()
+            .map(|i| ImageRef::parse(&format!("{}:{stable_tag}", i.image_name)))
+            .collect::<Result<_, _>>()?;
+        for r in exists_many(registry, &stable).await {
+            if r.exists {
+                existing.insert(r.reference);
+            }
+        }
+    }
+    tracing::info!("plan:\n{plan}");
+
+    let rebuild = |key: &str| {
+        plan.image(key).is_some_and(|i| i.rebuild)
+            && (opts.only.is_empty() || opts.only.iter().any(|k| k == key))
+    };
+    let jobs = Job::from_spec(spec, rebuild);
+    opts.dirs.create()?;
+    let ctx = ImageJobContext {
+        spec,
+        buildkit,
+        registry,
+        credentials,
+        insecure_registries: &opts.insecure_registries,
+        dirs: &opts.dirs,
+        push: opts.push,
+        stable_tag,
+        existing: &existing,
+        test_timeout: opts.test_timeout,
+        cancel,
+    };
+    let gha = GithubActions::from_env();
+    let full_name = |key: &str| {
+        plan.image(key)
+            .map(|i| i.reference.clone())
+            .unwrap_or_else(|| key.to_string())
+    };
+    let plan_ref = &plan;
+    let ctx_ref = &ctx;
+    let images = run_schedule_observed(
+        &jobs,
+        opts.schedule,
+        |key: String| async move {
+            let planned = plan_ref.image(&key).expect("jobs come from the plan");
+            run_image(ctx_ref, planned).await
+        },
+        |ev| announce(&ev, &full_name(event_key(&ev)), gha.is_some(), &opts.dirs),
+    )
+    .await?;
+
+    let title = format!("stackctl build: {}", plan.tag);
+    let postwork = report::write_postwork(
+        &opts.dirs,
+        &plan.tag,
+        &title,
+        &images,
+        |key| {
+            spec.image(key)
+                .map(|i| i.image_name.clone())
+                .unwrap_or_default()
+        },
+        gha.as_ref(),
+    )?;
+    Ok(RunSummary {
+        plan,
+        images,
+        postwork,
+    })
+}
+
+fn event_key<'a, T>(ev: &Event<'a, T>) -> &'a str {
+    match ev {
+        Event::UpToDate { key }
+        | Event::Started { key }
+        | Event::Finished { key, .. }
+        | Event::Skipped { key, .. } => key,
+    }
+}
+
+/// One line per image event on stderr. On GitHub Actions a finished image also gets a
+/// collapsible group with its steps and the end of its logs, and a failure an annotation.
+fn announce(ev: &Event<'_, ImageReport>, full: &str, actions: bool, dirs: &ArtifactDirs) {
+    let line = report::progress::line(ev, full);
+    let mut err = std::io::stderr().lock();
+    if !actions {
+        let _ = writeln!(err, "{line}");
+        return;
+    }
+    match ev {
+        Event::Finished { outcome, .. } => {
+            let _ = writeln!(err, "{}", github::group(&line));
+            for s in &outcome.steps {
+                let _ = writeln!(err, "  {}: {:.1}s", s.step, s.seconds);
+            }
+            for log in [dirs.build_log(full), dirs.basic_tests_log(full)] {
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(40)..];
+                    let _ = writeln!(err, "--- {} (last {} lines)", log.display(), tail.len());
+                    for l in tail {
+                        let _ = writeln!(err, "{l}");
+                    }
+                }
+            }
+            let _ = writeln!(err, "{}", github::end_group());
+            if let Some(a) = report::progress::failure_annotation(outcome) {
+                let _ = writeln!(err, "{a}");
+            }
+        }
+        _ => {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
