@@ -424,7 +424,8 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
     if branch == MAIN_BRANCH {
         all.push(reason::BRANCH_MAIN.to_string());
     }
-    if parent.is_none() {
+    // A root commit (or a shallow cut) has nothing to compare with, unless a base was given.
+    if parent.is_none() && diff_from.is_none() {
         if git::is_shallow_cut(repo, head)? {
             all.push(reason::SHALLOW.to_string());
         } else {

@@ -105,6 +105,27 @@ fn root_commit_rebuilds_everything_with_every_file_changed() {
 }
 
 #[test]
+fn root_commit_with_an_explicit_base_compares_with_it() {
+    // `--base HEAD` on a root commit: nothing changed, so nothing rebuilds for git's
+    // reasons (the registry check alone then decides, as scripts/local-stack uses it).
+    let (r, c) = stack("feature");
+    let p = plan_with(
+        &r,
+        &PlanOptions {
+            branch: Some("feature".into()),
+            base: Base::Rev {
+                rev: c.to_string(),
+                origin: "--base".into(),
+            },
+            ..PlanOptions::default()
+        },
+    );
+    assert!(p.rebuilt_keys().is_empty(), "{p}");
+    assert!(p.changed_files.is_empty());
+    assert!(!p.full_rebuild);
+}
+
+#[test]
 fn image_order_refs_tags_and_build_args() {
     let (r, _) = stack("feature");
     r.write("README.md", "changed\n").commit("docs only");

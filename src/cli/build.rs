@@ -122,6 +122,8 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
                 serde_json::json!({
                     "key": i.key,
                     "ref": planned.map(|p| p.reference.clone()),
+                    "rebuild": planned.is_some_and(|p| p.rebuild),
+                    "reasons": planned.map(|p| p.reasons.clone()).unwrap_or_default(),
                     "status": match &i.result {
                         crate::pipeline::schedule::Scheduled::UpToDate => "up-to-date".to_string(),
                         crate::pipeline::schedule::Scheduled::Skipped(s) => s.to_string(),

@@ -1,0 +1,310 @@
+//! End to end: `stackctl build` on the built-in example stack through dockerd's BuildKit
+//! and a loopback Distribution registry, then `stackctl tag` (quarter, then global), and
+//! the runs that follow: no change rebuilds nothing, a change in one child rebuilds only
+//! it, a failing test stops one child while its sibling completes with --keep-going.
+
+#[path = "support/example.rs"]
+mod example;
+mod support;
+
+use assert_cmd::Command;
+use example::ExampleRepo;
+use serde_json::Value;
+use stackctl::credentials::CredentialStore;
+use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
+use std::path::Path;
+use support::{Registry, RegistryAuth};
+
+const PREFIX: &str = "2026.3";
+const BRANCH: &str = "qa";
+
+/// The example stack in a temp repository, its base pushed to a fresh registry.
+fn setup() -> (Registry, ExampleRepo) {
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let ex = ExampleRepo::create(&reg.host());
+    let local = support::images::base_image();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(support::images::push(
+        &local,
+        &reg.host(),
+        "stackctl-local/debian-python",
+        "bookworm",
+        false,
+    ));
+    (reg, ex)
+}
+
+/// `stackctl build --json` in `out`; returns the exit code and the JSON summary.
+fn build(ex: &ExampleRepo, out: &Path, extra: &[&str]) -> (i32, Value) {
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out)
+        .env_remove("GITHUB_ACTIONS")
+        .args(["build", "--json", "--branch", BRANCH, "--repo"])
+        .arg(ex.path())
+        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let json: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
+    (o.status.code().unwrap_or(-1), json)
+}
+
+fn status_of<'a>(summary: &'a Value, key: &str) -> &'a str {
+    summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {summary}"))["status"]
+        .as_str()
+        .unwrap()
+}
+
+fn digest_in_registry(reference: &str) -> Option<String> {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(client.head_manifest(&r))
+        .unwrap()
+        .map(|d| d.digest)
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+fn safe(full: &str) -> String {
+    stackctl::naming::safe_name(full)
+}
+
+fn page(full: &str) -> String {
+    stackctl::naming::page_name(full)
+}
+
+#[test]
+fn stack_builds_promotes_and_rebuilds_only_what_changed() {
+    let (reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let keys = ["base", "analysis", "service"];
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
+
+    // 1. A first build: nothing is in the registry, every image builds, tests and pushes.
+    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(summary["tag"], tag.as_str());
+    for k in keys {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        let report = &summary["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == k)
+            .unwrap()["report"];
+        let digest = report["digest"].as_str().unwrap();
+        assert_eq!(digest_in_registry(&full(k)).as_deref(), Some(digest), "{k}");
+        assert!(
+            report["tests"]["basic"]["passed"].as_u64().unwrap() > 0,
+            "{k}: {report}"
+        );
+        assert_eq!(report["tests"]["basic"]["failed"], 0);
+
+        // Every artifact of FORMATS.md.
+        let a = out.path();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&read(
+            a.join("artifacts").join(format!("{}.yaml", safe(&full(k)))),
+        ))
+        .unwrap();
+        assert_eq!(yaml["success"], serde_yaml::Value::Bool(true));
+        assert_eq!(yaml["pushed"], serde_yaml::Value::Bool(true));
+        assert_eq!(yaml["image"].as_str(), Some(full(k).as_str()));
+        assert_eq!(yaml["digest"].as_str(), Some(digest));
+        let build_log = read(a.join("logs").join(format!("{}.build.log", safe(&full(k)))));
+        assert!(
+            build_log.contains("FROM") || build_log.contains("[internal]"),
+            "{build_log}"
+        );
+        let tests_log = read(
+            a.join("logs")
+                .join(format!("{}.basic-tests.log", safe(&full(k)))),
+        );
+        assert!(tests_log.contains("passed"), "{tests_log}");
+        let manifest = read(a.join("manifests").join(format!("{}.md", page(&full(k)))));
+        assert!(
+            manifest.contains("| Created | Command | Size |"),
+            "{manifest}"
+        );
+        assert!(manifest.contains("## Python Version"), "{manifest}");
+        assert_eq!(
+            manifest,
+            read(a.join("wiki").join(format!("{}.md", page(&full(k)))))
+        );
+    }
+    let integration = &summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "service")
+        .unwrap()["report"]["tests"]["integration"];
+    assert!(integration["passed"].as_u64().unwrap() > 0, "{integration}");
+    let built = read(out.path().join("artifacts/IMAGES_BUILT"));
+    assert_eq!(built.lines().collect::<Vec<_>>(), keys.map(full).to_vec());
+    let run_log = read(out.path().join("logs/run.log"));
+    assert!(run_log.contains("registry check: done"), "{run_log}");
+
+    // 2. Quarter promotion, then global promotion, with the wiki pages.
+    let wiki = out.path().join("wiki");
+    std::fs::write(
+        wiki.join("Home.md"),
+        "# Images\n\nFree text stays.\n\n| Commit | Image | Manifest |\n|--------|-------|----------|\n|[`aaaaaaa`](https://github.com/o/r/commit/aaaaaaa)|`old:2026.2-stable`|[Link](https://github.com/o/r/wiki/old-2026.2-stable)|\n\nTrailing text.\n",
+    )
+    .unwrap();
+    let tag_cmd = |args: &[&str]| {
+        let o = Command::cargo_bin("stackctl")
+            .unwrap()
+            .current_dir(out.path())
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_SHA", "0123456789abcdef")
+            .arg("tag")
+            .args(args)
+            .arg("--spec")
+            .arg(ex.path().join("spec.yml"))
+            .arg("--wiki")
+            .arg(&wiki)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "tag {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    tag_cmd(&[&tag]);
+    for k in keys {
+        assert_eq!(
+            digest_in_registry(&format!("{}:{PREFIX}-stable", ex.image_name(k))),
+            digest_in_registry(&full(k)),
+            "{k}: quarter stable = the built image"
+        );
+    }
+    let home = read(wiki.join("Home.md"));
+    let lines: Vec<&str> = home.lines().collect();
+    let divider = lines
+        .iter()
+        .position(|l| l.starts_with("|--------"))
+        .unwrap();
+    let new_row = lines[divider + 1];
+    assert!(
+        new_row.starts_with("|[`0123456`](https://github.com/o/r/commit/0123456)|"),
+        "{home}"
+    );
+    for k in keys {
+        let stable = format!("{}:{PREFIX}-stable", ex.image_name(k));
+        assert!(new_row.contains(&format!("`{stable}`")), "{new_row}");
+        // The stable page is a copy of the built image's page.
+        assert_eq!(
+            read(wiki.join(format!("{}.md", page(&stable)))),
+            read(wiki.join(format!("{}.md", page(&full(k)))))
+        );
+    }
+    assert!(home.contains("Free text stays.") && home.contains("Trailing text."));
+    assert!(home.contains("|[`aaaaaaa`]"), "older rows stay");
+    assert_eq!(
+        read(out.path().join("artifacts/IMAGES_TAGGED"))
+            .lines()
+            .count(),
+        3
+    );
+
+    tag_cmd(&["--global-stable", PREFIX]);
+    for k in keys {
+        assert_eq!(
+            digest_in_registry(&format!("{}:stable", ex.image_name(k))),
+            digest_in_registry(&full(k)),
+            "{k}: global stable = the built image"
+        );
+    }
+    let stable_page = read(wiki.join("Stable_Tag.md"));
+    assert!(
+        stable_page.contains("| Image | Based On | Manifest |"),
+        "{stable_page}"
+    );
+    for k in keys {
+        assert!(
+            stable_page.contains(&format!("{}:stable", ex.image_name(k))),
+            "{stable_page}"
+        );
+        assert!(stable_page.contains(&format!("{}:{PREFIX}-stable", ex.image_name(k))));
+    }
+
+    // 3. No change: the plan and the registry check find everything in place.
+    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    assert_eq!(code, 0, "{summary:#}");
+    for k in keys {
+        assert_eq!(status_of(&summary, k), "up-to-date", "{summary:#}");
+    }
+    assert_eq!(summary["built"], serde_json::json!([]));
+
+    // 4. A change in one child rebuilds only it (the push compares HEAD with its parent).
+    let before_service = digest_in_registry(&full("service"));
+    ex.append(
+        "images/analysis/stackstats.py",
+        "# a comment",
+        "analysis: comment",
+    );
+    let (code, summary) = build(&ex, out.path(), &[]);
+    assert_eq!(code, 0, "{summary:#}");
+    assert_eq!(status_of(&summary, "analysis"), "done");
+    assert_eq!(status_of(&summary, "base"), "up-to-date");
+    assert_eq!(status_of(&summary, "service"), "up-to-date");
+    assert_eq!(digest_in_registry(&full("service")), before_service);
+    drop(reg);
+}
+
+#[test]
+fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
+    let (_reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let tag = format!("{PREFIX}-{BRANCH}");
+    ex.change(
+        "images/analysis/test/test_broken.py",
+        "def test_broken_on_purpose():\n    assert 1 + 1 == 3, 'arithmetic is off'\n",
+        "analysis: a failing test",
+    );
+    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--keep-going"]);
+    assert_eq!(code, 1, "{summary:#}");
+    assert_eq!(status_of(&summary, "base"), "done");
+    assert_eq!(status_of(&summary, "analysis"), "failed");
+    assert_eq!(status_of(&summary, "service"), "done");
+
+    let analysis = format!("{}:{tag}", ex.image_name("analysis"));
+    assert_eq!(
+        digest_in_registry(&analysis),
+        None,
+        "a failed child is not pushed"
+    );
+    assert!(digest_in_registry(&format!("{}:{tag}", ex.image_name("service"))).is_some());
+
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&read(
+        out.path()
+            .join("artifacts")
+            .join(format!("{}.yaml", safe(&analysis))),
+    ))
+    .unwrap();
+    assert_eq!(yaml["success"], serde_yaml::Value::Bool(false));
+    assert_eq!(yaml["failed_step"].as_str(), Some("basic-tests"));
+    assert_eq!(yaml["pushed"], serde_yaml::Value::Bool(false));
+    let message = yaml["message"].as_str().unwrap();
+    assert!(message.contains("test_broken_on_purpose"), "{message}");
+    let built = read(out.path().join("artifacts/IMAGES_BUILT"));
+    assert!(!built.contains(&analysis), "{built}");
+    assert!(!out
+        .path()
+        .join("manifests")
+        .join(format!("{}.md", page(&analysis)))
+        .exists());
+}
