@@ -37,20 +37,33 @@ fn setup() -> (Registry, ExampleRepo) {
 
 /// `stackctl build --json` in `out`; returns the exit code and the JSON summary.
 fn build(ex: &ExampleRepo, out: &Path, extra: &[&str]) -> (i32, Value) {
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
-        .current_dir(out)
-        .env_remove("GITHUB_ACTIONS")
+    let (code, json, _) = build_env(ex, out, extra, &[]);
+    (code, json)
+}
+
+/// `build` with extra environment variables; also returns stderr.
+fn build_env(
+    ex: &ExampleRepo,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (i32, Value, String) {
+    let mut cmd = Command::cargo_bin("stackctl").unwrap();
+    cmd.current_dir(out).env_remove("GITHUB_ACTIONS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd
         .args(["build", "--json", "--branch", BRANCH, "--repo"])
         .arg(ex.path())
         .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
         .args(extra)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
     let json: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
-    (o.status.code().unwrap_or(-1), json)
+    (o.status.code().unwrap_or(-1), json, stderr)
 }
 
 fn status_of<'a>(summary: &'a Value, key: &str) -> &'a str {
@@ -275,8 +288,40 @@ fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
         "def test_broken_on_purpose():\n    assert 1 + 1 == 3, 'arithmetic is off'\n",
         "analysis: a failing test",
     );
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--keep-going"]);
+    // As on GitHub Actions: groups, an annotation, the job summary and the step outputs.
+    let summary_md = out.path().join("step-summary.md");
+    let outputs = out.path().join("github-output");
+    let (code, summary, stderr) = build_env(
+        &ex,
+        out.path(),
+        &["--base", "HEAD", "--keep-going"],
+        &[
+            ("GITHUB_ACTIONS", "true".as_ref()),
+            ("GITHUB_STEP_SUMMARY", summary_md.as_os_str()),
+            ("GITHUB_OUTPUT", outputs.as_os_str()),
+        ],
+    );
     assert_eq!(code, 1, "{summary:#}");
+    assert!(
+        stderr.contains("::group::[analysis] failed at basic-tests"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("::endgroup::"), "{stderr}");
+    assert!(
+        stderr.contains("::error title=analysis%3A basic-tests failed::"),
+        "{stderr}"
+    );
+    let md = read(&summary_md);
+    assert!(
+        md.contains("analysis") && md.contains("basic-tests"),
+        "{md}"
+    );
+    let gh_out = read(&outputs);
+    assert!(gh_out.contains(&format!("tag={tag}")), "{gh_out}");
+    assert!(
+        gh_out.contains(&format!("{}:{tag}", ex.image_name("service"))),
+        "{gh_out}"
+    );
     assert_eq!(status_of(&summary, "base"), "done");
     assert_eq!(status_of(&summary, "analysis"), "failed");
     assert_eq!(status_of(&summary, "service"), "done");

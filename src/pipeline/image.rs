@@ -243,13 +243,8 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     match r.outcome {
         TestOutcome::Passed | TestOutcome::NoTests => true,
         TestOutcome::Failed | TestOutcome::CouldNotRun => {
-            let what = if r.failures.is_empty() {
-                r.message.clone()
-            } else {
-                let names: Vec<&str> = r.failures.iter().map(|f| f.name.as_str()).collect();
-                format!("{} (failed: {})", r.message, names.join(", "))
-            };
-            report.fail(step, format!("{step} failed: {what}"));
+            // The suite's message names the failing tests and their messages.
+            report.fail(step, format!("{step} failed: {}", r.message));
             false
         }
     }
