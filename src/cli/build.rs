@@ -8,7 +8,6 @@ use crate::pipeline::run::{run as run_stack, RunOptions};
 use crate::pipeline::schedule::ScheduleOptions;
 use crate::report::{table, ArtifactDirs, RunLog};
 use std::path::PathBuf;
-use tokio_util::sync::CancellationToken;
 
 const AFTER: &str = "\
 For every image that rebuilds (see `stackctl plan`), parents before children:
@@ -81,14 +80,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     let buildkit = crate::buildkit::connect(&args.buildkit.address()?).await?;
 
     // Ctrl-C: running tests stop and their containers are removed; the artifacts are written.
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping running tests");
-            on_signal.cancel();
-        }
-    });
+    let cancel = super::common::cancel_on_ctrl_c();
 
     let opts = RunOptions {
         registry_check: !args.select.no_registry,

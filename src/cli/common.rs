@@ -80,3 +80,17 @@ impl RegistryArgs {
         )
     }
 }
+
+/// A token cancelled on the first Ctrl-C: running tests stop, their containers are
+/// removed, and the command returns (writing what it has).
+pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: stopping running tests and removing their containers");
+            t.cancel();
+        }
+    });
+    token
+}

@@ -7,7 +7,6 @@ use crate::imagetest::{self, Options, Outcome, Suite};
 use crate::manifest_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// `stackctl test`: what `--help` explains below the options.
 const TEST_HELP: &str = "\
@@ -94,26 +93,13 @@ pub struct ManifestArgs {
     pub registry: RegistryArgs,
 }
 
-/// A token cancelled on the first Ctrl-C (the work then cleans up and returns).
-fn cancel_on_ctrl_c() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: removing containers");
-            t.cancel();
-        }
-    });
-    token
-}
-
 pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
     let opts = Options {
         timeout: a.timeout,
         log_file: a.log.clone(),
         junit_file: a.junit.clone(),
-        cancel: cancel_on_ctrl_c(),
+        cancel: super::common::cancel_on_ctrl_c(),
     };
     let res = imagetest::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
@@ -175,7 +161,7 @@ pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
         wiki_dir: a.wiki.clone(),
         registry: registry_access(&a.registry)?,
         timeout: a.timeout,
-        cancel: cancel_on_ctrl_c(),
+        cancel: super::common::cancel_on_ctrl_c(),
     };
     let written = manifest_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
     for p in written {
