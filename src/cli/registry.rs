@@ -91,7 +91,8 @@ pub struct TagArgs {
     #[arg(long, value_name = "DIR", default_value = "artifacts")]
     pub artifacts: PathBuf,
     /// The repository's web address for wiki links, e.g. https://github.com/OWNER/REPO
-    /// [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY].
+    /// [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY]; needed with --wiki when
+    /// GITHUB_REPOSITORY is not set (GitHub Actions sets it).
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
     #[command(flatten)]
