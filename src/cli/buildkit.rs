@@ -43,16 +43,27 @@ impl BuildkitArgs {
     }
 }
 
-/// Build one image of the stack through BuildKit's gRPC API.
-///
-/// The image's folder is the build context (`.dockerignore` honoured) and holds its Dockerfile.
-/// The image carries inline cache metadata, so any pushed tag can serve as `--cache-from`
-/// without being pulled. Through a Docker engine the image lands in the engine (and `--push`
-/// pushes it with the engine's API); through buildkitd it is pushed by BuildKit itself.
-///
-/// Prints the image reference (with `@digest` when pushed). Exit 1 when the build fails (the
-/// message names the step and its last output lines), 2 for bad input or no BuildKit.
+/// What `build-image --help` explains below the options.
+const BUILD_IMAGE_HELP: &str = "\
+The image's folder (images/KEY/) is the build context (.dockerignore honoured) and holds
+its Dockerfile. The image carries inline cache metadata, so any pushed tag can serve as
+--cache-from without being pulled. Through a Docker engine the image lands in the engine
+(and --push pushes it with the engine's API); through buildkitd it stays in BuildKit
+unless --push, which has BuildKit push it itself.
+
+Prints the image reference (with @digest when pushed); the live progress and logs go to
+stderr.
+
+Environment: BUILDKIT_HOST and DOCKER_HOST (--buildkit), GITHUB_HEAD_REF and
+GITHUB_REF_NAME (--tag), CI (--progress), DOCKER_CONFIG, GITHUB_TOKEN with GITHUB_ACTOR
+or GITHUB_USER (registry credentials handed to BuildKit, see --username).
+
+Exit codes: 0 built (and pushed); 1 the build failed (the message names the image, the
+step and its last output lines; the log is still written); 2 bad input or no BuildKit.";
+
+/// Build one image of the stack through BuildKit's gRPC API (`stackctl build-image`).
 #[derive(Debug, clap::Args)]
+#[command(after_help = BUILD_IMAGE_HELP)]
 pub struct BuildImageArgs {
     /// The image's key in the spec (its folder under images/).
     #[arg(value_name = "KEY")]
@@ -72,7 +83,8 @@ pub struct BuildImageOptions {
     /// else GITHUB_REF_NAME, else the repository's checked-out branch].
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// A build argument, added to the spec's (and to BASE_TAG=<tag> for a child image). Repeatable.
+    /// A build argument, added to the spec's (and to BASE_TAG=<tag> for a child image); a bare
+    /// NAME takes its value from the environment, as docker's. Repeatable.
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
     /// The Dockerfile stage to build.

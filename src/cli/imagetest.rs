@@ -67,7 +67,12 @@ The page is `DIR/<page>.md` where `<page>` is REF with `/` and `:` written `-` a
 registry host's dots written `-` (`ghcr-io-org-img-2026.3-main.md`).\n\
 Registry credentials: --username/--password-stdin, else Docker's config.json\n\
 (DOCKER_CONFIG), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\
-The info commands run through the engine at DOCKER_HOST.";
+The info commands run through the engine at DOCKER_HOST (default /var/run/docker.sock);
+a failing one puts its error output and exit code in its section, not in the exit code.
+Prints the paths of the pages written.
+
+Exit codes: 0 page written; 2 bad input, REF missing from its registry, or a registry or
+engine that cannot be reached (or --timeout passed).";
 
 /// Write an image's manifest page.
 #[derive(Debug, clap::Args)]

@@ -18,6 +18,16 @@ pub mod registry;
 /// them through BuildKit's gRPC API, tests them in containers, pushes them and
 /// promotes whole stacks by retagging in the registry, without pulling.
 ///
+/// Logs go to stderr, results to stdout (`--json`: exactly one JSON document).
+///
+/// Environment (each command's `--help` says which it reads): BUILDKIT_HOST, DOCKER_HOST
+/// (BuildKit and the engine tests run in), DOCKER_CONFIG, GITHUB_TOKEN with GITHUB_ACTOR
+/// or GITHUB_USER (registry credentials; or --username with --password-stdin, never a
+/// password on the command line), GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_HEAD_REF,
+/// GITHUB_REF_NAME (the plan), GITHUB_ACTIONS, GITHUB_STEP_SUMMARY, GITHUB_OUTPUT
+/// (`build` on GitHub Actions), GITHUB_SHA, GITHUB_SERVER_URL, GITHUB_REPOSITORY (`tag`),
+/// CI, RUST_LOG.
+///
 /// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
 /// missing tag); 2 bad input or an unreachable service.
 #[derive(Debug, Parser)]

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 /// `stackctl exists`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "One HEAD request per reference, all at once. Prints `REF DIGEST` or \
-`REF missing` per reference.\n\n\
+    after_help = "One HEAD request per reference, all at once. Prints `REF DIGEST`, \
+`REF missing` or `REF error` (the error on stderr) per reference.\n\n\
+Registry credentials: --username/--password-stdin, else Docker's config.json (DOCKER_CONFIG, \
+else ~/.docker), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\n\
 Exit codes: 0 all exist, 1 any is missing, 2 a check failed (auth, network, bad reference)."
 )]
 pub struct ExistsArgs {
@@ -33,7 +35,10 @@ media type, so DST's digest equals SRC's (Docker images and manifest lists, OCI 
 indexes alike). Prints the digest.\n\n\
 In another repository of the same registry the blobs are cross-repository mounted, never \
 downloaded; when the registry refuses the mount (or DST is on another registry) they are \
-streamed through this machine, and a warning says so."
+streamed through this machine, and a warning says so.\n\n\
+Registry credentials as for --username, looked up by each side's registry host.\n\n\
+Exit codes: 0 retagged; 1 SRC does not exist; 2 bad reference, access refused or registry \
+unreachable."
 )]
 pub struct RetagArgs {
     /// The source reference (tag or digest).
@@ -56,7 +61,10 @@ Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md'
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
 All or nothing: every source is checked first (all missing ones are listed); on any failure \
-every target tag is put back as it was and the exit code is 1.\n\n\
+every target tag is put back as it was.\n\n\
+Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \
+retag failed (nothing changed, or every target restored); 2 bad input, or a registry that \
+cannot be read (auth, network).\n\n\
 Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
 GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
 )]
@@ -83,7 +91,8 @@ pub struct TagArgs {
     #[arg(long, value_name = "DIR", default_value = "artifacts")]
     pub artifacts: PathBuf,
     /// The repository's web address for wiki links, e.g. https://github.com/OWNER/REPO
-    /// [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY].
+    /// [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY]; needed with --wiki when
+    /// GITHUB_REPOSITORY is not set (GitHub Actions sets it).
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
     #[command(flatten)]
