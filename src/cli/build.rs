@@ -18,8 +18,17 @@ its descendants; other branches of the tree go on only with --keep-going.
 
 Files left in --artifacts DIR (also on failure):
   artifacts/<safe name>.yaml per started image, artifacts/IMAGES_BUILT,
-  logs/run.log, logs/<safe name>.build.log, logs/<safe name>.basic-tests.log,
-  manifests/<page>.md and wiki/<page>.md for each image that passed.
+  logs/run.log, logs/<safe name>.build.log, logs/<safe name>.basic-tests.log (and .xml,
+  JUnit), logs/<safe name>.integration-tests.log (and .xml),
+  manifests/<page>.md and wiki/<page>.md for each image that passed (on every branch:
+  whether the wiki is pushed is the workflow's choice).
+
+Where things run: BuildKit at --buildkit builds. Tests and info commands run in the
+Docker engine at DOCKER_HOST (default /var/run/docker.sock). Through the engine's own
+BuildKit the image is tested in the engine and pushed with its API. Through a buildkitd
+(tcp://, unix://) BuildKit pushes `<tag>-untested`, the engine pulls it for the tests,
+and only a tested image is retagged `<tag>` in the registry (a manifest PUT, no data
+moved); the staging tag is then deleted where the registry allows it.
 
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
@@ -42,8 +51,10 @@ pub struct BuildArgs {
     /// Only these images may rebuild (others are left as they are). Repeatable.
     #[arg(long, value_name = "KEY")]
     pub only: Vec<String>,
-    /// Build and test, but push nothing (integration tests and manifest pages, which
-    /// need the image in its registry, are left out).
+    /// Build and test, but push nothing under the image's tag (integration tests and
+    /// manifest pages, which need the image in its registry, are left out). Through a
+    /// buildkitd the `<tag>-untested` staging tag is still pushed for the tests, then
+    /// deleted where the registry allows it.
     #[arg(long)]
     pub no_push: bool,
     /// At most this many images at a time.

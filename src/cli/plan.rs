@@ -11,7 +11,8 @@ How images are chosen:
   BuildAll entries rebuild every image, ChangeIgnore entries nothing. Files outside
   images/ rebuild nothing. Every image rebuilds on branch `main`, with \"full rebuild\"
   in the head commit's message (any case), on a root commit (or a shallow clone without
-  the parent), on a branch's first push, and with --full-rebuild.
+  the parent), on a branch's first push, and with --full-rebuild. Unless --no-registry,
+  an image whose tag is missing from its registry rebuilds too, with every image below it.
 
 GitHub Actions (explicit options win):
   GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request)

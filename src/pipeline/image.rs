@@ -112,7 +112,12 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
 
     // Basic tests, before anything is pushed under the real tag.
     let basic = run_suite(ctx, planned, &build_ref, Suite::Basic).await;
-    if !record_suite(report, Step::BasicTests, basic) {
+    let passed = record_suite(report, Step::BasicTests, basic);
+    if let (Some(staging), false) = (&staging, ctx.push && passed) {
+        // Nothing goes under the real tag: the staging tag has served its purpose.
+        drop_tag(ctx.registry, staging).await;
+    }
+    if !passed {
         return;
     }
 
@@ -263,10 +268,18 @@ async fn promote_staging(
         .retag(&src, &dst)
         .await
         .with_context(|| format!("retagging {staging} as {full}"))?;
-    match client.delete_tag(&src).await {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => tracing::warn!("{staging} stays in the registry: {why}"),
-        Err(e) => tracing::warn!("{staging} stays in the registry: {e}"),
-    }
+    drop_tag(client, staging).await;
     Ok(report.digest)
+}
+
+/// Delete a staging tag; a registry that refuses (GHCR, Distribution 2.8) gets a warning.
+async fn drop_tag(client: &RegistryClient, reference: &str) {
+    let result = match ImageRef::parse(reference) {
+        Ok(r) => client.delete_tag(&r).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) | Err(why) => tracing::warn!("{reference} stays in the registry: {why}"),
+    }
 }
