@@ -1,5 +1,5 @@
 //! One image's work in `stackctl build`: build → basic tests → push → integration
-//! tests → manifest page → reclaim space, each step timed and recorded in its
+//! tests → manifest page, each step timed and recorded in its
 //! [`ImageReport`]. A failed step ends the image's work; the report says which.
 
 use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode};
@@ -162,23 +162,6 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             .await;
         if page.is_none() {
             return;
-        }
-    }
-
-    if image.prune {
-        let reclaimed = report
-            .run_step(
-                Step::Prune,
-                super::prune::reclaim(ctx.buildkit, engine.as_ref(), &full, ctx.push),
-            )
-            .await;
-        if let Some(bytes) = reclaimed {
-            tracing::info!(
-                "[{}] reclaimed {} of builder space",
-                planned.key,
-                crate::manifest_page::history::human_size(bytes)
-            );
-            report.reclaimed_bytes = Some(bytes);
         }
     }
 }

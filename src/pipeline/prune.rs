@@ -21,7 +21,7 @@ pub async fn reclaim(
             ..Default::default()
         })
         .await
-        .map_err(|e| anyhow::anyhow!("BuildKit refused to prune: {}", e.message()))?
+        .map_err(|e| anyhow::anyhow!("BuildKit's prune failed: {}", e.message()))?
         .into_inner();
     let mut records = 0usize;
     while let Some(rec) = stream.next().await {

@@ -1,13 +1,15 @@
 //! The whole main job: from a plan to the files a run leaves.
 
 use super::image::{run_image, ImageJobContext};
-use super::schedule::{run_schedule_observed, Event, Job, ScheduleOptions, ScheduledImage};
+use super::schedule::{
+    run_schedule_observed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
+};
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
 use crate::registry::{exists_many, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
-use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput};
+use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput, Step};
 use crate::spec::Spec;
 use std::collections::HashSet;
 use std::io::Write;
@@ -127,6 +129,9 @@ pub async fn run(
     )
     .await?;
 
+    let mut images = images;
+    reclaim_space(spec, buildkit, &mut images).await;
+
     let title = format!("stackctl build: {}", plan.tag);
     let postwork = report::write_postwork(
         &opts.dirs,
@@ -145,6 +150,45 @@ pub async fn run(
         images,
         postwork,
     })
+}
+
+/// Reclaim builder space for the images with `prune: true` that passed, once no build of
+/// the run is in flight (a BuildKit prune racing builds can bring Docker 20.10's BuildKit
+/// down). A failure here is a warning: the images are done.
+async fn reclaim_space(
+    spec: &Spec,
+    buildkit: &buildkit::Client,
+    images: &mut [ScheduledImage<ImageReport>],
+) {
+    let engine = match buildkit.address() {
+        buildkit::Address::Engine(sock) => Some(sock.clone()),
+        _ => None,
+    };
+    for s in images.iter_mut() {
+        let Scheduled::Ran { outcome, .. } = &mut s.result else {
+            continue;
+        };
+        if !outcome.success || !spec.image(&s.key).is_some_and(|i| i.prune) {
+            continue;
+        }
+        let t0 = std::time::Instant::now();
+        match super::prune::reclaim(buildkit, engine.as_ref(), &outcome.image, outcome.pushed).await
+        {
+            Ok(bytes) => {
+                outcome.step_took(Step::Prune, t0.elapsed());
+                outcome.reclaimed_bytes = Some(bytes);
+                tracing::info!(
+                    "[{}] reclaimed {} of builder space",
+                    s.key,
+                    crate::manifest_page::history::human_size(bytes)
+                );
+            }
+            Err(e) => tracing::warn!(
+                "[{}] reclaiming builder space failed (the image is done): {e:#}",
+                s.key
+            ),
+        }
+    }
 }
 
 fn event_key<'a, T>(ev: &Event<'a, T>) -> &'a str {
