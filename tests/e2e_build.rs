@@ -3,16 +3,14 @@
 //! the runs that follow: no change rebuilds nothing, a change in one child rebuilds only
 //! it, a failing test stops one child while its sibling completes with --keep-going.
 
-#[path = "support/example.rs"]
-mod example;
 mod support;
 
 use assert_cmd::Command;
-use example::ExampleRepo;
 use serde_json::Value;
 use stackctl::credentials::CredentialStore;
 use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
 use std::path::Path;
+use support::example::ExampleRepo;
 use support::{Registry, RegistryAuth};
 
 const PREFIX: &str = "2026.3";

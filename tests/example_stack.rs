@@ -4,8 +4,7 @@
 use stackctl::spec::Spec;
 use std::path::Path;
 
-#[path = "support/example.rs"]
-mod example;
+mod support;
 
 fn example() -> Spec {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -98,7 +97,7 @@ fn change_rules_come_from_the_spec() {
 #[test]
 fn a_copy_for_another_registry_is_rewritten_and_committed() {
     use std::os::unix::fs::PermissionsExt;
-    let ex = example::ExampleRepo::create("127.0.0.1:6000");
+    let ex = support::example::ExampleRepo::create("127.0.0.1:6000");
     let spec = Spec::load(ex.path(), None).unwrap_or_else(|e| panic!("copy: {e}"));
     for img in spec.images.values() {
         assert_eq!(img.image_name, ex.image_name(&img.key));

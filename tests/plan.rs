@@ -10,14 +10,14 @@
 //! ```
 //! Change rules: `ignore: [docs]`, `build_all: [tests_common, conftest.py]`.
 
-mod common_git;
+mod support;
 
-use common_git::TestRepo;
 use stackctl::plan::{
     make_plan, reason, resolve_options, Base, Event, GithubEnv, Plan, PlanOptions, PlanRequest,
     RegistryCheck,
 };
 use stackctl::spec::Spec;
+use support::git_repo::TestRepo;
 
 const SPEC: &str = r#"
 root: [base, other]

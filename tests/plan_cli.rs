@@ -1,12 +1,12 @@
 //! `stackctl plan` as a user runs it: the upstream layout, JSON output, errors, help.
 
-mod common_git;
+mod support;
 
 use assert_cmd::Command;
-use common_git::TestRepo;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
+use support::git_repo::TestRepo;
 
 const UPSTREAM: &str = "/work/shared/reference/upstream";
 const UPSTREAM_IMAGES: [&str; 3] = [

@@ -1,15 +1,13 @@
 //! `stackctl plan` with its registry check, against a real Distribution registry:
 //! an image whose tag is missing rebuilds, and so do its descendants.
 
-mod common_git;
-#[path = "helpers/images.rs"]
-mod images;
 mod support;
 
 use assert_cmd::Command;
-use common_git::TestRepo;
 use stackctl::credentials::CredentialStore;
 use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
+use support::git_repo::TestRepo;
+use support::hand_made as images;
 use support::{Registry, RegistryAuth};
 
 /// A stack of base -> {left, right}, right -> leaf, with images in `host`.

@@ -2,20 +2,15 @@
 //! exists, retag (all four manifest kinds, same and cross repository, refused mounts),
 //! all-or-nothing promotion with the wiki pages, basic and token (GHCR-like) auth.
 
-#[path = "helpers/images.rs"]
-mod images;
-#[path = "helpers/proxy.rs"]
-mod proxy;
 mod support;
-#[path = "helpers/token_server.rs"]
-mod token_server;
 
-use images::{push_kind, Kind, ALL_KINDS};
 use proxy::{Fault, Proxy};
 use stackctl::credentials::{Credential, CredentialStore, Secret};
 use stackctl::registry::{ClientOptions, ImageRef, Manifest, RegistryClient};
 use std::path::Path;
 use std::process::Output;
+use support::hand_made::{push_kind, Kind, ALL_KINDS};
+use support::{proxy, token_server};
 use support::{Registry, RegistryAuth};
 
 const USER: &str = "alice";

@@ -1,11 +1,20 @@
-//! Shared test helpers: a real Distribution registry on a free loopback port.
-//!
-//! Tests start `docker-registry` (Debian's package of the CNCF Distribution
-//! registry); `.ci/run` installs it. Each registry gets its own storage and
-//! config in a temp dir and is killed when dropped.
+//! Shared test helpers. This file: a real Distribution registry on a free loopback port
+//! (Debian's `docker-registry`, which `.ci/run` installs; its own storage and config in a
+//! temp dir, killed when dropped) and the Docker engine's socket. Submodules:
+//! - [`git_repo`]: git repositories built with git2 in temp dirs;
+//! - [`example`]: the built-in example stack copied into such a repository;
+//! - [`images`]: test images made through the engine (debootstrap base, busybox, builds);
+//! - [`hand_made`]: images written blob by blob with stackctl's registry client;
+//! - [`proxy`]: a fault-injecting proxy in front of a registry;
+//! - [`token_server`]: a GHCR-like token server for the registry's token auth.
 #![allow(dead_code)]
 
+pub mod example;
+pub mod git_repo;
+pub mod hand_made;
 pub mod images;
+pub mod proxy;
+pub mod token_server;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

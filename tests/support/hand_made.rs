@@ -1,6 +1,5 @@
 //! Test images built by hand and pushed with stackctl's own client: one of each manifest
 //! kind (Docker schema 2, Docker manifest list, OCI manifest, OCI index).
-#![allow(dead_code)]
 
 use bytes::Bytes;
 use stackctl::registry::client::{
