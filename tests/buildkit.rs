@@ -563,9 +563,18 @@ async fn tcp_transport_with_session_over_control() {
         }
     });
     let unix_addr = format!("unix://{}", sock.display());
-    let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", &unix_addr], None).await;
+    let out = stackctl(
+        dir.path(),
+        &["buildkit", "info", "--buildkit", &unix_addr],
+        None,
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("worker moby"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("worker moby"),
+        "{}",
+        text(&out)
+    );
     ufwd.abort();
 
     let d = docker();
