@@ -112,6 +112,17 @@ async fn import_busybox(d: &Docker, repo: &str, tag: &str) {
     }
 }
 
+/// Remove test images (errors ignored: they may be gone already).
+async fn remove_images(d: &Docker, refs: &[String]) {
+    for r in refs {
+        let opts = RemoveImageOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = d.remove_image(r, Some(opts), None).await;
+    }
+}
+
 /// Run `sh -c script` in `image`; its exit code and output.
 async fn run_in(d: &Docker, image: &str, script: &str) -> (i64, String) {
     let body = bollard::models::ContainerCreateBody {
@@ -304,9 +315,7 @@ async fn multi_stage_build_sends_the_context_faithfully() {
     assert!(log_text.contains("RUN echo"), "{log_text}");
     assert!(log_text.contains("started 20"), "{log_text}");
 
-    let _ = d
-        .remove_image(&image, None::<RemoveImageOptions>, None)
-        .await;
+    remove_images(&d, &[image, format!("{base}:1")]).await;
 }
 
 /// Docker config with a credential for `host`.
@@ -458,13 +467,7 @@ async fn child_from_pushed_parent_then_cache_from() {
     assert_eq!(run["cached"], true, "{}", text(&out));
     assert!(o["cached_steps"].as_u64().unwrap() >= 2, "{}", text(&out));
     let _ = digest;
-    let _ = d
-        .remove_image(
-            &format!("{child}:2026.3-feat2"),
-            None::<RemoveImageOptions>,
-            None,
-        )
-        .await;
+    remove_images(&d, &[format!("{child}:2026.3-feat2"), format!("{local}:1")]).await;
 }
 
 /// Drop all of the engine BuildKit's cache, through the Control API.
@@ -608,6 +611,7 @@ async fn tcp_transport_with_session_over_control() {
     // The context came through the session carried by Control.Session.
     let (code, got) = run_in(&d, &format!("{name}:t"), "cat /hello.txt").await;
     assert_eq!((code, got), (0, format!("hello over tcp {port}\n")));
+    remove_images(&d, &[format!("{name}:t"), format!("{base}:1")]).await;
     fwd.abort();
 }
 
@@ -704,6 +708,7 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
     }
     let log_text = std::fs::read_to_string(&log).expect("the log file is written on failure");
     assert!(log_text.contains("FAILED"), "{log_text}");
+    remove_images(&d, &[format!("{base}:1")]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

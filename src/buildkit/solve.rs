@@ -350,3 +350,61 @@ fn one_line(s: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> BuildRequest {
+        BuildRequest {
+            label: "base".into(),
+            context: "images/base".into(),
+            tags: vec!["127.0.0.1:5000/a/base:t1".into()],
+            build_args: IndexMap::from([("BASE_TAG".to_string(), "t1".to_string())]),
+            target: Some("final".into()),
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            cache_from: vec!["127.0.0.1:5000/a/base:t0".into()],
+            no_cache: true,
+            push: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn engine_request_uses_moby_exporter_and_inline_cache() {
+        let r = solve_request(&req(), true, "ref1", "sess1");
+        assert_eq!(r.exporter_deprecated, "moby");
+        assert_eq!(
+            r.exporter_attrs_deprecated["name"],
+            "127.0.0.1:5000/a/base:t1"
+        );
+        assert!(!r.exporter_attrs_deprecated.contains_key("push"));
+        assert_eq!(r.frontend, "dockerfile.v0");
+        assert_eq!(r.session, "sess1");
+        let a = &r.frontend_attrs;
+        assert_eq!(a["build-arg:BASE_TAG"], "t1");
+        assert_eq!(a["build-arg:BUILDKIT_INLINE_CACHE"], "1");
+        assert_eq!(a["target"], "final");
+        assert_eq!(a["platform"], "linux/amd64,linux/arm64");
+        assert!(a.contains_key("no-cache"));
+        assert!(a["cache-imports"].contains("127.0.0.1:5000/a/base:t0"));
+        let cache = r.cache.unwrap();
+        assert_eq!(cache.exports[0].r#type, "inline");
+        assert_eq!(cache.imports[0].attrs["ref"], "127.0.0.1:5000/a/base:t0");
+    }
+
+    #[test]
+    fn buildkitd_request_pushes_with_image_exporter() {
+        let r = solve_request(&req(), false, "ref1", "sess1");
+        assert_eq!(r.exporter_deprecated, "image");
+        assert_eq!(r.exporter_attrs_deprecated["push"], "true");
+    }
+
+    #[test]
+    fn frontend_noise_is_dropped() {
+        assert_eq!(
+            one_line("failed to solve with frontend dockerfile.v0: failed to create LLB definition: dockerfile parse error line 2:\n unknown instruction: FORM"),
+            "dockerfile parse error line 2: unknown instruction: FORM"
+        );
+    }
+}
