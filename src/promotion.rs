@@ -142,7 +142,7 @@ pub async fn run(
     match (client, opts.offline) {
         (_, true) => {
             for (s, t) in &plan.pairs {
-                println!("{s} -> {t} (dry run, offline: not checked)");
+                outln!("{s} -> {t} (dry run, offline: not checked)");
             }
         }
         (Some(c), false) => {
@@ -150,12 +150,12 @@ pub async fn run(
             for (i, (s, t)) in plan.pairs.iter().enumerate() {
                 let before = done.before[i].as_deref().unwrap_or("absent");
                 if opts.dry_run {
-                    println!(
+                    outln!(
                         "{s} -> {t} {} (dry run; target now {before})",
                         done.source_digests[i]
                     );
                 } else {
-                    println!("{s} -> {t} {} (was {before})", done.source_digests[i]);
+                    outln!("{s} -> {t} {} (was {before})", done.source_digests[i]);
                 }
             }
         }

@@ -430,3 +430,21 @@ fn help_documents_options_and_github_variables() {
         assert!(help.contains(word), "{word} not in --help:\n{help}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_is_no_crash() {
+    // `stackctl plan --json | head -c0`: the pipe is closed before stackctl writes.
+    let r = upstream_repo("dev");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+        .args(["plan", "--no-registry", "--json", "--repo"])
+        .arg(r.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

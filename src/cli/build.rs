@@ -137,7 +137,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "tag": summary.plan.tag,
@@ -146,7 +146,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
             }))?
         );
     } else {
-        print!("{}", table::terminal(&summary.postwork.rows));
+        out!("{}", table::terminal(&summary.postwork.rows));
     }
     eprintln!(
         "artifacts: {}/artifacts, logs: {}/logs, manifests: {}/manifests",

@@ -2,11 +2,9 @@
 use super::common::SpecArgs;
 use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode, TlsFiles};
-use crate::credentials::{Credential, CredentialStore, Secret};
 use crate::error::{ExitStatus, Failed};
 use anyhow::{anyhow, bail, Context as _};
 use indexmap::IndexMap;
-use std::io::Read;
 use std::path::PathBuf;
 
 /// Where BuildKit is.
@@ -115,13 +113,8 @@ pub struct BuildImageOptions {
     /// Print the result as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Registry user name for pulls and pushes (with --password-stdin). Otherwise Docker's
-    /// config.json (DOCKER_CONFIG) is used, and for ghcr.io GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER.
-    #[arg(long, value_name = "USER", requires = "password_stdin")]
-    pub username: Option<String>,
-    /// Read the password or token for --username from standard input.
-    #[arg(long, requires = "username")]
-    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: super::common::RegistryArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -136,27 +129,18 @@ pub enum BuildkitCommand {
     },
 }
 
-/// The branch a build is for: GITHUB_HEAD_REF (pull request), GITHUB_REF_NAME, else git's HEAD.
+/// The branch a build is for, as `plan` finds it: GITHUB_HEAD_REF (pull request),
+/// GITHUB_REF_NAME, else the repository's checked-out branch.
 pub fn current_branch(repo: &std::path::Path) -> anyhow::Result<String> {
-    for var in ["GITHUB_HEAD_REF", "GITHUB_REF_NAME"] {
-        if let Ok(b) = std::env::var(var) {
-            if !b.is_empty() {
-                return Ok(b);
-            }
-        }
+    let opts = crate::plan::resolve_options(
+        &crate::plan::PlanRequest::default(),
+        &crate::plan::GithubEnv::from_process(),
+    )?;
+    match opts.branch {
+        Some(b) => Ok(b),
+        None => Ok(crate::git::current_branch(&crate::git::open(repo)?)
+            .context("no branch to make the tag from; give --tag")?),
     }
-    let r = git2::Repository::discover(repo)
-        .with_context(|| format!("{} is not in a git repository; give --tag", repo.display()))?;
-    let head = r
-        .head()
-        .with_context(|| format!("{}: git HEAD cannot be read; give --tag", repo.display()))?;
-    if !head.is_branch() {
-        bail!(
-            "{}: HEAD is detached, no branch to make a tag from; give --tag",
-            repo.display()
-        );
-    }
-    Ok(head.shorthand().unwrap_or_default().to_string())
 }
 
 fn parse_build_arg(s: &str) -> anyhow::Result<(String, String)> {
@@ -202,31 +186,18 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
         let (k, v) = parse_build_arg(s)?;
         build_args.insert(k, v);
     }
-    let explicit = match &a.username {
-        Some(user) => {
-            let mut pw = String::new();
-            std::io::stdin()
-                .read_to_string(&mut pw)
-                .context("reading the password from standard input")?;
-            Some(Credential {
-                username: user.clone(),
-                secret: Secret::new(pw.trim_end_matches(['\n', '\r'])),
-                source: "--password-stdin".into(),
-            })
-        }
-        None => None,
-    };
-    let credentials = CredentialStore::from_env(explicit)?;
+    let credentials = a.registry.credentials()?;
     let reference = format!("{}:{tag}", image.image_name);
     let mut cache_from = a.cache_from.clone();
-    for r in [
+    let defaults = [
         reference.clone(),
         format!(
             "{}:{}",
             image.image_name,
             crate::tag::quarter_stable_tag(&spec.tag_prefix)
         ),
-    ] {
+    ];
+    for r in existing_refs(&a.registry, &credentials, &defaults).await {
         if !cache_from.contains(&r) {
             cache_from.push(r);
         }
@@ -251,11 +222,11 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
     match client.build(&req, &mut progress).await {
         Ok(o) => {
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&o)?);
+                outln!("{}", serde_json::to_string_pretty(&o)?);
             } else {
                 match &o.digest {
-                    Some(d) => println!("{}@{d}", o.image),
-                    None => println!("{}", o.image),
+                    Some(d) => outln!("{}@{d}", o.image),
+                    None => outln!("{}", o.image),
                 }
                 tracing::info!(
                     "built {} in {:.1}s ({} of {} steps cached)",
@@ -272,6 +243,41 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
     }
 }
 
+/// Those of `refs` that exist in their registry (one HEAD each, concurrently). A registry
+/// that cannot be asked only costs the cache: a warning, and no default cache source.
+async fn existing_refs(
+    registry: &super::common::RegistryArgs,
+    credentials: &crate::credentials::CredentialStore,
+    refs: &[String],
+) -> Vec<String> {
+    let client = match crate::registry::RegistryClient::new(
+        credentials.clone(),
+        crate::registry::ClientOptions {
+            insecure_registries: registry.insecure_registry.clone(),
+            ..Default::default()
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("no default cache sources: {e:#}");
+            return vec![];
+        }
+    };
+    let parsed: Vec<crate::registry::ImageRef> = refs
+        .iter()
+        .filter_map(|r| crate::registry::ImageRef::parse(r).ok())
+        .collect();
+    let mut out = vec![];
+    for r in crate::registry::exists_many(&client, &parsed).await {
+        match (&r.error, r.exists) {
+            (Some(e), _) => tracing::warn!("{} not used as cache: {e}", r.reference),
+            (None, true) => out.push(r.reference),
+            (None, false) => tracing::debug!("{} does not exist: not a cache source", r.reference),
+        }
+    }
+    out
+}
+
 pub async fn run_buildkit(c: BuildkitCommand, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     match c {
         BuildkitCommand::Info { buildkit: b, json } => {
@@ -279,21 +285,21 @@ pub async fn run_buildkit(c: BuildkitCommand, _g: &GlobalArgs) -> anyhow::Result
             let client = buildkit::connect(&addr).await?;
             let info = client.info().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                outln!("{}", serde_json::to_string_pretty(&info)?);
                 return Ok(ExitStatus::Success);
             }
-            println!("address: {}", info.address);
-            println!(
+            outln!("address: {}", info.address);
+            outln!(
                 "buildkit: {}",
                 info.version.as_deref().unwrap_or(
                     "version not reported (BuildKit older than v0.11, e.g. Docker 20.10's v0.8)"
                 )
             );
             if let Some(v) = &info.engine_version {
-                println!("docker engine: {v}");
+                outln!("docker engine: {v}");
             }
             for w in &info.workers {
-                println!("worker {}: {}", w.id, w.platforms.join(", "));
+                outln!("worker {}: {}", w.id, w.platforms.join(", "));
             }
             Ok(ExitStatus::Success)
         }

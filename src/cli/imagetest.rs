@@ -108,7 +108,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
     };
     let res = imagetest::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&res)?);
+        outln!("{}", serde_json::to_string_pretty(&res)?);
     } else {
         let verdict = match res.outcome {
             Outcome::Passed => "passed",
@@ -116,7 +116,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
             Outcome::Failed => "FAILED",
             Outcome::CouldNotRun => "COULD NOT RUN",
         };
-        println!(
+        outln!(
             "{} tests of {}: {verdict} ({}) in {:.1}s",
             res.suite,
             res.image,
@@ -124,16 +124,16 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
             res.seconds
         );
         for n in &res.notices {
-            println!("  note: {n}");
+            outln!("  note: {n}");
         }
         for f in &res.failures {
-            println!("  failed: {}: {}", f.name, f.message);
+            outln!("  failed: {}: {}", f.name, f.message);
         }
         if res.outcome == Outcome::CouldNotRun {
-            println!("  {}", res.message);
+            outln!("  {}", res.message);
         }
         if let Some(log) = &a.log {
-            println!("  log: {}", log.display());
+            outln!("  log: {}", log.display());
         }
     }
     Ok(res.exit_status())
@@ -170,7 +170,7 @@ pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
     };
     let written = manifest_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
     for p in written {
-        println!("{}", p.display());
+        outln!("{}", p.display());
     }
     Ok(ExitStatus::Success)
 }

@@ -115,6 +115,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
+/// Write results to stdout (see `outln!`): a closed stdout ends the process with exit 0,
+/// since whoever reads it has what it wanted.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(ExitStatus::Error.code().into());
+    }
+}
+
 /// The process entry point: parse, run, print the error, choose the exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

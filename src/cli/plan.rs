@@ -99,9 +99,9 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         plan.check_registry(&args.registry.client()?).await?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        println!("{plan}");
+        outln!("{plan}");
     }
     Ok(ExitStatus::Success)
 }

@@ -108,16 +108,16 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     let client = a.registry.client()?;
     let results = exists_many(&client, &refs).await;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         for r in &results {
             match (&r.error, &r.digest) {
                 (Some(e), _) => {
-                    println!("{} error", r.reference);
+                    outln!("{} error", r.reference);
                     tracing::error!("{e}");
                 }
-                (None, Some(d)) => println!("{} {d}", r.reference),
-                (None, None) => println!("{} missing", r.reference),
+                (None, Some(d)) => outln!("{} {d}", r.reference),
+                (None, None) => outln!("{} missing", r.reference),
             }
         }
     }
@@ -170,7 +170,7 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
             src.name()
         );
     }
-    println!("{}", rep.digest);
+    outln!("{}", rep.digest);
     Ok(ExitStatus::Success)
 }
 

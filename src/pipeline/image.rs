@@ -154,15 +154,13 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             timeout: ctx.test_timeout,
             cancel: ctx.cancel.clone(),
         };
-        let page = report
+        // A failed page is recorded in the report by run_step; it is the last step.
+        report
             .run_step(
                 Step::Manifest,
                 manifest_page::write_page(spec, &planned.key, &full, &page_opts),
             )
             .await;
-        if page.is_none() {
-            return;
-        }
     }
 }
 
