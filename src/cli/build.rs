@@ -81,13 +81,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     dirs.create()?;
     let _run_log = RunLog::global().start(&dirs.run_log())?;
     let credentials = args.registry.credentials()?;
-    let registry = crate::registry::RegistryClient::new(
-        credentials.clone(),
-        crate::registry::ClientOptions {
-            insecure_registries: args.registry.insecure_registry.clone(),
-            ..Default::default()
-        },
-    )?;
+    let registry = args.registry.client_with(credentials.clone())?;
     let buildkit = crate::buildkit::connect(&args.buildkit.address()?).await?;
 
     // Ctrl-C: running tests stop and their containers are removed; the artifacts are written.

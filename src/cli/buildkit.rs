@@ -250,13 +250,7 @@ async fn existing_refs(
     credentials: &crate::credentials::CredentialStore,
     refs: &[String],
 ) -> Vec<String> {
-    let client = match crate::registry::RegistryClient::new(
-        credentials.clone(),
-        crate::registry::ClientOptions {
-            insecure_registries: registry.insecure_registry.clone(),
-            ..Default::default()
-        },
-    ) {
+    let client = match registry.client_with(credentials.clone()) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("no default cache sources: {e:#}");

@@ -71,8 +71,13 @@ impl RegistryArgs {
 
     /// A registry client set up from these options.
     pub fn client(&self) -> anyhow::Result<RegistryClient> {
+        self.client_with(self.credentials()?)
+    }
+
+    /// A registry client with credentials already read (`credentials` reads stdin once).
+    pub fn client_with(&self, credentials: CredentialStore) -> anyhow::Result<RegistryClient> {
         RegistryClient::new(
-            self.credentials()?,
+            credentials,
             ClientOptions {
                 insecure_registries: self.insecure_registry.clone(),
                 ..Default::default()
