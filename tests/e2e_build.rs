@@ -351,3 +351,29 @@ fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
         .join(format!("{}.md", page(&analysis)))
         .exists());
 }
+
+#[test]
+fn unreachable_buildkit_is_exit_2_naming_the_address() {
+    let ex = ExampleRepo::create("127.0.0.1:5999");
+    let out = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out.path())
+        .args([
+            "build",
+            "--no-registry",
+            "--branch",
+            BRANCH,
+            "--buildkit",
+            &addr,
+            "--repo",
+        ])
+        .arg(ex.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}

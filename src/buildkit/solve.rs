@@ -308,7 +308,10 @@ pub async fn build(
 fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Status) -> BuildError {
     use tonic::Code;
     let msg = status.message().trim().to_string();
-    if matches!(status.code(), Code::Unavailable | Code::Unimplemented) && progress.steps.is_empty()
+    // BuildKit gone (the connection dropped, the daemon died) is a service problem, not a
+    // failed Dockerfile, whenever it happens.
+    if status.code() == Code::Unavailable
+        || (status.code() == Code::Unimplemented && progress.steps.is_empty())
     {
         return BuildError::Unavailable(format!(
             "image {}: BuildKit did not run the build: {}",

@@ -148,6 +148,10 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         dirs.root().display(),
         dirs.root().display()
     );
+    if let Some(e) = &summary.service_error {
+        eprintln!("error: BuildKit could not be reached during the run: {e}");
+        return Ok(ExitStatus::Error);
+    }
     Ok(if summary.failed() {
         ExitStatus::Failed
     } else {

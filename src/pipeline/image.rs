@@ -31,6 +31,8 @@ pub struct ImageJobContext<'a> {
     pub existing: &'a HashSet<String>,
     pub test_timeout: Duration,
     pub cancel: CancellationToken,
+    /// Set when BuildKit could not be reached during the run: the run then exits 2.
+    pub service_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Run every step of one image and return its report (never an error: failures are in it).
@@ -95,7 +97,12 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                 .build(&req, &mut progress)
                 .await
                 .map_err(|e| match e {
-                    BuildError::Failed(m) | BuildError::Unavailable(m) => anyhow!(m),
+                    BuildError::Failed(m) => anyhow!(m),
+                    BuildError::Unavailable(m) => {
+                        let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
+                        first.get_or_insert_with(|| m.clone());
+                        anyhow!(m)
+                    }
                 })
         })
         .await;

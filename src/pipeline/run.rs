@@ -39,6 +39,8 @@ pub struct RunSummary {
     pub plan: Plan,
     pub images: Vec<ScheduledImage<ImageReport>>,
     pub postwork: PostworkOutput,
+    /// BuildKit could not be reached during the run (the first such message).
+    pub service_error: Option<String>,
 }
 
 impl RunSummary {
@@ -109,6 +111,7 @@ pub async fn run(
         existing: &existing,
         test_timeout: opts.test_timeout,
         cancel,
+        service_error: std::sync::Mutex::new(None),
     };
     let gha = GithubActions::from_env();
     let full_name = |key: &str| {
@@ -145,10 +148,15 @@ pub async fn run(
         },
         gha.as_ref(),
     )?;
+    let service_error = ctx
+        .service_error
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     Ok(RunSummary {
         plan,
         images,
         postwork,
+        service_error,
     })
 }
 
