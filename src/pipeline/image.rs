@@ -58,10 +58,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         Address::Engine(sock) => Some(sock.clone()),
         _ => None,
     };
-    // Through a buildkitd (no engine), BuildKit pushes the image itself; the tests then need
-    // it in a registry, so it goes to a staging tag first and is retagged (a few requests,
-    // no pull) to the real tag only after its basic tests passed.
-    let staging = engine.is_none().then(|| format!("{full}-untested"));
+    // Through a buildkitd (not an engine's BuildKit), BuildKit pushes the image itself; the
+    // tests then need it in a registry, so it goes to a staging tag first and is retagged (a
+    // few requests, no pull) to the real tag only after its basic tests passed. An engine's
+    // BuildKit leaves the image in the engine, where the tests find it.
+    let staging = (!ctx.buildkit.is_moby_worker()).then(|| format!("{full}-untested"));
     let build_ref = staging.clone().unwrap_or_else(|| full.clone());
 
     // The image's own tag and its quarter-stable tag serve as cache when they exist.
@@ -136,7 +137,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                         buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
                     }
                     (None, Some(staging)) => promote_staging(ctx.registry, staging, &full).await,
-                    (None, None) => unreachable!("no engine means a staging tag"),
+                    (None, None) => Err(anyhow!(
+                        "BuildKit at {} is a Docker engine's, reached without the engine's API: \
+                         it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
+                        ctx.buildkit.address()
+                    )),
                 }
             })
             .await;
