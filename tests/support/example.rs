@@ -10,7 +10,8 @@ pub const EXAMPLE_REGISTRY: &str = "127.0.0.1:5111";
 
 /// A copy of the example stack in a git repository (branch `main`, one commit).
 pub struct ExampleRepo {
-    pub dir: tempfile::TempDir,
+    git: super::git_repo::TestRepo,
+    /// The repository, for tests that look at its history.
     pub repo: git2::Repository,
     /// `127.0.0.1:<port>`: where the copy's images and base live.
     pub registry: String,
@@ -20,29 +21,27 @@ impl ExampleRepo {
     /// Copy the example stack with every `127.0.0.1:5111/` made `<registry>/`, and commit it.
     pub fn create(registry: &str) -> ExampleRepo {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let dir = tempfile::tempdir().unwrap();
+        let git = super::git_repo::TestRepo::new("main");
         let from = format!("{EXAMPLE_REGISTRY}/");
         let to = format!("{registry}/");
         copy_rewritten(
             &src.join("spec.yml"),
-            &dir.path().join("spec.yml"),
+            &git.path().join("spec.yml"),
             &from,
             &to,
         );
-        copy_tree(&src.join("images"), &dir.path().join("images"), &from, &to);
-        let repo = git2::Repository::init(dir.path()).unwrap();
-        repo.set_head("refs/heads/main").unwrap();
-        let ex = ExampleRepo {
-            dir,
+        copy_tree(&src.join("images"), &git.path().join("images"), &from, &to);
+        git.commit("example stack");
+        let repo = git2::Repository::open(git.path()).unwrap();
+        ExampleRepo {
+            git,
             repo,
             registry: registry.to_string(),
-        };
-        ex.commit_all("example stack");
-        ex
+        }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.git.path()
     }
 
     /// The image the spec's base is built FROM, to push before a build
@@ -58,10 +57,7 @@ impl ExampleRepo {
 
     /// Write `rel` (relative to the repository) and commit every change; returns the commit id.
     pub fn change(&self, rel: &str, content: &str, message: &str) -> git2::Oid {
-        let path = self.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-        self.commit_all(message)
+        self.git.write(rel, content).commit(message)
     }
 
     /// Append a line to `rel` and commit.
@@ -74,19 +70,7 @@ impl ExampleRepo {
 
     /// Stage everything (deletions too) and commit on HEAD.
     pub fn commit_all(&self, message: &str) -> git2::Oid {
-        let mut index = self.repo.index().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.update_all(["*"], None).unwrap();
-        index.write().unwrap();
-        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let sig = git2::Signature::now("stackctl tests", "tests@localhost").unwrap();
-        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-        let parents: Vec<&git2::Commit> = parent.iter().collect();
-        self.repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-            .unwrap()
+        self.git.commit(message)
     }
 }
 
