@@ -292,21 +292,7 @@ fn failed_promotion_puts_every_target_back() {
             old.push(push_kind(&c, &r(&direct(n, "2026.3-stable")), kinds[i], "old").await);
         }
     });
-    let spec = dir.path().join("spec.yml");
-    let out = stackctl(
-        &[
-            "tag",
-            "2026.3-main",
-            "--spec",
-            spec.to_str().unwrap(),
-            "--repo",
-            dir.path().to_str().unwrap(),
-            "--artifacts",
-            dir.path().join("artifacts").to_str().unwrap(),
-        ],
-        None,
-        &[],
-    );
+    let out = promote_main(dir.path());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("injected failure"), "{err}");
@@ -613,21 +599,7 @@ fn failed_promotion_with_new_targets() {
                 });
             }
         });
-        let spec = dir.path().join("spec.yml");
-        let out = stackctl(
-            &[
-                "tag",
-                "2026.3-main",
-                "--spec",
-                spec.to_str().unwrap(),
-                "--repo",
-                dir.path().to_str().unwrap(),
-                "--artifacts",
-                dir.path().join("artifacts").to_str().unwrap(),
-            ],
-            None,
-            &[],
-        );
+        let out = promote_main(dir.path());
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         for (n, m) in names.iter().zip(&old) {
@@ -677,4 +649,23 @@ fn transient_failures_are_retried() {
     assert_eq!(proxy.requests.load(std::sync::atomic::Ordering::SeqCst), 4);
     // Retry-After: 1 was honoured.
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+/// `stackctl tag 2026.3-main` on the spec in `dir`, artifacts in `dir/artifacts`.
+fn promote_main(dir: &Path) -> Output {
+    let spec = dir.join("spec.yml");
+    stackctl(
+        &[
+            "tag",
+            "2026.3-main",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--repo",
+            dir.to_str().unwrap(),
+            "--artifacts",
+            dir.join("artifacts").to_str().unwrap(),
+        ],
+        None,
+        &[],
+    )
 }
