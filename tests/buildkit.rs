@@ -619,20 +619,7 @@ async fn tcp_transport_with_session_over_control() {
 async fn unreachable_or_wrong_protocol_is_one_line_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let port = support::free_port();
-    let out = stackctl(
-        dir.path(),
-        &[
-            "buildkit",
-            "info",
-            "--buildkit",
-            &format!("tcp://127.0.0.1:{port}"),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let err = info_fails_in_one_line(dir.path(), port).await;
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 
     // Something that speaks HTTP/1.1, not gRPC.
@@ -647,21 +634,19 @@ async fn unreachable_or_wrong_protocol_is_one_line_exit_2() {
                 .await;
         }
     });
-    let out = stackctl(
-        dir.path(),
-        &[
-            "buildkit",
-            "info",
-            "--buildkit",
-            &format!("tcp://127.0.0.1:{port}"),
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    info_fails_in_one_line(dir.path(), port).await;
     srv.abort();
+}
+
+/// `buildkit info --buildkit tcp://127.0.0.1:PORT` must exit 2 with one line on stderr,
+/// which it returns.
+async fn info_fails_in_one_line(dir: &Path, port: u16) -> String {
+    let addr = format!("tcp://127.0.0.1:{port}");
+    let out = stackctl(dir, &["buildkit", "info", "--buildkit", &addr], None).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    err
 }
 
 /// Build a one-image stack with `dockerfile`; it must fail with exit 1, a message naming the

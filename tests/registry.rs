@@ -157,24 +157,8 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains(&pushed[0].1.digest));
 
-    // A wrong password: exit 2, the message names the user, never the password.
-    let out = stackctl(
-        &["exists", &present, "--username", USER, "--password-stdin"],
-        Some("wrong-Pa55word-abc"),
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(err.contains("\"alice\"") && err.contains("401"), "{err}");
-    assert!(!err.contains("wrong-Pa55word-abc"), "{err}");
-    // No credential at all: says so.
-    let out = stackctl(&["exists", &present], None, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("anonymous"),
-        "{}",
-        text(&out.stderr)
-    );
+    // A wrong password, then no credential: exit 2, naming the user, never the password.
+    assert_refused(&present, "wrong-Pa55word-abc");
     // A missing source for retag names it; exit 1.
     let out = stackctl(
         &[
@@ -555,24 +539,9 @@ fn token_auth_like_ghcr() {
     );
     assert_eq!(blob_gets(&reg), 0);
 
-    // Wrong password: the token server refuses; the message names the user only.
-    let out = stackctl(
-        &["exists", &src, "--username", USER, "--password-stdin"],
-        Some("not-the-Pa55word"),
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(err.contains("\"alice\"") && err.contains("401"), "{err}");
-    assert!(!err.contains("not-the-Pa55word"), "{err}");
-    // Anonymous: an empty token, then the registry's 401, naming no credential.
-    let out = stackctl(&["exists", &src], None, &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("anonymous"),
-        "{}",
-        text(&out.stderr)
-    );
+    // The token server refuses a wrong password; anonymous gets an empty token, then the
+    // registry's 401.
+    assert_refused(&src, "not-the-Pa55word");
 }
 
 /// Targets that did not exist: created only after every existing one went through, so a
@@ -668,4 +637,22 @@ fn promote_main(dir: &Path) -> Output {
         None,
         &[],
     )
+}
+
+/// `exists REF` with a wrong password, then with no credential: each exits 2; the first
+/// names the user and the 401 but never the password, the second says it was anonymous.
+fn assert_refused(reference: &str, wrong_password: &str) {
+    let out = stackctl(
+        &["exists", reference, "--username", USER, "--password-stdin"],
+        Some(wrong_password),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("\"alice\"") && err.contains("401"), "{err}");
+    assert!(!err.contains(wrong_password), "{err}");
+    let out = stackctl(&["exists", reference], None, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("anonymous"), "{err}");
 }

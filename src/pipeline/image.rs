@@ -186,17 +186,11 @@ async fn run_suite(
     let (log, junit) = match suite {
         Suite::Basic => (
             ctx.dirs.basic_tests_log(full),
-            ctx.dirs.logs().join(format!(
-                "{}.basic-tests.xml",
-                crate::naming::safe_name(full)
-            )),
+            ctx.dirs.basic_tests_junit(full),
         ),
         Suite::Integration => (
             ctx.dirs.integration_tests_log(full),
-            ctx.dirs.logs().join(format!(
-                "{}.integration-tests.xml",
-                crate::naming::safe_name(full)
-            )),
+            ctx.dirs.integration_tests_junit(full),
         ),
     };
     let opts = imagetest::Options {

@@ -79,6 +79,18 @@ impl ArtifactDirs {
             .join(format!("{}.integration-tests.log", safe_name(full_name)))
     }
 
+    /// `logs/<safe name>.basic-tests.xml`: the basic tests' JUnit report.
+    pub fn basic_tests_junit(&self, full_name: &str) -> PathBuf {
+        self.logs()
+            .join(format!("{}.basic-tests.xml", safe_name(full_name)))
+    }
+
+    /// `logs/<safe name>.integration-tests.xml`: the integration tests' JUnit report.
+    pub fn integration_tests_junit(&self, full_name: &str) -> PathBuf {
+        self.logs()
+            .join(format!("{}.integration-tests.xml", safe_name(full_name)))
+    }
+
     /// `manifests/<page>.md`: the image's manifest page.
     pub fn manifest_page(&self, full_name: &str) -> PathBuf {
         self.manifests()
