@@ -677,7 +677,7 @@ fn github_action_runs_commands_and_keeps_secrets() {
             push_kind(
                 &c,
                 &r(&format!("{n}:2026.3-main")),
-                Kind::OciManifest,
+                Kind::Oci,
                 &format!("a{i}"),
             )
             .await;
