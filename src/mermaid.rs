@@ -334,7 +334,10 @@ mod tests {
     fn mermaid_cli_renders_every_diagram() {
         let chromium = std::env::var("PUPPETEER_EXECUTABLE_PATH")
             .unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let has_mmdc = std::process::Command::new("mmdc").arg("--version").output().is_ok();
+        let has_mmdc = std::process::Command::new("mmdc")
+            .arg("--version")
+            .output()
+            .is_ok();
         if !has_mmdc || !std::path::Path::new(&chromium).exists() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -346,26 +349,78 @@ mod tests {
         let s = Duration::from_millis;
         let diagrams = [
             flowchart(&[
-                node("base", None, NodeState::Built, &["built, tested and pushed", "4.2s"]),
-                node("other-root", None, NodeState::Rebuild, &["REBUILD", "changed: images/other-root/x"]),
+                node(
+                    "base",
+                    None,
+                    NodeState::Built,
+                    &["built, tested and pushed", "4.2s"],
+                ),
+                node(
+                    "other-root",
+                    None,
+                    NodeState::Rebuild,
+                    &["REBUILD", "changed: images/other-root/x"],
+                ),
                 node("kept", None, NodeState::Keep, &["keep"]),
-                node("analysis", Some("base"), NodeState::Failed, &["failed: basic-tests"]),
-                node("deep", Some("analysis"), NodeState::Skipped, &["skipped: parent analysis failed"]),
-                node("up", Some("base"), NodeState::UpToDate, &["a \"quoted\" <b> #1 & | ; :"]),
-                node("wiki", Some("other-root"), NodeState::Plain, &["2026.3-stable"]),
+                node(
+                    "analysis",
+                    Some("base"),
+                    NodeState::Failed,
+                    &["failed: basic-tests"],
+                ),
+                node(
+                    "deep",
+                    Some("analysis"),
+                    NodeState::Skipped,
+                    &["skipped: parent analysis failed"],
+                ),
+                node(
+                    "up",
+                    Some("base"),
+                    NodeState::UpToDate,
+                    &["a \"quoted\" <b> #1 & | ; :"],
+                ),
+                node(
+                    "wiki",
+                    Some("other-root"),
+                    NodeState::Plain,
+                    &["2026.3-stable"],
+                ),
             ]),
             gantt(
                 "stackctl build: 2026.3-main",
                 &[
-                    GanttTask { section: "base".into(), name: "build".into(), start: s(0), end: s(4000), failed: false },
-                    GanttTask { section: "a".into(), name: "basic-tests".into(), start: s(4100), end: s(4100), failed: true },
-                    GanttTask { section: "b".into(), name: "integration-tests".into(), start: s(4100), end: s(7000), failed: false },
+                    GanttTask {
+                        section: "base".into(),
+                        name: "build".into(),
+                        start: s(0),
+                        end: s(4000),
+                        failed: false,
+                    },
+                    GanttTask {
+                        section: "a".into(),
+                        name: "basic-tests".into(),
+                        start: s(4100),
+                        end: s(4100),
+                        failed: true,
+                    },
+                    GanttTask {
+                        section: "b".into(),
+                        name: "integration-tests".into(),
+                        start: s(4100),
+                        end: s(7000),
+                        failed: false,
+                    },
                 ],
             ),
             bar_chart(
                 "The 3 largest layers",
                 "MB",
-                &[("#2 RUN apt-get \"x\" | y".into(), 50.0), ("#1 ADD rootfs".into(), 12.0), ("#3 COPY . /".into(), 0.01)],
+                &[
+                    ("#2 RUN apt-get \"x\" | y".into(), 50.0),
+                    ("#1 ADD rootfs".into(), 12.0),
+                    ("#3 COPY . /".into(), 0.01),
+                ],
             ),
         ];
         let dir = tempfile::tempdir().unwrap();
@@ -400,7 +455,10 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
             let svg = std::fs::read_to_string(&output).unwrap();
-            assert!(svg.contains("<svg") && !svg.contains("Syntax error"), "{svg}");
+            assert!(
+                svg.contains("<svg") && !svg.contains("Syntax error"),
+                "{svg}"
+            );
         }
     }
 }
