@@ -13,6 +13,7 @@
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
+//! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
 /// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
 /// it, so that a peer closing a socket is an error the network code handles.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod git;
 pub mod imagetest;
 pub mod manifest_page;
+pub mod mermaid;
 pub mod naming;
 pub mod pipeline;
 pub mod plan;

@@ -192,7 +192,11 @@ pub async fn run(
                     Err(e) => return Err(e).context(format!("cannot read {}", home.display())),
                 };
                 let row = wiki::home_row(&links, &sha7, &targets);
-                std::fs::write(&home, wiki::insert_home_row(old.as_deref(), &row))
+                let mut text = wiki::insert_home_row(old.as_deref(), &row);
+                if let Some(with_tree) = wiki::with_tree(&text, &stack_tree(spec, &plan.pairs)) {
+                    text = with_tree;
+                }
+                std::fs::write(&home, text)
                     .with_context(|| format!("cannot write {}", home.display()))?;
             }
             Kind::Global { .. } => {
@@ -203,4 +207,27 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The stack's tree for Home.md (see [`wiki::TREE_MARKER`]): each image with the tag it
+/// was promoted to.
+fn stack_tree(spec: &Spec, pairs: &[(String, String)]) -> String {
+    use crate::mermaid::{flowchart, NodeState, TreeNode};
+    let nodes: Vec<TreeNode> = spec
+        .topological()
+        .into_iter()
+        .map(|i| {
+            let target = pairs
+                .iter()
+                .find(|(s, _)| s.rsplit_once(':').map(|(n, _)| n) == Some(i.image_name.as_str()))
+                .map(|(_, t)| t.clone());
+            TreeNode {
+                key: i.key.clone(),
+                parent: i.depend_on.clone(),
+                state: NodeState::Plain,
+                notes: target.into_iter().collect(),
+            }
+        })
+        .collect();
+    flowchart(&nodes)
 }

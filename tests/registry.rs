@@ -656,3 +656,162 @@ fn assert_refused(reference: &str, wrong_password: &str) {
     let err = text(&out.stderr);
     assert!(err.contains("anonymous"), "{err}");
 }
+
+/// The composite Action (action.yml) run step by step as a runner would: `retag` and the
+/// quarter promotion `tag` with registry credentials from inputs. The outputs file has
+/// `exit-code` and the promotion lines, and neither the password nor the TLS key given as
+/// inputs appears in anything printed or written for the runner.
+#[test]
+fn github_action_runs_commands_and_keeps_secrets() {
+    use support::action_runner::ActionRunner;
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let host = reg.host();
+    let c = client(Some(&host));
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &host, 2);
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-main")),
+                Kind::Oci,
+                &format!("a{i}"),
+            )
+            .await;
+        }
+    });
+    let runner = ActionRunner::new(&assert_cmd::cargo::cargo_bin("stackctl"));
+    const TLS_KEY: &str =
+        "-----BEGIN PRIVATE KEY-----\nTLS-KEY-MATERIAL-1234\n-----END PRIVATE KEY-----";
+
+    let run = runner.run(&[
+        ("command", "retag"),
+        ("args", &format!("'{}:2026.3-main' copied", names[0])),
+        ("registry-username", USER),
+        ("registry-password", PASSWORD),
+        ("buildkit-key", TLS_KEY),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(0), "{everything}");
+    assert_eq!(run.outputs["exit-code"], "0");
+    assert!(run.printed.contains("used by 'build' only"), "{everything}");
+    assert_eq!(
+        head_digest(&c, &format!("{}:copied", names[0])),
+        head_digest(&c, &format!("{}:2026.3-main", names[0]))
+    );
+    for secret in [PASSWORD, "TLS-KEY-MATERIAL"] {
+        assert!(
+            !everything.contains(secret),
+            "a secret was printed or written:\n{everything}"
+        );
+    }
+
+    let run = runner.run(&[
+        ("command", "tag"),
+        (
+            "args",
+            &format!(
+                "2026.3-main --spec {0}/spec.yml --repo {0}",
+                dir.path().display()
+            ),
+        ),
+        ("registry-username", USER),
+        ("registry-password", PASSWORD),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(0), "{everything}");
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}:2026.3-main -> {n}:2026.3-stable"))
+        .collect();
+    assert_eq!(
+        run.outputs["promotion"],
+        expected.join("\n"),
+        "{everything}"
+    );
+    assert!(!everything.contains(PASSWORD), "{everything}");
+    for n in &names {
+        assert!(head_digest(&c, &format!("{n}:2026.3-stable")).is_some());
+    }
+
+    // A refused password: the step fails with stackctl's exit code 2, the password unsaid.
+    let run = runner.run(&[
+        ("command", "exists"),
+        ("args", &format!("{}:2026.3-main", names[1])),
+        ("registry-username", USER),
+        ("registry-password", "not-the-Password-42"),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(2), "{everything}");
+    assert_eq!(run.outputs["exit-code"], "2");
+    assert!(!everything.contains("not-the-Password-42"), "{everything}");
+
+    // An unknown command is refused by the Action itself.
+    let run = runner.run(&[("command", "push")]);
+    assert_eq!(run.exit_code, Some(2));
+    assert!(run
+        .printed
+        .contains("must be one of build, tag, plan, retag, exists"));
+}
+
+/// action.yml and every workflow in docs/github-actions.md (the ```yaml blocks under a
+/// `.github/workflows/NAME.yml` heading) pass GitHub's published JSON schemas, as shipped by
+/// check-jsonschema (PyPI; scripts/dev-env installs it).
+#[test]
+fn github_action_and_doc_workflows_match_githubs_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::process::Command::new("check-jsonschema")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "check-jsonschema is not installed (scripts/dev-env installs it)"
+        );
+        eprintln!(
+            "SKIPPED github_action_and_doc_workflows_match_githubs_schemas: no check-jsonschema"
+        );
+        return;
+    }
+    let check = |schema: &str, files: &[std::path::PathBuf]| {
+        let out = std::process::Command::new("check-jsonschema")
+            .args(["--builtin-schema", schema])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{schema}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    check("vendor.github-actions", &[root.join("action.yml")]);
+
+    let doc = std::fs::read_to_string(root.join("docs/github-actions.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut workflows = Vec::new();
+    let mut heading = String::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with('#') {
+            heading = line.to_string();
+        } else if line == "```yaml" && heading.contains(".github/workflows/") {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            let name = heading.split(".github/workflows/").nth(1).unwrap();
+            let name = name.trim_end_matches('`').trim();
+            let path = dir.path().join(name);
+            std::fs::write(&path, block.join("\n")).unwrap();
+            workflows.push(path);
+        }
+    }
+    assert!(
+        workflows.len() >= 3,
+        "found only {workflows:?} in docs/github-actions.md"
+    );
+    check("vendor.github-workflows", &workflows);
+}

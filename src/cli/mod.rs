@@ -8,6 +8,7 @@ pub mod build;
 pub mod buildkit;
 pub mod common;
 pub mod imagetest;
+pub mod manual;
 pub mod plan;
 pub mod registry;
 
@@ -33,7 +34,7 @@ pub mod registry;
 #[derive(Debug, Parser)]
 #[command(
     name = "stackctl",
-    version,
+    version = env!("STACKCTL_LONG_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -76,6 +77,10 @@ pub enum Command {
     Manifest(imagetest::ManifestArgs),
     /// Run the whole stack: plan, build, test, push, manifest pages, artifacts.
     Build(build::BuildArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Write the manual pages (roff) of stackctl and every command.
+    Man(manual::ManArgs),
 }
 
 /// Set up logging on stderr. Logs never go to stdout, which carries results (and JSON).
@@ -112,6 +117,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Test(a) => imagetest::run_test(a, &g).await,
         Command::Manifest(a) => imagetest::run_manifest(a, &g).await,
         Command::Build(a) => build::run(a, &g).await,
+        Command::Completions(a) => manual::run_completions(a, &g),
+        Command::Man(a) => manual::run_man(a, &g),
     }
 }
 

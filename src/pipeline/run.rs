@@ -146,6 +146,7 @@ pub async fn run(
                 .map(|i| i.image_name.clone())
                 .unwrap_or_default()
         },
+        |key| spec.image(key).and_then(|i| i.depend_on.clone()),
         gha.as_ref(),
     )?;
     let service_error = ctx
