@@ -183,6 +183,11 @@ pub async fn build(
         .dockerfile
         .clone()
         .unwrap_or_else(|| context.join("Dockerfile"));
+    if req.dockerfile.is_none() {
+        // The default Dockerfile must not be a link out of the context.
+        super::context::inside_context(&context, "Dockerfile")
+            .map_err(|e| BuildError::Unavailable(format!("image {}: {e:#}", req.label)))?;
+    }
     if !dockerfile.is_file() {
         return Err(BuildError::Unavailable(format!(
             "image {}: no Dockerfile at {}",
