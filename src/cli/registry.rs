@@ -1,6 +1,6 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
 //! and [`crate::promotion`].
-use super::common::{RegistryArgs, SpecArgs};
+use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
 use crate::promotion::{self, Kind};
@@ -23,6 +23,8 @@ pub struct ExistsArgs {
     /// Print one JSON document: [{reference, exists, digest, media_type, error}].
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -47,6 +49,8 @@ pub struct RetagArgs {
     /// A full reference, or a bare tag meaning SRC's repository.
     #[arg(value_name = "DST")]
     pub dst: String,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -96,10 +100,13 @@ pub struct TagArgs {
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
-pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_exists(mut a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let refs = a
         .refs
         .iter()
@@ -135,7 +142,8 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     })
 }
 
-pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse_destination(&a.dst, &src)?;
     let client = a.registry.client()?;
@@ -174,7 +182,8 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
     Ok(ExitStatus::Success)
 }
 
-pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let spec = a.spec.load()?;
     let kind = match (a.original_tag, a.global_stable) {
         (Some(t), None) => Kind::Quarter { original_tag: t },
