@@ -661,6 +661,32 @@ async fn bad_addresses_are_named_without_their_secret() {
     }
 }
 
+/// `tag.suffix: commit`: build-image tags `<prefix>-<short HEAD commit>` by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_suffix_tags_the_build_with_the_short_commit() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let r = support::git_repo::TestRepo::new("feature");
+    let name = unique("stackctl-bk-test/suffix");
+    r.write(
+        "spec.yml",
+        &format!("images:\n  sfx:\n    image_name: {name}\ntag:\n  prefix: \"2026.3\"\n  suffix: commit\n"),
+    )
+    .write("images/sfx/Dockerfile", "FROM scratch\nCOPY f /f\n")
+    .write("images/sfx/f", "x\n");
+    let head = r.commit("stack");
+    let out = stackctl(
+        r.path(),
+        &["build-image", "sfx", "--progress", "plain"],
+        None,
+    )
+    .await;
+    let reference = format!("{name}:2026.3-{}", &head.to_string()[..7]);
+    remove_images(&d, std::slice::from_ref(&reference)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
+}
+
 /// A push the registry refuses (wrong password) exits 2, as README's table says for refused
 /// access; the password is never printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

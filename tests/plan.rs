@@ -695,6 +695,34 @@ fn stack_in_a_subfolder_of_the_repository() {
     );
 }
 
+#[test]
+fn commit_suffix_tags_images_with_the_short_commit() {
+    let r = TestRepo::new("feature");
+    r.write(
+        "spec.yml",
+        &SPEC.replace(
+            "  prefix: \"2026.3\"\n",
+            "  prefix: \"2026.3\"\n  suffix: commit\n",
+        ),
+    );
+    for k in ALL {
+        r.write(&format!("images/{k}/Dockerfile"), "FROM scratch\n");
+    }
+    r.commit("stack");
+    let head = r
+        .write("images/child-a/Dockerfile", "FROM scratch\n# v2\n")
+        .commit("change child-a");
+    let p = plan_push(&r, "feature");
+    let tag = format!("2026.3-{}", &head.to_string()[..7]);
+    assert_eq!(p.tag, tag);
+    assert_eq!(
+        p.image("child-a").unwrap().reference,
+        format!("localhost:5000/stack/child-a:{tag}")
+    );
+    assert_eq!(p.image("child-a").unwrap().build_args["BASE_TAG"], tag);
+    assert_eq!(p.rebuilt_keys(), ["child-a", "grandchild"]);
+}
+
 /// 8,000 images (the tree of scripts/bench-plan: image i depends on image (i-1)/3, and a
 /// chain of 200 at the end) load and plan in well under a second once the work is linear.
 /// Quadratic loading (a text search per image key), tree walks (a scan of every image per

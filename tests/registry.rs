@@ -627,6 +627,55 @@ fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
     assert_eq!(blob_gets(&reg), 0);
 }
 
+/// Early upstream rows carry `<prefix>-<short commit>` tags (`tag.suffix: commit`): such a
+/// tag is promoted to `<prefix>-stable` like a branch tag.
+#[test]
+fn promotion_of_a_commit_suffix_tag() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &reg.host(), 2);
+    let spec = dir.path().join("spec.yml");
+    let yaml = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{yaml}  suffix: commit\n")).unwrap();
+    let c = client(None);
+    let mut src = Vec::new();
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let at = r(&format!("{n}:2026.3-5c83aa3"));
+            src.push(push_kind(&c, &at, ALL_KINDS[i], "commit").await);
+        }
+    });
+    let artifacts = dir.path().join("artifacts");
+    let out = stackctl(
+        &[
+            "tag",
+            "2026.3-5c83aa3",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--repo",
+            dir.path().to_str().unwrap(),
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (n, m) in names.iter().zip(&src) {
+        assert_eq!(
+            head_digest(&c, &format!("{n}:2026.3-stable")).as_deref(),
+            Some(m.digest.as_str())
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("IMAGES_TAGGED")).unwrap(),
+        names
+            .iter()
+            .map(|n| format!("{n}:2026.3-stable\n"))
+            .collect::<String>()
+    );
+}
+
 /// Invalid targets and digests are refused before any request (the source's registry does
 /// not even listen), with exit 2 and a message naming what was given, never read as a
 /// Docker Hub name.
