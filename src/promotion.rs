@@ -4,13 +4,13 @@
 //! - quarter: every image of the spec, `<image>:ORIGINAL_TAG` → `<image>:<prefix>-stable`
 //!   (prefix = the spec's `tag.prefix` when ORIGINAL_TAG starts with it and a `-`, else
 //!   ORIGINAL_TAG up to its first `-`: an older quarter's tag); Home.md gains a row.
+//! - global: the images of Home.md's `<prefix>-stable` row (or, without a wiki, the spec's
+//!   images with that tag) → `:stable`; Stable_Tag.md is rewritten.
 //!
 //! Names for people (Home.md, Stable_Tag.md, page names and links, IMAGES_* lists, the lines
 //! printed) are the spec's `image_name` as written (`ucsdets/datascience-notebook:...`, as the
 //! old tool wrote them); only registry requests use the normalized reference
 //! (`docker.io/ucsdets/...`).
-//! - global: the images of Home.md's `<prefix>-stable` row (or, without a wiki, the spec's
-//!   images with that tag) → `:stable`; Stable_Tag.md is rewritten.
 
 use crate::registry::promote::{promote, Step};
 use crate::registry::{ImageRef, RegistryClient};

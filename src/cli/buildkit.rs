@@ -57,7 +57,8 @@ GITHUB_REF_NAME (--tag), CI (--progress), DOCKER_CONFIG, GITHUB_TOKEN with GITHU
 or GITHUB_USER (registry credentials handed to BuildKit, see --username).
 
 Exit codes: 0 built (and pushed); 1 the build failed (the message names the image, the
-step and its last output lines; the log is still written); 2 bad input or no BuildKit.";
+step and its last output lines; the log is still written); 2 bad input, no BuildKit, or
+a push the registry refused access to (wrong or missing credentials).";
 
 /// Build one image of the stack through BuildKit's gRPC API (`stackctl build-image`).
 #[derive(Debug, clap::Args)]

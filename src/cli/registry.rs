@@ -39,6 +39,8 @@ In another repository of the same registry the blobs are cross-repository mounte
 downloaded; when the registry refuses the mount (or DST is on another registry) they are \
 streamed through this machine, and a warning says so.\n\n\
 Registry credentials as for --username, looked up by each side's registry host.\n\n\
+DST without `/`, `:` or `@` is a bare tag (at most 128 ASCII letters, digits, `_.-`), never a \
+Docker Hub image; HOST:PORT alone is refused (no repository).\n\n\
 Exit codes: 0 retagged; 1 SRC does not exist; 2 bad reference, access refused or registry \
 unreachable."
 )]
@@ -60,12 +62,16 @@ pub struct RetagArgs {
 #[command(
     after_help = "Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec, \
 <image>:2026.3-main -> <image>:2026.3-stable. Writes artifacts/IMAGES_ORIGINAL and IMAGES_TAGGED; \
-with --wiki a new top row in Home.md and each stable page copied from its source's page.\n\n\
+with --wiki a new top row in Home.md and each stable page copied from its source's page. \
+ORIGINAL_TAG is split by the spec's tag.prefix (2026.3-rc-main -> 2026.3-rc-stable with prefix \
+2026.3-rc); another quarter's tag at its first dash.\n\n\
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
 All or nothing: every source is checked first (all missing ones are listed); on any failure \
 every target tag is put back as it was.\n\n\
+Names in the files and on stdout are the spec's image_name as written (Docker Hub short names \
+such as ucsdets/notebook stay short); only registry requests use the normalized reference.\n\n\
 Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \
 retag failed (nothing changed, or every target restored); 2 bad input, or a registry that \
 cannot be read (auth, network).\n\n\
@@ -185,6 +191,16 @@ pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<Exit
 pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     a.endpoints.apply(&mut a.registry);
     let spec = a.spec.load()?;
+    for (what, t) in [
+        ("ORIGINAL_TAG", a.original_tag.as_deref()),
+        ("--global-stable", a.global_stable.as_deref()),
+    ] {
+        if let Some(t) = t.filter(|t| !crate::tag::is_valid_tag(t)) {
+            anyhow::bail!(
+                "{what} {t:?} is not a valid tag (ASCII letters, digits, `_`, `.`, `-`, at most 128)"
+            );
+        }
+    }
     let kind = match (a.original_tag, a.global_stable) {
         (Some(t), None) => Kind::Quarter { original_tag: t },
         (None, Some(p)) => Kind::Global { prefix: p },
