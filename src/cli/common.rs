@@ -78,7 +78,9 @@ fn parse_endpoint(s: &str) -> Result<(String, String), String> {
         // user): checked by parsing `<h>/x`.
         !h.is_empty()
             && !h.contains(['/', '@', '='])
-            && crate::registry::ImageRef::parse(&format!("{h}/x")).is_ok_and(|r| r.registry == h)
+            && crate::registry::ImageRef::parse(&format!("{h}/x")).is_ok_and(|r| {
+                r.registry == h || (h == "index.docker.io" && r.registry == "docker.io")
+            })
     };
     if !is_host(name) || !is_host(host) {
         return Err(format!(
@@ -148,4 +150,30 @@ pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
         }
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_endpoint;
+
+    #[test]
+    fn registry_endpoints() {
+        assert_eq!(
+            parse_endpoint("docker.io=127.0.0.1:5000").unwrap(),
+            ("docker.io".to_string(), "127.0.0.1:5000".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("index.docker.io=mirror.lan:443").unwrap().0,
+            "docker.io"
+        );
+        for bad in [
+            "docker.io",
+            "docker.io=",
+            "docker.io=http://127.0.0.1:5000",
+            "docker.io=u:p@127.0.0.1:5000",
+            "=127.0.0.1:5000",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 }
