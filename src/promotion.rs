@@ -2,9 +2,15 @@
 //! files it leaves (artifacts and wiki pages).
 //!
 //! - quarter: every image of the spec, `<image>:ORIGINAL_TAG` → `<image>:<prefix>-stable`
-//!   (prefix = ORIGINAL_TAG up to its first `-`); Home.md gains a row.
+//!   (prefix = the spec's `tag.prefix` when ORIGINAL_TAG starts with it and a `-`, else
+//!   ORIGINAL_TAG up to its first `-`: an older quarter's tag); Home.md gains a row.
 //! - global: the images of Home.md's `<prefix>-stable` row (or, without a wiki, the spec's
 //!   images with that tag) → `:stable`; Stable_Tag.md is rewritten.
+//!
+//! Names for people (Home.md, Stable_Tag.md, page names and links, IMAGES_* lists, the lines
+//! printed) are the spec's `image_name` as written (`ucsdets/datascience-notebook:...`, as the
+//! old tool wrote them); only registry requests use the normalized reference
+//! (`docker.io/ucsdets/...`).
 
 use crate::registry::promote::{promote, Step};
 use crate::registry::{ImageRef, RegistryClient};
@@ -38,11 +44,22 @@ pub struct Options {
 /// Source and target full names, in spec (or Home.md) order.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Names as written in the spec (or Home.md), with their tags; see the module's notes.
     pub pairs: Vec<(String, String)>,
 }
 
-/// The quarter prefix of a tag: what comes before its first `-`.
-pub fn prefix_of(original_tag: &str) -> anyhow::Result<&str> {
+/// The quarter prefix of a tag: the spec's prefix when the tag is `<spec prefix>-<rest>`
+/// (a prefix may hold a dash: `2026.3-rc`), else what comes before its first `-` (the tag
+/// of an older quarter, whose prefix the spec no longer names).
+pub fn prefix_of<'a>(original_tag: &'a str, spec_prefix: &str) -> anyhow::Result<&'a str> {
+    if let Some(rest) = original_tag
+        .strip_prefix(spec_prefix)
+        .and_then(|r| r.strip_prefix('-'))
+    {
+        if !spec_prefix.is_empty() && !rest.is_empty() {
+            return Ok(&original_tag[..spec_prefix.len()]);
+        }
+    }
     match original_tag.split_once('-') {
         Some((p, rest)) if !p.is_empty() && !rest.is_empty() => Ok(p),
         _ => {
@@ -51,16 +68,26 @@ pub fn prefix_of(original_tag: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// `full` (as written: `ucsdets/x:2026.3-stable`, `ucsdets/x`) with its tag replaced by
+/// `tag`, still as written. The result is checked as a reference, not normalized.
 fn with_tag(full: &str, tag: &str) -> anyhow::Result<String> {
-    let r = ImageRef::parse(full)?;
-    Ok(r.with_tag(tag).to_string())
+    ImageRef::parse(full)?;
+    let name = full.split_once('@').map_or(full, |(n, _)| n);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last..].find(':') {
+        Some(i) => &name[..last + i],
+        None => name,
+    };
+    let out = format!("{name}:{tag}");
+    ImageRef::parse(&out)?;
+    Ok(out)
 }
 
 /// Work out the pairs to promote.
 pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result<Plan> {
     let pairs = match kind {
         Kind::Quarter { original_tag } => {
-            let stable = quarter_stable_tag(prefix_of(original_tag)?);
+            let stable = quarter_stable_tag(prefix_of(original_tag, &spec.tag_prefix)?);
             if original_tag == &stable {
                 anyhow::bail!("{original_tag} is already the stable tag; nothing to promote");
             }
@@ -230,4 +257,39 @@ fn stack_tree(spec: &Spec, pairs: &[(String, String)]) -> String {
         })
         .collect();
     flowchart(&nodes)
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::{prefix_of, with_tag};
+
+    #[test]
+    fn prefix_with_a_dash_is_split_by_the_spec() {
+        assert_eq!(
+            prefix_of("2026.3-rc-main", "2026.3-rc").unwrap(),
+            "2026.3-rc"
+        );
+        assert_eq!(prefix_of("2026.3-main", "2026.3").unwrap(), "2026.3");
+        // An older quarter's tag: its prefix is up to the first dash.
+        assert_eq!(prefix_of("2021.2-dev", "2026.3-rc").unwrap(), "2021.2");
+        assert!(prefix_of("main", "2026.3").is_err());
+    }
+
+    #[test]
+    fn names_stay_as_written() {
+        assert_eq!(
+            with_tag("ucsdets/datascience-notebook", "2026.3-main").unwrap(),
+            "ucsdets/datascience-notebook:2026.3-main"
+        );
+        assert_eq!(
+            with_tag("ucsdets/datascience-notebook:2026.3-stable", "stable").unwrap(),
+            "ucsdets/datascience-notebook:stable"
+        );
+        assert_eq!(
+            with_tag("127.0.0.1:5000/a/b:t", "stable").unwrap(),
+            "127.0.0.1:5000/a/b:stable"
+        );
+        assert_eq!(with_tag("busybox", "x").unwrap(), "busybox:x");
+        assert!(with_tag("Bad/Name", "x").is_err());
+    }
 }

@@ -211,7 +211,7 @@ async fn basic_suites_with_images_from_a_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tests_common_and_image_folder_run_together() {
+async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
     let base = images::base_image();
     let reg = Registry::start(RegistryAuth::None);
     let py = images::push(&base, &reg.host(), "stack/common", "t1", true).await;
@@ -222,9 +222,18 @@ async fn tests_common_and_image_folder_run_together() {
                 "images/tests_common/test_common.py",
                 "import os\n\ndef test_common_runs_in_container():\n    assert os.path.exists('/tmp/stackctl-tests/tests_common')\n",
             ),
+            // A fixture and a marker shared by every test folder, as docs/spec.md says.
+            (
+                "images/tests_common/conftest.py",
+                "import pytest\n\n@pytest.fixture\ndef stack_greeting():\n    return 'shared fixture'\n",
+            ),
+            (
+                "images/tests_common/pytest.ini",
+                "[pytest]\naddopts = --strict-markers\nmarkers =\n    shared: declared in tests_common/pytest.ini\n",
+            ),
             (
                 "images/pass/test/test_image.py",
-                "def test_image_specific():\n    assert True\n",
+                "import pytest\n\n@pytest.mark.shared\ndef test_image_specific(stack_greeting):\n    assert stack_greeting == 'shared fixture'\n",
             ),
         ],
     );

@@ -501,6 +501,217 @@ fn promotion_writes_wiki_and_artifacts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// The upstream wiki's way: Docker Hub short names (`ucsdets/...`) in the spec, Home.md rows
+/// and page names, and a tag prefix with a dash. Docker Hub cannot be reached from a test:
+/// `--registry-endpoint docker.io=127.0.0.1:PORT` sends the requests for docker.io names to a
+/// loopback registry (whose repositories are the same `ucsdets/...` paths), while every name
+/// written (Home.md, Stable_Tag.md, pages, links, IMAGES_*, stdout) stays as the spec
+/// writes it.
+#[test]
+fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["ucsdets/datascience-notebook", "ucsdets/rstudio-notebook"];
+    let mut yaml = String::from("images:\n");
+    for (i, n) in names.iter().enumerate() {
+        let key = n.trim_start_matches("ucsdets/");
+        yaml.push_str(&format!("  {key}:\n    image_name: {n}\n"));
+        if i > 0 {
+            yaml.push_str("    depend_on: datascience-notebook\n");
+        }
+        let d = dir.path().join("images").join(key);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+    }
+    yaml.push_str("tag:\n  prefix: \"2026.3-rc\"\n");
+    std::fs::write(dir.path().join("spec.yml"), yaml).unwrap();
+    let c = client(None);
+    let mut src = Vec::new();
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let at = r(&format!("{}/{n}:2026.3-rc-main", reg.host()));
+            src.push(push_kind(&c, &at, ALL_KINDS[i], "main").await);
+        }
+    });
+    // The wiki as upstream has it: short names in rows, links and page file names.
+    let wiki = dir.path().join("wiki");
+    std::fs::create_dir_all(&wiki).unwrap();
+    let old_row = "|[`5c83aa3`](https://github.com/o/r/commit/5c83aa3)|`ucsdets/datahub-base-notebook:2023.2-stable`|[Link](https://github.com/o/r/wiki/ucsdets-datahub-base-notebook-2023.2-stable)|\n";
+    let home_before = format!(
+        "# DataHub\n\n| Commit | Image | Manifest |\n|--------|-------|----------|\n{old_row}"
+    );
+    std::fs::write(wiki.join("Home.md"), &home_before).unwrap();
+    for n in names {
+        let page = format!("{}-2026.3-rc-main.md", n.replace('/', "-"));
+        std::fs::write(wiki.join(page), format!("page of {n}\n")).unwrap();
+    }
+    let artifacts = dir.path().join("artifacts");
+    let endpoint = format!("docker.io={}", reg.host());
+    let common = [
+        "--spec".to_string(),
+        dir.path().join("spec.yml").to_str().unwrap().to_string(),
+        "--repo".to_string(),
+        dir.path().to_str().unwrap().to_string(),
+        "--wiki".to_string(),
+        wiki.to_str().unwrap().to_string(),
+        "--artifacts".to_string(),
+        artifacts.to_str().unwrap().to_string(),
+        "--repo-url".to_string(),
+        "https://github.com/o/r".to_string(),
+        "--registry-endpoint".to_string(),
+        endpoint,
+    ];
+    let run = |first: &[&str]| {
+        let mut args: Vec<&str> = first.to_vec();
+        args.extend(common.iter().map(String::as_str));
+        let out = stackctl(&args, None, &[("GITHUB_SHA", "abcdef0123456")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!all.contains("docker.io"), "{all}");
+        out
+    };
+    let listed = |f: &str| std::fs::read_to_string(artifacts.join(f)).unwrap();
+    let lines = |tag: &str| -> String { names.iter().map(|n| format!("{n}:{tag}\n")).collect() };
+
+    // Quarter promotion: split by the spec's prefix, `2026.3-rc-main` -> `2026.3-rc-stable`.
+    let out = run(&["tag", "2026.3-rc-main"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("ucsdets/datascience-notebook:2026.3-rc-main -> ucsdets/datascience-notebook:2026.3-rc-stable"),
+        "{stdout}"
+    );
+    for (n, m) in names.iter().zip(&src) {
+        let stable = format!("{}/{n}:2026.3-rc-stable", reg.host());
+        assert_eq!(head_digest(&c, &stable).as_deref(), Some(m.digest.as_str()));
+    }
+    let row = "|[`abcdef0`](https://github.com/o/r/commit/abcdef0)|`ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable`|[Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-2026.3-rc-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-2026.3-rc-stable)|\n";
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
+        home_before.replace(old_row, &format!("{row}{old_row}"))
+    );
+    for n in names {
+        let page = wiki.join(format!("{}-2026.3-rc-stable.md", n.replace('/', "-")));
+        assert_eq!(
+            std::fs::read_to_string(&page).unwrap(),
+            format!("page of {n}\n")
+        );
+    }
+    assert_eq!(listed("IMAGES_ORIGINAL"), lines("2026.3-rc-main"));
+    assert_eq!(listed("IMAGES_TAGGED"), lines("2026.3-rc-stable"));
+
+    // Global promotion, from the row just written.
+    run(&["tag", "--global-stable", "2026.3-rc"]);
+    for (n, m) in names.iter().zip(&src) {
+        let global = format!("{}/{n}:stable", reg.host());
+        assert_eq!(head_digest(&c, &global).as_deref(), Some(m.digest.as_str()));
+    }
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Stable_Tag.md")).unwrap(),
+        "| Image | Based On | Manifest |\n| :- | :- | :- |\n| `ucsdets/datascience-notebook:stable`<br>`ucsdets/rstudio-notebook:stable` | `ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable` | [Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-stable) |\n"
+    );
+    for n in names {
+        let page = wiki.join(format!("{}-stable.md", n.replace('/', "-")));
+        assert_eq!(
+            std::fs::read_to_string(&page).unwrap(),
+            format!("page of {n}\n")
+        );
+    }
+    assert_eq!(listed("IMAGES_ORIGINAL_STABLE"), lines("2026.3-rc-stable"));
+    assert_eq!(listed("IMAGES_GLOBAL_STABLE"), lines("stable"));
+    let mut files: Vec<String> = std::fs::read_dir(&wiki)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.iter().all(|f| !f.contains("docker")), "{files:?}");
+    assert_eq!(blob_gets(&reg), 0);
+}
+
+/// Early upstream rows carry `<prefix>-<short commit>` tags (`tag.suffix: commit`): such a
+/// tag is promoted to `<prefix>-stable` like a branch tag.
+#[test]
+fn promotion_of_a_commit_suffix_tag() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &reg.host(), 2);
+    let spec = dir.path().join("spec.yml");
+    let yaml = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{yaml}  suffix: commit\n")).unwrap();
+    let c = client(None);
+    let mut src = Vec::new();
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let at = r(&format!("{n}:2026.3-5c83aa3"));
+            src.push(push_kind(&c, &at, ALL_KINDS[i], "commit").await);
+        }
+    });
+    let artifacts = dir.path().join("artifacts");
+    let out = stackctl(
+        &[
+            "tag",
+            "2026.3-5c83aa3",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--repo",
+            dir.path().to_str().unwrap(),
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (n, m) in names.iter().zip(&src) {
+        assert_eq!(
+            head_digest(&c, &format!("{n}:2026.3-stable")).as_deref(),
+            Some(m.digest.as_str())
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("IMAGES_TAGGED")).unwrap(),
+        names
+            .iter()
+            .map(|n| format!("{n}:2026.3-stable\n"))
+            .collect::<String>()
+    );
+}
+
+/// Invalid targets and digests are refused before any request (the source's registry does
+/// not even listen), with exit 2 and a message naming what was given, never read as a
+/// Docker Hub name.
+#[test]
+fn bad_references_are_refused_before_any_request() {
+    let src = "127.0.0.1:1/stack/base:2026.3-main";
+    let long_tag = "a".repeat(129);
+    let long_ref = format!("127.0.0.1:1/stack/base:{}", "b".repeat(129));
+    for dst in [
+        "127.0.0.1:5301",
+        "localhost:5000",
+        long_tag.as_str(),
+        "stäble",
+        "127.0.0.1:1/stack/base:stäble",
+        long_ref.as_str(),
+    ] {
+        let out = stackctl(&["retag", src, dst], None, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dst}: {err}");
+        assert!(err.contains(dst), "{dst}: {err}");
+        assert!(
+            !err.contains("docker.io") && !err.contains("cannot reach"),
+            "{dst}: {err}"
+        );
+        assert!(!err.contains("not found"), "{dst}: {err}");
+    }
+    let upper = format!("127.0.0.1:1/stack/base@sha256:{}", "AB".repeat(32));
+    let out = stackctl(&["exists", &upper], None, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lowercase hex") && !err.contains("cannot reach"),
+        "{err}"
+    );
+}
+
 #[test]
 fn token_auth_like_ghcr() {
     let dir = tempfile::tempdir().unwrap();

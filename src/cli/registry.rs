@@ -1,6 +1,6 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
 //! and [`crate::promotion`].
-use super::common::{RegistryArgs, SpecArgs};
+use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
 use crate::promotion::{self, Kind};
@@ -24,6 +24,8 @@ pub struct ExistsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -37,6 +39,8 @@ In another repository of the same registry the blobs are cross-repository mounte
 downloaded; when the registry refuses the mount (or DST is on another registry) they are \
 streamed through this machine, and a warning says so.\n\n\
 Registry credentials as for --username, looked up by each side's registry host.\n\n\
+DST without `/`, `:` or `@` is a bare tag (at most 128 ASCII letters, digits, `_.-`), never a \
+Docker Hub image; HOST:PORT alone is refused (no repository).\n\n\
 Exit codes: 0 retagged; 1 SRC does not exist; 2 bad reference, access refused or registry \
 unreachable."
 )]
@@ -48,6 +52,8 @@ pub struct RetagArgs {
     #[arg(value_name = "DST")]
     pub dst: String,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -56,12 +62,16 @@ pub struct RetagArgs {
 #[command(
     after_help = "Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec, \
 <image>:2026.3-main -> <image>:2026.3-stable. Writes artifacts/IMAGES_ORIGINAL and IMAGES_TAGGED; \
-with --wiki a new top row in Home.md and each stable page copied from its source's page.\n\n\
+with --wiki a new top row in Home.md and each stable page copied from its source's page. \
+ORIGINAL_TAG is split by the spec's tag.prefix (2026.3-rc-main -> 2026.3-rc-stable with prefix \
+2026.3-rc); another quarter's tag at its first dash.\n\n\
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
 All or nothing: every source is checked first (all missing ones are listed); on any failure \
 every target tag is put back as it was.\n\n\
+Names in the files and on stdout are the spec's image_name as written (Docker Hub short names \
+such as ucsdets/notebook stay short); only registry requests use the normalized reference.\n\n\
 Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \
 retag failed (nothing changed, or every target restored); 2 bad input, or a registry that \
 cannot be read (auth, network).\n\n\
@@ -96,10 +106,13 @@ pub struct TagArgs {
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
-pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_exists(mut a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let refs = a
         .refs
         .iter()
@@ -135,7 +148,8 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     })
 }
 
-pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse_destination(&a.dst, &src)?;
     let client = a.registry.client()?;
@@ -174,8 +188,19 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
     Ok(ExitStatus::Success)
 }
 
-pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let spec = a.spec.load()?;
+    for (what, t) in [
+        ("ORIGINAL_TAG", a.original_tag.as_deref()),
+        ("--global-stable", a.global_stable.as_deref()),
+    ] {
+        if let Some(t) = t.filter(|t| !crate::tag::is_valid_tag(t)) {
+            anyhow::bail!(
+                "{what} {t:?} is not a valid tag (ASCII letters, digits, `_`, `.`, `-`, at most 128)"
+            );
+        }
+    }
     let kind = match (a.original_tag, a.global_stable) {
         (Some(t), None) => Kind::Quarter { original_tag: t },
         (None, Some(p)) => Kind::Global { prefix: p },

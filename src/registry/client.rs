@@ -82,6 +82,10 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Do not attempt cross-repository mounts (always stream blobs). For benchmarks and tests.
     pub no_mount: bool,
+    /// Registry name (as in a reference: `docker.io`, `ghcr.io`) → `HOST[:PORT]` its
+    /// requests go to instead (`--registry-endpoint`): a mirror, or a test registry. Names
+    /// printed and written stay as they are.
+    pub endpoints: Vec<(String, String)>,
 }
 
 /// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
@@ -233,7 +237,16 @@ impl RegistryClient {
     }
 
     fn url(&self, r: &ImageRef, tail: &str) -> String {
-        format!("{}/v2/{}/{tail}", self.base(r.api_host()), r.repository)
+        format!("{}/v2/{}/{tail}", self.base(self.host(r)), r.repository)
+    }
+
+    /// The host requests for `r` go to: its endpoint if one is set, else its API host.
+    fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
+        self.opts
+            .endpoints
+            .iter()
+            .find(|(name, _)| *name == r.registry)
+            .map_or_else(|| r.api_host(), |(_, host)| host.as_str())
     }
 
     /// Send a request with auth and retries. On a 401 the challenge is learned and the
@@ -246,7 +259,7 @@ impl RegistryClient {
         timeout: Option<Duration>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let host = r.api_host();
+        let host = self.host(r);
         let t = self.opts.retry.request_timeout;
         let mut retried_auth = false;
         loop {
@@ -288,7 +301,7 @@ impl RegistryClient {
         RegistryError::Denied {
             reference: r.to_string(),
             status: resp.status().as_u16(),
-            credential: describe(self.auth.credential(r.api_host())),
+            credential: describe(self.auth.credential(self.host(r))),
             detail: detail(resp).await,
         }
     }
@@ -370,7 +383,7 @@ impl RegistryClient {
             .map(|m| m.split(';').next().unwrap_or("").trim().to_string());
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Network {
             reference: r.to_string(),
-            host: r.api_host().into(),
+            host: self.host(r).into(),
             reason: e.without_url().to_string(),
         })?;
         let digest = sha256_digest(&bytes);
@@ -409,6 +422,16 @@ impl RegistryClient {
                     .body(m.bytes.clone())
             })
             .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            // A 404 on a PUT says the target is refused (e.g. a name the registry does not
+            // route), not that something is missing: not reported as "not found".
+            return Err(RegistryError::Status {
+                reference: r.to_string(),
+                action: "PUT of the manifest".into(),
+                status: 404,
+                detail: detail(resp).await,
+            });
+        }
         if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
             return Err(self.fail(r, "PUT of the manifest", resp).await);
         }
@@ -543,7 +566,7 @@ impl RegistryClient {
             .header(
                 &self.http,
                 self.opts.retry.request_timeout,
-                dst.api_host(),
+                self.host(dst),
                 &[push(dst)],
             )
             .await?;
@@ -559,7 +582,7 @@ impl RegistryClient {
         }
         let put = rb.send().await.map_err(|e| RegistryError::Network {
             reference: dst.to_string(),
-            host: dst.api_host().into(),
+            host: self.host(dst).into(),
             reason: e.without_url().to_string(),
         })?;
         if put.status() != StatusCode::CREATED {
@@ -582,7 +605,7 @@ impl RegistryClient {
         if self.blob_exists(dst, digest).await? {
             return Ok(BlobCopy::Present);
         }
-        let same_registry = src.api_host() == dst.api_host();
+        let same_registry = self.host(src) == self.host(dst);
         let mount = (same_registry && !self.opts.no_mount).then_some((digest, src));
         let mut loc = match self.start_upload(dst, mount).await? {
             None => return Ok(BlobCopy::Mounted),
