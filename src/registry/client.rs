@@ -4,7 +4,7 @@
 
 use super::auth::{describe, Authenticator};
 use super::reference::ImageRef;
-use super::retry::RetryPolicy;
+use super::retry::{RetryPolicy, Unanswered};
 use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -71,6 +71,18 @@ pub enum RegistryError {
 impl RegistryError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
+    }
+
+    /// Whether the registry answered with a refusal that asking again will not change
+    /// (4xx other than 408/429, a bad answer, auth); network failures and 5xx are not.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => {
+                (400..500).contains(status) && *status != 408 && *status != 429
+            }
+            RegistryError::Network { .. } => false,
+            _ => true,
+        }
     }
 }
 
@@ -246,6 +258,20 @@ impl RegistryClient {
         timeout: Option<Duration>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        self.send_noting(r, scopes, what, timeout, build, None)
+            .await
+    }
+
+    /// [`send`](Self::send), noting attempts that got no answer in `unanswered`.
+    async fn send_noting(
+        &self,
+        r: &ImageRef,
+        scopes: &[String],
+        what: &str,
+        timeout: Option<Duration>,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<Response, RegistryError> {
         let host = r.api_host();
         let t = self.opts.retry.request_timeout;
         let mut retried_auth = false;
@@ -254,16 +280,20 @@ impl RegistryClient {
             let resp = self
                 .opts
                 .retry
-                .send(&format!("{what} {r}"), || {
-                    let mut rb = build(&self.http);
-                    if let Some(t) = timeout {
-                        rb = rb.timeout(t);
-                    }
-                    if let Some(a) = &auth {
-                        rb = rb.header(reqwest::header::AUTHORIZATION, a);
-                    }
-                    rb
-                })
+                .send_noting(
+                    &format!("{what} {r}"),
+                    || {
+                        let mut rb = build(&self.http);
+                        if let Some(t) = timeout {
+                            rb = rb.timeout(t);
+                        }
+                        if let Some(a) = &auth {
+                            rb = rb.header(reqwest::header::AUTHORIZATION, a);
+                        }
+                        rb
+                    },
+                    unanswered,
+                )
                 .await
                 .map_err(|e| RegistryError::Network {
                     reference: r.to_string(),
@@ -398,16 +428,34 @@ impl RegistryClient {
     }
 
     /// PUT a manifest's exact bytes with its media type under `r`'s tag (or digest).
-    /// Returns the digest the registry stored.
+    /// Returns the digest the registry stored (its `Docker-Content-Digest`, else `m`'s).
     pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<String, RegistryError> {
+        self.put_manifest_noting(r, m, None).await
+    }
+
+    /// [`put_manifest`](Self::put_manifest), noting attempts without an answer (which may
+    /// still land) in `unanswered`.
+    pub async fn put_manifest_noting(
+        &self,
+        r: &ImageRef,
+        m: &Manifest,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<String, RegistryError> {
         let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
         let t = self.opts.retry.request_timeout;
         let resp = self
-            .send(r, &[push(r)], "PUT", Some(t), |h| {
-                h.put(&url)
-                    .header(CONTENT_TYPE, &m.media_type)
-                    .body(m.bytes.clone())
-            })
+            .send_noting(
+                r,
+                &[push(r)],
+                "PUT",
+                Some(t),
+                |h| {
+                    h.put(&url)
+                        .header(CONTENT_TYPE, &m.media_type)
+                        .body(m.bytes.clone())
+                },
+                unanswered,
+            )
             .await?;
         if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
             return Err(self.fail(r, "PUT of the manifest", resp).await);
@@ -687,12 +735,25 @@ impl RegistryClient {
         m: &Manifest,
         dst: &ImageRef,
     ) -> Result<RetagReport, RegistryError> {
+        self.retag_manifest_noting(src, m, dst, None).await
+    }
+
+    /// [`retag_manifest`](Self::retag_manifest), noting manifest PUT attempts without an
+    /// answer in `unanswered`. The stored digest is the PUT answer's `Docker-Content-Digest`,
+    /// checked against the sha256 of the bytes sent: no HEAD afterwards.
+    pub async fn retag_manifest_noting(
+        &self,
+        src: &ImageRef,
+        m: &Manifest,
+        dst: &ImageRef,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<RetagReport, RegistryError> {
         let blobs = if src.same_repository(dst) {
             BlobStats::default()
         } else {
             self.copy_referenced(src, dst, m).await?
         };
-        let digest = self.put_manifest(dst, m).await?;
+        let digest = self.put_manifest_noting(dst, m, unanswered).await?;
         if digest != m.digest {
             return Err(RegistryError::Invalid {
                 reference: dst.to_string(),
