@@ -967,6 +967,101 @@ fn transient_failures_are_retried() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
+/// The manifest requests of the registry's access log from byte `from` on, as
+/// `METHOD image:tag` in the order the registry finished them.
+fn manifest_requests(reg: &Registry, from: usize) -> Vec<String> {
+    let re =
+        regex::Regex::new(r#""(GET|PUT|HEAD) /v2/stack/(img\d+)/manifests/([^ "]+) HTTP"#).unwrap();
+    re.captures_iter(&reg.log()[from..])
+        .map(|c| format!("{} {}:{}", &c[1], &c[2], &c[3]))
+        .collect()
+}
+
+/// A promotion of 4 images whose targets all exist costs 3 rounds, each concurrent across
+/// the images: GET sources and targets together, PUT (the digest taken from the PUT
+/// answer, no HEAD after it), then the read-back (HEAD) that the verdict comes from.
+#[test]
+fn promotion_takes_three_rounds() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &reg.host(), 4);
+    let c = client(None);
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-main")),
+                Kind::Oci,
+                &format!("n{i}"),
+            )
+            .await;
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-stable")),
+                Kind::Oci,
+                &format!("o{i}"),
+            )
+            .await;
+        }
+    });
+    let from = reg.log().len();
+    let out = promote_main(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = manifest_requests(&reg, from);
+    let rounds: Vec<(String, usize)> = seen.iter().fold(Vec::new(), |mut acc, r| {
+        let m = r.split(' ').next().unwrap().to_string();
+        match acc.last_mut() {
+            Some((last, n)) if *last == m => *n += 1,
+            _ => acc.push((m, 1)),
+        }
+        acc
+    });
+    assert_eq!(
+        rounds,
+        [
+            ("GET".to_string(), 8),
+            ("PUT".into(), 4),
+            ("HEAD".into(), 4)
+        ],
+        "{seen:#?}"
+    );
+    // Run again: every target holds its source's digest; nothing is written.
+    let from = reg.log().len();
+    let out = promote_main(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !manifest_requests(&reg, from)
+            .iter()
+            .any(|r| r.starts_with("PUT")),
+        "a rerun wrote again"
+    );
+}
+
+/// Start-up reads no TLS root: with the system's roots made unreadable, a plain-http
+/// (loopback) retag works, and only an https registry needs them (and then says so).
+#[test]
+fn tls_roots_are_loaded_only_for_https() {
+    let reg = Registry::start(RegistryAuth::None);
+    let c = client(None);
+    let src = format!("{}/stack/a:src", reg.host());
+    let m = rt().block_on(push_kind(&c, &r(&src), Kind::Docker, "tls"));
+    let none = [
+        ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let out = stackctl(&["retag", &src, "copy"], None, &none);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), m.digest);
+    // The same variables do reach the TLS set-up: an https registry cannot be used.
+    let out = stackctl(&["exists", "registry.invalid/a/b:c"], None, &none);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot set up TLS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `stackctl tag 2026.3-main` on the spec in `dir`, artifacts in `dir/artifacts`.
 fn promote_main(dir: &Path) -> Output {
     promote_tag(dir, "2026.3-main", &[])

@@ -169,7 +169,7 @@ pub struct RetagReport {
 
 /// A registry client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RegistryClient {
-    http: reqwest::Client,
+    http: super::http::Http,
     auth: Authenticator,
     opts: ClientOptions,
 }
@@ -221,14 +221,8 @@ async fn detail(resp: Response) -> String {
 
 impl RegistryClient {
     pub fn new(creds: CredentialStore, opts: ClientOptions) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("stackctl/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            // A stalled transfer fails even when the whole one may take long (big blobs).
-            .read_timeout(Duration::from_secs(120))
-            .build()?;
         Ok(RegistryClient {
-            http,
+            http: super::http::Http::new()?,
             auth: Authenticator::new(creds),
             opts,
         })
@@ -242,6 +236,17 @@ impl RegistryClient {
             "https"
         };
         format!("{scheme}://{host}")
+    }
+
+    /// The HTTP client for `r`'s registry (TLS roots are loaded on the first https one).
+    fn client_for(&self, r: &ImageRef) -> Result<&reqwest::Client, RegistryError> {
+        self.http
+            .for_url(&self.base(r.api_host()))
+            .map_err(|reason| RegistryError::Network {
+                reference: r.to_string(),
+                host: r.api_host().to_string(),
+                reason,
+            })
     }
 
     fn url(&self, r: &ImageRef, tail: &str) -> String {
@@ -274,6 +279,7 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let host = r.api_host();
         let t = self.opts.retry.request_timeout;
+        let http = self.client_for(r)?;
         let mut retried_auth = false;
         loop {
             let auth = self.auth.header(&self.http, t, host, scopes).await?;
@@ -283,7 +289,7 @@ impl RegistryClient {
                 .send_noting(
                     &format!("{what} {r}"),
                     || {
-                        let mut rb = build(&self.http);
+                        let mut rb = build(http);
                         if let Some(t) = timeout {
                             rb = rb.timeout(t);
                         }
@@ -597,7 +603,7 @@ impl RegistryClient {
             .await?;
         let body = reqwest::Body::wrap_stream(resp.bytes_stream().map_err(std::io::Error::other));
         let mut rb = self
-            .http
+            .client_for(dst)?
             .put(loc)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
