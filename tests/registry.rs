@@ -967,6 +967,90 @@ fn transient_failures_are_retried() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
+/// SIGINT during a promotion (a PUT held by the proxy): writes stop, every target is read
+/// back, the table printed, exit 130. A second SIGINT exits at once, without waiting for
+/// the settle time.
+#[test]
+fn interrupted_promotion_reads_back_and_a_second_signal_exits_at_once() {
+    for (signals, request_timeout) in [(1, "2s"), (2, "30s")] {
+        let reg = Registry::start(RegistryAuth::None);
+        let proxy = Proxy::with_rules(
+            reg.port,
+            vec![Rule::HoldFirstPut {
+                path: "img0/manifests/2026.3-stable".into(),
+                hold: std::time::Duration::from_secs(40),
+            }],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (names, _old, _new) = stack_through_proxy(&reg, &proxy, dir.path(), 2, 2);
+        let spec = dir.path().join("spec.yml");
+        let home = tempfile::tempdir().unwrap();
+        let before = proxy
+            .manifest_puts
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .args(["tag", "2026.3-main", "--spec"])
+            .arg(&spec)
+            .arg("--repo")
+            .arg(dir.path())
+            .arg("--artifacts")
+            .arg(dir.path().join("artifacts"))
+            .args(["--request-timeout", request_timeout, "--timeout", "60s"])
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join("docker"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until both PUTs reached the proxy (one is held).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while proxy
+            .manifest_puts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            < before + 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no PUT reached the proxy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let kill = |sig: &str| {
+            assert!(std::process::Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success())
+        };
+        kill("-INT");
+        let sent = std::time::Instant::now();
+        if signals == 2 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            kill("-INT");
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{err}");
+        if signals == 1 {
+            // Graceful: the settle time (2s), then the read-back and the table.
+            assert!(sent.elapsed() < std::time::Duration::from_secs(10), "{err}");
+            assert!(err.contains("interrupted; "), "{err}");
+            let rows = table(&text(&out.stdout));
+            assert_eq!(rows.len(), 2, "{}", text(&out.stdout));
+            assert!(
+                rows[&format!("{}:2026.3-stable", names[0])][3] != "restored",
+                "{}",
+                text(&out.stdout)
+            );
+        } else {
+            // At once: long before the 30 s settle time.
+            assert!(sent.elapsed() < std::time::Duration::from_secs(3), "{err}");
+            assert!(err.contains("exiting at once"), "{err}");
+        }
+    }
+}
+
 /// The manifest requests of the registry's access log from byte `from` on, as
 /// `METHOD image:tag` in the order the registry finished them.
 fn manifest_requests(reg: &Registry, from: usize) -> Vec<String> {
