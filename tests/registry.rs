@@ -1051,6 +1051,48 @@ fn interrupted_promotion_reads_back_and_a_second_signal_exits_at_once() {
     }
 }
 
+/// A command with nothing to clean up (`exists`, waiting on a registry that never answers)
+/// ends at the first SIGTERM, exit 130, as at SIGINT.
+#[test]
+fn sigterm_ends_a_command_at_once() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        // Accept and hold the connections, never answering.
+        let mut conns = Vec::new();
+        for c in silent.incoming().take(1) {
+            conns.push(c);
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+    });
+    for sig in ["-TERM", "-INT"] {
+        let home = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .args(["exists", &format!("{host}/a/b:c")])
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert!(std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let sent = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{sig}: {}", text(&out.stderr));
+        assert!(sent.elapsed() < std::time::Duration::from_secs(2));
+        assert!(
+            text(&out.stderr).contains("interrupted"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    drop(held);
+}
+
 /// The manifest requests of the registry's access log from byte `from` on, as
 /// `METHOD image:tag` in the order the registry finished them.
 fn manifest_requests(reg: &Registry, from: usize) -> Vec<String> {
