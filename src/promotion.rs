@@ -12,7 +12,8 @@
 //! old tool wrote them); only registry requests use the normalized reference
 //! (`docker.io/ucsdets/...`).
 
-use crate::registry::promote::{promote, Step};
+use crate::error::{ExitStatus, WithStatus};
+use crate::registry::promote::{self, promote, Step};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::Spec;
 use crate::tag::{quarter_stable_tag, GLOBAL_STABLE_TAG};
@@ -39,6 +40,13 @@ pub struct Options {
     /// The git repository (for the commit when GITHUB_SHA is unset).
     pub repo: PathBuf,
     pub repo_url: Option<String>,
+    /// The run's deadline (`--timeout`).
+    pub timeout: std::time::Duration,
+    /// Each registry request's timeout; also the settle time after a write that got no
+    /// answer, and the time the final read-back may take.
+    pub request_timeout: std::time::Duration,
+    /// Cancelled on SIGINT or SIGTERM.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Source and target full names, in spec (or Home.md) order.
@@ -173,16 +181,50 @@ pub async fn run(
             }
         }
         (Some(c), false) => {
-            let done = promote(c, &steps, opts.dry_run).await?;
-            for (i, (s, t)) in plan.pairs.iter().enumerate() {
-                let before = done.before[i].as_deref().unwrap_or("absent");
+            let popts = promote::Options {
+                dry_run: opts.dry_run,
+                deadline: tokio::time::Instant::now() + opts.timeout,
+                settle: opts.request_timeout,
+                read_back_timeout: opts.request_timeout,
+                cancel: opts.cancel.clone(),
+            };
+            let done = promote(c, &steps, &popts).await?;
+            if done.status != ExitStatus::Success {
+                // The table of every target goes to stdout, the verdict to stderr.
+                out!("{}", done.table());
+                let mut msg = done.summary.clone();
+                if let Some(r) = &done.deadline_hit {
+                    msg.push_str(&format!(
+                        "\nthe run's deadline (--timeout {}) was hit by {r}",
+                        humantime::format_duration(opts.timeout)
+                    ));
+                }
+                if done.status == ExitStatus::Interrupted {
+                    msg = format!("interrupted; {msg}");
+                }
+                return Err(WithStatus {
+                    status: done.status,
+                    message: msg,
+                }
+                .into());
+            }
+            for r in &done.rows {
                 if opts.dry_run {
                     outln!(
-                        "{s} -> {t} {} (dry run; target now {before})",
-                        done.source_digests[i]
+                        "{} -> {} {} (dry run; target now {})",
+                        r.source,
+                        r.target,
+                        r.intended,
+                        r.before
                     );
                 } else {
-                    outln!("{s} -> {t} {} (was {before})", done.source_digests[i]);
+                    outln!(
+                        "{} -> {} {} (was {})",
+                        r.source,
+                        r.target,
+                        r.intended,
+                        r.before
+                    );
                 }
             }
         }

@@ -127,29 +127,23 @@ impl RegistryArgs {
 
     /// A registry client with credentials already read (`credentials` reads stdin once).
     pub fn client_with(&self, credentials: CredentialStore) -> anyhow::Result<RegistryClient> {
-        RegistryClient::new(
-            credentials,
-            ClientOptions {
-                insecure_registries: self.insecure_registry.clone(),
-                endpoints: self.endpoints.clone(),
-                ..Default::default()
-            },
-        )
+        RegistryClient::new(credentials, self.client_options())
+    }
+
+    /// The client options these flags give.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            insecure_registries: self.insecure_registry.clone(),
+            endpoints: self.endpoints.clone(),
+            ..Default::default()
+        }
     }
 }
 
-/// A token cancelled on the first Ctrl-C: running tests stop, their containers are
-/// removed, and the command returns (writing what it has).
+/// The token cancelled on the first SIGINT or SIGTERM (see [`super::interrupt`]): running
+/// tests stop, their containers are removed, and the command returns (writing what it has).
 pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
-    let token = tokio_util::sync::CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping running tests and removing their containers");
-            t.cancel();
-        }
-    });
-    token
+    super::interrupt::token()
 }
 
 #[cfg(test)]

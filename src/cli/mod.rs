@@ -8,6 +8,7 @@ pub mod build;
 pub mod buildkit;
 pub mod common;
 pub mod imagetest;
+pub mod interrupt;
 pub mod manual;
 pub mod plan;
 pub mod registry;
@@ -30,7 +31,8 @@ pub mod registry;
 /// CI, RUST_LOG.
 ///
 /// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
-/// missing tag); 2 bad input or an unreachable service.
+/// missing tag); 2 bad input or an unreachable service; 3 and 4 `tag` only (partly
+/// promoted; another writer); 130 interrupted (SIGINT or SIGTERM; a second one exits at once).
 #[derive(Debug, Parser)]
 #[command(
     name = "stackctl",
@@ -147,7 +149,10 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(ExitStatus::Error.code());
         }
     };
-    let status = match rt.block_on(dispatch(cli)) {
+    let status = match rt.block_on(async {
+        interrupt::install();
+        dispatch(cli).await
+    }) {
         Ok(s) => s,
         Err(e) => {
             // One line per cause, outermost first.
@@ -157,6 +162,12 @@ pub fn main() -> std::process::ExitCode {
             }
             exit_status_of(&e)
         }
+    };
+    // A command that stopped cleanly on an interrupt still says it was interrupted.
+    let status = if interrupt::interrupted() {
+        ExitStatus::Interrupted
+    } else {
+        status
     };
     std::process::ExitCode::from(status.code())
 }

@@ -4,7 +4,7 @@ use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
 use crate::promotion::{self, Kind};
-use crate::registry::{exists_many, ImageRef};
+use crate::registry::{exists_many, ImageRef, RegistryClient};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -68,13 +68,24 @@ ORIGINAL_TAG is split by the spec's tag.prefix (2026.3-rc-main -> 2026.3-rc-stab
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
-All or nothing: every source is checked first (all missing ones are listed); on any failure \
-every target tag is put back as it was.\n\n\
+One read round (sources and targets), then the plan (logged before any write): targets \
+already holding their source's digest are left alone (a rerun completes a promotion), \
+existing targets are moved first, NEW targets last, since a new tag cannot be taken back \
+(stackctl never deletes a tag; GHCR and Distribution refuse it). If an existing target fails \
+and every write was answered, what this run changed is put back (only where the target \
+still holds this run's digest). Once a write got no answer (it may still land) or a new tag \
+exists, the run rolls forward instead, retrying within --timeout. Every target is then read \
+back (after a settle time of --request-timeout when a write got no answer), and the verdict \
+comes from what the registry holds. Unless promoted, a table of every target (TARGET BEFORE \
+NOW INTENDED STATE) goes to stdout.\n\n\
 Names in the files and on stdout are the spec's image_name as written (Docker Hub short names \
 such as ucsdets/notebook stay short); only registry requests use the normalized reference.\n\n\
-Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \
-retag failed (nothing changed, or every target restored); 2 bad input, or a registry that \
-cannot be read (auth, network).\n\n\
+Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing, or \
+nothing changed (every target holds what it held before); 2 bad input, or a registry that \
+cannot be read before any write (auth, network); 3 partly promoted, or a target could not \
+be read back: run the same command again; 4 another writer changed a target during the run \
+(it is never overwritten); 130 interrupted (SIGINT/SIGTERM): writes stop, targets are read \
+back and the table printed.\n\n\
 Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
 GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
 )]
@@ -105,6 +116,14 @@ pub struct TagArgs {
     /// GITHUB_REPOSITORY is not set (GitHub Actions sets it).
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
+    /// The run's deadline: no write is started or waited for after it (the read-back
+    /// may take one --request-timeout more). The report names the request it cut.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The timeout of each registry request; also the settle time before the read-back
+    /// when a write got no answer.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
     #[command(flatten)]
@@ -209,7 +228,9 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
     let client = if a.offline {
         None
     } else {
-        Some(a.registry.client()?)
+        let mut o = a.registry.client_options();
+        o.retry.request_timeout = a.request_timeout;
+        Some(RegistryClient::new(a.registry.credentials()?, o)?)
     };
     let opts = promotion::Options {
         kind,
@@ -219,6 +240,9 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         artifacts: a.artifacts,
         repo: a.spec.repo.clone(),
         repo_url: a.repo_url,
+        timeout: a.timeout,
+        request_timeout: a.request_timeout,
+        cancel: super::interrupt::token(),
     };
     promotion::run(client.as_ref(), &spec, &opts).await?;
     Ok(ExitStatus::Success)

@@ -53,6 +53,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         );
         return;
     };
+    // An interrupt (SIGINT/SIGTERM) starts no step: the image is reported interrupted.
+    if ctx.cancel.is_cancelled() {
+        report.fail(Step::Build, "interrupted before it started");
+        return;
+    }
     let full = planned.reference.clone();
     let engine = match ctx.buildkit.address() {
         Address::Engine(sock) => Some(sock.clone()),
@@ -92,19 +97,24 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     // Concurrent builds share the terminal: their steps go to the build log only; the
     // run prints one line per image.
     let mut progress = Progress::new(ProgressMode::Quiet);
+    // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
+    // and its RUN steps) and the session.
     let built = report
         .run_step(Step::Build, async {
-            ctx.buildkit
-                .build(&req, &mut progress)
-                .await
-                .map_err(|e| match e {
-                    BuildError::Failed(m) => anyhow!(m),
-                    BuildError::Unavailable(m) => {
-                        let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
-                        first.get_or_insert_with(|| m.clone());
-                        anyhow!(m)
-                    }
-                })
+            let build = tokio::select! {
+                r = ctx.buildkit.build(&req, &mut progress) => r,
+                _ = ctx.cancel.cancelled() => {
+                    return Err(anyhow!("interrupted: the BuildKit solve was cancelled"));
+                }
+            };
+            build.map_err(|e| match e {
+                BuildError::Failed(m) => anyhow!(m),
+                BuildError::Unavailable(m) => {
+                    let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert_with(|| m.clone());
+                    anyhow!(m)
+                }
+            })
         })
         .await;
     let Some(outcome) = built else { return };
@@ -118,6 +128,10 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         ctx.dirs.build_log(&full).display()
     );
 
+    if ctx.cancel.is_cancelled() {
+        report.fail(Step::BasicTests, "interrupted: no later step was run");
+        return;
+    }
     // Basic tests, before anything is pushed under the real tag.
     let basic = run_suite(ctx, planned, &build_ref, Suite::Basic).await;
     let passed = record_suite(report, Step::BasicTests, basic);
@@ -129,10 +143,15 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         return;
     }
 
+    if ctx.push && ctx.cancel.is_cancelled() {
+        report.fail(Step::Push, "interrupted: nothing was pushed");
+        return;
+    }
     if ctx.push {
         let pushed = report
             .run_step(Step::Push, async {
-                match (&engine, &staging) {
+                let push = async {
+                    match (&engine, &staging) {
                     (Some(sock), _) => {
                         buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
                     }
@@ -142,6 +161,12 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                          it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
                         ctx.buildkit.address()
                     )),
+                    }
+                };
+                // Dropped on an interrupt before its manifest is written: no tag is made.
+                tokio::select! {
+                    r = push => r,
+                    _ = ctx.cancel.cancelled() => Err(anyhow!("interrupted: the push was stopped")),
                 }
             })
             .await;

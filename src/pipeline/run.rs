@@ -133,7 +133,9 @@ pub async fn run(
     .await?;
 
     let mut images = images;
-    reclaim_space(spec, buildkit, &mut images).await;
+    if !ctx.cancel.is_cancelled() {
+        reclaim_space(spec, buildkit, &mut images).await;
+    }
 
     let title = format!("stackctl build: {}", plan.tag);
     let postwork = report::write_postwork(
