@@ -166,12 +166,7 @@ pub async fn run(
     let steps = plan
         .pairs
         .iter()
-        .map(|(s, t)| {
-            Ok(Step {
-                source: ImageRef::parse(s)?,
-                target: ImageRef::parse(t)?,
-            })
-        })
+        .map(|(s, t)| Ok(Step::named(s, t)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     match (client, opts.offline) {

@@ -46,6 +46,33 @@ use tokio_util::sync::CancellationToken;
 pub struct Step {
     pub source: ImageRef,
     pub target: ImageRef,
+    /// The names shown to people (logs, the table, the lines printed): as the spec or the
+    /// wiki writes them (`ucsdets/notebook:2026.3-stable`), while requests use the
+    /// normalized references above.
+    pub source_name: String,
+    pub target_name: String,
+}
+
+impl Step {
+    /// A step whose names for people are the normalized references.
+    pub fn new(source: ImageRef, target: ImageRef) -> Step {
+        Step {
+            source_name: source.to_string(),
+            target_name: target.to_string(),
+            source,
+            target,
+        }
+    }
+
+    /// A step from names as written (parsed for the requests, shown as given).
+    pub fn named(source: &str, target: &str) -> Result<Step, super::reference::RefError> {
+        Ok(Step {
+            source: ImageRef::parse(source)?,
+            target: ImageRef::parse(target)?,
+            source_name: source.to_string(),
+            target_name: target.to_string(),
+        })
+    }
 }
 
 /// How a promotion runs.
@@ -250,7 +277,7 @@ pub async fn promote(
     for (s, r) in steps.iter().zip(source_reads) {
         match r {
             Ok(Some(m)) => manifests.push(m.clone()),
-            Ok(None) => missing.push(s.source.to_string()),
+            Ok(None) => missing.push(s.source_name.clone()),
             Err(e) => errors.push(e.clone()),
         }
     }
@@ -258,7 +285,7 @@ pub async fn promote(
     for (s, r) in steps.iter().zip(target_reads) {
         match r {
             Ok(m) => before_manifests.push(m.clone()),
-            Err(e) => errors.push(format!("target {}: {e}", s.target)),
+            Err(e) => errors.push(format!("target {}: {e}", s.target_name)),
         }
     }
     if !errors.is_empty() {
@@ -294,8 +321,8 @@ pub async fn promote(
     if opts.dry_run {
         let rows = (0..steps.len())
             .map(|i| Row {
-                source: steps[i].source.to_string(),
-                target: steps[i].target.to_string(),
+                source: steps[i].source_name.clone(),
+                target: steps[i].target_name.clone(),
                 before: before[i].clone(),
                 now: before[i].clone(),
                 intended: manifests[i].digest.clone(),
@@ -422,8 +449,8 @@ pub async fn promote(
                 }
             }
             Row {
-                source: steps[i].source.to_string(),
-                target: steps[i].target.to_string(),
+                source: steps[i].source_name.clone(),
+                target: steps[i].target_name.clone(),
                 before: before[i].clone(),
                 now: now[i].clone(),
                 intended,
@@ -529,7 +556,7 @@ impl Run<'_> {
         };
         let mut failing = Vec::new();
         for (i, r) in results {
-            let target = self.steps[i].target.to_string();
+            let target = self.steps[i].target_name.clone();
             let w = &mut self.writes[i];
             match r {
                 Some(Ok(Ok(_))) => {
@@ -655,7 +682,7 @@ impl Run<'_> {
             match r {
                 Ok(Ok(_)) => self.writes[i].restored = true,
                 Ok(Err(why)) => {
-                    tracing::warn!("{}: {why}", self.steps[i].target);
+                    tracing::warn!("{}: {why}", self.steps[i].target_name);
                     self.writes[i].left_alone = Some(why);
                 }
                 Err(_) => {
@@ -707,6 +734,6 @@ fn log_plan(
         } else {
             "already holds it: nothing to do".to_string()
         };
-        tracing::info!("  {} <- {}: {what}", s.target, manifests[i].digest);
+        tracing::info!("  {} <- {}: {what}", s.target_name, manifests[i].digest);
     }
 }
