@@ -1,6 +1,11 @@
-//! Image references: `HOST/REPO:TAG` or `HOST/REPO@DIGEST`, parsed by oci-client's
-//! [`oci_client::Reference`] (Docker Hub names are normalized as `docker` does), plus the
-//! bare-tag shorthand `retag` accepts for its destination.
+//! Image references: `HOST/REPO:TAG` or `HOST/REPO@DIGEST`, parsed by the distribution
+//! grammar (Docker Hub names are normalized as `docker` does), plus the bare-tag shorthand
+//! `retag` accepts for its destination.
+//!
+//! The grammar is parsed by hand rather than with oci-spec's `Reference` (which oci-client
+//! re-exports): that one compiles a large Unicode regex on first use, which was most of the
+//! CPU time of a `stackctl retag` on a loopback registry, and a reference is small enough to
+//! check component by component.
 
 use crate::tag::is_valid_tag;
 use std::fmt;
@@ -42,9 +47,9 @@ impl ImageRef {
                 "this is a registry host and port without a repository (write HOST:PORT/REPOSITORY:TAG)".into(),
             ));
         }
-        let r: oci_client::Reference = s.parse().map_err(|e| bad(format!("{e}")))?;
-        let tag = r.tag().map(str::to_string);
-        let digest = r.digest().map(str::to_string);
+        let parts = split_reference(s).map_err(bad)?;
+        let tag = parts.tag.map(str::to_string);
+        let digest = parts.digest.map(str::to_string);
         if let Some(t) = &tag {
             if !is_valid_tag(t) {
                 return Err(bad(format!(
@@ -57,8 +62,8 @@ impl ImageRef {
             check_digest(d).map_err(bad)?;
         }
         Ok(ImageRef {
-            registry: r.registry().to_string(),
-            repository: r.repository().to_string(),
+            registry: parts.registry,
+            repository: parts.repository,
             tag: if tag.is_none() && digest.is_none() {
                 Some("latest".into())
             } else {
@@ -139,6 +144,133 @@ impl ImageRef {
     pub fn same_repository(&self, other: &ImageRef) -> bool {
         self.registry == other.registry && self.repository == other.repository
     }
+}
+
+/// A reference split into its parts, the registry and repository normalized.
+struct Parts<'a> {
+    registry: String,
+    repository: String,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+/// Docker Hub's name, which references without a registry part mean.
+const DOCKER_HUB: &str = "docker.io";
+/// The longest repository name (with its registry) the distribution spec allows.
+const NAME_MAX: usize = 255;
+
+/// Split `[HOST[:PORT]/]PATH[:TAG][@DIGEST]` as docker/distribution's reference grammar
+/// does: the first component is the registry when there are several and it has a `.` or
+/// a `:` or is `localhost`; otherwise the registry is Docker Hub, where a one-component
+/// path is an official image (`library/...`). Tags and digests are only cut off here;
+/// the caller checks them.
+fn split_reference(s: &str) -> Result<Parts<'_>, String> {
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    let (name, tag) = match name_tag.rfind(':') {
+        Some(c) if name_tag[c..].find('/').is_none() => (&name_tag[..c], Some(&name_tag[c + 1..])),
+        _ => (name_tag, None),
+    };
+    if tag == Some("") {
+        return Err("the tag after `:` is empty".into());
+    }
+    if digest == Some("") {
+        return Err("the digest after `@` is empty".into());
+    }
+    if name.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    if name.len() > NAME_MAX {
+        return Err(format!(
+            "the repository name is longer than {NAME_MAX} characters"
+        ));
+    }
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            check_registry_host(first)?;
+            (first, rest)
+        }
+        _ => (DOCKER_HUB, name),
+    };
+    for component in path.split('/') {
+        check_path_component(component)?;
+    }
+    let registry = if registry == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        registry
+    };
+    let repository = if registry == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok(Parts {
+        registry: registry.to_string(),
+        repository,
+        tag,
+        digest,
+    })
+}
+
+/// `HOST[:PORT]`: DNS labels of letters, digits and inner `-`, separated by dots.
+fn check_registry_host(h: &str) -> Result<(), String> {
+    let (host, port) = match h.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (h, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "registry host {h:?} is not a host name (letters, digits, `-` and dots)"
+        ));
+    }
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("registry port in {h:?} is not a number"));
+        }
+    }
+    Ok(())
+}
+
+/// A path component: lowercase letters and digits, separated by one `.`, one or two `_`,
+/// or any number of `-`.
+fn check_path_component(c: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "repository path component {c:?} must be lowercase letters and digits, \
+             separated by `.`, `_`, `__` or dashes"
+        ))
+    };
+    let bytes = c.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return bad();
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return bad();
+        }
+    }
+    Ok(())
 }
 
 /// The characters of a tag, for messages.
@@ -283,5 +415,57 @@ mod tests {
             &src
         )
         .is_err());
+    }
+
+    #[test]
+    fn grammar_as_docker_reads_it() {
+        let p = |s: &str| ImageRef::parse(s).map(|r| r.to_string());
+        assert_eq!(p("ubuntu:22.04").unwrap(), "docker.io/library/ubuntu:22.04");
+        assert_eq!(
+            p("ucsdets/datascience-notebook:2026.3-stable").unwrap(),
+            "docker.io/ucsdets/datascience-notebook:2026.3-stable"
+        );
+        assert_eq!(
+            p("index.docker.io/library/busybox:1").unwrap(),
+            "docker.io/library/busybox:1"
+        );
+        assert_eq!(p("localhost/x/y:t").unwrap(), "localhost/x/y:t");
+        assert_eq!(p("localhost:5000/x").unwrap(), "localhost:5000/x:latest");
+        assert_eq!(
+            p("ghcr.io/ucsd-ets/a.b_c__d---e/f:v1.2").unwrap(),
+            "ghcr.io/ucsd-ets/a.b_c__d---e/f:v1.2"
+        );
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            p(&format!("reg.io:443/a/b:t@sha256:{hex}")).unwrap(),
+            format!("reg.io:443/a/b:t@sha256:{hex}")
+        );
+        // A first component without a dot, colon or `localhost` is part of the path.
+        assert_eq!(p("a/b/c").unwrap(), "docker.io/a/b/c:latest");
+        for bad in [
+            "",
+            "x:",
+            "x@",
+            "/x",
+            "x/",
+            "a//b",
+            "Upper/case",
+            "a/Upper",
+            "a/b-:t",
+            "a/_b",
+            "a/b___c",
+            "a/b..c",
+            "-reg.io/x",
+            "reg-.io/x",
+            "reg.io:/x",
+            "reg.io:8a/x",
+            "a b",
+            "a/b:t:u",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let long = format!("reg.io/{}", "a".repeat(250));
+        let e = ImageRef::parse(&long).unwrap_err().to_string();
+        assert!(e.contains("255"), "{e}");
     }
 }
