@@ -1,5 +1,6 @@
 //! Reading `spec.yml` and `change_ignore.json` into a [`Spec`].
 
+use super::cache::{CacheSpec, RawCache};
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
 use super::validate;
 use indexmap::IndexMap;
@@ -61,6 +62,8 @@ struct RawSpec {
     all_info_cmds: IndexMap<String, InfoCmd>,
     #[serde(default)]
     changes: Option<RawChanges>,
+    #[serde(default)]
+    cache: Option<RawCache>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -99,6 +102,8 @@ struct RawImage {
     prepull: bool,
     #[serde(default)]
     tests: Option<TestSpec>,
+    #[serde(default)]
+    cache: Option<RawCache>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -259,6 +264,16 @@ impl Spec {
                             String::new()
                         }
                     };
+                    let cache = CacheSpec::resolve(
+                        raw.cache.as_ref(),
+                        ri.cache.as_ref(),
+                        &key,
+                        &image_name,
+                    )
+                    .unwrap_or_else(|e| {
+                        problems.push(format!("{}: image `{key}`: {e}", at(line)));
+                        CacheSpec::default()
+                    });
                     images.insert(
                         key.clone(),
                         ImageSpec {
@@ -271,6 +286,7 @@ impl Spec {
                             prune: ri.prune,
                             prepull: ri.prepull,
                             tests: ri.tests.unwrap_or_default(),
+                            cache,
                             line,
                         },
                     );
