@@ -883,17 +883,29 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
     let out = stackctl(stack.path(), &args, None).await;
     assert!(out.status.success(), "{}", text(&out));
     let info = String::from_utf8_lossy(&out.stdout);
-    assert!(info.contains("buildkit: github.com/moby/buildkit v0."), "{info}");
+    assert!(
+        info.contains("buildkit: github.com/moby/buildkit v0."),
+        "{info}"
+    );
     assert!(!info.contains("worker moby"), "{info}");
 
     let d = docker();
     let mut made = vec![];
     for (via, tag) in [("tcp", "2026.3-tcp"), ("unix", "2026.3-unix")] {
-        let mut args = vec!["build-image", "bkd", "--tag", tag, "--push", "--progress", "plain"];
+        let cache_to = format!("type=registry,ref={name}:buildcache-{tag},mode=max");
+        let mut args = vec![
+            "build-image",
+            "bkd",
+            "--tag",
+            tag,
+            "--push",
+            "--progress",
+            "plain",
+        ];
         if via == "tcp" {
             args.extend(&tcp);
         } else {
-            args.extend(["--buildkit", bk.unix.as_str()]);
+            args.extend(["--buildkit", bk.unix.as_str(), "--cache-to", &cache_to]);
         }
         let out = stackctl(stack.path(), &args, None).await;
         assert!(out.status.success(), "{via}: {}\n{}", text(&out), bk.log());
@@ -918,9 +930,44 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
             r.expect("the engine pulls what the buildkitd pushed");
         }
         let (code, got) = run_in(&d, &reference, "cat /marker /file.txt").await;
-        assert_eq!((code, got.as_str()), (0, "built-by-buildkitd\npayload\n"), "{via}");
+        assert_eq!(
+            (code, got.as_str()),
+            (0, "built-by-buildkitd\npayload\n"),
+            "{via}"
+        );
         made.push(reference);
     }
+    // --cache-to in buildx syntax exported a registry cache next to the image.
+    let cache = format!("{name}:buildcache-2026.3-unix");
+    assert!(registry_digest(&cache).await.is_some(), "{cache}");
+    // A cache export that fails is a warning; the image is built.
+    let nowhere = format!(
+        "type=registry,ref=127.0.0.1:{}/stack/cache:x",
+        support::free_port()
+    );
+    let out = stackctl(
+        stack.path(),
+        &[
+            "build-image",
+            "bkd",
+            "--tag",
+            "2026.3-warn",
+            "--buildkit",
+            &bk.unix,
+            "--cache-to",
+            &nowhere,
+            "--progress",
+            "plain",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the registry cache export failed"),
+        "{}",
+        text(&out)
+    );
     made.push(local_base);
     remove_images(&d, &made).await;
 }
@@ -967,6 +1014,9 @@ async fn v1_client_certificate_is_named_with_the_fix() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("X.509 v1"), "{err}");
-    assert!(err.contains("needs v3") && err.contains("-extfile"), "{err}");
+    assert!(
+        err.contains("needs v3") && err.contains("-extfile"),
+        "{err}"
+    );
     assert!(err.contains(&c("client.pem")), "{err}");
 }

@@ -414,7 +414,11 @@ fn tags_of(host: &str, repository: &str) -> Vec<String> {
         let v: Value = r.json().await.unwrap();
         let mut tags: Vec<String> = v["tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         tags.sort();
         tags
@@ -502,14 +506,26 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
     let repo = |k: &str| format!("stackctl-example/{k}");
 
     // 1. Every image: built, tested by digest, tagged; only the real tag in the registry.
-    let (code, summary, stderr) =
-        build_through(&ex, out.path(), &tls, &["--branch", BRANCH, "--base", "HEAD"], &[]);
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &tls,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
     for k in KEYS {
         assert_eq!(status_of(&summary, k), "done", "{summary:#}");
         let digest = report_digest(&summary, k);
-        assert_eq!(digest_in_registry(&full(k)).as_deref(), Some(digest.as_str()));
-        assert_eq!(tags_of(&host, &repo(k)), vec![tag.clone()], "{k}: no staging tag");
+        assert_eq!(
+            digest_in_registry(&full(k)).as_deref(),
+            Some(digest.as_str())
+        );
+        assert_eq!(
+            tags_of(&host, &repo(k)),
+            vec![tag.clone()],
+            "{k}: no staging tag"
+        );
         let tests_log = read(
             out.path()
                 .join("logs")
@@ -535,8 +551,13 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
     assert!(service["passed"].as_u64().unwrap() > 0, "{service}");
 
     // 2. No change: nothing rebuilds.
-    let (code, summary, _) =
-        build_through(&ex, out.path(), &tls, &["--branch", BRANCH, "--base", "HEAD"], &[]);
+    let (code, summary, _) = build_through(
+        &ex,
+        out.path(),
+        &tls,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
     assert_eq!(code, 0, "{summary:#}");
     for k in KEYS {
         assert_eq!(status_of(&summary, k), "up-to-date", "{summary:#}");
@@ -556,7 +577,11 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
             artifact(out.path(), &full(k))["parent_digest"].as_str(),
             Some(new_base.as_str())
         );
-        let log = read(out.path().join("logs").join(format!("{}.build.log", safe(&full(k)))));
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.build.log", safe(&full(k)))),
+        );
         assert!(
             log.contains(&format!("{}@{new_base}", full("base"))),
             "{k}: its build names the new parent digest:\n{log}"
@@ -586,7 +611,11 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
     assert_eq!(code, 1, "{summary:#}");
     assert_eq!(status_of(&summary, "analysis"), "failed");
     assert_eq!(status_of(&summary, "service"), "done");
-    assert_eq!(tags_of(&host, &repo("analysis")), before, "no new tag for a failed image");
+    assert_eq!(
+        tags_of(&host, &repo("analysis")),
+        before,
+        "no new tag for a failed image"
+    );
     let broken = format!("{}:{PREFIX}-qa-broken", ex.image_name("analysis"));
     let yaml = artifact(out.path(), &broken);
     assert_eq!(yaml["failed_step"].as_str(), Some("basic-tests"));
@@ -613,8 +642,13 @@ fn registry_cache_serves_a_fresh_buildkitd() {
         "registry cache",
     );
     let unix = ["--buildkit", first.unix.as_str()];
-    let (code, summary, stderr) =
-        build_through(&ex, out.path(), &unix, &["--branch", "main", "--base", "HEAD"], &[]);
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &unix,
+        &["--branch", "main", "--base", "HEAD"],
+        &[],
+    );
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
     let main_cache = format!("buildcache-{PREFIX}-main");
     for k in KEYS {
@@ -628,14 +662,23 @@ fn registry_cache_serves_a_fresh_buildkitd() {
     let second = support::buildkitd::Buildkitd::start("registry_cache_serves_a_fresh_buildkitd")
         .expect("started once already");
     let unix = ["--buildkit", second.unix.as_str()];
-    let (code, summary, stderr) =
-        build_through(&ex, out.path(), &unix, &["--branch", BRANCH, "--base", "HEAD"], &[]);
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &unix,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
     let tag = format!("{PREFIX}-{BRANCH}");
     for k in KEYS {
         assert_eq!(status_of(&summary, k), "done", "{summary:#}");
         let full = format!("{}:{tag}", ex.image_name(k));
-        let log = read(out.path().join("logs").join(format!("{}.build.log", safe(&full))));
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.build.log", safe(&full))),
+        );
         assert!(
             log.contains(&format!("{}:{main_cache}", ex.image_name(k))),
             "{k}: imports main's cache:\n{log}"

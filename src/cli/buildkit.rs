@@ -199,9 +199,8 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
     let reference = format!("{}:{tag}", image.image_name);
     let mut cache_from = vec![];
     for c in &a.cache_from {
-        cache_from.push(
-            buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?,
-        );
+        cache_from
+            .push(buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?);
     }
     let cache_to = match &a.cache_to {
         Some(c) => c

@@ -43,7 +43,10 @@ impl CacheSpec {
         key: &str,
         image_name: &str,
     ) -> Result<CacheSpec, String> {
-        let repository = match (image.and_then(|c| c.reference.clone()), stack.and_then(|c| c.reference.clone())) {
+        let repository = match (
+            image.and_then(|c| c.reference.clone()),
+            stack.and_then(|c| c.reference.clone()),
+        ) {
             (Some(r), _) => check_repository(&r, "cache.ref")?,
             (None, Some(r)) => format!("{}/{key}", check_repository(&r, "cache.ref (top level)")?),
             (None, None) => image_name.to_string(),
@@ -145,7 +148,10 @@ mod tests {
         assert_eq!((c.kind, c.mode), (CacheType::Registry, CacheMode::Min));
         let img = raw(Some(CacheType::Inline), Some("r/own"), None);
         let c = CacheSpec::resolve(Some(&stack), Some(&img), "base", "r/s/base").unwrap();
-        assert_eq!((c.kind, c.repository.as_str()), (CacheType::Inline, "r/own"));
+        assert_eq!(
+            (c.kind, c.repository.as_str()),
+            (CacheType::Inline, "r/own")
+        );
         // Main's build imports its own cache once.
         let c = CacheSpec::resolve(Some(&stack), None, "base", "r/s/base").unwrap();
         assert_eq!(c.imports("2026.3-main", "2026.3").len(), 2);
@@ -160,5 +166,36 @@ mod tests {
         }
         let s = raw(None, Some("127.0.0.1:5000/cache"), None);
         assert!(CacheSpec::resolve(None, Some(&s), "base", "r/s/base").is_ok());
+    }
+
+    #[test]
+    fn spec_section_loads_and_bad_values_name_the_file() {
+        use crate::spec::Spec;
+        let text = "images:\n  a:\n    image_name: r/s/a\n  b:\n    image_name: r/s/b\n    depend_on: a\n    cache:\n      type: inline\ncache:\n  type: registry\n  mode: min\ntag:\n  prefix: \"2026.3\"\n";
+        let dir = tempfile::tempdir().unwrap();
+        for k in ["a", "b"] {
+            let d = dir.path().join("images").join(k);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+        }
+        let at = dir.path().join("spec.yml");
+        let spec = Spec::from_str_at(text, &at).unwrap();
+        let a = &spec.image("a").unwrap().cache;
+        assert_eq!((a.kind, a.mode), (CacheType::Registry, CacheMode::Min));
+        assert_eq!(a.reference("t"), "r/s/a:buildcache-t");
+        assert_eq!(spec.image("b").unwrap().cache.kind, CacheType::Inline);
+
+        let bad = text.replace("type: registry", "type: local");
+        let e = Spec::from_str_at(&bad, &at).unwrap_err().to_string();
+        assert!(
+            e.contains(&*at.to_string_lossy()) && e.contains("local"),
+            "{e}"
+        );
+        let bad = text.replace("mode: min", "mode: min\n  ref: r/c:t");
+        let e = Spec::from_str_at(&bad, &at).unwrap_err().to_string();
+        assert!(
+            e.contains(&*at.to_string_lossy()) && e.contains("cache.ref"),
+            "{e}"
+        );
     }
 }
