@@ -78,8 +78,7 @@ pub async fn run(
         let results = plan.check_registry(registry).await?;
         for (img, r) in plan.images.iter().zip(results) {
             // An image that does not rebuild is used by the digest its tag names now.
-            let rebuilds =
-                img.rebuild && (opts.only.is_empty() || opts.only.iter().any(|k| *k == img.key));
+            let rebuilds = img.rebuild && (opts.only.is_empty() || opts.only.contains(&img.key));
             if let (false, Some(d)) = (rebuilds, &r.digest) {
                 digests.insert(img.key.clone(), d.clone());
             }
