@@ -85,9 +85,13 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     let by_digest = !ctx.buildkit.is_moby_worker();
 
     // Cache sources, in order: the registry caches (this branch's, the quarter's stable
-    // one, main's), then the image's own tag and its quarter-stable tag (inline cache)
-    // when they exist.
-    let mut cache_from = image.cache.imports(&ctx.tag, &spec.tag_prefix);
+    // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
+    // image's own tag and its quarter-stable tag (inline cache) when they exist.
+    let mut cache_from = if by_digest {
+        image.cache.imports(&ctx.tag, &spec.tag_prefix)
+    } else {
+        vec![]
+    };
     for r in [
         full.clone(),
         format!("{}:{}", image.image_name, ctx.stable_tag),
