@@ -1020,3 +1020,35 @@ async fn v1_client_certificate_is_named_with_the_fix() {
     );
     assert!(err.contains(&c("client.pem")), "{err}");
 }
+
+/// The engine's BuildKit (v0.8, moby worker) cannot export a registry cache: asked for one,
+/// stackctl says so once and builds with inline cache; the image is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_cannot_export_registry_cache_says_so_and_builds_inline() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let base = unique("stackctl-bk-test/cachebase");
+    import_busybox(&d, &base, "1").await;
+    let name = unique("stackctl-bk-test/enginecache");
+    let stack = Stack::new(&format!(
+        "images:\n  ec:\n    image_name: {name}\ncache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("ec", &format!("FROM {base}:1\nRUN echo inline > /marker\n"));
+    let out = stackctl(
+        stack.path(),
+        &["build-image", "ec", "--tag", "t1", "--progress", "plain"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("cannot export a registry cache").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    let (code, got) = run_in(&d, &format!("{name}:t1"), "cat /marker").await;
+    assert_eq!((code, got.as_str()), (0, "inline\n"));
+    remove_images(&d, &[format!("{name}:t1"), format!("{base}:1")]).await;
+}
