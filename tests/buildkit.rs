@@ -958,3 +958,221 @@ async fn tcp_transport_with_mutual_tls() {
     );
     fwd.abort();
 }
+
+/// A busybox base pushed to `reg` as `<host>/stack/busybox:1`, for buildkitd builds (a
+/// buildkitd takes FROM images from registries only).
+async fn busybox_in(reg: &Registry) -> (String, String) {
+    let local = support::images::busybox_image(&unique("stackctl-bk-test/bkd-busybox"), "1").await;
+    let pushed = support::images::push(&local, &reg.host(), "stack/busybox", "1", false).await;
+    (local, pushed)
+}
+
+async fn registry_digest(reference: &str) -> Option<String> {
+    use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
+    let client = RegistryClient::new(
+        stackctl::credentials::CredentialStore::default(),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    client.head_manifest(&r).await.unwrap().map(|d| d.digest)
+}
+
+/// `build-image --push` through a real buildkitd, over tcp with mutual TLS and over its
+/// unix socket; the images run in the engine, pulled from the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "build_image_through_buildkitd_over_tcp_mtls_and_unix",
+    ) else {
+        return;
+    };
+    let reg = Registry::start(RegistryAuth::None);
+    let (local_base, base) = busybox_in(&reg).await;
+    let name = format!("{}/stack/bkd", reg.host());
+    let stack = Stack::new(&format!(
+        "images:\n  bkd:\n    image_name: {name}\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    let dir = stack.image(
+        "bkd",
+        &format!("FROM {base}\nRUN echo built-by-buildkitd > /marker\nCOPY file.txt /file.txt\n"),
+    );
+    std::fs::write(dir.join("file.txt"), "payload\n").unwrap();
+
+    // buildkit info over tcp with mTLS: a buildkitd, not an engine.
+    let tcp: Vec<String> = bk.tcp_args();
+    let tcp: Vec<&str> = tcp.iter().map(String::as_str).collect();
+    let mut args = vec!["buildkit", "info"];
+    args.extend(&tcp);
+    let out = stackctl(stack.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        info.contains("buildkit: github.com/moby/buildkit v0."),
+        "{info}"
+    );
+    assert!(!info.contains("worker moby"), "{info}");
+
+    let d = docker();
+    let mut made = vec![];
+    for (via, tag) in [("tcp", "2026.3-tcp"), ("unix", "2026.3-unix")] {
+        let cache_to = format!("type=registry,ref={name}:buildcache-{tag},mode=max");
+        let mut args = vec![
+            "build-image",
+            "bkd",
+            "--tag",
+            tag,
+            "--push",
+            "--progress",
+            "plain",
+        ];
+        if via == "tcp" {
+            args.extend(&tcp);
+        } else {
+            args.extend(["--buildkit", bk.unix.as_str(), "--cache-to", &cache_to]);
+        }
+        let out = stackctl(stack.path(), &args, None).await;
+        assert!(out.status.success(), "{via}: {}\n{}", text(&out), bk.log());
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let reference = format!("{name}:{tag}");
+        let (r, digest) = stdout.split_once('@').expect("REF@DIGEST");
+        assert_eq!(r, reference, "{via}");
+        assert_eq!(
+            registry_digest(&reference).await.as_deref(),
+            Some(digest),
+            "{via}: the registry has the printed digest"
+        );
+        let mut pull = d.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(reference.clone()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        while let Some(r) = pull.next().await {
+            r.expect("the engine pulls what the buildkitd pushed");
+        }
+        let (code, got) = run_in(&d, &reference, "cat /marker /file.txt").await;
+        assert_eq!(
+            (code, got.as_str()),
+            (0, "built-by-buildkitd\npayload\n"),
+            "{via}"
+        );
+        made.push(reference);
+    }
+    // --cache-to in buildx syntax exported a registry cache next to the image.
+    let cache = format!("{name}:buildcache-2026.3-unix");
+    assert!(registry_digest(&cache).await.is_some(), "{cache}");
+    // A cache export that fails is a warning; the image is built.
+    let nowhere = format!(
+        "type=registry,ref=127.0.0.1:{}/stack/cache:x",
+        support::free_port()
+    );
+    let out = stackctl(
+        stack.path(),
+        &[
+            "build-image",
+            "bkd",
+            "--tag",
+            "2026.3-warn",
+            "--buildkit",
+            &bk.unix,
+            "--cache-to",
+            &nowhere,
+            "--progress",
+            "plain",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the registry cache export failed"),
+        "{}",
+        text(&out)
+    );
+    made.push(local_base);
+    remove_images(&d, &made).await;
+}
+
+/// A client certificate made with a plain `openssl x509 -req` is X.509 v1: the error says
+/// so and how to make a v3 one, instead of rustls' "UnsupportedCertVersion" alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_client_certificate_is_named_with_the_fix() {
+    let certs = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+               -keyout ca.key -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+               -keyout client.key -out client.csr -subj /CN=client 2>/dev/null
+             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+               -out client.pem -days 1 2>/dev/null
+             openssl x509 -in client.pem -noout -text | grep -q 'Version: 1'",
+        )
+        .current_dir(certs.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
+    let addr = format!("tcp://127.0.0.1:{}", support::free_port());
+    let out = stackctl(
+        certs.path(),
+        &[
+            "buildkit",
+            "info",
+            "--buildkit",
+            &addr,
+            "--buildkit-tls-ca",
+            &c("ca.pem"),
+            "--buildkit-tls-cert",
+            &c("client.pem"),
+            "--buildkit-tls-key",
+            &c("client.key"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("X.509 v1"), "{err}");
+    assert!(
+        err.contains("needs v3") && err.contains("-extfile"),
+        "{err}"
+    );
+    assert!(err.contains(&c("client.pem")), "{err}");
+}
+
+/// The engine's BuildKit (v0.8, moby worker) cannot export a registry cache: asked for one,
+/// stackctl says so once and builds with inline cache; the image is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_cannot_export_registry_cache_says_so_and_builds_inline() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let base = unique("stackctl-bk-test/cachebase");
+    import_busybox(&d, &base, "1").await;
+    let name = unique("stackctl-bk-test/enginecache");
+    let stack = Stack::new(&format!(
+        "images:\n  ec:\n    image_name: {name}\ncache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("ec", &format!("FROM {base}:1\nRUN echo inline > /marker\n"));
+    let out = stackctl(
+        stack.path(),
+        &["build-image", "ec", "--tag", "t1", "--progress", "plain"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("cannot export a registry cache").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    let (code, got) = run_in(&d, &format!("{name}:t1"), "cat /marker").await;
+    assert_eq!((code, got.as_str()), (0, "inline\n"));
+    remove_images(&d, &[format!("{name}:t1"), format!("{base}:1")]).await;
+}

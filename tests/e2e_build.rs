@@ -46,15 +46,33 @@ fn build_env(
     extra: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
 ) -> (i32, Value, String) {
+    build_through(
+        ex,
+        out,
+        &["--buildkit", "docker-unix:///var/run/docker.sock"],
+        &[&["--branch", BRANCH], extra].concat(),
+        env,
+    )
+}
+
+/// `stackctl build --json` through the BuildKit `buildkit` names (`--buildkit ...` and its
+/// TLS options); `extra` names the branch. Exit code, JSON summary, stderr.
+fn build_through(
+    ex: &ExampleRepo,
+    out: &Path,
+    buildkit: &[&str],
+    extra: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (i32, Value, String) {
     let mut cmd = Command::cargo_bin("stackctl").unwrap();
     cmd.current_dir(out).env_remove("GITHUB_ACTIONS");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let o = cmd
-        .args(["build", "--json", "--branch", BRANCH, "--repo"])
+        .args(["build", "--json", "--repo"])
         .arg(ex.path())
-        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+        .args(buildkit)
         .args(extra)
         .output()
         .unwrap();
@@ -273,6 +291,12 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     assert_eq!(status_of(&summary, "base"), "up-to-date");
     assert_eq!(status_of(&summary, "service"), "up-to-date");
     assert_eq!(digest_in_registry(&full("service")), before_service);
+    // The unchanged parent is used by the digest its tag named when the run started.
+    assert_eq!(
+        artifact(out.path(), &full("analysis"))["parent_digest"].as_str(),
+        digest_in_registry(&full("base")).as_deref(),
+        "analysis built FROM base's digest"
+    );
     drop(reg);
 }
 
@@ -376,4 +400,308 @@ fn unreachable_buildkit_is_exit_2_naming_the_address() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+// ---- Through a standalone buildkitd (tests/support/buildkitd.rs): BuildKit pushes by
+// digest, the engine only runs the tests, a tested image gets its tag by a manifest PUT.
+
+const KEYS: [&str; 3] = ["base", "analysis", "service"];
+
+/// The tags a repository has (empty when the registry does not know it).
+fn tags_of(host: &str, repository: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("http://{host}/v2/{repository}/tags/list"))
+            .await
+            .unwrap();
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return vec![];
+        }
+        let v: Value = r.json().await.unwrap();
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    })
+}
+
+/// The layer digests of a manifest.
+fn layers_of(reference: &str) -> Vec<String> {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
+    let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    v["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} is not a single manifest: {v}"))
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn artifact(out: &Path, full: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(&read(
+        out.join("artifacts").join(format!("{}.yaml", safe(full))),
+    ))
+    .unwrap()
+}
+
+fn report_digest(summary: &Value, key: &str) -> String {
+    summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == key)
+        .unwrap()["report"]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} has no digest: {summary:#}"))
+        .to_string()
+}
+
+/// Remove every image of the engine that came from `host` (this test's registry, on its
+/// own port): the tests pulled them by digest.
+fn remove_engine_images_of(host: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let d = support::images::docker().await;
+        let all = d
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .unwrap();
+        let prefix = format!("{host}/");
+        for i in all {
+            let ours = i
+                .repo_tags
+                .iter()
+                .chain(i.repo_digests.iter())
+                .any(|r| r.starts_with(&prefix));
+            if ours {
+                let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                    .force(true)
+                    .build();
+                let _ = d.remove_image(&i.id, Some(opts), None).await;
+            }
+        }
+    });
+}
+
+/// Every image through a buildkitd over tcp with mutual TLS; no change; a parent change
+/// whose children provably build FROM the new parent digest; a failing child with
+/// --keep-going on a new branch, for which no tag appears.
+#[test]
+fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images",
+    ) else {
+        return;
+    };
+    let (reg, ex) = setup();
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let tls = bk.tcp_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
+    let repo = |k: &str| format!("stackctl-example/{k}");
+
+    // 1. Every image: built, tested by digest, tagged; only the real tag in the registry.
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &tls,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    for k in KEYS {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        let digest = report_digest(&summary, k);
+        assert_eq!(
+            digest_in_registry(&full(k)).as_deref(),
+            Some(digest.as_str())
+        );
+        assert_eq!(
+            tags_of(&host, &repo(k)),
+            vec![tag.clone()],
+            "{k}: no staging tag"
+        );
+        let tests_log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.basic-tests.log", safe(&full(k)))),
+        );
+        assert!(tests_log.contains("passed"), "{tests_log}");
+    }
+    assert!(!stderr.contains("-untested"), "{stderr}");
+    let base_digest = report_digest(&summary, "base");
+    for k in ["analysis", "service"] {
+        assert_eq!(
+            artifact(out.path(), &full(k))["parent_digest"].as_str(),
+            Some(base_digest.as_str()),
+            "{k} records the parent digest it was built FROM"
+        );
+    }
+    let service = &summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "service")
+        .unwrap()["report"]["tests"]["integration"];
+    assert!(service["passed"].as_u64().unwrap() > 0, "{service}");
+
+    // 2. No change: nothing rebuilds.
+    let (code, summary, _) = build_through(
+        &ex,
+        out.path(),
+        &tls,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    for k in KEYS {
+        assert_eq!(status_of(&summary, k), "up-to-date", "{summary:#}");
+    }
+
+    // 3. The parent changes: the children build FROM the new parent's digest, over unix.
+    ex.append("images/base/stack-info", "# a new base", "base: comment");
+    let unix = ["--buildkit", bk.unix.as_str()];
+    let (code, summary, stderr) = build_through(&ex, out.path(), &unix, &["--branch", BRANCH], &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let new_base = report_digest(&summary, "base");
+    assert_ne!(new_base, base_digest, "the base changed");
+    let base_layers = layers_of(&format!("{}@{new_base}", ex.image_name("base")));
+    for k in ["analysis", "service"] {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        assert_eq!(
+            artifact(out.path(), &full(k))["parent_digest"].as_str(),
+            Some(new_base.as_str())
+        );
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.build.log", safe(&full(k)))),
+        );
+        assert!(
+            log.contains(&format!("{}@{new_base}", full("base"))),
+            "{k}: its build names the new parent digest:\n{log}"
+        );
+        let child = layers_of(&full(k));
+        assert_eq!(
+            &child[..base_layers.len()],
+            &base_layers[..],
+            "{k}: its first layers are the new base's"
+        );
+    }
+
+    // 4. A failing child with --keep-going on a new branch: no tag appears for it.
+    let before = tags_of(&host, &repo("analysis"));
+    ex.change(
+        "images/analysis/test/test_broken.py",
+        "def test_broken_on_purpose():\n    assert 1 + 1 == 3\n",
+        "analysis: a failing test",
+    );
+    let (code, summary, _) = build_through(
+        &ex,
+        out.path(),
+        &tls,
+        &["--branch", "qa-broken", "--keep-going"],
+        &[],
+    );
+    assert_eq!(code, 1, "{summary:#}");
+    assert_eq!(status_of(&summary, "analysis"), "failed");
+    assert_eq!(status_of(&summary, "service"), "done");
+    assert_eq!(
+        tags_of(&host, &repo("analysis")),
+        before,
+        "no new tag for a failed image"
+    );
+    let broken = format!("{}:{PREFIX}-qa-broken", ex.image_name("analysis"));
+    let yaml = artifact(out.path(), &broken);
+    assert_eq!(yaml["failed_step"].as_str(), Some("basic-tests"));
+    assert_eq!(yaml["pushed"], serde_yaml::Value::Bool(false));
+    assert!(tags_of(&host, &repo("service")).contains(&format!("{PREFIX}-qa-broken")));
+    remove_engine_images_of(&host);
+}
+
+/// A registry cache (`cache: {type: registry}`) exported by a build on main is what a
+/// build on another branch on a fresh buildkitd root takes its unchanged layers from.
+#[test]
+fn registry_cache_serves_a_fresh_buildkitd() {
+    let Some(first) =
+        support::buildkitd::Buildkitd::start("registry_cache_serves_a_fresh_buildkitd")
+    else {
+        return;
+    };
+    let (reg, ex) = setup();
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    ex.append(
+        "spec.yml",
+        "cache:\n  type: registry\n  mode: max\n",
+        "registry cache",
+    );
+    let unix = ["--buildkit", first.unix.as_str()];
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &unix,
+        &["--branch", "main", "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let main_cache = format!("buildcache-{PREFIX}-main");
+    for k in KEYS {
+        let tags = tags_of(&host, &format!("stackctl-example/{k}"));
+        assert!(tags.contains(&main_cache), "{k}: {tags:?}");
+    }
+    drop(first);
+
+    // A fresh root: nothing local. Branch qa has neither images nor cache of its own, nor a
+    // stable tag: main's registry cache is the only source.
+    let second = support::buildkitd::Buildkitd::start("registry_cache_serves_a_fresh_buildkitd")
+        .expect("started once already");
+    let unix = ["--buildkit", second.unix.as_str()];
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &unix,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let tag = format!("{PREFIX}-{BRANCH}");
+    for k in KEYS {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        let full = format!("{}:{tag}", ex.image_name(k));
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.build.log", safe(&full))),
+        );
+        assert!(
+            log.contains(&format!("{}:{main_cache}", ex.image_name(k))),
+            "{k}: imports main's cache:\n{log}"
+        );
+        // Every RUN step came from the cache (the log's closing table: time, state, step).
+        let runs: Vec<&str> = log
+            .lines()
+            .skip_while(|l| !l.starts_with("Time each step took:"))
+            .filter(|l| l.contains("RUN "))
+            .collect();
+        assert!(!runs.is_empty(), "{log}");
+        assert!(
+            runs.iter().all(|l| l.contains("CACHED")),
+            "{k}: every RUN step cached:\n{log}"
+        );
+        let tags = tags_of(&host, &format!("stackctl-example/{k}"));
+        assert!(tags.contains(&format!("buildcache-{tag}")), "{k}: {tags:?}");
+    }
+    remove_engine_images_of(&host);
 }

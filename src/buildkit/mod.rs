@@ -14,8 +14,9 @@
 //! Concerns, one module each: [`transport`] (addresses, the gRPC channel, the engine's h2c
 //! upgrade), [`context`] (the context walk and `.dockerignore`), [`session`] (file sync, registry
 //! auth), [`solve`] (the Dockerfile frontend request), [`progress`] (live view and build log),
-//! [`push`] (pushing from the engine).
+//! [`push`] (pushing from the engine), [`cache`] (cache exports and imports).
 
+pub mod cache;
 pub mod context;
 pub mod progress;
 pub mod push;
@@ -23,6 +24,7 @@ pub mod session;
 pub mod solve;
 pub mod transport;
 
+pub use cache::{CacheExport, CacheMode, CacheType};
 pub use progress::{Progress, ProgressMode, Step};
 pub use solve::{BuildError, BuildOutcome, BuildRequest};
 pub use transport::{Address, EngineSocket, TlsFiles};
@@ -200,7 +202,16 @@ impl Client {
                 req.label, self.addr
             )));
         }
+        if self.moby_worker && req.cache_to != CacheExport::Inline {
+            warn_engine_cache_once(&self.addr);
+        }
         let mut outcome = solve::build(self, req, progress).await?;
+        if let Some(w) = &outcome.cache_warning {
+            tracing::warn!(
+                "image {}: the registry cache export failed (the image is fine): {w}",
+                req.label
+            );
+        }
         if req.push {
             if let Address::Engine(sock) = &self.addr {
                 let mut digest = None;
@@ -215,6 +226,18 @@ impl Client {
         }
         Ok(outcome)
     }
+}
+
+/// The engine's BuildKit (v0.8, moby worker) cannot export a registry cache: say so once a
+/// process, and build with inline cache.
+fn warn_engine_cache_once(addr: &Address) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            "BuildKit at {addr} is a Docker engine's, which cannot export a registry cache: \
+             using inline cache (the image carries it) instead"
+        )
+    });
 }
 
 /// A random id in BuildKit's style (25 base-36 characters).

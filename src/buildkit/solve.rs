@@ -3,14 +3,13 @@
 //! BuildKit v0.8 (Docker 20.10) predates the `Exporters` list and `Info`; the request uses the
 //! fields every version reads: `Exporter`/`ExporterAttrs`, `FrontendAttrs`, `Cache`.
 
+use super::cache::{self, CacheExport};
 use super::progress::Progress;
 use super::session::{LocalDir, Session};
 use super::Client;
 use crate::credentials::CredentialStore;
 use anyhow::Context as _;
-use bollard_buildkit_proto::moby::buildkit::v1::{
-    CacheOptions, CacheOptionsEntry, SolveRequest, StatusRequest,
-};
+use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, SolveRequest, StatusRequest};
 use indexmap::IndexMap;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -40,6 +39,11 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Put the image in its registry.
     pub push: bool,
+    /// Push without a tag (buildkitd only): `tags` then name repositories, and the image is
+    /// known by the digest the outcome gives. Nothing has to be taken back if it fails.
+    pub push_by_digest: bool,
+    /// Where the build's cache goes (inline is always added).
+    pub cache_to: CacheExport,
     /// Registry credentials for pulls and pushes.
     pub credentials: CredentialStore,
     /// Where the build log goes (written on failure too).
@@ -62,6 +66,8 @@ pub struct BuildOutcome {
     pub seconds: f64,
     /// Every step, in order.
     pub steps: Vec<super::progress::Step>,
+    /// Why the registry cache export failed, when it did (the image is fine).
+    pub cache_warning: Option<String>,
 }
 
 /// Why a build failed.
@@ -130,16 +136,12 @@ pub fn solve_request(
         "moby"
     } else {
         exporter_attrs.insert("push".into(), req.push.to_string());
+        if req.push && req.push_by_digest {
+            // `name` holds repositories; the registry gets the manifest without a tag.
+            exporter_attrs.insert("push-by-digest".into(), "true".into());
+        }
         "image"
     };
-    let imports = req
-        .cache_from
-        .iter()
-        .map(|r| CacheOptionsEntry {
-            r#type: "registry".into(),
-            attrs: HashMap::from([("ref".to_string(), r.clone())]),
-        })
-        .collect();
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -149,11 +151,13 @@ pub fn solve_request(
         frontend: "dockerfile.v0".into(),
         frontend_attrs: frontend_attrs(req),
         cache: Some(CacheOptions {
-            exports: vec![CacheOptionsEntry {
-                r#type: "inline".into(),
-                attrs: HashMap::new(),
-            }],
-            imports,
+            // The engine's v0.8 cannot export a registry cache: Client::build made it inline.
+            exports: cache::export_entries(if moby {
+                &CacheExport::Inline
+            } else {
+                &req.cache_to
+            }),
+            imports: cache::import_entries(&req.cache_from),
             ..Default::default()
         }),
         ..Default::default()
@@ -294,6 +298,7 @@ pub async fn build(
                 total_steps: total,
                 seconds,
                 steps: progress.steps.values().cloned().collect(),
+                cache_warning: cache_export_error(progress),
             })
         }
         Err(status) => Err(failure_message(req, progress, &status)),
@@ -308,6 +313,17 @@ pub async fn build(
         }
     }
     outcome
+}
+
+/// The error of the registry cache export step, if it failed (BuildKit ignored it, as
+/// asked with `ignore-error`: the image is built and pushed).
+fn cache_export_error(progress: &Progress) -> Option<String> {
+    progress
+        .steps
+        .values()
+        .filter(|s| s.name.starts_with("exporting cache") || s.name.contains("exporting cache to"))
+        .find_map(|s| s.error.clone())
+        .map(|e| one_line(&e))
 }
 
 /// One clear message for a failed Solve: the image, the step, its last output lines.
@@ -414,6 +430,34 @@ mod tests {
         let r = solve_request(&req(), false, "ref1", "sess1");
         assert_eq!(r.exporter_deprecated, "image");
         assert_eq!(r.exporter_attrs_deprecated["push"], "true");
+        assert!(!r.exporter_attrs_deprecated.contains_key("push-by-digest"));
+    }
+
+    #[test]
+    fn push_by_digest_names_the_repository_and_exports_registry_cache() {
+        let mut q = req();
+        q.tags = vec!["127.0.0.1:5000/a/base".into()];
+        q.push_by_digest = true;
+        q.cache_to = CacheExport::Registry {
+            reference: "127.0.0.1:5000/a/base:buildcache-t1".into(),
+            mode: super::super::cache::CacheMode::Max,
+        };
+        let r = solve_request(&q, false, "ref1", "sess1");
+        let a = &r.exporter_attrs_deprecated;
+        assert_eq!(a["name"], "127.0.0.1:5000/a/base");
+        assert_eq!(a["push"], "true");
+        assert_eq!(a["push-by-digest"], "true");
+        let cache = r.cache.unwrap();
+        assert_eq!(cache.exports[0].r#type, "registry");
+        assert_eq!(
+            cache.exports[0].attrs["ref"],
+            "127.0.0.1:5000/a/base:buildcache-t1"
+        );
+        // The engine's BuildKit gets inline only, whatever was asked.
+        let r = solve_request(&q, true, "ref1", "sess1");
+        let cache = r.cache.unwrap();
+        assert_eq!(cache.exports.len(), 1);
+        assert_eq!(cache.exports[0].r#type, "inline");
     }
 
     #[test]

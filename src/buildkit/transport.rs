@@ -350,13 +350,34 @@ pub fn tls_config(tls: &TlsFiles) -> anyhow::Result<rustls::ClientConfig> {
                 .map_err(|e| anyhow!("--buildkit-tls-key {}: {e}", key.display()))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| anyhow!("client certificate and key do not go together: {e}"))?
+                .map_err(|e| client_cert_error(cert, &e))?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => bail!("--buildkit-tls-cert and --buildkit-tls-key go together"),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// Why rustls refused a client certificate, in words. A certificate signed with a plain
+/// `openssl x509 -req` (no extensions) is X.509 v1, which buildctl accepts and rustls
+/// (webpki) does not: that is the usual cause, not a key that does not match.
+fn client_cert_error(cert: &std::path::Path, e: &rustls::Error) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("UnsupportedCertVersion") {
+        return anyhow!(
+            "--buildkit-tls-cert {}: an X.509 v1 certificate (made without extensions, e.g. by \
+             a plain `openssl x509 -req`); stackctl (rustls) needs v3: sign it again with \
+             extensions, e.g. `openssl x509 -req ... -extfile <(printf \
+             'extendedKeyUsage=clientAuth\\n')` (see docs/github-actions.md)",
+            cert.display()
+        );
+    }
+    anyhow!(
+        "--buildkit-tls-cert {}: the client certificate and key do not go together, or the \
+         certificate is not usable: {text}",
+        cert.display()
+    )
 }
 
 /// A channel to buildkitd over TLS (tonic's own TLS is not enabled; tokio-rustls does it here).

@@ -26,9 +26,11 @@ Files left in --artifacts DIR (also on failure):
 Where things run: BuildKit at --buildkit builds. Tests and info commands run in the
 Docker engine at DOCKER_HOST (default /var/run/docker.sock). Through the engine's own
 BuildKit the image is tested in the engine and pushed with its API. Through a buildkitd
-(tcp://, unix://) BuildKit pushes `<tag>-untested`, the engine pulls it for the tests,
-and only a tested image is retagged `<tag>` in the registry (a manifest PUT, no data
-moved); the staging tag is then deleted where the registry allows it.
+(tcp://, unix://) BuildKit pushes the image by digest, without a tag; the engine pulls
+`<repository>@<digest>` for the tests, and only a tested image gets `<tag>` in the
+registry (a manifest PUT, no data moved). No other tag is ever made. A child builds FROM
+its parent's digest (BASE_TAG=<tag>@<digest>), recorded as parent_digest in its artifact.
+The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
@@ -58,8 +60,7 @@ pub struct BuildArgs {
     pub only: Vec<String>,
     /// Build and test, but push nothing under the image's tag (integration tests and
     /// manifest pages, which need the image in its registry, are left out). Through a
-    /// buildkitd the `<tag>-untested` staging tag is still pushed for the tests, then
-    /// deleted where the registry allows it.
+    /// buildkitd the image still goes to its registry by digest (no tag) for the tests.
     #[arg(long)]
     pub no_push: bool,
     /// At most this many images at a time.

@@ -45,7 +45,8 @@ impl BuildkitArgs {
 const BUILD_IMAGE_HELP: &str = "\
 The image's folder (images/KEY/) is the build context (.dockerignore honoured) and holds
 its Dockerfile. The image carries inline cache metadata, so any pushed tag can serve as
---cache-from without being pulled. Through a Docker engine the image lands in the engine
+--cache-from without being pulled; --cache-to type=registry,ref=REF,mode=max (or the
+spec's `cache:` section) also exports a registry cache (buildkitd only). Through a Docker engine the image lands in the engine
 (and --push pushes it with the engine's API); through buildkitd it stays in BuildKit
 unless --push, which has BuildKit push it itself.
 
@@ -93,11 +94,19 @@ pub struct BuildImageOptions {
     /// A target platform (e.g. linux/amd64). Repeatable. Default: BuildKit's own.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Vec<String>,
-    /// An image whose inline cache may be reused (only its config is fetched). Repeatable.
-    /// Always added: the image's own tag and its `<prefix>-stable` tag (skipped by BuildKit
-    /// when missing).
-    #[arg(long, value_name = "REF")]
+    /// A cache source: `type=registry,ref=REF` (buildx syntax) or a bare REF, a registry
+    /// cache or an image with inline cache (only its config is fetched). Repeatable, read in
+    /// order. Always added after them: the spec's registry caches (this branch's, the
+    /// quarter's stable one, main's) and the image's own tag and `<prefix>-stable` tag when
+    /// they exist.
+    #[arg(long, value_name = "SRC")]
     pub cache_from: Vec<String>,
+    /// Where the build's cache goes, in buildx syntax: `type=registry,ref=REF[,mode=max|min]`
+    /// or `type=inline` [default: the spec's `cache:`, else inline]. Inline cache is always
+    /// added. A failed registry export is a warning. The engine's BuildKit (v0.8) cannot
+    /// export a registry cache: stackctl says so and uses inline.
+    #[arg(long, value_name = "DEST")]
+    pub cache_to: Option<String>,
     /// Run every step again.
     #[arg(long)]
     pub no_cache: bool,
@@ -199,7 +208,22 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
     }
     let credentials = a.registry.credentials()?;
     let reference = format!("{}:{tag}", image.image_name);
-    let mut cache_from = a.cache_from.clone();
+    let mut cache_from = vec![];
+    for c in &a.cache_from {
+        cache_from
+            .push(buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?);
+    }
+    let cache_to = match &a.cache_to {
+        Some(c) => c
+            .parse::<buildkit::CacheExport>()
+            .with_context(|| format!("--cache-to {c}"))?,
+        None => image.cache.export(&tag),
+    };
+    for r in image.cache.imports(&tag, &spec.tag_prefix) {
+        if !cache_from.contains(&r) {
+            cache_from.push(r);
+        }
+    }
     let defaults = [
         reference.clone(),
         format!(
@@ -224,6 +248,8 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
         cache_from,
         no_cache: a.no_cache,
         push: a.push,
+        push_by_digest: false,
+        cache_to,
         credentials,
         log: a.log.clone(),
     };

@@ -1,6 +1,8 @@
 //! One image's work in `stackctl build`: build → basic tests → push → integration
 //! tests → manifest page, each step timed and recorded in its
 //! [`ImageReport`]. A failed step ends the image's work; the report says which.
+//! Through a buildkitd, "build" pushes by digest and "push" is the manifest PUT that gives
+//! the tested digest its tag.
 
 use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode};
 use crate::credentials::CredentialStore;
@@ -25,14 +27,32 @@ pub struct ImageJobContext<'a> {
     pub dirs: &'a ArtifactDirs,
     /// Push images (and then run integration tests and write manifest pages).
     pub push: bool,
+    /// The run's tag (`<prefix>-<branch>`).
+    pub tag: String,
     /// The run's `<prefix>-stable` tag, a default cache source.
     pub stable_tag: String,
+    /// Image key → the manifest digest its children build FROM: set at the start for the
+    /// images that do not rebuild (the digest their tag names), and when an image of the
+    /// run has passed its basic tests (and, through an engine, been pushed).
+    pub digests: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// References the registry check found, usable as `--cache-from` without pulling.
     pub existing: &'a HashSet<String>,
     pub test_timeout: Duration,
     pub cancel: CancellationToken,
     /// Set when BuildKit could not be reached during the run: the run then exits 2.
     pub service_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ImageJobContext<'_> {
+    fn digest_of(&self, key: &str) -> Option<String> {
+        let m = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key).cloned()
+    }
+
+    fn record_digest(&self, key: &str, digest: &str) {
+        let mut m = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(key.to_string(), digest.to_string());
+    }
 }
 
 /// Run every step of one image and return its report (never an error: failures are in it).
@@ -63,34 +83,65 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         Address::Engine(sock) => Some(sock.clone()),
         _ => None,
     };
-    // Through a buildkitd (not an engine's BuildKit), BuildKit pushes the image itself; the
-    // tests then need it in a registry, so it goes to a staging tag first and is retagged (a
-    // few requests, no pull) to the real tag only after its basic tests passed. An engine's
-    // BuildKit leaves the image in the engine, where the tests find it.
-    let staging = (!ctx.buildkit.is_moby_worker()).then(|| format!("{full}-untested"));
-    let build_ref = staging.clone().unwrap_or_else(|| full.clone());
+    // Through a buildkitd (not an engine's BuildKit), BuildKit pushes the image itself,
+    // without a tag (`push-by-digest`); the tests pull `<repository>@<digest>`, and only a
+    // tested image gets its tag, by a manifest PUT. No tag ever has to be taken back. An
+    // engine's BuildKit leaves the image in the engine, where the tests find it.
+    let by_digest = !ctx.buildkit.is_moby_worker();
 
-    // The image's own tag and its quarter-stable tag serve as cache when they exist.
-    let mut cache_from = vec![];
+    // Cache sources, in order: the registry caches (this branch's, the quarter's stable
+    // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
+    // image's own tag and its quarter-stable tag (inline cache) when they exist.
+    let mut cache_from = if by_digest {
+        image.cache.imports(&ctx.tag, &spec.tag_prefix)
+    } else {
+        vec![]
+    };
     for r in [
         full.clone(),
         format!("{}:{}", image.image_name, ctx.stable_tag),
     ] {
-        if ctx.existing.contains(&r) {
+        if ctx.existing.contains(&r) && !cache_from.contains(&r) {
             cache_from.push(r);
+        }
+    }
+    // The exact parent: BASE_TAG (when stackctl sets it) names the parent's digest too.
+    let mut build_args = planned.build_args.clone();
+    if let Some(parent) = &image.depend_on {
+        let digest = ctx.digest_of(parent);
+        match (&digest, image.build_args.contains_key("BASE_TAG")) {
+            (Some(d), false) => {
+                build_args.insert("BASE_TAG".into(), format!("{}@{d}", ctx.tag));
+                report.parent_digest = digest.clone();
+            }
+            (Some(_), true) => tracing::info!(
+                "[{}] BASE_TAG is set in the spec: the parent {parent} is taken as it names it",
+                planned.key
+            ),
+            (None, _) => tracing::info!(
+                "[{}] the digest of the parent {parent} is not known (no registry check, or \
+                 not pushed): built FROM its tag",
+                planned.key
+            ),
         }
     }
     let req = BuildRequest {
         label: planned.key.clone(),
         context: image.dir(spec),
         dockerfile: None,
-        tags: vec![build_ref.clone()],
-        build_args: planned.build_args.clone(),
+        tags: vec![if by_digest {
+            image.image_name.clone()
+        } else {
+            full.clone()
+        }],
+        build_args,
         target: None,
         platforms: vec![],
         cache_from,
         no_cache: false,
-        push: staging.is_some(),
+        push: by_digest,
+        push_by_digest: by_digest,
+        cache_to: image.cache.export(&ctx.tag),
         credentials: ctx.credentials.clone(),
         log: Some(ctx.dirs.build_log(&full)),
     };
@@ -107,14 +158,22 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                     return Err(anyhow!("interrupted: the BuildKit solve was cancelled"));
                 }
             };
-            build.map_err(|e| match e {
+            let outcome = build.map_err(|e| match e {
                 BuildError::Failed(m) => anyhow!(m),
                 BuildError::Unavailable(m) => {
                     let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
                     first.get_or_insert_with(|| m.clone());
                     anyhow!(m)
                 }
-            })
+            })?;
+            if by_digest && outcome.digest.is_none() {
+                return Err(anyhow!(
+                    "BuildKit at {} pushed {} but reported no digest",
+                    ctx.buildkit.address(),
+                    image.image_name
+                ));
+            }
+            Ok(outcome)
         })
         .await;
     let Some(outcome) = built else { return };
@@ -127,20 +186,25 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         outcome.total_steps,
         ctx.dirs.build_log(&full).display()
     );
+    // What the tests run: the image in the engine, or the pushed manifest by digest.
+    let pushed_digest = outcome.digest.clone().filter(|_| by_digest);
+    let test_ref = match &pushed_digest {
+        Some(d) => format!("{}@{d}", image.image_name),
+        None => full.clone(),
+    };
 
     if ctx.cancel.is_cancelled() {
         report.fail(Step::BasicTests, "interrupted: no later step was run");
         return;
     }
-    // Basic tests, before anything is pushed under the real tag.
-    let basic = run_suite(ctx, planned, &build_ref, Suite::Basic).await;
-    let passed = record_suite(report, Step::BasicTests, basic);
-    if let (Some(staging), false) = (&staging, ctx.push && passed) {
-        // Nothing goes under the real tag: the staging tag has served its purpose.
-        drop_tag(ctx.registry, staging).await;
-    }
-    if !passed {
+    // Basic tests, before the image gets its tag.
+    let basic = run_suite(ctx, planned, &test_ref, Suite::Basic).await;
+    if !record_suite(report, Step::BasicTests, basic) {
         return;
+    }
+    if let Some(d) = &pushed_digest {
+        // Children build FROM this digest, tagged or not.
+        ctx.record_digest(&planned.key, d);
     }
 
     if ctx.push && ctx.cancel.is_cancelled() {
@@ -151,11 +215,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         let pushed = report
             .run_step(Step::Push, async {
                 let push = async {
-                    match (&engine, &staging) {
-                    (Some(sock), _) => {
+                    match (&engine, &pushed_digest) {
+                    (_, Some(d)) => tag_tested(ctx.registry, &image.image_name, d, &full).await,
+                    (Some(sock), None) => {
                         buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
                     }
-                    (None, Some(staging)) => promote_staging(ctx.registry, staging, &full).await,
                     (None, None) => Err(anyhow!(
                         "BuildKit at {} is a Docker engine's, reached without the engine's API: \
                          it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
@@ -172,6 +236,7 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             .await;
         let Some(digest) = pushed else { return };
         report.pushed = true;
+        ctx.record_digest(&planned.key, &digest);
         report.digest = Some(digest);
 
         if image.integration_tests {
@@ -267,31 +332,31 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     }
 }
 
-/// Give the tested image its real tag (a manifest PUT, no blob moves) and drop the staging
-/// tag where the registry allows it.
-async fn promote_staging(
+/// Give the tested image (`<repository>@<digest>`) its tag: one manifest GET and PUT of
+/// the same bytes, no blob moves. Read back before it is reported: the tag must name the
+/// tested digest.
+async fn tag_tested(
     client: &RegistryClient,
-    staging: &str,
+    repository: &str,
+    digest: &str,
     full: &str,
 ) -> anyhow::Result<String> {
-    let src = ImageRef::parse(staging)?;
+    let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let dst = ImageRef::parse(full)?;
-    let report = client
+    client
         .retag(&src, &dst)
         .await
-        .with_context(|| format!("retagging {staging} as {full}"))?;
-    drop_tag(client, staging).await;
-    Ok(report.digest)
-}
-
-/// Delete a staging tag; a registry that refuses (GHCR, Distribution 2.8) gets a warning.
-async fn drop_tag(client: &RegistryClient, reference: &str) {
-    let result = match ImageRef::parse(reference) {
-        Ok(r) => client.delete_tag(&r).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) | Err(why) => tracing::warn!("{reference} stays in the registry: {why}"),
+        .with_context(|| format!("tagging {src} as {full}"))?;
+    let now = client
+        .head_manifest(&dst)
+        .await
+        .with_context(|| format!("reading back {full}"))?
+        .map(|d| d.digest);
+    match now {
+        Some(d) if d == digest => Ok(d),
+        other => Err(anyhow!(
+            "{full} names {} after tagging, not the tested {digest} (another run tagged it?)",
+            other.as_deref().unwrap_or("nothing")
+        )),
     }
 }

@@ -11,7 +11,7 @@ use crate::registry::{exists_many, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
 use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput, Step};
 use crate::spec::Spec;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -73,8 +73,15 @@ pub async fn run(
     }
     let stable_tag = crate::tag::quarter_stable_tag(&spec.tag_prefix);
     let mut existing = HashSet::new();
+    let mut digests = HashMap::new();
     if opts.registry_check {
-        for r in plan.check_registry(registry).await? {
+        let results = plan.check_registry(registry).await?;
+        for (img, r) in plan.images.iter().zip(results) {
+            // An image that does not rebuild is used by the digest its tag names now.
+            let rebuilds = img.rebuild && (opts.only.is_empty() || opts.only.contains(&img.key));
+            if let (false, Some(d)) = (rebuilds, &r.digest) {
+                digests.insert(img.key.clone(), d.clone());
+            }
             if r.exists {
                 existing.insert(r.reference);
             }
@@ -107,7 +114,9 @@ pub async fn run(
         insecure_registries: &opts.insecure_registries,
         dirs: &opts.dirs,
         push: opts.push,
+        tag: plan.tag.clone(),
         stable_tag,
+        digests: std::sync::Mutex::new(digests),
         existing: &existing,
         test_timeout: opts.test_timeout,
         cancel,

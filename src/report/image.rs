@@ -104,6 +104,10 @@ pub struct ImageReport {
     pub failed_step: Option<Step>,
     /// The pushed image's digest.
     pub digest: Option<String>,
+    /// The digest of the parent image this one was built FROM (`BASE_TAG=<tag>@<digest>`):
+    /// the parent built and tested in this run, or the one its tag named when the run
+    /// started. None for a root image, or when the parent's digest was not known.
+    pub parent_digest: Option<String>,
     /// The time of each step that ran, in order.
     pub steps: Vec<StepTime>,
     /// The whole image's time, in seconds.
@@ -130,6 +134,7 @@ impl ImageReport {
             pushed: false,
             failed_step: None,
             digest: None,
+            parent_digest: None,
             steps: vec![],
             seconds: 0.0,
             tests: TestResults::default(),
@@ -273,6 +278,7 @@ built: true
 pushed: false
 failed_step: basic-tests
 digest: null
+parent_digest: null
 steps:
 - step: build
   seconds: 12.345

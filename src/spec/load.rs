@@ -1,5 +1,6 @@
 //! Reading `spec.yml` and `change_ignore.json` into a [`Spec`].
 
+use super::cache::{CacheSpec, RawCache};
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
 use super::validate;
 use crate::tag::TagSuffix;
@@ -96,6 +97,8 @@ struct RawSpec {
     all_info_cmds: IndexMap<String, InfoCmd>,
     #[serde(default)]
     changes: Option<RawChanges>,
+    #[serde(default)]
+    cache: Option<RawCache>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -136,6 +139,8 @@ struct RawImage {
     prepull: bool,
     #[serde(default)]
     tests: Option<TestSpec>,
+    #[serde(default)]
+    cache: Option<RawCache>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -365,6 +370,16 @@ impl Spec {
                             String::new()
                         }
                     };
+                    let cache = CacheSpec::resolve(
+                        raw.cache.as_ref(),
+                        ri.cache.as_ref(),
+                        &key,
+                        &image_name,
+                    )
+                    .unwrap_or_else(|e| {
+                        problems.push(format!("{}: image `{key}`: {e}", at(line)));
+                        CacheSpec::default()
+                    });
                     images.insert(
                         key.clone(),
                         ImageSpec {
@@ -377,6 +392,7 @@ impl Spec {
                             prune: ri.prune,
                             prepull: ri.prepull,
                             tests: ri.tests.unwrap_or_default(),
+                            cache,
                             line,
                         },
                     );

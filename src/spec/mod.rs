@@ -4,9 +4,11 @@
 //! folders under `images/`, and the old layout with `images/spec.yml` and
 //! `images/change_ignore.json`. See `docs/spec.md` for the reference.
 
+pub mod cache;
 mod load;
 mod model;
 mod validate;
 
+pub use cache::CacheSpec;
 pub use load::{default_spec_path, SpecError};
 pub use model::{ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, Spec, TestSpec};

@@ -47,6 +47,8 @@ pub struct ImageSpec {
     pub prepull: bool,
     /// How the image's tests run (`tests:` in the spec), defaults when absent.
     pub tests: TestSpec,
+    /// Where its build cache goes and comes from (`cache:`, the stack's merged with its own).
+    pub cache: super::CacheSpec,
     /// The 1-based line of the image's key in the spec file, for messages.
     pub line: Option<usize>,
 }

@@ -2,6 +2,7 @@
 //! (Debian's `docker-registry`, which `.ci/run` installs; its own storage and config in a
 //! temp dir, killed when dropped) and the Docker engine's socket. Submodules:
 //! - [`action_runner`]: runs action.yml's steps as a GitHub runner would;
+//! - [`buildkitd`]: a standalone buildkitd (tcp with mutual TLS, unix), or a skip;
 //! - [`git_repo`]: git repositories built with git2 in temp dirs;
 //! - [`example`]: the built-in example stack copied into such a repository;
 //! - [`images`]: test images made through the engine (debootstrap base, busybox, builds);
@@ -11,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod action_runner;
+pub mod buildkitd;
 pub mod example;
 pub mod git_repo;
 pub mod hand_made;

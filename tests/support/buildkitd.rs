@@ -1,0 +1,209 @@
+//! A real standalone `buildkitd` for the tests: its own `--root` in a temp dir, one
+//! loopback `tcp://` address with mutual TLS (certificates made here with rcgen, X.509 v3)
+//! and one `unix://` socket. Stopped (SIGTERM, then SIGKILL) when dropped.
+//!
+//! The binary: `STACKCTL_BUILDKITD`, else `buildkitd` on PATH, else
+//! `<repo>/../shared/tools/buildkit/buildkitd`. With none, [`Buildkitd::start`] returns None
+//! after printing that the test is skipped and why; with `CI=true` it panics instead, in
+//! one line, since CI must run these tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the tests look for buildkitd, for messages.
+pub const WHERE: &str =
+    "STACKCTL_BUILDKITD, else buildkitd on PATH, else <repo>/../shared/tools/buildkit/buildkitd";
+
+/// The buildkitd binary, if one is found.
+pub fn binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STACKCTL_BUILDKITD").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "STACKCTL_BUILDKITD={}: no such file",
+            p.display()
+        );
+        return Some(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("buildkitd");
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared/tools/buildkit/buildkitd");
+    shared.is_file().then_some(shared)
+}
+
+/// A running buildkitd.
+pub struct Buildkitd {
+    /// Holds `root/`, `certs/`, the socket and the daemon's log.
+    pub dir: tempfile::TempDir,
+    /// `tcp://127.0.0.1:PORT` (mutual TLS: see [`Buildkitd::tls_args`]).
+    pub tcp: String,
+    /// `unix:///…/buildkitd.sock` (no TLS).
+    pub unix: String,
+    child: Child,
+}
+
+impl Buildkitd {
+    /// Start a buildkitd for `test`, or None (the test is skipped, said on stderr) when no
+    /// binary is found outside CI.
+    pub fn start(test: &str) -> Option<Buildkitd> {
+        let Some(bin) = binary() else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("no buildkitd found ({WHERE}): CI=true, so the buildkitd tests cannot be skipped");
+            }
+            // Straight to the process's stderr: the test harness captures eprintln!.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no buildkitd found ({WHERE})"
+            );
+            return None;
+        };
+        Some(Self::start_with(&bin))
+    }
+
+    fn start_with(bin: &Path) -> Buildkitd {
+        let dir = tempfile::Builder::new()
+            .prefix("stackctl-buildkitd-")
+            .tempdir()
+            .unwrap();
+        let certs = dir.path().join("certs");
+        make_certs(&certs);
+        let port = super::free_port();
+        let tcp = format!("tcp://127.0.0.1:{port}");
+        let sock = dir.path().join("buildkitd.sock");
+        let unix = format!("unix://{}", sock.display());
+        let log = std::fs::File::create(dir.path().join("buildkitd.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .args(["--addr", &unix, "--addr", &tcp])
+            .arg("--tlscacert")
+            .arg(certs.join("ca.pem"))
+            .arg("--tlscert")
+            .arg(certs.join("server.pem"))
+            .arg("--tlskey")
+            .arg(certs.join("server.key"))
+            .args(["--oci-worker=true", "--containerd-worker=false"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut d = Buildkitd {
+            dir,
+            tcp,
+            unix,
+            child,
+        };
+        // Ready when it says it serves on both addresses.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let tcp_line = format!("running server on 127.0.0.1:{port}");
+        let unix_line = format!("running server on {}", sock.display());
+        loop {
+            let log = d.log();
+            if log.contains(&tcp_line) && log.contains(&unix_line) {
+                break;
+            }
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("buildkitd exited ({status}) before serving:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "buildkitd did not start in 60s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("buildkitd.log")).unwrap_or_default()
+    }
+
+    /// A file of the test PKI: `ca.pem`, `client.pem`, `client.key` (and the server's).
+    pub fn cert(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join("certs")
+            .join(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// `--buildkit tcp://… --buildkit-tls-ca … --buildkit-tls-cert … --buildkit-tls-key …`.
+    pub fn tcp_args(&self) -> Vec<String> {
+        vec![
+            "--buildkit".into(),
+            self.tcp.clone(),
+            "--buildkit-tls-ca".into(),
+            self.cert("ca.pem"),
+            "--buildkit-tls-cert".into(),
+            self.cert("client.pem"),
+            "--buildkit-tls-key".into(),
+            self.cert("client.key"),
+        ]
+    }
+}
+
+impl Drop for Buildkitd {
+    fn drop(&mut self) {
+        // SIGTERM lets it unmount and close its databases; SIGKILL if it lingers.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all X.509 v3 (rustls
+/// refuses v1 certificates), PEM files in `dir`.
+pub fn make_certs(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "stackctl-test-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    write("ca.pem", ca_cert.pem());
+    for (who, sans, usage) in [
+        (
+            "server",
+            vec!["127.0.0.1".to_string()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        ("client", vec![], ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, who);
+        p.extended_key_usages = vec![usage];
+        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        write(&format!("{who}.pem"), cert.pem());
+        write(&format!("{who}.key"), key.serialize_pem());
+    }
+}
