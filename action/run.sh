@@ -41,9 +41,10 @@ elif [ -n "${INPUT_BUILDKIT_CA:-}${INPUT_BUILDKIT_CERT:-}${INPUT_BUILDKIT_KEY:-}
   echo "::warning title=stackctl::the buildkit-* inputs are used by 'build' only; ignored for '$command'"
 fi
 if [ -n "${INPUT_WIKI:-}" ]; then
+  # `build` writes its pages to <--artifacts>/wiki (a wiki checked out at ./wiki by default).
   case "$command" in
-    build|tag) args+=(--wiki "$INPUT_WIKI") ;;
-    *) echo "::warning title=stackctl::the wiki input is used by build and tag only; ignored for '$command'" ;;
+    tag) args+=(--wiki "$INPUT_WIKI") ;;
+    *) echo "::warning title=stackctl::the wiki input is used by tag only ('build' writes to <--artifacts>/wiki); ignored for '$command'" ;;
   esac
 fi
 
