@@ -4,7 +4,7 @@
 
 use super::dirs::ArtifactDirs;
 use super::github::{build_outputs, GithubActions};
-use super::image::ImageReport;
+use super::image::{ImageReport, Step};
 use super::lists::{built_images, write_image_list, IMAGES_BUILT};
 use super::table::{markdown_with_pictures, RowStatus, SummaryRow};
 use crate::mermaid::{self, GanttTask, NodeState, TreeNode};
@@ -53,7 +53,9 @@ pub fn step_times(scheduled: &[ScheduledImage<ImageReport>]) -> Vec<GanttTask> {
         } = &s.result
         {
             let mut at = *started;
-            for st in &outcome.steps {
+            // The prune step runs after every build of the run, not right after the
+            // image's other steps: laid end to end it would be drawn at the wrong time.
+            for st in outcome.steps.iter().filter(|st| st.step != Step::Prune) {
                 let end = at + Duration::from_secs_f64(st.seconds.max(0.0));
                 tasks.push(GanttTask {
                     section: s.key.clone(),
@@ -127,7 +129,6 @@ pub fn write_postwork(
 mod tests {
     use super::*;
     use crate::pipeline::schedule::Skip;
-    use crate::report::Step;
     use std::time::Duration;
 
     fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
