@@ -229,11 +229,39 @@ mod tests {
 
     #[test]
     fn without_the_runner_files_nothing_is_written() {
-        let gh = GithubActions {
-            step_summary: None,
-            output: None,
-        };
+        // Empty variables count as unset: no file named "" is ever opened.
+        let gh = GithubActions::from_vars(|k| match k {
+            "GITHUB_ACTIONS" => Some("true".into()),
+            _ => Some(String::new()),
+        })
+        .unwrap();
+        assert_eq!(
+            gh,
+            GithubActions {
+                step_summary: None,
+                output: None
+            }
+        );
         gh.append_summary("x").unwrap();
         gh.set_outputs(&[("tag", "t")]).unwrap();
+
+        // Only the file that is set is written, and only by its own call.
+        let tmp = tempfile::tempdir().unwrap();
+        let only_output = GithubActions {
+            step_summary: None,
+            output: Some(tmp.path().join("output")),
+        };
+        only_output.append_summary("summary text").unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+        only_output.set_outputs(&[("tag", "t")]).unwrap();
+        let names: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["output"]);
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("output")).unwrap(),
+            "tag=t\n"
+        );
     }
 }
