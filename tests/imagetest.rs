@@ -349,11 +349,15 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
 
-    // Ctrl-C (a cancelled token) the same way.
+    // Ctrl-C (a cancelled token) the same way, once the suite's container exists.
     let opts = Options::default();
     let cancel = opts.cancel.clone();
+    let watched = py.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while leftovers(&watched).await.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         cancel.cancel();
     });
     let r = run_suite(&spec, "slow", &py, Suite::Basic, &opts)
