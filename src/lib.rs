@@ -11,6 +11,7 @@
 //! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
+//! - [`content_tags`]: tags computed inside a built image (`tags:`), pushed without moving.
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
@@ -32,6 +33,7 @@ macro_rules! out {
 pub mod buildkit;
 pub mod cli;
 pub mod containers;
+pub mod content_tags;
 pub mod credentials;
 pub mod error;
 pub mod git;

@@ -99,6 +99,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         dirs: dirs.clone(),
         test_timeout: args.test_timeout,
         insecure_registries: args.registry.insecure_registry.clone(),
+        build_time: chrono::Utc::now(),
     };
     let summary = run_stack(
         &spec,
@@ -128,6 +129,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
                         crate::pipeline::schedule::Scheduled::Ran { outcome, .. } =>
                             if outcome.success { "done".into() } else { "failed".into() },
                     },
+                    "content_tags": i.result.outcome().map(|r| r.content_tags.clone()).unwrap_or_default(),
                     "report": i.result.outcome(),
                 })
             })

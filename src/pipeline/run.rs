@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub dirs: ArtifactDirs,
     pub test_timeout: Duration,
     pub insecure_registries: Vec<String>,
+    /// When the run started: content tags' `{date}`, the build history's month and time.
+    pub build_time: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a run did.
@@ -121,6 +123,8 @@ pub async fn run(
         test_timeout: opts.test_timeout,
         cancel,
         service_error: std::sync::Mutex::new(None),
+        commit: plan.head.clone(),
+        build_time: opts.build_time,
     };
     let gha = GithubActions::from_env();
     let full_name = |key: &str| {
