@@ -699,3 +699,172 @@ fn registry_cache_serves_a_fresh_buildkitd() {
     }
     remove_engine_images_of(&host);
 }
+
+// ---- Content tags (`tags:` in the spec): computed in the built image, pushed by manifest
+// PUT, never moved unless `moving: true`.
+
+/// What `python3` in the test base image says its version is (`3.11.2`), asked directly.
+fn base_python_version(parts: usize) -> String {
+    let local = support::images::base_image();
+    let o = std::process::Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "python3", &local, "-c"])
+        .arg(format!(
+            "import sys; print('.'.join(str(v) for v in sys.version_info[:{parts}]))"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn image_of<'a>(summary: &'a Value, key: &str) -> &'a Value {
+    summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {summary:#}"))
+}
+
+fn content_tag<'a>(summary: &'a Value, key: &str, tag: &str) -> &'a Value {
+    image_of(summary, key)["content_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == tag)
+        .unwrap_or_else(|| panic!("no content tag {tag} in {summary:#}"))
+}
+
+#[test]
+fn content_tags_come_from_the_image_and_never_move_unless_moving() {
+    let (_reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("base"));
+    let python = base_python_version(3);
+    let major = base_python_version(1);
+    ex.append(
+        "spec.yml",
+        "tags:\n  - \"python-{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}\"\n  - template: \"py{python3 -c 'import sys; print(sys.version_info[0])'}-newest\"\n    moving: true\n  - \"{commit}-{date}\"\n",
+        "content tags",
+    );
+    let fixed = format!("python-{python}");
+    let moving = format!("py{major}-newest");
+    let at = |tag: &str| format!("{}:{tag}", ex.image_name("base"));
+    let sha7 =
+        |ex: &ExampleRepo| ex.repo.head().unwrap().target().unwrap().to_string()[..7].to_string();
+    let today = || chrono::Utc::now().format("%Y-%m-%d").to_string();
+
+    // 1. First build: every content tag is created on the tested digest.
+    let day_before = today();
+    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--only", "base"]);
+    let day_after = today();
+    assert_eq!(code, 0, "{summary:#}");
+    let first = report_digest(&summary, "base");
+    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(&ex)));
+    for tag in [&fixed, &moving] {
+        let t = content_tag(&summary, "base", tag);
+        assert_eq!(t["state"], "created", "{t}");
+        assert_eq!(t["digest"], first.as_str());
+        assert_eq!(
+            digest_in_registry(&at(tag)).as_deref(),
+            Some(first.as_str())
+        );
+    }
+    let tags: Vec<String> = image_of(&summary, "base")["content_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        dated.iter().any(|d| tags.contains(d)),
+        "{{commit}}-{{date}}: {tags:?} {dated:?}"
+    );
+    // In the artifact and on the manifest page too.
+    let yaml = artifact(out.path(), &full);
+    assert_eq!(
+        yaml["content_tags"][0]["tag"].as_str(),
+        Some(fixed.as_str())
+    );
+    assert_eq!(yaml["content_tags"][0]["state"].as_str(), Some("created"));
+    let page = read(
+        out.path()
+            .join("manifests")
+            .join(format!("{}.md", page(&full))),
+    );
+    assert!(page.contains("## Content Tags"), "{page}");
+    assert!(
+        page.contains(&format!("| `{fixed}` | `{first}` | created |")),
+        "{page}"
+    );
+
+    // 2. Other content, same python: the fixed tag stays on the first image (a warning, not
+    // a failure); the moving one follows the new build.
+    ex.append(
+        "images/base/stack-info",
+        "# other content",
+        "base: other content",
+    );
+    let (code, summary, stderr) = build_env(&ex, out.path(), &["--only", "base"], &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    assert_eq!(status_of(&summary, "base"), "done");
+    let second = report_digest(&summary, "base");
+    assert_ne!(second, first, "other content");
+    assert_eq!(digest_in_registry(&full).as_deref(), Some(second.as_str()));
+    let kept = content_tag(&summary, "base", &fixed);
+    assert_eq!(kept["state"], "kept", "{kept}");
+    assert_eq!(
+        kept["digest"],
+        first.as_str(),
+        "records where the tag points"
+    );
+    assert_eq!(
+        digest_in_registry(&at(&fixed)).as_deref(),
+        Some(first.as_str())
+    );
+    let moved = content_tag(&summary, "base", &moving);
+    assert_eq!(moved["state"], "moved", "{moved}");
+    assert_eq!(moved["previous"], first.as_str());
+    assert_eq!(
+        digest_in_registry(&at(&moving)).as_deref(),
+        Some(second.as_str())
+    );
+    let warnings = image_of(&summary, "base")["report"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&at(&fixed)) && warnings.contains(&first),
+        "{warnings}"
+    );
+    assert!(stderr.contains("already names"), "{stderr}");
+    assert!(
+        image_of(&summary, "base")["report"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 warning"),
+        "{summary:#}"
+    );
+
+    // 3. A value that is not a tag (`Python 3.11.2`, with a space) fails the image before
+    // it gets its tag: the branch tag stays on the second build.
+    let spec = read(ex.path().join("spec.yml"));
+    let spec = format!(
+        "{}tags: [\"py-{{python3 --version}}\"]\n",
+        &spec[..spec.find("\ntags:").unwrap() + 1]
+    );
+    ex.change("spec.yml", &spec, "a bad content tag");
+    ex.append(
+        "images/base/stack-info",
+        "# third content",
+        "base: third content",
+    );
+    let (code, summary) = build(&ex, out.path(), &["--only", "base"]);
+    assert_eq!(code, 1, "{summary:#}");
+    let report = &image_of(&summary, "base")["report"];
+    assert_eq!(report["failed_step"], "content-tags", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("`python3 --version`") && message.contains(&format!("Python {python}")),
+        "names the command and its output: {message}"
+    );
+    assert_eq!(digest_in_registry(&full).as_deref(), Some(second.as_str()));
+    remove_engine_images_of(&ex.registry);
+}
