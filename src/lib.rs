@@ -13,6 +13,7 @@
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
 //! - [`content_tags`]: tags computed inside a built image (`tags:`), pushed without moving.
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
+//! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
 /// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
@@ -30,6 +31,7 @@ macro_rules! out {
     };
 }
 
+pub mod build_history;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;

@@ -787,25 +787,59 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         Some(fixed.as_str())
     );
     assert_eq!(yaml["content_tags"][0]["state"].as_str(), Some("created"));
-    let page = read(
+    let manifest = read(
         out.path()
             .join("manifests")
             .join(format!("{}.md", page(&full))),
     );
-    assert!(page.contains("## Content Tags"), "{page}");
+    assert!(manifest.contains("## Content Tags"), "{manifest}");
     assert!(
-        page.contains(&format!("| `{fixed}` | `{first}` | created |")),
-        "{page}"
+        manifest.contains(&format!("| `{fixed}` | `{first}` | created |")),
+        "{manifest}"
     );
 
+    // The build's row in this month's history page, and the index.
+    let wiki = out.path().join("wiki");
+    let month = &day_after[..7];
+    let history = read(wiki.join("history").join(format!("{month}.md")));
+    let row = history.lines().last().unwrap();
+    assert!(
+        row.contains(&format!(
+            "| `{}` | `{PREFIX}-{BRANCH}` | `{full}` `{first}` [page]({}) |",
+            sha7(&ex),
+            page(&full)
+        )),
+        "{history}"
+    );
+    assert!(read(wiki.join("History.md")).contains(&format!("- [{month}]({month})")));
+
+    // Old manifest pages in the wiki: one linked from Home.md's stable row, two not.
+    let old_page = |name: &str| {
+        let p = wiki.join(format!("{}.md", page(name)));
+        std::fs::write(&p, format!("# {name}\n\nManifest digest: `sha256:00`\n")).unwrap();
+        p
+    };
+    let linked = old_page("h/old:2025.4-stable");
+    let stale = [old_page("h/old:2025.4-a"), old_page("h/old:2025.4-b")];
+    std::fs::write(
+        wiki.join("Home.md"),
+        format!("| Commit | Image | Manifest |\n|--------|-------|----------|\n|[`1111111`](https://github.com/o/r/commit/1111111)|`h/old:2025.4-stable`|[Link](https://github.com/o/r/wiki/{})|\n", page("h/old:2025.4-stable")),
+    )
+    .unwrap();
+
     // 2. Other content, same python: the fixed tag stays on the first image (a warning, not
-    // a failure); the moving one follows the new build.
+    // a failure); the moving one follows the new build. At most 2 manifest pages stay.
     ex.append(
         "images/base/stack-info",
         "# other content",
         "base: other content",
     );
-    let (code, summary, stderr) = build_env(&ex, out.path(), &["--only", "base"], &[]);
+    let (code, summary, stderr) = build_env(
+        &ex,
+        out.path(),
+        &["--only", "base", "--wiki-max-pages", "2"],
+        &[],
+    );
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
     assert_eq!(status_of(&summary, "base"), "done");
     let second = report_digest(&summary, "base");
@@ -835,6 +869,22 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         "{warnings}"
     );
     assert!(stderr.contains("already names"), "{stderr}");
+    for p in &stale {
+        assert!(!p.exists(), "{} removed", p.display());
+    }
+    assert!(linked.is_file(), "a page linked from Home.md stays");
+    assert!(
+        wiki.join(format!("{}.md", page(&full))).is_file(),
+        "this build's page stays"
+    );
+    let removed = read(out.path().join("artifacts/WIKI_PAGES_REMOVED"));
+    assert_eq!(removed.lines().count(), 2, "{removed}");
+    assert!(stderr.contains("removed the old manifest page"), "{stderr}");
+    let history = read(wiki.join("history").join(format!("{month}.md")));
+    assert!(
+        history.lines().last().unwrap().contains(&second),
+        "a second row: {history}"
+    );
     assert!(
         image_of(&summary, "base")["report"]["message"]
             .as_str()

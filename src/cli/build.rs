@@ -70,6 +70,11 @@ pub struct BuildArgs {
     /// Time limit of each test suite (e.g. 30m, 90s).
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
     pub test_timeout: std::time::Duration,
+    /// Keep at most N manifest pages in the wiki folder: the oldest beyond N are removed
+    /// (listed in artifacts/WIKI_PAGES_REMOVED), never one linked from Home.md or
+    /// Stable_Tag.md. A GitHub wiki renders at most 5,000 pages.
+    #[arg(long, value_name = "N", default_value_t = 4500)]
+    pub wiki_max_pages: usize,
     /// Print the summary as one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +105,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         test_timeout: args.test_timeout,
         insecure_registries: args.registry.insecure_registry.clone(),
         build_time: chrono::Utc::now(),
+        wiki_max_pages: args.wiki_max_pages,
     };
     let summary = run_stack(
         &spec,

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub insecure_registries: Vec<String>,
     /// When the run started: content tags' `{date}`, the build history's month and time.
     pub build_time: chrono::DateTime<chrono::Utc>,
+    /// At most this many manifest pages stay in the wiki folder (the oldest go).
+    pub wiki_max_pages: usize,
 }
 
 /// What a run did.
@@ -161,6 +163,14 @@ pub async fn run(
         },
         gha.as_ref(),
     )?;
+    crate::build_history::after_build(
+        &opts.dirs,
+        opts.build_time,
+        &plan.head,
+        &plan.tag,
+        images.iter().filter_map(|s| s.result.outcome()),
+        opts.wiki_max_pages,
+    );
     let service_error = ctx
         .service_error
         .into_inner()
