@@ -158,6 +158,20 @@ pub async fn run(
                     outln!("{s} -> {t} {} (was {before})", done.source_digests[i]);
                 }
             }
+            // Which content tags (spec `tags:`) the promoted images have: an artifact.
+            let found = crate::content_tags::promoted::of_promoted(
+                c,
+                spec,
+                &plan.pairs,
+                &done.source_digests,
+            )
+            .await;
+            match found {
+                Ok(lines) => {
+                    crate::content_tags::promoted::write(&opts.artifacts, &lines)?;
+                }
+                Err(e) => tracing::warn!("content tags of the promoted images not listed: {e:#}"),
+            }
         }
         (None, false) => anyhow::bail!("no registry client"),
     }

@@ -742,9 +742,15 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("base"));
     let python = base_python_version(3);
     let major = base_python_version(1);
-    ex.append(
+    // The base alone, with content tags for every image of the stack.
+    let spec = format!(
+        "root: base\nimages:\n  base:\n    image_name: {}\n    build_args:\n      BASE_IMAGE: {}\n    info_cmds: [PY_VER]\ntag:\n  prefix: \"{PREFIX}\"\nall_info_cmds:\n  PY_VER: {{description: Python Version, command: python3 --version}}\n",
+        ex.image_name("base"),
+        ex.base_image()
+    );
+    ex.change(
         "spec.yml",
-        "tags:\n  - \"python-{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}\"\n  - template: \"py{python3 -c 'import sys; print(sys.version_info[0])'}-newest\"\n    moving: true\n  - \"{commit}-{date}\"\n",
+        &format!("{spec}tags:\n  - \"python-{{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}}\"\n  - template: \"py{{python3 -c 'import sys; print(sys.version_info[0])'}}-newest\"\n    moving: true\n  - \"{{commit}}-{{date}}\"\n"),
         "content tags",
     );
     let fixed = format!("python-{python}");
@@ -885,6 +891,28 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         history.lines().last().unwrap().contains(&second),
         "a second row: {history}"
     );
+
+    // Promotion lists the content tags that name the promoted digest: the moving one and
+    // this commit's dated one, not the fixed one (it stayed on the first build).
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out.path())
+        .args(["tag", &format!("{PREFIX}-{BRANCH}"), "--spec"])
+        .arg(ex.path().join("spec.yml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let stable = format!("{}:{PREFIX}-stable", ex.image_name("base"));
+    let lines = read(out.path().join("artifacts/CONTENT_TAGS"));
+    let mut lines: Vec<&str> = lines.lines().collect();
+    lines.sort();
+    let dated: Vec<String> = [&day_before, &day_after]
+        .iter()
+        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(&ex)))))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(dated.iter().any(|d| d == lines[0]), "{lines:?} {dated:?}");
+    assert_eq!(lines[1], format!("{stable} {}", at(&moving)), "{lines:?}");
     assert!(
         image_of(&summary, "base")["report"]["message"]
             .as_str()

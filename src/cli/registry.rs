@@ -60,6 +60,9 @@ with --wiki a new top row in Home.md and each stable page copied from its source
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
+Both write artifacts/CONTENT_TAGS: `<promoted ref> <content tag ref>` for each content tag \
+(spec tags:) that names a promoted image's digest (the repository's tags matching the \
+templates, one HEAD each).\n\n\
 All or nothing: every source is checked first (all missing ones are listed); on any failure \
 every target tag is put back as it was.\n\n\
 Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \

@@ -10,6 +10,7 @@
 //! A tag made from a template never moves to another digest once it exists, unless its
 //! entry says `moving: true` (see [`publish`]).
 
+pub mod promoted;
 pub mod publish;
 
 use serde_yaml::Value;
