@@ -43,7 +43,7 @@ The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
 
-Exit codes: 0 all done; 1 an image failed (build, test or push) or was skipped because
+Exit codes: 0 all done; 1 an image failed (build, test, push or content tag) or was skipped because
 of a failure; 2 bad input or an unreachable service (BuildKit, registry).";
 
 /// `stackctl build`: run the whole stack.

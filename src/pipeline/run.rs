@@ -260,6 +260,10 @@ fn announce(ev: &Event<'_, ImageReport>, full: &str, actions: bool, dirs: &Artif
             if let Some(a) = report::progress::failure_annotation(outcome) {
                 let _ = writeln!(err, "{a}");
             }
+            // A content tag kept on another digest: a warning annotation, not a failure.
+            for w in &outcome.warnings {
+                let _ = write!(err, "{}", github::warning(&outcome.key, w));
+            }
         }
         _ => {
             let _ = writeln!(err, "{line}");
