@@ -298,7 +298,7 @@ pub fn after_build<'a>(
             Err(e) => tracing::warn!("build history not written: {e:#}"),
         }
     }
-    let keep: Vec<String> = dirs_pages(&wiki, tag);
+    let keep: Vec<String> = pages_of_tag(&wiki, tag);
     match cap_manifest_pages(&wiki, max_pages, &keep) {
         Ok(c) => {
             for p in &c.removed {
@@ -329,7 +329,7 @@ pub fn after_build<'a>(
 }
 
 /// The pages of this run's tag in `wiki` (`...-<tag>`): never removed by this run's cap.
-fn dirs_pages(wiki: &Path, tag: &str) -> Vec<String> {
+fn pages_of_tag(wiki: &Path, tag: &str) -> Vec<String> {
     let suffix = format!("-{tag}");
     std::fs::read_dir(wiki)
         .map(|entries| {
