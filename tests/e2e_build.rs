@@ -735,6 +735,15 @@ fn content_tag<'a>(summary: &'a Value, key: &str, tag: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no content tag {tag} in {summary:#}"))
 }
 
+/// The example's base alone (its content tags are appended by the tests).
+fn base_only_spec(ex: &ExampleRepo) -> String {
+    format!(
+        "root: base\nimages:\n  base:\n    image_name: {}\n    build_args:\n      BASE_IMAGE: {}\n    info_cmds: [PY_VER]\ntag:\n  prefix: \"{PREFIX}\"\nall_info_cmds:\n  PY_VER: {{description: Python Version, command: python3 --version}}\n",
+        ex.image_name("base"),
+        ex.base_image()
+    )
+}
+
 #[test]
 fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     let (_reg, ex) = setup();
@@ -743,11 +752,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     let python = base_python_version(3);
     let major = base_python_version(1);
     // The base alone, with content tags for every image of the stack.
-    let spec = format!(
-        "root: base\nimages:\n  base:\n    image_name: {}\n    build_args:\n      BASE_IMAGE: {}\n    info_cmds: [PY_VER]\ntag:\n  prefix: \"{PREFIX}\"\nall_info_cmds:\n  PY_VER: {{description: Python Version, command: python3 --version}}\n",
-        ex.image_name("base"),
-        ex.base_image()
-    );
+    let spec = base_only_spec(&ex);
     ex.change(
         "spec.yml",
         &format!("{spec}tags:\n  - \"python-{{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}}\"\n  - template: \"py{{python3 -c 'import sys; print(sys.version_info[0])'}}-newest\"\n    moving: true\n  - \"{{commit}}-{{date}}\"\n"),
@@ -945,4 +950,50 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     );
     assert_eq!(digest_in_registry(&full).as_deref(), Some(second.as_str()));
     remove_engine_images_of(&ex.registry);
+}
+
+/// Through a buildkitd the content tag commands run in the image pulled by digest, and the
+/// content tag is a manifest PUT of that digest: the only tags are the run's and it.
+#[test]
+fn content_tags_through_buildkitd_name_the_tested_digest() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "content_tags_through_buildkitd_name_the_tested_digest",
+    ) else {
+        return;
+    };
+    let (reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let python = base_python_version(2);
+    ex.change(
+        "spec.yml",
+        &format!(
+            "{}tags: [\"python-{{python3 -c 'import sys; print(\\\"%d.%d\\\" % sys.version_info[:2])'}}\"]\n",
+            base_only_spec(&ex)
+        ),
+        "content tags",
+    );
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &["--buildkit", bk.unix.as_str()],
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let digest = report_digest(&summary, "base");
+    let tag = format!("python-{python}");
+    let t = content_tag(&summary, "base", &tag);
+    assert_eq!(t["state"], "created", "{t}");
+    assert_eq!(t["digest"], digest.as_str());
+    let reference = format!("{}:{tag}", ex.image_name("base"));
+    assert_eq!(
+        digest_in_registry(&reference).as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        tags_of(&reg.host(), "stackctl-example/base"),
+        vec![format!("{PREFIX}-{BRANCH}"), tag],
+        "no staging tag"
+    );
+    remove_engine_images_of(&reg.host());
 }
