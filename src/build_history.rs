@@ -162,12 +162,17 @@ fn protected_pages(wiki: &Path) -> HashSet<String> {
     out
 }
 
-/// Whether `path` is a manifest page (`# <ref>`, then `Manifest digest: ...`).
+/// Whether `path` is a manifest page (`# <ref>`, then `Manifest digest: ...`). Only the
+/// file's start is read: a wiki holds thousands of pages, some with long package lists.
 fn is_manifest_page(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(2048);
+    let read = std::fs::File::open(path).and_then(|f| f.take(2048).read_to_end(&mut head));
+    if read.is_err() {
         return false;
-    };
-    text.lines()
+    }
+    String::from_utf8_lossy(&head)
+        .lines()
         .take(5)
         .any(|l| l.starts_with("Manifest digest: "))
 }
