@@ -765,6 +765,18 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         |ex: &ExampleRepo| ex.repo.head().unwrap().target().unwrap().to_string()[..7].to_string();
     let today = || chrono::Utc::now().format("%Y-%m-%d").to_string();
 
+    // 0. --no-push: the content tags are computed (a bad value would fail here already)
+    // and recorded as not pushed; none reaches the registry.
+    let (code, summary) = build(
+        &ex,
+        out.path(),
+        &["--base", "HEAD", "--only", "base", "--no-push"],
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    let t = content_tag(&summary, "base", &fixed);
+    assert_eq!(t["state"], "not-pushed", "{t}");
+    assert_eq!(digest_in_registry(&at(&fixed)), None);
+
     // 1. First build: every content tag is created on the tested digest.
     let day_before = today();
     let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--only", "base"]);
