@@ -14,6 +14,12 @@ pub enum ExitStatus {
     Failed = 1,
     /// 2: bad input or an unreachable service; nothing was attempted or it could not run.
     Error = 2,
+    /// 3: `tag`: partly promoted (or a target's state unknown); a rerun completes it.
+    Partial = 3,
+    /// 4: `tag`: another writer changed a target during the run.
+    ConcurrentWriter = 4,
+    /// 130: interrupted (SIGINT or SIGTERM), as shells report 128 + SIGINT.
+    Interrupted = 130,
 }
 
 impl ExitStatus {
@@ -28,9 +34,20 @@ impl ExitStatus {
 #[error("{0}")]
 pub struct Failed(pub String);
 
-/// The exit status an error asks for: 1 when a [`Failed`] is in its chain, 2 otherwise.
+/// An error that asks for a given exit status (partly promoted, interrupted, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WithStatus {
+    pub status: ExitStatus,
+    pub message: String,
+}
+
+/// The exit status an error asks for: a [`WithStatus`]'s, 1 when a [`Failed`] is in its
+/// chain, 2 otherwise.
 pub fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
-    if err.chain().any(|e| e.is::<Failed>()) {
+    if let Some(w) = err.chain().find_map(|e| e.downcast_ref::<WithStatus>()) {
+        w.status
+    } else if err.chain().any(|e| e.is::<Failed>()) {
         ExitStatus::Failed
     } else {
         ExitStatus::Error

@@ -15,6 +15,7 @@
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
 //! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
+//! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
 /// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
 /// it, so that a peer closing a socket is an error the network code handles.
@@ -41,6 +42,7 @@ pub mod error;
 pub mod git;
 pub mod imagetest;
 pub mod manifest_page;
+pub mod mermaid;
 pub mod naming;
 pub mod pipeline;
 pub mod plan;

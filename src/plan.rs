@@ -17,7 +17,7 @@
 
 use crate::git::{self, ChangedFile, GitError};
 use crate::spec::Spec;
-use crate::tag::{branch_tag, TagError};
+use crate::tag::{build_tag, TagError};
 use git2::{Oid, Repository};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -390,7 +390,12 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         Some(b) => b.clone(),
         None => git::current_branch(repo)?,
     };
-    let tag = branch_tag(&spec.tag_prefix, &branch)?;
+    let tag = build_tag(
+        &spec.tag_prefix,
+        spec.tag_suffix,
+        &branch,
+        &head.to_string(),
+    )?;
     let message = git::message(repo, head)?;
     let parent = git::first_parent(repo, head)?;
 
@@ -465,8 +470,15 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
     }
 
     let mut images: Vec<PlannedImage> = vec![];
+    // Depth from the parent's, which comes first in topological order.
+    let mut depths: std::collections::HashMap<&str, usize> = Default::default();
     for img in spec.topological() {
-        let depth = spec.ancestors_of(&img.key).len();
+        let depth = img
+            .depend_on
+            .as_deref()
+            .and_then(|p| depths.get(p))
+            .map_or(0, |d| d + 1);
+        depths.insert(img.key.as_str(), depth);
         let mut build_args = img.build_args.clone();
         if img.depend_on.is_some() && !build_args.contains_key("BASE_TAG") {
             build_args.insert("BASE_TAG".into(), tag.clone());
@@ -552,8 +564,10 @@ impl Plan {
     /// `tag missing from registry`, and their descendants with `parent rebuilds`. Keys
     /// that are not in the plan are ignored. Sets `registry_check` to `done`.
     pub fn mark_missing(&mut self, keys_missing: &[String]) {
+        let keys_missing: std::collections::HashSet<&str> =
+            keys_missing.iter().map(String::as_str).collect();
         for img in &mut self.images {
-            if keys_missing.contains(&img.key)
+            if keys_missing.contains(img.key.as_str())
                 && !img.reasons.iter().any(|r| r == reason::TAG_MISSING)
             {
                 img.reasons.push(reason::TAG_MISSING.to_string());
@@ -567,21 +581,16 @@ impl Plan {
     /// Give every child of a rebuilt image the reason `parent rebuilds (<parent>)`.
     /// One pass suffices: images are in topological order.
     fn propagate(&mut self) {
-        for i in 0..self.images.len() {
-            let Some(parent) = self.images[i].parent.clone() else {
-                continue;
-            };
-            let parent_rebuilds = self
-                .images
-                .iter()
-                .take(i)
-                .any(|p| p.key == parent && p.rebuild);
-            let r = reason::parent_rebuilds(&parent);
-            let img = &mut self.images[i];
-            if parent_rebuilds && !img.reasons.contains(&r) {
-                img.reasons.push(r);
-                img.rebuild = true;
+        let mut rebuilds: std::collections::HashMap<String, bool> = Default::default();
+        for img in &mut self.images {
+            if let Some(parent) = &img.parent {
+                let r = reason::parent_rebuilds(parent);
+                if rebuilds.get(parent).copied().unwrap_or(false) && !img.reasons.contains(&r) {
+                    img.reasons.push(r);
+                    img.rebuild = true;
+                }
             }
+            rebuilds.insert(img.key.clone(), img.rebuild);
         }
     }
 }

@@ -2,11 +2,18 @@
 //! files it leaves (artifacts and wiki pages).
 //!
 //! - quarter: every image of the spec, `<image>:ORIGINAL_TAG` → `<image>:<prefix>-stable`
-//!   (prefix = ORIGINAL_TAG up to its first `-`); Home.md gains a row.
+//!   (prefix = the spec's `tag.prefix` when ORIGINAL_TAG starts with it and a `-`, else
+//!   ORIGINAL_TAG up to its first `-`: an older quarter's tag); Home.md gains a row.
 //! - global: the images of Home.md's `<prefix>-stable` row (or, without a wiki, the spec's
 //!   images with that tag) → `:stable`; Stable_Tag.md is rewritten.
+//!
+//! Names for people (Home.md, Stable_Tag.md, page names and links, IMAGES_* lists, the lines
+//! printed) are the spec's `image_name` as written (`ucsdets/datascience-notebook:...`, as the
+//! old tool wrote them); only registry requests use the normalized reference
+//! (`docker.io/ucsdets/...`).
 
-use crate::registry::promote::{promote, Step};
+use crate::error::{ExitStatus, WithStatus};
+use crate::registry::promote::{self, promote, Step};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::Spec;
 use crate::tag::{quarter_stable_tag, GLOBAL_STABLE_TAG};
@@ -33,16 +40,34 @@ pub struct Options {
     /// The git repository (for the commit when GITHUB_SHA is unset).
     pub repo: PathBuf,
     pub repo_url: Option<String>,
+    /// The run's deadline (`--timeout`).
+    pub timeout: std::time::Duration,
+    /// Each registry request's timeout; also the settle time after a write that got no
+    /// answer, and the time the final read-back may take.
+    pub request_timeout: std::time::Duration,
+    /// Cancelled on SIGINT or SIGTERM.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Source and target full names, in spec (or Home.md) order.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Names as written in the spec (or Home.md), with their tags; see the module's notes.
     pub pairs: Vec<(String, String)>,
 }
 
-/// The quarter prefix of a tag: what comes before its first `-`.
-pub fn prefix_of(original_tag: &str) -> anyhow::Result<&str> {
+/// The quarter prefix of a tag: the spec's prefix when the tag is `<spec prefix>-<rest>`
+/// (a prefix may hold a dash: `2026.3-rc`), else what comes before its first `-` (the tag
+/// of an older quarter, whose prefix the spec no longer names).
+pub fn prefix_of<'a>(original_tag: &'a str, spec_prefix: &str) -> anyhow::Result<&'a str> {
+    if let Some(rest) = original_tag
+        .strip_prefix(spec_prefix)
+        .and_then(|r| r.strip_prefix('-'))
+    {
+        if !spec_prefix.is_empty() && !rest.is_empty() {
+            return Ok(&original_tag[..spec_prefix.len()]);
+        }
+    }
     match original_tag.split_once('-') {
         Some((p, rest)) if !p.is_empty() && !rest.is_empty() => Ok(p),
         _ => {
@@ -51,16 +76,26 @@ pub fn prefix_of(original_tag: &str) -> anyhow::Result<&str> {
     }
 }
 
+/// `full` (as written: `ucsdets/x:2026.3-stable`, `ucsdets/x`) with its tag replaced by
+/// `tag`, still as written. The result is checked as a reference, not normalized.
 fn with_tag(full: &str, tag: &str) -> anyhow::Result<String> {
-    let r = ImageRef::parse(full)?;
-    Ok(r.with_tag(tag).to_string())
+    ImageRef::parse(full)?;
+    let name = full.split_once('@').map_or(full, |(n, _)| n);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    let name = match name[last..].find(':') {
+        Some(i) => &name[..last + i],
+        None => name,
+    };
+    let out = format!("{name}:{tag}");
+    ImageRef::parse(&out)?;
+    Ok(out)
 }
 
 /// Work out the pairs to promote.
 pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result<Plan> {
     let pairs = match kind {
         Kind::Quarter { original_tag } => {
-            let stable = quarter_stable_tag(prefix_of(original_tag)?);
+            let stable = quarter_stable_tag(prefix_of(original_tag, &spec.tag_prefix)?);
             if original_tag == &stable {
                 anyhow::bail!("{original_tag} is already the stable tag; nothing to promote");
             }
@@ -131,12 +166,7 @@ pub async fn run(
     let steps = plan
         .pairs
         .iter()
-        .map(|(s, t)| {
-            Ok(Step {
-                source: ImageRef::parse(s)?,
-                target: ImageRef::parse(t)?,
-            })
-        })
+        .map(|(s, t)| Ok(Step::named(s, t)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     match (client, opts.offline) {
@@ -146,26 +176,61 @@ pub async fn run(
             }
         }
         (Some(c), false) => {
-            let done = promote(c, &steps, opts.dry_run).await?;
-            for (i, (s, t)) in plan.pairs.iter().enumerate() {
-                let before = done.before[i].as_deref().unwrap_or("absent");
+            let popts = promote::Options {
+                dry_run: opts.dry_run,
+                deadline: tokio::time::Instant::now() + opts.timeout,
+                settle: opts.request_timeout,
+                read_back_timeout: opts.request_timeout,
+                cancel: opts.cancel.clone(),
+            };
+            let done = promote(c, &steps, &popts).await?;
+            if done.status != ExitStatus::Success {
+                // The table of every target goes to stdout, the verdict to stderr.
+                out!("{}", done.table());
+                let mut msg = done.summary.clone();
+                if let Some(r) = &done.deadline_hit {
+                    msg.push_str(&format!(
+                        "\nthe run's deadline (--timeout {}) was hit by {r}",
+                        humantime::format_duration(opts.timeout)
+                    ));
+                }
+                if done.status == ExitStatus::Interrupted {
+                    msg = format!("interrupted; {msg}");
+                }
+                return Err(WithStatus {
+                    status: done.status,
+                    message: msg,
+                }
+                .into());
+            }
+            for r in &done.rows {
                 if opts.dry_run {
                     outln!(
-                        "{s} -> {t} {} (dry run; target now {before})",
-                        done.source_digests[i]
+                        "{} -> {} {} (dry run; target now {})",
+                        r.source,
+                        r.target,
+                        r.intended,
+                        r.before
                     );
                 } else {
-                    outln!("{s} -> {t} {} (was {before})", done.source_digests[i]);
+                    outln!(
+                        "{} -> {} {} (was {})",
+                        r.source,
+                        r.target,
+                        r.intended,
+                        r.before
+                    );
                 }
             }
             // Which content tags (spec `tags:`) the promoted images have: an artifact.
-            let found = crate::content_tags::promoted::of_promoted(
-                c,
-                spec,
-                &plan.pairs,
-                &done.source_digests,
-            )
-            .await;
+            let promoted: Vec<(String, String)> = done
+                .rows
+                .iter()
+                .map(|r| (r.source.clone(), r.target.clone()))
+                .collect();
+            let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
+            let found =
+                crate::content_tags::promoted::of_promoted(c, spec, &promoted, &digests).await;
             match found {
                 Ok(lines) => {
                     crate::content_tags::promoted::write(&opts.artifacts, &lines)?;
@@ -206,7 +271,11 @@ pub async fn run(
                     Err(e) => return Err(e).context(format!("cannot read {}", home.display())),
                 };
                 let row = wiki::home_row(&links, &sha7, &targets);
-                std::fs::write(&home, wiki::insert_home_row(old.as_deref(), &row))
+                let mut text = wiki::insert_home_row(old.as_deref(), &row);
+                if let Some(with_tree) = wiki::with_tree(&text, &stack_tree(spec, &plan.pairs)) {
+                    text = with_tree;
+                }
+                std::fs::write(&home, text)
                     .with_context(|| format!("cannot write {}", home.display()))?;
             }
             Kind::Global { .. } => {
@@ -217,4 +286,62 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// The stack's tree for Home.md (see [`wiki::TREE_MARKER`]): each image with the tag it
+/// was promoted to.
+fn stack_tree(spec: &Spec, pairs: &[(String, String)]) -> String {
+    use crate::mermaid::{flowchart, NodeState, TreeNode};
+    let nodes: Vec<TreeNode> = spec
+        .topological()
+        .into_iter()
+        .map(|i| {
+            let target = pairs
+                .iter()
+                .find(|(s, _)| s.rsplit_once(':').map(|(n, _)| n) == Some(i.image_name.as_str()))
+                .map(|(_, t)| t.clone());
+            TreeNode {
+                key: i.key.clone(),
+                parent: i.depend_on.clone(),
+                state: NodeState::Plain,
+                notes: target.into_iter().collect(),
+            }
+        })
+        .collect();
+    flowchart(&nodes)
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::{prefix_of, with_tag};
+
+    #[test]
+    fn prefix_with_a_dash_is_split_by_the_spec() {
+        assert_eq!(
+            prefix_of("2026.3-rc-main", "2026.3-rc").unwrap(),
+            "2026.3-rc"
+        );
+        assert_eq!(prefix_of("2026.3-main", "2026.3").unwrap(), "2026.3");
+        // An older quarter's tag: its prefix is up to the first dash.
+        assert_eq!(prefix_of("2021.2-dev", "2026.3-rc").unwrap(), "2021.2");
+        assert!(prefix_of("main", "2026.3").is_err());
+    }
+
+    #[test]
+    fn names_stay_as_written() {
+        assert_eq!(
+            with_tag("ucsdets/datascience-notebook", "2026.3-main").unwrap(),
+            "ucsdets/datascience-notebook:2026.3-main"
+        );
+        assert_eq!(
+            with_tag("ucsdets/datascience-notebook:2026.3-stable", "stable").unwrap(),
+            "ucsdets/datascience-notebook:stable"
+        );
+        assert_eq!(
+            with_tag("127.0.0.1:5000/a/b:t", "stable").unwrap(),
+            "127.0.0.1:5000/a/b:stable"
+        );
+        assert_eq!(with_tag("busybox", "x").unwrap(), "busybox:x");
+        assert!(with_tag("Bad/Name", "x").is_err());
+    }
 }

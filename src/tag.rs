@@ -12,6 +12,8 @@ pub const MAX_TAG_LEN: usize = 128;
 pub enum TagError {
     #[error("branch {branch:?} gives the tag `{tag}`, which is reserved for promoted images; use another branch name")]
     Reserved { branch: String, tag: String },
+    #[error("commit {0:?} is not a hexadecimal commit id")]
+    BadCommit(String),
     #[error("branch name is empty")]
     EmptyBranch,
     #[error("tag prefix {0:?} is not a valid start of a tag (allowed: letters, digits, `_`, `.`, `-`, not starting with `.` or `-`)")]
@@ -59,12 +61,54 @@ pub fn branch_tag(prefix: &str, branch: &str) -> Result<String, TagError> {
     }
     let part = sanitize_branch(branch);
     let mut tag = format!("{prefix}-{part}");
-    if part == "stable" || tag == "stable" {
+    // Cut first, then check: a long prefix can cut `stable-feature` down to `stable`.
+    tag.truncate(MAX_TAG_LEN);
+    if tag == quarter_stable_tag(prefix) || tag == GLOBAL_STABLE_TAG {
         return Err(TagError::Reserved {
             branch: branch.to_string(),
             tag,
         });
     }
+    Ok(tag)
+}
+
+/// What follows the prefix in the tags a build gives (`tag.suffix` in the spec).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagSuffix {
+    /// `<prefix>-<branch>` (the current tool's form).
+    #[default]
+    Branch,
+    /// `<prefix>-<first 7 hex digits of the commit built>` (the old tool's early form).
+    Commit,
+}
+
+/// How many hex digits of the commit a `commit` suffix carries (as the old tool's tags).
+pub const SHORT_COMMIT_LEN: usize = 7;
+
+/// The tag a build of `commit` on `branch` gives, by the spec's `suffix`.
+pub fn build_tag(
+    prefix: &str,
+    suffix: TagSuffix,
+    branch: &str,
+    commit: &str,
+) -> Result<String, TagError> {
+    match suffix {
+        TagSuffix::Branch => branch_tag(prefix, branch),
+        TagSuffix::Commit => commit_tag(prefix, commit),
+    }
+}
+
+/// `<prefix>-<short commit>`, e.g. `2026.3-5c83aa3`.
+pub fn commit_tag(prefix: &str, commit: &str) -> Result<String, TagError> {
+    if !is_valid_tag(prefix) {
+        return Err(TagError::BadPrefix(prefix.to_string()));
+    }
+    let short = &commit[..commit.len().min(SHORT_COMMIT_LEN)];
+    if short.is_empty() || !short.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TagError::BadCommit(commit.to_string()));
+    }
+    let mut tag = format!("{prefix}-{}", short.to_ascii_lowercase());
     tag.truncate(MAX_TAG_LEN);
     Ok(tag)
 }
@@ -114,6 +158,39 @@ mod tests {
         assert!(matches!(
             branch_tag("2026.3", "stable"),
             Err(TagError::Reserved { .. })
+        ));
+    }
+
+    #[test]
+    fn reserved_tag_is_checked_after_the_cut() {
+        let prefix = "p".repeat(121);
+        // 121 + "-" + "stable-feature" is cut to 128: `<prefix>-stable`.
+        assert_eq!(
+            branch_tag(&prefix, "stable-feature"),
+            Err(TagError::Reserved {
+                branch: "stable-feature".into(),
+                tag: format!("{prefix}-stable"),
+            })
+        );
+        assert_eq!(
+            branch_tag(&prefix, "feature-stable").unwrap(),
+            format!("{prefix}-featur")
+        );
+    }
+
+    #[test]
+    fn commit_suffix() {
+        assert_eq!(
+            build_tag("2026.3", TagSuffix::Commit, "main", "5C83AA3f00d").unwrap(),
+            "2026.3-5c83aa3"
+        );
+        assert_eq!(
+            build_tag("2026.3", TagSuffix::Branch, "main", "5c83aa3").unwrap(),
+            "2026.3-main"
+        );
+        assert!(matches!(
+            commit_tag("2026.3", "not-hex"),
+            Err(TagError::BadCommit(_))
         ));
     }
 

@@ -138,6 +138,31 @@ pub fn insert_home_row(existing: Option<&str>, row: &str) -> String {
     }
 }
 
+/// The comment in Home.md that asks for the stack's tree (`tag --wiki` then keeps a
+/// Mermaid picture of it right below); Home.md without it is never given one.
+pub const TREE_MARKER: &str = "<!-- stackctl:tree -->";
+/// Where the tree that follows [`TREE_MARKER`] ends.
+pub const TREE_END: &str = "<!-- /stackctl:tree -->";
+
+/// Home.md with the tree (a Mermaid diagram) put after [`TREE_MARKER`], replacing the
+/// tree a previous run put there (up to [`TREE_END`]); every other byte unchanged.
+/// `None` when Home.md has no marker.
+pub fn with_tree(home: &str, diagram: &str) -> Option<String> {
+    let at = home.find(TREE_MARKER)? + TREE_MARKER.len();
+    let (head, rest) = home.split_at(at);
+    let eol = if rest.starts_with("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let after = match rest.find(TREE_END) {
+        Some(end) => &rest[end + TREE_END.len()..],
+        None => rest,
+    };
+    let block = crate::mermaid::fenced(diagram).replace('\n', eol);
+    Some(format!("{head}{eol}{block}{TREE_END}{after}"))
+}
+
 /// Stable_Tag.md: one table, one row: the `:stable` names, what they were promoted from,
 /// links to the `:stable` pages.
 pub fn stable_tag_page(links: &Links, stable: &[String], based_on: &[String]) -> String {
@@ -204,6 +229,25 @@ pub fn write_list(dir: &Path, name: &str, images: &[String]) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_only_where_home_asks_for_it() {
+        let diagram = "flowchart TD\n    n0[\"<b>base</b>\"]:::plain\n";
+        let plain = "# Images\n\n| a | b |\n|---|---|\n| x | y |\n";
+        assert_eq!(with_tree(plain, diagram), None);
+
+        let home = "# Images\n\n<!-- stackctl:tree -->\n\n| a | b |\n|---|---|\n";
+        let once = with_tree(home, diagram).unwrap();
+        assert_eq!(
+            once,
+            "# Images\n\n<!-- stackctl:tree -->\n```mermaid\nflowchart TD\n    n0[\"<b>base</b>\"]:::plain\n```\n<!-- /stackctl:tree -->\n\n| a | b |\n|---|---|\n"
+        );
+        // A second run replaces the tree, it does not add another.
+        let twice = with_tree(&once, "flowchart TD\n    n0[\"<b>new</b>\"]:::plain\n").unwrap();
+        assert_eq!(twice.matches("```mermaid").count(), 1);
+        assert!(twice.contains("<b>new</b>") && !twice.contains("<b>base</b>"));
+        assert!(twice.ends_with("<!-- /stackctl:tree -->\n\n| a | b |\n|---|---|\n"));
+    }
 
     fn links() -> Links {
         Links {

@@ -638,6 +638,130 @@ async fn unreachable_or_wrong_protocol_is_one_line_exit_2() {
     srv.abort();
 }
 
+/// Addresses are checked before any connection: user information is refused without being
+/// repeated, an impossible port is named as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_addresses_are_named_without_their_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    for (addr, expect) in [
+        ("tcp://user:s3cret-pw@127.0.0.1:1234", "user information"),
+        (
+            "tcp://127.0.0.1:99999",
+            "port \"99999\" is not a port number (1 to 65535)",
+        ),
+    ] {
+        let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", addr], None).await;
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(expect), "{err}");
+        assert!(
+            !err.contains("s3cret-pw") && !err.contains("builder error"),
+            "{err}"
+        );
+    }
+}
+
+/// `tag.suffix: commit`: build-image tags `<prefix>-<short HEAD commit>` by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_suffix_tags_the_build_with_the_short_commit() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let r = support::git_repo::TestRepo::new("feature");
+    let name = unique("stackctl-bk-test/suffix");
+    r.write(
+        "spec.yml",
+        &format!("images:\n  sfx:\n    image_name: {name}\ntag:\n  prefix: \"2026.3\"\n  suffix: commit\n"),
+    )
+    .write("images/sfx/Dockerfile", "FROM scratch\nCOPY f /f\n")
+    .write("images/sfx/f", "x\n");
+    let head = r.commit("stack");
+    let out = stackctl(
+        r.path(),
+        &["build-image", "sfx", "--progress", "plain"],
+        None,
+    )
+    .await;
+    let reference = format!("{name}:2026.3-{}", &head.to_string()[..7]);
+    remove_images(&d, std::slice::from_ref(&reference)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
+}
+
+/// A push the registry refuses (wrong password) exits 2, as README's table says for refused
+/// access; the password is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_with_a_wrong_password_exits_2() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: "bob".into(),
+        password: "right-pw".into(),
+    });
+    let host = reg.host();
+    let name = format!("{host}/stack/refused");
+    let stack = Stack::new(&format!(
+        "images:\n  refused:\n    image_name: {name}\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("refused", "FROM scratch\nCOPY file.txt /file.txt\n");
+    std::fs::write(stack.path().join("images/refused/file.txt"), "x\n").unwrap();
+    let cfg = docker_config(stack.path(), &host, "bob", "wrong-pw-123");
+    let out = stackctl(
+        stack.path(),
+        &[
+            "build-image",
+            "refused",
+            "--tag",
+            "2026.3-t",
+            "--push",
+            "--progress",
+            "plain",
+        ],
+        Some(&cfg),
+    )
+    .await;
+    remove_images(&d, &[format!("{name}:2026.3-t")]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("refused access"), "{err}");
+    assert!(!text(&out).contains("wrong-pw-123"), "password leaked");
+}
+
+/// A Dockerfile or .dockerignore that links out of the context is refused before the build,
+/// and what it points to is never read (its content appears nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_out_of_the_context_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "FROM scratch\n# top-secret-line\n").unwrap();
+    for linked in ["Dockerfile", ".dockerignore"] {
+        let stack = Stack::new(
+            "images:\n  linked:\n    image_name: stackctl-bk-test/linked\ntag:\n  prefix: \"2026.3\"\n",
+        );
+        let dir = stack.image("linked", "FROM scratch\n");
+        std::fs::remove_file(dir.join(linked)).ok();
+        std::os::unix::fs::symlink(&secret, dir.join(linked)).unwrap();
+        let out = stackctl(
+            stack.path(),
+            &[
+                "-v",
+                "build-image",
+                "linked",
+                "--tag",
+                "2026.3-t",
+                "--progress",
+                "plain",
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(2), "{linked}: {}", text(&out));
+        let all = text(&out);
+        assert!(all.contains("outside the build context"), "{linked}: {all}");
+        assert!(all.contains(linked), "{all}");
+        assert!(!all.contains("top-secret-line"), "{linked}: {all}");
+    }
+}
+
 /// `buildkit info --buildkit tcp://127.0.0.1:PORT` must exit 2 with one line on stderr,
 /// which it returns.
 async fn info_fails_in_one_line(dir: &Path, port: u16) -> String {
@@ -1019,4 +1143,36 @@ async fn v1_client_certificate_is_named_with_the_fix() {
         "{err}"
     );
     assert!(err.contains(&c("client.pem")), "{err}");
+}
+
+/// The engine's BuildKit (v0.8, moby worker) cannot export a registry cache: asked for one,
+/// stackctl says so once and builds with inline cache; the image is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_cannot_export_registry_cache_says_so_and_builds_inline() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    let base = unique("stackctl-bk-test/cachebase");
+    import_busybox(&d, &base, "1").await;
+    let name = unique("stackctl-bk-test/enginecache");
+    let stack = Stack::new(&format!(
+        "images:\n  ec:\n    image_name: {name}\ncache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("ec", &format!("FROM {base}:1\nRUN echo inline > /marker\n"));
+    let out = stackctl(
+        stack.path(),
+        &["build-image", "ec", "--tag", "t1", "--progress", "plain"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.matches("cannot export a registry cache").count(),
+        1,
+        "{}",
+        text(&out)
+    );
+    let (code, got) = run_in(&d, &format!("{name}:t1"), "cat /marker").await;
+    assert_eq!((code, got.as_str()), (0, "inline\n"));
+    remove_images(&d, &[format!("{name}:t1"), format!("{base}:1")]).await;
 }

@@ -291,6 +291,12 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     assert_eq!(status_of(&summary, "base"), "up-to-date");
     assert_eq!(status_of(&summary, "service"), "up-to-date");
     assert_eq!(digest_in_registry(&full("service")), before_service);
+    // The unchanged parent is used by the digest its tag named when the run started.
+    assert_eq!(
+        artifact(out.path(), &full("analysis"))["parent_digest"].as_str(),
+        digest_in_registry(&full("base")).as_deref(),
+        "analysis built FROM base's digest"
+    );
     drop(reg);
 }
 

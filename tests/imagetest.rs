@@ -1,6 +1,7 @@
 //! `stackctl test` against real images in a real Docker engine, pulled from a loopback
 //! registry: passing, failing, tests_common + image folder, no python, no tests,
-//! an integration suite against an HTTP service, a timeout and an interruption; and no
+//! an integration suite against an HTTP service, a timeout and an interruption (SIGINT and
+//! SIGTERM, of `test` and of `build` during a BuildKit RUN); and no
 //! container or network is left behind.
 
 mod support;
@@ -211,7 +212,7 @@ async fn basic_suites_with_images_from_a_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tests_common_and_image_folder_run_together() {
+async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
     let base = images::base_image();
     let reg = Registry::start(RegistryAuth::None);
     let py = images::push(&base, &reg.host(), "stack/common", "t1", true).await;
@@ -222,9 +223,18 @@ async fn tests_common_and_image_folder_run_together() {
                 "images/tests_common/test_common.py",
                 "import os\n\ndef test_common_runs_in_container():\n    assert os.path.exists('/tmp/stackctl-tests/tests_common')\n",
             ),
+            // A fixture and a marker shared by every test folder, as docs/spec.md says.
+            (
+                "images/tests_common/conftest.py",
+                "import pytest\n\n@pytest.fixture\ndef stack_greeting():\n    return 'shared fixture'\n",
+            ),
+            (
+                "images/tests_common/pytest.ini",
+                "[pytest]\naddopts = --strict-markers\nmarkers =\n    shared: declared in tests_common/pytest.ini\n",
+            ),
             (
                 "images/pass/test/test_image.py",
-                "def test_image_specific():\n    assert True\n",
+                "import pytest\n\n@pytest.mark.shared\ndef test_image_specific(stack_greeting):\n    assert stack_greeting == 'shared fixture'\n",
             ),
         ],
     );
@@ -389,10 +399,215 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("interrupted"),
         "{out:?}"
     );
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
+}
+
+/// SIGTERM (what `timeout` and CI cancellation send) is handled like Ctrl-C: the suite
+/// stops, its containers and network are removed, exit 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_suite_and_removes_containers_and_network() {
+    let base = images::base_image();
+    let reg = Registry::start(RegistryAuth::None);
+    let py = images::push(&base, &reg.host(), "stack/slowterm", "t1", true).await;
+    let repo = images::repo(
+        SPEC,
+        &[(
+            "images/slow/test/test_slow.py",
+            "import time\n\ndef test_slow():\n    time.sleep(120)\n",
+        )],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+        .arg("test")
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["slow", "--ref", &py])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leftovers(&py).await.is_empty() {
+        assert!(Instant::now() < deadline, "no test container appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let networks = networks_of(&py).await;
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let sent = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert!(sent.elapsed() < Duration::from_secs(30), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SIGTERM"),
+        "{out:?}"
+    );
+    assert_eq!(leftovers(&py).await, Vec::<String>::new());
+    let all = images::networks_with_label("stackctl=1").await;
+    for n in networks {
+        assert!(!all.contains(&n), "network {n} left: {all:?}");
+    }
+}
+
+/// The networks the containers of `image_ref` are attached to (the suite's own network).
+async fn networks_of(image_ref: &str) -> Vec<String> {
+    let d = images::docker().await;
+    let mut nets = Vec::new();
+    for name in leftovers(image_ref).await {
+        if let Ok(c) = d.inspect_container(&name, None).await {
+            if let Some(n) = c.network_settings.and_then(|s| s.networks) {
+                nets.extend(n.keys().filter(|k| *k != "bridge").cloned());
+            }
+        }
+    }
+    nets
+}
+
+/// Whether a process on this machine has `marker` in its command line (a RUN step of the
+/// engine's BuildKit runs as one).
+fn process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+/// Cache records the engine's BuildKit holds in use now for a step whose description
+/// names `marker` (its DiskUsage: the mounts of a running RUN are in use while it runs).
+async fn in_use_records(marker: &str) -> usize {
+    use bollard_buildkit_proto::moby::buildkit::v1::DiskUsageRequest;
+    let addr = stackctl::buildkit::Address::Engine(stackctl::buildkit::EngineSocket::Unix(
+        support::docker_socket(),
+    ));
+    let client = stackctl::buildkit::connect(&addr).await.unwrap();
+    let du = client
+        .control()
+        .disk_usage(DiskUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    du.record
+        .iter()
+        .filter(|r| r.in_use && r.description.contains(marker))
+        .count()
+}
+
+/// SIGINT, then SIGTERM, during a BuildKit `RUN sleep 60` of `stackctl build`: the solve
+/// is cancelled (the RUN process is gone, BuildKit's history shows no active build of it),
+/// nothing is pushed (the registry has no tag of the image), exit 130 within seconds, the
+/// run log is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_during_build_cancels_the_solve_and_pushes_nothing() {
+    let reg = Registry::start(RegistryAuth::None);
+    let local = images::busybox_image("stackctl-local/busybox", "interrupt").await;
+    let base = images::push(&local, &reg.host(), "base/busybox", "1", true).await;
+    for signal in ["INT", "TERM"] {
+        let marker = format!(
+            "stackctl-interrupt-{signal}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let git = support::git_repo::TestRepo::new("main");
+        git.write(
+            "spec.yml",
+            &format!(
+                "root: slow\nimages:\n  slow:\n    image_name: {}/stack/slow\n    build_args: {{MARKER: {marker}}}\ntag: {{prefix: \"2026.3\"}}\n",
+                reg.host()
+            ),
+        )
+        .write(
+            "images/slow/Dockerfile",
+            &format!("FROM {base}\nARG MARKER\nRUN sleep 60 && echo {marker}\n"),
+        );
+        git.commit("slow image");
+        let out_dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .current_dir(out_dir.path())
+            .args([
+                "build",
+                "--json",
+                "--branch",
+                "main",
+                "--full-rebuild",
+                "--repo",
+            ])
+            .arg(git.path())
+            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !process_with(&marker) {
+            assert!(Instant::now() < deadline, "the RUN step never started");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            in_use_records(&marker).await,
+            1,
+            "the build is in BuildKit's history"
+        );
+        let kill = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let sent = Instant::now();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "SIG{signal}: took {:?}",
+            sent.elapsed()
+        );
+        assert!(err.contains(&format!("SIG{signal}")), "{err}");
+        // No running solve: the RUN is gone and BuildKit lists no active build of it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_with(&marker) {
+            assert!(
+                Instant::now() < deadline,
+                "SIG{signal}: the RUN step still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while in_use_records(&marker).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "SIG{signal}: BuildKit still runs the build"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Nothing pushed: the repository has no tag.
+        let tags = reqwest::get(format!("http://{}/v2/stack/slow/tags/list", reg.host()))
+            .await
+            .unwrap();
+        let status = tags.status();
+        let body = tags.text().await.unwrap();
+        assert!(
+            status == 404 || !body.contains("2026.3"),
+            "SIG{signal}: something was pushed: {status} {body}"
+        );
+        // The artifacts written so far are kept, and the summary says what happened.
+        assert!(out_dir.path().join("logs/run.log").is_file());
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON summary ({e}): {err}"));
+        assert_eq!(summary["images"][0]["status"], "failed", "{summary}");
+    }
 }

@@ -694,3 +694,97 @@ fn stack_in_a_subfolder_of_the_repository() {
         ["changed: stacks/images/child-b/Dockerfile"]
     );
 }
+
+#[test]
+fn commit_suffix_tags_images_with_the_short_commit() {
+    let r = TestRepo::new("feature");
+    r.write(
+        "spec.yml",
+        &SPEC.replace(
+            "  prefix: \"2026.3\"\n",
+            "  prefix: \"2026.3\"\n  suffix: commit\n",
+        ),
+    );
+    for k in ALL {
+        r.write(&format!("images/{k}/Dockerfile"), "FROM scratch\n");
+    }
+    r.commit("stack");
+    let head = r
+        .write("images/child-a/Dockerfile", "FROM scratch\n# v2\n")
+        .commit("change child-a");
+    let p = plan_push(&r, "feature");
+    let tag = format!("2026.3-{}", &head.to_string()[..7]);
+    assert_eq!(p.tag, tag);
+    assert_eq!(
+        p.image("child-a").unwrap().reference,
+        format!("localhost:5000/stack/child-a:{tag}")
+    );
+    assert_eq!(p.image("child-a").unwrap().build_args["BASE_TAG"], tag);
+    assert_eq!(p.rebuilt_keys(), ["child-a", "grandchild"]);
+}
+
+/// 8,000 images (the tree of scripts/bench-plan: image i depends on image (i-1)/3, and a
+/// chain of 200 at the end) load and plan in well under a second once the work is linear.
+/// Quadratic loading (a text search per image key), tree walks (a scan of every image per
+/// parent) and propagation took tens of seconds here; the bound is loose on purpose (a
+/// shared machine), figures come from scripts/bench-plan --images.
+#[test]
+fn eight_thousand_images_plan_in_linear_time() {
+    const N: usize = 8000;
+    const CHAIN: usize = 200;
+    let r = TestRepo::new_in_memory("feature");
+    let mut spec = String::from("images:\n");
+    for i in 0..N {
+        spec.push_str(&format!(
+            "  img{i:05}:\n    image_name: localhost:5000/bench/img{i:05}\n"
+        ));
+        if i >= N - CHAIN {
+            spec.push_str(&format!("    depend_on: img{:05}\n", i - 1));
+        } else if i > 0 {
+            spec.push_str(&format!("    depend_on: img{:05}\n", (i - 1) / 3));
+        }
+    }
+    spec.push_str("tag:\n  prefix: \"2026.3\"\n");
+    r.write("spec.yml", &spec)
+        .write("images/img00042/Dockerfile", "FROM scratch\n");
+    r.commit("stack");
+    r.write("images/img00042/Dockerfile", "FROM scratch\n# v2\n")
+        .commit("change one image");
+    // The other folders only need to exist (the spec checks them): left untracked, which
+    // keeps the test's git work small.
+    for i in 0..N {
+        let d = r.path().join(format!("images/img{i:05}"));
+        std::fs::create_dir_all(&d).unwrap();
+        if i != 42 {
+            std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let loaded = Spec::load(r.path(), None).unwrap();
+    let p = make_plan(
+        &loaded,
+        &r.repo,
+        &PlanOptions {
+            branch: Some("feature".into()),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    let took = started.elapsed();
+    eprintln!("8000 images: loaded and planned in {took:?}");
+    assert_eq!(p.images.len(), N);
+    assert_eq!(loaded.image("img07999").unwrap().line, Some(3 * 7999 + 1));
+    // img00042's subtree: 42 -> 127..129 -> 382..390 -> ... (its descendants rebuild).
+    let rebuilt = p.rebuilt_keys();
+    assert_eq!(rebuilt[0], "img00042");
+    assert!(rebuilt.contains(&"img00127") && rebuilt.contains(&"img00390"));
+    assert!(!rebuilt.contains(&"img00043"));
+    assert_eq!(reasons(&p, "img00127"), ["parent rebuilds (img00042)"]);
+    let last = p.image("img07999").unwrap();
+    assert!(last.depth >= CHAIN, "{}", last.depth);
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "8000 images took {took:?} to load and plan"
+    );
+}

@@ -346,6 +346,47 @@ fn human_output_shows_the_tree_refs_verdicts_and_reasons() {
     line_of("3 of 3 image(s) rebuild");
 }
 
+/// `--format mermaid`: the tree as a flowchart, the rebuilt child amber with its reason,
+/// the kept ones grey; `--format json` is `--json`.
+#[test]
+fn mermaid_format_draws_the_tree() {
+    let r = upstream_repo("dev");
+    r.write("images/rstudio-notebook/Dockerfile", "FROM scratch\n# v2\n")
+        .commit("child");
+    let run = |format: &str| {
+        let out = stackctl()
+            .args(["plan", "--no-registry", "--format", format, "--repo"])
+            .arg(r.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("mermaid");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "flowchart TD");
+    assert_eq!(
+        lines[1],
+        "    n0[\"<b>datascience-notebook</b><br/>keep\"]:::keep"
+    );
+    assert_eq!(
+        lines[2],
+        "    n1[\"<b>rstudio-notebook</b><br/>REBUILD<br/>changed: images/rstudio-notebook/Dockerfile\"]:::rebuild"
+    );
+    assert!(lines.contains(&"    n0 --> n1"), "{text}");
+    assert!(lines.contains(&"    n0 --> n2"), "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("    classDef rebuild ")),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json["tag"], "2026.3-dev");
+}
+
 /// Runs `stackctl plan` expecting exit 2 and one line on stderr that contains `want`.
 fn fails_with_one_line(args: &[&str], repo: &Path, want: &str) {
     let out = stackctl()

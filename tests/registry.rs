@@ -4,7 +4,7 @@
 
 mod support;
 
-use proxy::{Fault, Proxy};
+use proxy::{Fault, Proxy, Rule};
 use stackctl::credentials::{Credential, CredentialStore, Secret};
 use stackctl::registry::{ClientOptions, ImageRef, Manifest, RegistryClient};
 use std::path::Path;
@@ -259,6 +259,9 @@ fn write_spec(dir: &Path, host: &str, n: usize) -> Vec<String> {
     names
 }
 
+/// Every target exists; one PUT is refused (an answered 400): nothing new was written, so
+/// the run rolls back what it changed, and the read-back proves it: exit 1, the table says
+/// `restored` for the three it changed and `unchanged` for the refused one.
 #[test]
 fn failed_promotion_puts_every_target_back() {
     let reg = Registry::start(RegistryAuth::None);
@@ -270,9 +273,10 @@ fn failed_promotion_puts_every_target_back() {
     let direct = |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
     let kinds = [Kind::Docker, Kind::Oci, Kind::DockerList, Kind::OciIndex];
     let mut old = Vec::new();
+    let mut new = Vec::new();
     rt().block_on(async {
         for (i, n) in names.iter().enumerate() {
-            push_kind(&c, &r(&direct(n, "2026.3-main")), kinds[i], "new").await;
+            new.push(push_kind(&c, &r(&direct(n, "2026.3-main")), kinds[i], "new").await);
             old.push(push_kind(&c, &r(&direct(n, "2026.3-stable")), kinds[i], "old").await);
         }
     });
@@ -280,28 +284,424 @@ fn failed_promotion_puts_every_target_back() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("injected failure"), "{err}");
-    assert!(err.contains("every target was put back"), "{err}");
-    for (n, m) in names.iter().zip(&old) {
-        assert!(
-            err.contains(&format!("{n}:2026.3-stable: restored to {}", m.digest)),
-            "{err}"
+    assert!(err.contains("nothing was changed"), "{err}");
+    let rows = table(&text(&out.stdout));
+    assert_eq!(rows.len(), 4, "{}", text(&out.stdout));
+    let refused = proxy
+        .forwarded_puts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect::<Vec<_>>();
+    for (i, n) in names.iter().enumerate() {
+        let t = format!("{n}:2026.3-stable");
+        let row = &rows[&t];
+        // The refused PUT was never forwarded: its image is the one missing from the list.
+        let state = if refused.iter().any(|p| p.contains(&format!("/img{i}/"))) {
+            "restored"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(
+            row,
+            &[&old[i].digest, &old[i].digest, &new[i].digest, state].map(String::from),
+            "{t}: {err}"
         );
         assert_eq!(
             head_digest(&c, &direct(n, "2026.3-stable")).as_deref(),
-            Some(m.digest.as_str()),
+            Some(old[i].digest.as_str()),
             "{n} was not put back"
         );
     }
-    // 4 retags (one refused) and 4 restores.
+    // 4 retags (one refused) and 3 restores: a target this run did not change is not touched.
     assert_eq!(
         proxy
             .manifest_puts
             .load(std::sync::atomic::Ordering::SeqCst),
-        8
+        7
     );
     // Nothing written on failure.
     assert!(!dir.path().join("artifacts/IMAGES_TAGGED").exists());
     assert_eq!(blob_gets(&reg), 0);
+}
+
+/// `stackctl tag`'s table on stdout: target -> [before, now, intended, state].
+fn table(stdout: &str) -> std::collections::BTreeMap<String, [String; 4]> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("TARGET"));
+    let header: Vec<&str> = lines.next().expect("a table").split_whitespace().collect();
+    assert_eq!(header, ["TARGET", "BEFORE", "NOW", "INTENDED", "STATE"]);
+    lines
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), [f[1], f[2], f[3], f[4]].map(String::from))
+        })
+        .collect()
+}
+
+/// Images `img0..img{n}` under the proxy: `old` at :2026.3-stable for the first `existing`
+/// (the others have no stable tag), `new` at :2026.3-main. Returns (names, old, new).
+fn stack_through_proxy(
+    reg: &Registry,
+    proxy: &Proxy,
+    dir: &Path,
+    n: usize,
+    existing: usize,
+) -> (Vec<String>, Vec<Option<Manifest>>, Vec<Manifest>) {
+    let names = write_spec(dir, &proxy.host(), n);
+    let c = client(None);
+    let mut old = Vec::new();
+    let mut new = Vec::new();
+    rt().block_on(async {
+        for (i, name) in names.iter().enumerate() {
+            let d = name.replace(&proxy.host(), &reg.host());
+            let (n, o) = (format!("new{i}"), format!("old{i}"));
+            new.push(push_kind(&c, &r(&format!("{d}:2026.3-main")), Kind::Oci, &n).await);
+            old.push(if i < existing {
+                Some(push_kind(&c, &r(&format!("{d}:2026.3-stable")), Kind::Oci, &o).await)
+            } else {
+                None
+            });
+        }
+    });
+    (names, old, new)
+}
+
+fn digest_or_absent(m: &Option<Manifest>) -> String {
+    m.as_ref()
+        .map(|m| m.digest.clone())
+        .unwrap_or_else(|| "absent".into())
+}
+
+/// Two existing targets, two new; the last new one's PUT keeps failing with 500. The new
+/// tag written before it cannot be taken back, so the run rolls forward within --timeout,
+/// then exits 3 with the exact table; the same command run again completes the promotion,
+/// writing only what is missing.
+#[test]
+fn half_promotion_rolls_forward_and_a_rerun_completes_it() {
+    let reg = Registry::start(RegistryAuth::None);
+    let proxy = Proxy::with_rules(
+        reg.port,
+        vec![Rule::FailPut {
+            path: "img3/manifests/2026.3-stable".into(),
+            status: 500,
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (names, old, new) = stack_through_proxy(&reg, &proxy, dir.path(), 4, 2);
+    let started = std::time::Instant::now();
+    let out = promote_tag(
+        dir.path(),
+        "2026.3-main",
+        &["--timeout", "6s", "--request-timeout", "2s"],
+    );
+    let err = text(&out.stderr);
+    eprintln!("{err}{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{err}"
+    );
+    assert!(err.contains("NEW: cannot be rolled back"), "{err}");
+    assert!(err.contains("partly promoted: 3 of 4"), "{err}");
+    assert!(err.contains("rolling forward"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "deadline (--timeout 6s) was hit by PUT {}:2026.3-stable",
+            names[3]
+        )),
+        "{err}"
+    );
+    let rows = table(&text(&out.stdout));
+    assert_eq!(rows.len(), 4);
+    for i in 0..4 {
+        let (now, state) = if i < 3 {
+            (new[i].digest.clone(), "promoted")
+        } else {
+            ("absent".to_string(), "unchanged")
+        };
+        assert_eq!(
+            rows[&format!("{}:2026.3-stable", names[i])],
+            [
+                digest_or_absent(&old[i]),
+                now,
+                new[i].digest.clone(),
+                state.into()
+            ],
+            "img{i}: {}",
+            text(&out.stdout)
+        );
+    }
+    assert!(!dir.path().join("artifacts/IMAGES_TAGGED").exists());
+
+    // The registry is well again: the rerun writes only the missing tag.
+    proxy.set_rules(Vec::new());
+    let before = proxy.forwarded_puts.lock().unwrap().len();
+    let out = promote_tag(dir.path(), "2026.3-main", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let puts = proxy.forwarded_puts.lock().unwrap()[before..].to_vec();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert!(
+        puts[0].0.ends_with("img3/manifests/2026.3-stable"),
+        "{puts:?}"
+    );
+    let c = client(None);
+    for (n, m) in names.iter().zip(&new) {
+        let d = n.replace(&proxy.host(), &reg.host());
+        assert_eq!(
+            head_digest(&c, &format!("{d}:2026.3-stable")).as_deref(),
+            Some(m.digest.as_str())
+        );
+    }
+    assert!(dir.path().join("artifacts/IMAGES_TAGGED").exists());
+}
+
+/// The first PUT of img0 is held by the proxy past the client's timeout, then forwarded:
+/// it lands after the client gave up. img1 keeps failing (500). A write that got no answer
+/// may still land, so the run must not roll back (the late PUT would undo the restore):
+/// it rolls forward, reads back after a settle time, never reports img0 `restored`, and
+/// what it reports is what the registry holds once the late PUT has landed.
+#[test]
+fn late_put_is_never_reported_restored() {
+    let reg = Registry::start(RegistryAuth::None);
+    let hold = std::time::Duration::from_secs(6);
+    let proxy = Proxy::with_rules(
+        reg.port,
+        vec![
+            Rule::HoldFirstPut {
+                path: "img0/manifests/2026.3-stable".into(),
+                hold,
+            },
+            Rule::FailPut {
+                path: "img1/manifests/2026.3-stable".into(),
+                status: 500,
+            },
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (names, old, new) = stack_through_proxy(&reg, &proxy, dir.path(), 3, 2);
+    let started = std::time::Instant::now();
+    let out = promote_tag(
+        dir.path(),
+        "2026.3-main",
+        &["--timeout", "5s", "--request-timeout", "1s"],
+    );
+    let err = text(&out.stderr);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{err}
+{stdout}"
+    );
+    assert!(err.contains("rolling forward instead of back"), "{err}");
+    assert!(!stdout.contains("restored"), "{stdout}");
+    let rows = table(&stdout);
+    let t0 = format!("{}:2026.3-stable", names[0]);
+    assert_eq!(
+        rows[&t0],
+        [
+            old[0].as_ref().unwrap().digest.clone(),
+            new[0].digest.clone(),
+            new[0].digest.clone(),
+            "promoted".into()
+        ],
+        "{stdout}"
+    );
+    let t1 = format!("{}:2026.3-stable", names[1]);
+    let old1 = old[1].as_ref().unwrap().digest.clone();
+    assert_eq!(
+        rows[&t1],
+        [
+            old1.clone(),
+            old1,
+            new[1].digest.clone(),
+            "unchanged".into()
+        ]
+    );
+    // The new target is not written while an existing one cannot be promoted.
+    let t2 = format!("{}:2026.3-stable", names[2]);
+    assert_eq!(
+        rows[&t2],
+        [
+            "absent".to_string(),
+            "absent".into(),
+            new[2].digest.clone(),
+            "unchanged".into()
+        ]
+    );
+
+    // Once the held PUT has surely landed, the registry holds what the report said.
+    std::thread::sleep(
+        (hold + std::time::Duration::from_secs(1)).saturating_sub(started.elapsed()),
+    );
+    assert!(
+        proxy.forwarded_to("img0/manifests/2026.3-stable") >= 2,
+        "the held PUT was forwarded"
+    );
+    let c = client(None);
+    for (t, row) in &rows {
+        let now = head_digest(&c, &t.replace(&proxy.host(), &reg.host()))
+            .unwrap_or_else(|| "absent".into());
+        assert_eq!(&now, &row[1], "{t}");
+    }
+
+    // Rerun without faults: completes.
+    proxy.set_rules(Vec::new());
+    let out = promote_tag(dir.path(), "2026.3-main", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// A refused PUT triggers the rollback, but meanwhile another writer moved img0: the
+/// restore leaves it alone (it no longer holds this run's digest), puts img1 back, and the
+/// run exits 4 with the table.
+#[test]
+fn restore_never_overwrites_another_writer() {
+    let reg = Registry::start(RegistryAuth::None);
+    let proxy = Proxy::with_rules(reg.port, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (names, old, new) = stack_through_proxy(&reg, &proxy, dir.path(), 3, 3);
+    let other: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let t0_direct = format!(
+        "{}:2026.3-stable",
+        names[0].replace(&proxy.host(), &reg.host())
+    );
+    let hook = {
+        let other = other.clone();
+        let forwarded = proxy.forwarded_puts.clone();
+        let t0 = t0_direct.clone();
+        std::sync::Arc::new(move || {
+            // Wait until this run's PUT of img0 went through, then write over it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !forwarded
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(p, _)| p.ends_with("img0/manifests/2026.3-stable"))
+            {
+                assert!(std::time::Instant::now() < deadline);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let m = rt().block_on(push_kind(
+                &client(None),
+                &r(&t0),
+                Kind::Docker,
+                "other writer",
+            ));
+            *other.lock().unwrap() = Some(m.digest);
+        }) as std::sync::Arc<dyn Fn() + Send + Sync>
+    };
+    proxy.set_rules(vec![Rule::HookThenFail {
+        path: "img2/manifests/2026.3-stable".into(),
+        status: 400,
+        hook,
+    }]);
+    let out = promote_main(dir.path());
+    let err = text(&out.stderr);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{err}
+{stdout}"
+    );
+    assert!(
+        err.contains("another writer changed 1 of 3 targets"),
+        "{err}"
+    );
+    let z = other
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the other writer wrote");
+    let rows = table(&stdout);
+    let o = |i: usize| old[i].as_ref().unwrap().digest.clone();
+    let t = |i: usize| format!("{}:2026.3-stable", names[i]);
+    assert_eq!(
+        rows[&t(0)],
+        [
+            o(0),
+            z.clone(),
+            new[0].digest.clone(),
+            "other-writer".into()
+        ]
+    );
+    assert_eq!(
+        rows[&t(1)],
+        [o(1), o(1), new[1].digest.clone(), "restored".into()]
+    );
+    assert_eq!(
+        rows[&t(2)],
+        [o(2), o(2), new[2].digest.clone(), "unchanged".into()]
+    );
+    assert_eq!(
+        head_digest(&client(None), &t0_direct),
+        Some(z),
+        "the other writer's tag was overwritten"
+    );
+}
+
+/// Two promotions of different sources to the same targets at once, through a proxy that
+/// delays PUTs so that they interleave: never a mixed end state with both exiting 0; a
+/// mixed state is always reported (exit 4) by a run that saw it.
+#[test]
+fn concurrent_promotions_never_end_mixed_with_both_exit_0() {
+    let reg = Registry::start(RegistryAuth::None);
+    let proxy = Proxy::with_rules(reg.port, vec![Rule::DelayPuts { max_ms: 400 }]);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &proxy.host(), 4);
+    let c = client(None);
+    let direct = |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    rt().block_on(async {
+        for n in &names {
+            x.push(
+                push_kind(&c, &r(&direct(n, "2026.3-x")), Kind::Oci, "x")
+                    .await
+                    .digest,
+            );
+            y.push(
+                push_kind(&c, &r(&direct(n, "2026.3-y")), Kind::Oci, "y")
+                    .await
+                    .digest,
+            );
+        }
+    });
+    for trial in 0..3 {
+        let (ox, oy) = std::thread::scope(|s| {
+            let a = s.spawn(|| promote_tag(dir.path(), "2026.3-x", &["--timeout", "30s"]));
+            let b = s.spawn(|| promote_tag(dir.path(), "2026.3-y", &["--timeout", "30s"]));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let (cx, cy) = (ox.status.code(), oy.status.code());
+        let now: Vec<String> = names
+            .iter()
+            .map(|n| head_digest(&c, &direct(n, "2026.3-stable")).unwrap())
+            .collect();
+        let mixed = now != x && now != y;
+        let why = format!(
+            "trial {trial}: x exit {cx:?}, y exit {cy:?}, mixed {mixed}\nx: {}{}\ny: {}{}",
+            text(&ox.stdout),
+            text(&ox.stderr),
+            text(&oy.stdout),
+            text(&oy.stderr)
+        );
+        eprintln!("trial {trial}: x exit {cx:?}, y exit {cy:?}, mixed {mixed}");
+        for code in [cx, cy] {
+            assert!(matches!(code, Some(0) | Some(4)), "{why}");
+        }
+        assert!(!(mixed && cx == Some(0) && cy == Some(0)), "{why}");
+        if mixed {
+            assert!(cx == Some(4) || cy == Some(4), "{why}");
+        }
+        for o in [&ox, &oy] {
+            if o.status.code() == Some(4) {
+                assert_eq!(table(&text(&o.stdout)).len(), 4, "{why}");
+            }
+        }
+    }
 }
 
 fn home_md(rows: usize) -> String {
@@ -501,6 +901,217 @@ fn promotion_writes_wiki_and_artifacts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// The upstream wiki's way: Docker Hub short names (`ucsdets/...`) in the spec, Home.md rows
+/// and page names, and a tag prefix with a dash. Docker Hub cannot be reached from a test:
+/// `--registry-endpoint docker.io=127.0.0.1:PORT` sends the requests for docker.io names to a
+/// loopback registry (whose repositories are the same `ucsdets/...` paths), while every name
+/// written (Home.md, Stable_Tag.md, pages, links, IMAGES_*, stdout) stays as the spec
+/// writes it.
+#[test]
+fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["ucsdets/datascience-notebook", "ucsdets/rstudio-notebook"];
+    let mut yaml = String::from("images:\n");
+    for (i, n) in names.iter().enumerate() {
+        let key = n.trim_start_matches("ucsdets/");
+        yaml.push_str(&format!("  {key}:\n    image_name: {n}\n"));
+        if i > 0 {
+            yaml.push_str("    depend_on: datascience-notebook\n");
+        }
+        let d = dir.path().join("images").join(key);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+    }
+    yaml.push_str("tag:\n  prefix: \"2026.3-rc\"\n");
+    std::fs::write(dir.path().join("spec.yml"), yaml).unwrap();
+    let c = client(None);
+    let mut src = Vec::new();
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let at = r(&format!("{}/{n}:2026.3-rc-main", reg.host()));
+            src.push(push_kind(&c, &at, ALL_KINDS[i], "main").await);
+        }
+    });
+    // The wiki as upstream has it: short names in rows, links and page file names.
+    let wiki = dir.path().join("wiki");
+    std::fs::create_dir_all(&wiki).unwrap();
+    let old_row = "|[`5c83aa3`](https://github.com/o/r/commit/5c83aa3)|`ucsdets/datahub-base-notebook:2023.2-stable`|[Link](https://github.com/o/r/wiki/ucsdets-datahub-base-notebook-2023.2-stable)|\n";
+    let home_before = format!(
+        "# DataHub\n\n| Commit | Image | Manifest |\n|--------|-------|----------|\n{old_row}"
+    );
+    std::fs::write(wiki.join("Home.md"), &home_before).unwrap();
+    for n in names {
+        let page = format!("{}-2026.3-rc-main.md", n.replace('/', "-"));
+        std::fs::write(wiki.join(page), format!("page of {n}\n")).unwrap();
+    }
+    let artifacts = dir.path().join("artifacts");
+    let endpoint = format!("docker.io={}", reg.host());
+    let common = [
+        "--spec".to_string(),
+        dir.path().join("spec.yml").to_str().unwrap().to_string(),
+        "--repo".to_string(),
+        dir.path().to_str().unwrap().to_string(),
+        "--wiki".to_string(),
+        wiki.to_str().unwrap().to_string(),
+        "--artifacts".to_string(),
+        artifacts.to_str().unwrap().to_string(),
+        "--repo-url".to_string(),
+        "https://github.com/o/r".to_string(),
+        "--registry-endpoint".to_string(),
+        endpoint,
+    ];
+    let run = |first: &[&str]| {
+        let mut args: Vec<&str> = first.to_vec();
+        args.extend(common.iter().map(String::as_str));
+        let out = stackctl(&args, None, &[("GITHUB_SHA", "abcdef0123456")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!all.contains("docker.io"), "{all}");
+        out
+    };
+    let listed = |f: &str| std::fs::read_to_string(artifacts.join(f)).unwrap();
+    let lines = |tag: &str| -> String { names.iter().map(|n| format!("{n}:{tag}\n")).collect() };
+
+    // Quarter promotion: split by the spec's prefix, `2026.3-rc-main` -> `2026.3-rc-stable`.
+    let out = run(&["tag", "2026.3-rc-main"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("ucsdets/datascience-notebook:2026.3-rc-main -> ucsdets/datascience-notebook:2026.3-rc-stable"),
+        "{stdout}"
+    );
+    for (n, m) in names.iter().zip(&src) {
+        let stable = format!("{}/{n}:2026.3-rc-stable", reg.host());
+        assert_eq!(head_digest(&c, &stable).as_deref(), Some(m.digest.as_str()));
+    }
+    let row = "|[`abcdef0`](https://github.com/o/r/commit/abcdef0)|`ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable`|[Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-2026.3-rc-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-2026.3-rc-stable)|\n";
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Home.md")).unwrap(),
+        home_before.replace(old_row, &format!("{row}{old_row}"))
+    );
+    for n in names {
+        let page = wiki.join(format!("{}-2026.3-rc-stable.md", n.replace('/', "-")));
+        assert_eq!(
+            std::fs::read_to_string(&page).unwrap(),
+            format!("page of {n}\n")
+        );
+    }
+    assert_eq!(listed("IMAGES_ORIGINAL"), lines("2026.3-rc-main"));
+    assert_eq!(listed("IMAGES_TAGGED"), lines("2026.3-rc-stable"));
+
+    // Global promotion, from the row just written.
+    run(&["tag", "--global-stable", "2026.3-rc"]);
+    for (n, m) in names.iter().zip(&src) {
+        let global = format!("{}/{n}:stable", reg.host());
+        assert_eq!(head_digest(&c, &global).as_deref(), Some(m.digest.as_str()));
+    }
+    assert_eq!(
+        std::fs::read_to_string(wiki.join("Stable_Tag.md")).unwrap(),
+        "| Image | Based On | Manifest |\n| :- | :- | :- |\n| `ucsdets/datascience-notebook:stable`<br>`ucsdets/rstudio-notebook:stable` | `ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable` | [Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-stable) |\n"
+    );
+    for n in names {
+        let page = wiki.join(format!("{}-stable.md", n.replace('/', "-")));
+        assert_eq!(
+            std::fs::read_to_string(&page).unwrap(),
+            format!("page of {n}\n")
+        );
+    }
+    assert_eq!(listed("IMAGES_ORIGINAL_STABLE"), lines("2026.3-rc-stable"));
+    assert_eq!(listed("IMAGES_GLOBAL_STABLE"), lines("stable"));
+    let mut files: Vec<String> = std::fs::read_dir(&wiki)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.iter().all(|f| !f.contains("docker")), "{files:?}");
+    assert_eq!(blob_gets(&reg), 0);
+}
+
+/// Early upstream rows carry `<prefix>-<short commit>` tags (`tag.suffix: commit`): such a
+/// tag is promoted to `<prefix>-stable` like a branch tag.
+#[test]
+fn promotion_of_a_commit_suffix_tag() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &reg.host(), 2);
+    let spec = dir.path().join("spec.yml");
+    let yaml = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{yaml}  suffix: commit\n")).unwrap();
+    let c = client(None);
+    let mut src = Vec::new();
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            let at = r(&format!("{n}:2026.3-5c83aa3"));
+            src.push(push_kind(&c, &at, ALL_KINDS[i], "commit").await);
+        }
+    });
+    let artifacts = dir.path().join("artifacts");
+    let out = stackctl(
+        &[
+            "tag",
+            "2026.3-5c83aa3",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--repo",
+            dir.path().to_str().unwrap(),
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (n, m) in names.iter().zip(&src) {
+        assert_eq!(
+            head_digest(&c, &format!("{n}:2026.3-stable")).as_deref(),
+            Some(m.digest.as_str())
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("IMAGES_TAGGED")).unwrap(),
+        names
+            .iter()
+            .map(|n| format!("{n}:2026.3-stable\n"))
+            .collect::<String>()
+    );
+}
+
+/// Invalid targets and digests are refused before any request (the source's registry does
+/// not even listen), with exit 2 and a message naming what was given, never read as a
+/// Docker Hub name.
+#[test]
+fn bad_references_are_refused_before_any_request() {
+    let src = "127.0.0.1:1/stack/base:2026.3-main";
+    let long_tag = "a".repeat(129);
+    let long_ref = format!("127.0.0.1:1/stack/base:{}", "b".repeat(129));
+    for dst in [
+        "127.0.0.1:5301",
+        "localhost:5000",
+        long_tag.as_str(),
+        "stäble",
+        "127.0.0.1:1/stack/base:stäble",
+        long_ref.as_str(),
+    ] {
+        let out = stackctl(&["retag", src, dst], None, &[]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dst}: {err}");
+        assert!(err.contains(dst), "{dst}: {err}");
+        assert!(
+            !err.contains("docker.io") && !err.contains("cannot reach"),
+            "{dst}: {err}"
+        );
+        assert!(!err.contains("not found"), "{dst}: {err}");
+    }
+    let upper = format!("127.0.0.1:1/stack/base@sha256:{}", "AB".repeat(32));
+    let out = stackctl(&["exists", &upper], None, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lowercase hex") && !err.contains("cannot reach"),
+        "{err}"
+    );
+}
+
 #[test]
 fn token_auth_like_ghcr() {
     let dir = tempfile::tempdir().unwrap();
@@ -544,59 +1155,6 @@ fn token_auth_like_ghcr() {
     assert_refused(&src, "not-the-Pa55word");
 }
 
-/// Targets that did not exist: created only after every existing one went through, so a
-/// failure among the existing ones leaves them absent; a tag created before a later failure
-/// cannot be deleted on Distribution (405, as on GHCR), and the message says so.
-#[test]
-fn failed_promotion_with_new_targets() {
-    for (fail_at, absent) in [(3usize, vec![3usize]), (4, vec![2, 3])] {
-        let reg = Registry::start(RegistryAuth::None);
-        let proxy = Proxy::start(reg.port, Fault::FailManifestPut(fail_at));
-        let dir = tempfile::tempdir().unwrap();
-        let names = write_spec(dir.path(), &proxy.host(), 4);
-        let c = client(None);
-        let direct =
-            |n: &str, tag: &str| format!("{}:{tag}", n.replace(&proxy.host(), &reg.host()));
-        let mut old = Vec::new();
-        rt().block_on(async {
-            for (i, n) in names.iter().enumerate() {
-                push_kind(&c, &r(&direct(n, "2026.3-main")), Kind::Oci, "new").await;
-                old.push(if absent.contains(&i) {
-                    None
-                } else {
-                    Some(push_kind(&c, &r(&direct(n, "2026.3-stable")), Kind::Oci, "old").await)
-                });
-            }
-        });
-        let out = promote_main(dir.path());
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        for (n, m) in names.iter().zip(&old) {
-            let now = head_digest(&c, &direct(n, "2026.3-stable"));
-            match m {
-                Some(m) => assert_eq!(now.as_deref(), Some(m.digest.as_str()), "{err}"),
-                None if fail_at == 3 => {
-                    assert_eq!(now, None, "{err}");
-                    assert!(
-                        err.contains(&format!("{n}:2026.3-stable: absent before, still absent")),
-                        "{err}"
-                    );
-                }
-                None => {
-                    if now.is_some() {
-                        assert!(err.contains(&format!("{n}:2026.3-stable: absent before; the registry refused to delete the tag (HTTP 4")), "{err}");
-                    }
-                }
-            }
-        }
-        if fail_at == 3 {
-            assert!(err.contains("every target was put back"), "{err}");
-        } else {
-            assert!(err.contains("NOT every target could be put back"), "{err}");
-        }
-    }
-}
-
 /// 429 (with Retry-After), a dropped connection and a 503 in a row: retried, then it works.
 #[test]
 fn transient_failures_are_retried() {
@@ -620,23 +1178,247 @@ fn transient_failures_are_retried() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
+/// SIGINT during a promotion (a PUT held by the proxy): writes stop, every target is read
+/// back, the table printed, exit 130. A second SIGINT exits at once, without waiting for
+/// the settle time.
+#[test]
+fn interrupted_promotion_reads_back_and_a_second_signal_exits_at_once() {
+    for (signals, request_timeout) in [(1, "2s"), (2, "30s")] {
+        let reg = Registry::start(RegistryAuth::None);
+        let proxy = Proxy::with_rules(
+            reg.port,
+            vec![Rule::HoldFirstPut {
+                path: "img0/manifests/2026.3-stable".into(),
+                hold: std::time::Duration::from_secs(40),
+            }],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (names, _old, _new) = stack_through_proxy(&reg, &proxy, dir.path(), 2, 2);
+        let spec = dir.path().join("spec.yml");
+        let home = tempfile::tempdir().unwrap();
+        let before = proxy
+            .manifest_puts
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .args(["tag", "2026.3-main", "--spec"])
+            .arg(&spec)
+            .arg("--repo")
+            .arg(dir.path())
+            .arg("--artifacts")
+            .arg(dir.path().join("artifacts"))
+            .args(["--request-timeout", request_timeout, "--timeout", "60s"])
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join("docker"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until both PUTs reached the proxy (one is held).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while proxy
+            .manifest_puts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            < before + 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no PUT reached the proxy"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let kill = |sig: &str| {
+            assert!(std::process::Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success())
+        };
+        kill("-INT");
+        let sent = std::time::Instant::now();
+        if signals == 2 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            kill("-INT");
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{err}");
+        if signals == 1 {
+            // Graceful: the settle time (2s), then the read-back and the table.
+            assert!(sent.elapsed() < std::time::Duration::from_secs(10), "{err}");
+            assert!(err.contains("interrupted; "), "{err}");
+            let rows = table(&text(&out.stdout));
+            assert_eq!(rows.len(), 2, "{}", text(&out.stdout));
+            assert!(
+                rows[&format!("{}:2026.3-stable", names[0])][3] != "restored",
+                "{}",
+                text(&out.stdout)
+            );
+        } else {
+            // At once: long before the 30 s settle time.
+            assert!(sent.elapsed() < std::time::Duration::from_secs(3), "{err}");
+            assert!(err.contains("exiting at once"), "{err}");
+        }
+    }
+}
+
+/// A command with nothing to clean up (`exists`, waiting on a registry that never answers)
+/// ends at the first SIGTERM, exit 130, as at SIGINT.
+#[test]
+fn sigterm_ends_a_command_at_once() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        // Accept and hold the connections, never answering.
+        let mut conns = Vec::new();
+        for c in silent.incoming().take(1) {
+            conns.push(c);
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+    });
+    for sig in ["-TERM", "-INT"] {
+        let home = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_stackctl"))
+            .args(["exists", &format!("{host}/a/b:c")])
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        assert!(std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let sent = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{sig}: {}", text(&out.stderr));
+        assert!(sent.elapsed() < std::time::Duration::from_secs(2));
+        assert!(
+            text(&out.stderr).contains("interrupted"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    drop(held);
+}
+
+/// The manifest requests of the registry's access log from byte `from` on, as
+/// `METHOD image:tag` in the order the registry finished them.
+fn manifest_requests(reg: &Registry, from: usize) -> Vec<String> {
+    let re =
+        regex::Regex::new(r#""(GET|PUT|HEAD) /v2/stack/(img\d+)/manifests/([^ "]+) HTTP"#).unwrap();
+    re.captures_iter(&reg.log()[from..])
+        .map(|c| format!("{} {}:{}", &c[1], &c[2], &c[3]))
+        .collect()
+}
+
+/// A promotion of 4 images whose targets all exist costs 3 rounds, each concurrent across
+/// the images: GET sources and targets together, PUT (the digest taken from the PUT
+/// answer, no HEAD after it), then the read-back (HEAD) that the verdict comes from.
+#[test]
+fn promotion_takes_three_rounds() {
+    let reg = Registry::start(RegistryAuth::None);
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &reg.host(), 4);
+    let c = client(None);
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-main")),
+                Kind::Oci,
+                &format!("n{i}"),
+            )
+            .await;
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-stable")),
+                Kind::Oci,
+                &format!("o{i}"),
+            )
+            .await;
+        }
+    });
+    let from = reg.log().len();
+    let out = promote_main(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = manifest_requests(&reg, from);
+    let rounds: Vec<(String, usize)> = seen.iter().fold(Vec::new(), |mut acc, r| {
+        let m = r.split(' ').next().unwrap().to_string();
+        match acc.last_mut() {
+            Some((last, n)) if *last == m => *n += 1,
+            _ => acc.push((m, 1)),
+        }
+        acc
+    });
+    assert_eq!(
+        rounds,
+        [
+            ("GET".to_string(), 8),
+            ("PUT".into(), 4),
+            ("HEAD".into(), 4)
+        ],
+        "{seen:#?}"
+    );
+    // Run again: every target holds its source's digest; nothing is written.
+    let from = reg.log().len();
+    let out = promote_main(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !manifest_requests(&reg, from)
+            .iter()
+            .any(|r| r.starts_with("PUT")),
+        "a rerun wrote again"
+    );
+}
+
+/// Start-up reads no TLS root: with the system's roots made unreadable, a plain-http
+/// (loopback) retag works, and only an https registry needs them (and then says so).
+#[test]
+fn tls_roots_are_loaded_only_for_https() {
+    let reg = Registry::start(RegistryAuth::None);
+    let c = client(None);
+    let src = format!("{}/stack/a:src", reg.host());
+    let m = rt().block_on(push_kind(&c, &r(&src), Kind::Docker, "tls"));
+    let none = [
+        ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let out = stackctl(&["retag", &src, "copy"], None, &none);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), m.digest);
+    // The same variables do reach the TLS set-up: an https registry cannot be used.
+    let out = stackctl(&["exists", "registry.invalid/a/b:c"], None, &none);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot set up TLS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// `stackctl tag 2026.3-main` on the spec in `dir`, artifacts in `dir/artifacts`.
 fn promote_main(dir: &Path) -> Output {
+    promote_tag(dir, "2026.3-main", &[])
+}
+
+/// `stackctl tag TAG EXTRA...` on the spec in `dir`, artifacts in `dir/artifacts`.
+fn promote_tag(dir: &Path, tag: &str, extra: &[&str]) -> Output {
     let spec = dir.join("spec.yml");
-    stackctl(
-        &[
-            "tag",
-            "2026.3-main",
-            "--spec",
-            spec.to_str().unwrap(),
-            "--repo",
-            dir.to_str().unwrap(),
-            "--artifacts",
-            dir.join("artifacts").to_str().unwrap(),
-        ],
-        None,
-        &[],
-    )
+    let mut args = vec![
+        "tag",
+        tag,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--repo",
+        dir.to_str().unwrap(),
+    ];
+    let artifacts = dir.join("artifacts");
+    args.extend(["--artifacts", artifacts.to_str().unwrap()]);
+    args.extend(extra);
+    stackctl(&args, None, &[])
 }
 
 /// `exists REF` with a wrong password, then with no credential: each exits 2; the first
@@ -655,6 +1437,165 @@ fn assert_refused(reference: &str, wrong_password: &str) {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("anonymous"), "{err}");
+}
+
+/// The composite Action (action.yml) run step by step as a runner would: `retag` and the
+/// quarter promotion `tag` with registry credentials from inputs. The outputs file has
+/// `exit-code` and the promotion lines, and neither the password nor the TLS key given as
+/// inputs appears in anything printed or written for the runner.
+#[test]
+fn github_action_runs_commands_and_keeps_secrets() {
+    use support::action_runner::ActionRunner;
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let host = reg.host();
+    let c = client(Some(&host));
+    let dir = tempfile::tempdir().unwrap();
+    let names = write_spec(dir.path(), &host, 2);
+    rt().block_on(async {
+        for (i, n) in names.iter().enumerate() {
+            push_kind(
+                &c,
+                &r(&format!("{n}:2026.3-main")),
+                Kind::Oci,
+                &format!("a{i}"),
+            )
+            .await;
+        }
+    });
+    let runner = ActionRunner::new(&assert_cmd::cargo::cargo_bin("stackctl"));
+    const TLS_KEY: &str =
+        "-----BEGIN PRIVATE KEY-----\nTLS-KEY-MATERIAL-1234\n-----END PRIVATE KEY-----";
+
+    let run = runner.run(&[
+        ("command", "retag"),
+        ("args", &format!("'{}:2026.3-main' copied", names[0])),
+        ("registry-username", USER),
+        ("registry-password", PASSWORD),
+        ("buildkit-key", TLS_KEY),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(0), "{everything}");
+    assert_eq!(run.outputs["exit-code"], "0");
+    assert!(run.printed.contains("used by 'build' only"), "{everything}");
+    assert_eq!(
+        head_digest(&c, &format!("{}:copied", names[0])),
+        head_digest(&c, &format!("{}:2026.3-main", names[0]))
+    );
+    for secret in [PASSWORD, "TLS-KEY-MATERIAL"] {
+        assert!(
+            !everything.contains(secret),
+            "a secret was printed or written:\n{everything}"
+        );
+    }
+
+    let run = runner.run(&[
+        ("command", "tag"),
+        (
+            "args",
+            &format!(
+                "2026.3-main --spec {0}/spec.yml --repo {0}",
+                dir.path().display()
+            ),
+        ),
+        ("registry-username", USER),
+        ("registry-password", PASSWORD),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(0), "{everything}");
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}:2026.3-main -> {n}:2026.3-stable"))
+        .collect();
+    assert_eq!(
+        run.outputs["promotion"],
+        expected.join("\n"),
+        "{everything}"
+    );
+    assert!(!everything.contains(PASSWORD), "{everything}");
+    for n in &names {
+        assert!(head_digest(&c, &format!("{n}:2026.3-stable")).is_some());
+    }
+
+    // A refused password: the step fails with stackctl's exit code 2, the password unsaid.
+    let run = runner.run(&[
+        ("command", "exists"),
+        ("args", &format!("{}:2026.3-main", names[1])),
+        ("registry-username", USER),
+        ("registry-password", "not-the-Password-42"),
+    ]);
+    let everything = format!("{}{}{:?}", run.printed, run.runner_files, run.outputs);
+    assert_eq!(run.exit_code, Some(2), "{everything}");
+    assert_eq!(run.outputs["exit-code"], "2");
+    assert!(!everything.contains("not-the-Password-42"), "{everything}");
+
+    // An unknown command is refused by the Action itself.
+    let run = runner.run(&[("command", "push")]);
+    assert_eq!(run.exit_code, Some(2));
+    assert!(run
+        .printed
+        .contains("must be one of build, tag, plan, retag, exists"));
+}
+
+/// action.yml and every workflow in docs/github-actions.md (the ```yaml blocks under a
+/// `.github/workflows/NAME.yml` heading) pass GitHub's published JSON schemas, as shipped by
+/// check-jsonschema (PyPI; scripts/dev-env installs it).
+#[test]
+fn github_action_and_doc_workflows_match_githubs_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::process::Command::new("check-jsonschema")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "check-jsonschema is not installed (scripts/dev-env installs it)"
+        );
+        eprintln!(
+            "SKIPPED github_action_and_doc_workflows_match_githubs_schemas: no check-jsonschema"
+        );
+        return;
+    }
+    let check = |schema: &str, files: &[std::path::PathBuf]| {
+        let out = std::process::Command::new("check-jsonschema")
+            .args(["--builtin-schema", schema])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{schema}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    };
+    check("vendor.github-actions", &[root.join("action.yml")]);
+
+    let doc = std::fs::read_to_string(root.join("docs/github-actions.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut workflows = Vec::new();
+    let mut heading = String::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with('#') {
+            heading = line.to_string();
+        } else if line == "```yaml" && heading.contains(".github/workflows/") {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            let name = heading.split(".github/workflows/").nth(1).unwrap();
+            let name = name.trim_end_matches('`').trim();
+            let path = dir.path().join(name);
+            std::fs::write(&path, block.join("\n")).unwrap();
+            workflows.push(path);
+        }
+    }
+    assert!(
+        workflows.len() >= 3,
+        "found only {workflows:?} in docs/github-actions.md"
+    );
+    check("vendor.github-workflows", &workflows);
 }
 
 /// `list_tags` lists every tag of a repository (Distribution 2.8 answers in one page; the

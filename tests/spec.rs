@@ -244,6 +244,88 @@ fn unquoted_numeric_prefix_warns() {
 }
 
 #[test]
+fn empty_image_name_is_refused() {
+    let spec = format!("images:\n  base:\n    image_name: \"\"\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(err.contains(&format!("{file}:2")), "{err}");
+    assert!(
+        err.contains("`base`") && err.contains("`image_name` is empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_same_image_key_twice_is_refused() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n  base:\n    image_name: r/other\n{TAG}"
+    );
+    let (err, file) = problems(&spec, &["base", "kid"]);
+    assert!(err.contains(&file), "{err}");
+    assert!(err.contains("`base`") && err.contains("twice"), "{err}");
+}
+
+#[test]
+fn keys_that_leave_the_images_folder_are_refused() {
+    // `../x` and an absolute path both name a folder with a Dockerfile.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let abs = outside.path().display().to_string();
+    let spec = format!(
+        "images:\n  ../x:\n    image_name: r/x\n  \"{abs}\":\n    image_name: r/abs\n{TAG}"
+    );
+    let dir = stack(&spec, &[]);
+    let x = dir.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    std::fs::write(x.join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("images")).unwrap();
+    let file = dir.path().join("spec.yml").display().to_string();
+    let err = Spec::load(dir.path(), None).unwrap_err().to_string();
+    assert!(err.contains(&format!("{file}:2: image `../x`")), "{err}");
+    assert!(err.contains(&format!("{file}:4: image `{abs}`")), "{err}");
+    assert_eq!(err.matches("must be a folder name").count(), 2, "{err}");
+}
+
+#[test]
+fn a_prefix_of_the_wrong_type_is_named() {
+    let spec = "images:\n  base:\n    image_name: r/base\ntag:\n  prefix: [1, 2]\n";
+    let (err, file) = problems(spec, &["base"]);
+    assert!(err.contains(&format!("{file}:5")), "{err}");
+    assert!(
+        err.contains("`tag.prefix` must be a string") && err.contains("a list"),
+        "{err}"
+    );
+    assert!(!err.contains("valid start"), "{err}");
+}
+
+#[test]
+fn tag_suffix_is_branch_by_default_or_commit() {
+    use stackctl::tag::TagSuffix;
+    let base = "images:\n  base:\n    image_name: r/base\n";
+    let dir = stack(&format!("{base}{TAG}"), &["base"]);
+    assert_eq!(
+        Spec::load(dir.path(), None).unwrap().tag_suffix,
+        TagSuffix::Branch
+    );
+    let dir = stack(
+        &format!("{base}tag:\n  prefix: \"2026.3\"\n  suffix: commit\n"),
+        &["base"],
+    );
+    assert_eq!(
+        Spec::load(dir.path(), None).unwrap().tag_suffix,
+        TagSuffix::Commit
+    );
+    let (err, file) = problems(
+        &format!("{base}tag:\n  prefix: \"2026.3\"\n  suffix: sha\n"),
+        &["base"],
+    );
+    assert!(err.contains(&format!("{file}:6")), "{err}");
+    assert!(
+        err.contains("`tag.suffix` must be `branch` or `commit`") && err.contains("\"sha\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn content_tag_templates_stack_wide_and_per_image() {
     let spec = format!(
         "images:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n    depend_on: base\n    tags: [\"kid-{{commit}}\"]\n  off:\n    image_name: r/off\n    tags: []\n{TAG}tags:\n  - \"python-{{python3 -c 'print({{1: 2}}[1])'}}\"\n  - template: \"py-{{date}}\"\n    moving: true\n"

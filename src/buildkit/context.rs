@@ -93,19 +93,52 @@ impl Patterns {
 
     /// Read `.dockerignore` in `dir` (missing file: no patterns).
     pub fn from_dockerignore(dir: &Path) -> anyhow::Result<Patterns> {
-        let path = dir.join(".dockerignore");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let lines: Vec<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .collect();
-                Patterns::new(&lines).with_context(|| format!("in {}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Patterns::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        let lines = dockerignore_lines(dir)?;
+        Patterns::new(&lines).with_context(|| format!("in {}", dir.join(".dockerignore").display()))
+    }
+}
+
+/// The pattern lines of `.dockerignore` in `dir` (no file: none). A `.dockerignore` that is
+/// a link resolving outside `dir` is refused without being read.
+pub fn dockerignore_lines(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let Some(path) = inside_context(dir, ".dockerignore")? else {
+        return Ok(vec![]);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// `dir/name` when it exists and, links followed, stays inside `dir`; `None` when it does not
+/// exist. A link that resolves outside `dir` (or cannot be resolved) is an error naming it:
+/// stackctl reads such files on the host (`.dockerignore`), and must not read, say,
+/// /etc/shadow through a link planted in a context.
+pub fn inside_context(dir: &Path, name: &str) -> anyhow::Result<Option<PathBuf>> {
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Ok(md) if !md.file_type().is_symlink() => return Ok(Some(path)),
+        Ok(_) => {}
+    }
+    let root =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    match std::fs::canonicalize(&path) {
+        Ok(target) if target.starts_with(&root) => Ok(Some(target)),
+        Ok(_) => bail!(
+            "{} is a link to a file outside the build context {}; refused (copy the file into the context instead)",
+            path.display(),
+            root.display()
+        ),
+        Err(e) => bail!(
+            "{} is a link that does not resolve ({e}); refused",
+            path.display()
+        ),
     }
 }
 
@@ -394,6 +427,29 @@ mod tests {
         assert!(!p.matches("src/main.rs"));
         assert!(pats(&["[a-c]?.txt"]).matches("bz.txt"));
         assert!(!pats(&["[!a-c]?.txt"]).matches("bz.txt"));
+    }
+
+    #[test]
+    fn dockerignore_linked_outside_the_context_is_refused_unread() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, "top-secret-line\n").unwrap();
+        let ctx = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&secret, ctx.path().join(".dockerignore")).unwrap();
+        let e = format!("{:#}", Patterns::from_dockerignore(ctx.path()).unwrap_err());
+        assert!(e.contains("outside the build context"), "{e}");
+        assert!(!e.contains("top-secret-line"), "{e}");
+        // A link inside the context is followed.
+        let inner = tempfile::tempdir().unwrap();
+        std::fs::write(inner.path().join("ignore.txt"), "*.log\n").unwrap();
+        std::os::unix::fs::symlink("ignore.txt", inner.path().join(".dockerignore")).unwrap();
+        assert_eq!(dockerignore_lines(inner.path()).unwrap(), ["*.log"]);
+        // A dangling link is refused too; no file at all means no patterns.
+        let dangling = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/nonexistent/x", dangling.path().join(".dockerignore"))
+            .unwrap();
+        assert!(dockerignore_lines(dangling.path()).is_err());
+        assert!(dockerignore_lines(outside.path()).unwrap().is_empty());
     }
 
     #[test]

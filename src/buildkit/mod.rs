@@ -218,7 +218,7 @@ impl Client {
                 for tag in &req.tags {
                     let d = push::push_from_engine(sock, tag, &req.credentials)
                         .await
-                        .map_err(|e| BuildError::Failed(format!("image {}: {e:#}", req.label)))?;
+                        .map_err(|e| push_error(&req.label, &format!("{e:#}")))?;
                     digest.get_or_insert(d);
                 }
                 outcome.digest = digest;
@@ -248,4 +248,16 @@ pub fn new_id() -> String {
     (0..25)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// A failed push: refused access (wrong or missing credentials) is a service refusing, exit
+/// 2 as for every command; anything else is failed work, exit 1.
+pub(crate) fn push_error(label: &str, message: &str) -> BuildError {
+    if push::is_access_refused(message) {
+        BuildError::Unavailable(format!(
+            "image {label}: the registry refused access to push: {message}"
+        ))
+    } else {
+        BuildError::Failed(format!("image {label}: {message}"))
+    }
 }

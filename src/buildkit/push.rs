@@ -75,6 +75,23 @@ pub async fn push_from_engine(
     digest.ok_or_else(|| anyhow!("pushing {reference}: the engine reported no digest"))
 }
 
+/// Whether a push error says the registry refused access (wrong or missing credentials), as
+/// the engine and BuildKit word it: such a push exits 2 (refused access), not 1 (failed work).
+pub fn is_access_refused(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "access denied",
+        "requested access to the resource is denied",
+        "401 unauthorized",
+        "403 forbidden",
+        "insufficient_scope",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +109,14 @@ mod tests {
         assert_eq!(registry_host("127.0.0.1:5000/a/b:t"), "127.0.0.1:5000");
         assert_eq!(registry_host("ghcr.io/x/y:t"), "ghcr.io");
         assert_eq!(registry_host("busybox:1"), "docker.io");
+    }
+
+    #[test]
+    fn refused_access() {
+        assert!(is_access_refused(
+            "pushing h/a:t: unauthorized: authentication required"
+        ));
+        assert!(is_access_refused("failed to authorize: 401 Unauthorized"));
+        assert!(!is_access_refused("pushing h/a:t: connection refused"));
     }
 }

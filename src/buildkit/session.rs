@@ -69,15 +69,7 @@ impl LocalDir {
     pub fn with_dockerignore(root: PathBuf) -> anyhow::Result<LocalDir> {
         // Validate the patterns now, so a bad .dockerignore is reported before the build.
         Patterns::from_dockerignore(&root)?;
-        let excludes = match std::fs::read_to_string(root.join(".dockerignore")) {
-            Ok(t) => t
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(String::from)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let excludes = super::context::dockerignore_lines(&root)?;
         Ok(LocalDir { root, excludes })
     }
 }

@@ -76,7 +76,8 @@ pub enum BuildError {
     /// BuildKit ran the build and it failed (syntax error, missing base, failing step).
     #[error("{0}")]
     Failed(String),
-    /// BuildKit could not be reached or refused the request.
+    /// BuildKit could not be reached or refused the request, or the registry refused access
+    /// to a push (exit 2).
     #[error("{0}")]
     Unavailable(String),
 }
@@ -187,6 +188,11 @@ pub async fn build(
         .dockerfile
         .clone()
         .unwrap_or_else(|| context.join("Dockerfile"));
+    if req.dockerfile.is_none() {
+        // The default Dockerfile must not be a link out of the context.
+        super::context::inside_context(&context, "Dockerfile")
+            .map_err(|e| BuildError::Unavailable(format!("image {}: {e:#}", req.label)))?;
+    }
     if !dockerfile.is_file() {
         return Err(BuildError::Unavailable(format!(
             "image {}: no Dockerfile at {}",
@@ -334,6 +340,13 @@ fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Stat
             req.label,
             one_line(&msg)
         ));
+    }
+    // A push (BuildKit pushing itself) refused by the registry: refused access, exit 2.
+    let at_push = progress
+        .failed_step(&msg)
+        .is_none_or(|s| s.name.starts_with("exporting") || s.name.contains("pushing"));
+    if req.push && at_push && super::push::is_access_refused(&msg) {
+        return super::push_error(&req.label, &one_line(&msg));
     }
     let mut out = format!("image {} failed to build", req.label);
     match progress.failed_step(&msg) {

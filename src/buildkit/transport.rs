@@ -81,13 +81,11 @@ impl Address {
     /// Parse an address. `docker://` means the engine DOCKER_HOST names (else the default socket).
     pub fn parse(s: &str, tls: TlsFiles) -> anyhow::Result<Address> {
         let s = s.trim();
+        // Messages show the address with any `user:password@` replaced by `***@`.
+        let shown = without_userinfo(s);
         let addr = if let Some(rest) = s.strip_prefix("tcp://") {
-            let hostport = rest.trim_end_matches('/');
-            if hostport.is_empty() || !hostport.contains(':') {
-                bail!("BuildKit address {s:?}: expected tcp://HOST:PORT");
-            }
             return Ok(Address::Tcp {
-                hostport: hostport.to_string(),
+                hostport: host_port("tcp", rest)?,
                 tls,
             });
         } else if let Some(rest) = s.strip_prefix("unix://") {
@@ -95,15 +93,16 @@ impl Address {
         } else if let Some(rest) = s.strip_prefix("docker-unix://") {
             Address::Engine(EngineSocket::Unix(PathBuf::from(rest)))
         } else if let Some(rest) = s.strip_prefix("docker-tcp://") {
-            Address::Engine(EngineSocket::Tcp(rest.trim_end_matches('/').to_string()))
+            Address::Engine(EngineSocket::Tcp(host_port("docker-tcp", rest)?))
         } else if s == "docker://" || s == "docker" {
             Address::Engine(docker_host_socket()?)
         } else {
             bail!(
-                "BuildKit address {s:?} is not understood: use tcp://HOST:PORT, unix:///PATH, \
+                "BuildKit address {shown:?} is not understood: use tcp://HOST:PORT, unix:///PATH, \
                  docker://, docker-unix:///PATH or docker-tcp://HOST:PORT"
             );
         };
+        let s = shown;
         if !tls.is_empty() {
             bail!("--buildkit-tls-* options only apply to a tcp:// BuildKit address, not {s:?}");
         }
@@ -135,6 +134,48 @@ impl Address {
     }
 }
 
+/// `HOST:PORT` of a `SCHEME://HOST:PORT` address, checked before any connection: no user
+/// information (it would be a secret in messages and logs, and BuildKit does not use it; a
+/// buildkitd authenticates clients by TLS certificate), no path, a port from 1 to 65535.
+fn host_port(scheme: &str, rest: &str) -> anyhow::Result<String> {
+    let hostport = rest.trim_end_matches('/');
+    if let Some((_, after)) = hostport.rsplit_once('@') {
+        bail!(
+            "BuildKit address {scheme}://***@{after}: user information (USER:PASSWORD@) is not \
+             supported in an address, and is not repeated here; a buildkitd checks clients by TLS \
+             certificate (--buildkit-tls-cert, --buildkit-tls-key)"
+        );
+    }
+    if hostport.contains('/') {
+        bail!(
+            "BuildKit address {scheme}://{hostport}: expected {scheme}://HOST:PORT, without a path"
+        );
+    }
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        bail!("BuildKit address {scheme}://{hostport}: expected {scheme}://HOST:PORT (the port is missing)");
+    };
+    if host.is_empty() || host == "[]" {
+        bail!("BuildKit address {scheme}://{hostport}: the host is missing");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(hostport.to_string()),
+        _ => bail!(
+            "BuildKit address {scheme}://{hostport}: port {port:?} is not a port number (1 to 65535)"
+        ),
+    }
+}
+
+/// `s` with the user information of a `SCHEME://USER:PASSWORD@HOST` address replaced by `***`.
+fn without_userinfo(s: &str) -> String {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***{}", &rest[at..]);
+        }
+    }
+    s.to_string()
+}
+
 /// The engine socket DOCKER_HOST names (unix:// or tcp://), else the default socket.
 fn docker_host_socket() -> anyhow::Result<EngineSocket> {
     match std::env::var("DOCKER_HOST") {
@@ -142,9 +183,14 @@ fn docker_host_socket() -> anyhow::Result<EngineSocket> {
             if let Some(p) = h.strip_prefix("unix://") {
                 Ok(EngineSocket::Unix(PathBuf::from(p)))
             } else if let Some(t) = h.strip_prefix("tcp://") {
-                Ok(EngineSocket::Tcp(t.trim_end_matches('/').to_string()))
+                Ok(EngineSocket::Tcp(
+                    host_port("tcp", t).context("in DOCKER_HOST")?,
+                ))
             } else {
-                bail!("DOCKER_HOST={h:?} is not understood (expected unix:///PATH or tcp://HOST:PORT)")
+                bail!(
+                    "DOCKER_HOST={:?} is not understood (expected unix:///PATH or tcp://HOST:PORT)",
+                    without_userinfo(&h)
+                )
             }
         }
         _ => Ok(EngineSocket::Unix(PathBuf::from(DEFAULT_DOCKER_SOCKET))),
@@ -408,6 +454,38 @@ mod tests {
         );
         assert!(Address::parse("http://x", TlsFiles::default()).is_err());
         assert!(Address::parse("tcp://nohost", TlsFiles::default()).is_err());
+        let e = Address::parse("tcp://user:secret@host:1234", TlsFiles::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret") && !e.contains("user:"), "{e}");
+        assert!(
+            e.contains("***@host:1234") && e.contains("not supported"),
+            "{e}"
+        );
+        let e = Address::parse("docker-tcp://u:pw@h:1", TlsFiles::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("pw"), "{e}");
+        let e = Address::parse("https://u:pw@h:1", TlsFiles::default())
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("pw") && e.contains("https://***@h:1"), "{e}");
+        for bad in [
+            "tcp://host:99999",
+            "tcp://host:0",
+            "tcp://host:http",
+            "tcp://host:",
+        ] {
+            let e = Address::parse(bad, TlsFiles::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("is not a port number (1 to 65535)"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(Address::parse("tcp://:1234", TlsFiles::default()).is_err());
+        assert!(Address::parse("tcp://[::1]:1234", TlsFiles::default()).is_ok());
         let tls = TlsFiles {
             ca: Some("/ca.pem".into()),
             ..Default::default()

@@ -43,8 +43,13 @@ The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
 
+Interrupts: SIGINT (Ctrl-C) and SIGTERM alike. The running BuildKit solve is cancelled
+(its Solve call and session end), running tests stop and their containers are removed, no
+later step runs, nothing more is pushed or tagged; the artifacts written so far are kept and
+the summary written. Exit 130 within seconds; a second signal exits at once.
+
 Exit codes: 0 all done; 1 an image failed (build, test, push or content tag) or was skipped because
-of a failure; 2 bad input or an unreachable service (BuildKit, registry).";
+of a failure; 2 bad input or an unreachable service (BuildKit, registry); 130 interrupted.";
 
 /// `stackctl build`: run the whole stack.
 #[derive(Debug, clap::Args)]
@@ -98,7 +103,8 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     let registry = args.registry.client_with(credentials.clone())?;
     let buildkit = crate::buildkit::connect(&args.buildkit.address()?).await?;
 
-    // Ctrl-C: running tests stop and their containers are removed; the artifacts are written.
+    // SIGINT/SIGTERM: the solve is cancelled, running tests stop and their containers are
+    // removed, no later step runs; the artifacts are written (exit 130).
     let cancel = super::common::cancel_on_ctrl_c();
 
     let opts = RunOptions {

@@ -58,7 +58,8 @@ GITHUB_REF_NAME (--tag), CI (--progress), DOCKER_CONFIG, GITHUB_TOKEN with GITHU
 or GITHUB_USER (registry credentials handed to BuildKit, see --username).
 
 Exit codes: 0 built (and pushed); 1 the build failed (the message names the image, the
-step and its last output lines; the log is still written); 2 bad input or no BuildKit.";
+step and its last output lines; the log is still written); 2 bad input, no BuildKit, or
+a push the registry refused access to (wrong or missing credentials).";
 
 /// Build one image of the stack through BuildKit's gRPC API (`stackctl build-image`).
 #[derive(Debug, clap::Args)]
@@ -79,7 +80,8 @@ pub struct BuildImageOptions {
     #[command(flatten)]
     pub buildkit: BuildkitArgs,
     /// The tag to give the image [default: `<prefix>-<branch>`, the branch from GITHUB_HEAD_REF,
-    /// else GITHUB_REF_NAME, else the repository's checked-out branch].
+    /// else GITHUB_REF_NAME, else the repository's checked-out branch; with `tag.suffix:
+    /// commit` in the spec, `<prefix>-<first 7 hex digits of HEAD>`].
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
     /// A build argument, added to the spec's (and to BASE_TAG=<tag> for a child image); a bare
@@ -182,10 +184,19 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
             }
             t.clone()
         }
-        None => {
-            let branch = current_branch(&a.spec.repo)?;
-            crate::tag::branch_tag(&spec.tag_prefix, &branch)?
-        }
+        None => match spec.tag_suffix {
+            crate::tag::TagSuffix::Branch => {
+                let branch = current_branch(&a.spec.repo)?;
+                crate::tag::branch_tag(&spec.tag_prefix, &branch)?
+            }
+            crate::tag::TagSuffix::Commit => {
+                // `tag.suffix: commit`: the checked-out commit, as `plan` tags it.
+                let repo = crate::git::open(&a.spec.repo)?;
+                let head = crate::git::resolve_commit(&repo, "HEAD", "HEAD")
+                    .context("no commit to make the tag from; give --tag")?;
+                crate::tag::commit_tag(&spec.tag_prefix, &head.to_string())?
+            }
+        },
     };
     let mut build_args: IndexMap<String, String> = image.build_args.clone();
     if image.depend_on.is_some() {

@@ -42,6 +42,57 @@ pub struct RegistryArgs {
     /// Allow plain http to this registry (HOST:PORT); loopback registries are always allowed. Repeatable.
     #[arg(long, value_name = "HOST:PORT")]
     pub insecure_registry: Vec<String>,
+    /// Set by the commands whose registry work is all through the registry API (exists,
+    /// retag, tag) from their `--registry-endpoint` options; see [`EndpointArgs`].
+    #[arg(skip)]
+    pub endpoints: Vec<(String, String)>,
+}
+
+/// `--registry-endpoint`, for the commands that only talk to registries through the registry
+/// API (`exists`, `retag`, `tag`): a build's pushes go through BuildKit, which would not
+/// follow it, so `build` and `build-image` do not offer it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EndpointArgs {
+    /// Send the requests for registry NAME (as in references: docker.io for Docker Hub
+    /// names such as ucsdets/notebook, ghcr.io, ...) to HOST:PORT instead: a mirror or a
+    /// test registry. Names printed and written (wiki, IMAGES_* lists) stay as written.
+    /// Repeatable.
+    #[arg(long = "registry-endpoint", value_name = "NAME=HOST:PORT", value_parser = parse_endpoint)]
+    pub registry_endpoint: Vec<(String, String)>,
+}
+
+impl EndpointArgs {
+    /// `registry` with these endpoints set.
+    pub fn apply(&self, registry: &mut RegistryArgs) {
+        registry.endpoints = self.registry_endpoint.clone();
+    }
+}
+
+/// `NAME=HOST[:PORT]`; `index.docker.io` is Docker Hub's other name, stored as `docker.io`.
+fn parse_endpoint(s: &str) -> Result<(String, String), String> {
+    let (name, host) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=HOST:PORT (e.g. docker.io=127.0.0.1:5000)"))?;
+    let is_host = |h: &str| {
+        // A host with an optional port, as a reference's registry part (no scheme, path or
+        // user): checked by parsing `<h>/x`.
+        !h.is_empty()
+            && !h.contains(['/', '@', '='])
+            && crate::registry::ImageRef::parse(&format!("{h}/x")).is_ok_and(|r| {
+                r.registry == h || (h == "index.docker.io" && r.registry == "docker.io")
+            })
+    };
+    if !is_host(name) || !is_host(host) {
+        return Err(format!(
+            "{s:?}: expected NAME=HOST:PORT with registry host names (e.g. docker.io=127.0.0.1:5000)"
+        ));
+    }
+    let name = if name == "index.docker.io" {
+        "docker.io"
+    } else {
+        name
+    };
+    Ok((name.to_string(), host.to_string()))
 }
 
 impl RegistryArgs {
@@ -76,26 +127,47 @@ impl RegistryArgs {
 
     /// A registry client with credentials already read (`credentials` reads stdin once).
     pub fn client_with(&self, credentials: CredentialStore) -> anyhow::Result<RegistryClient> {
-        RegistryClient::new(
-            credentials,
-            ClientOptions {
-                insecure_registries: self.insecure_registry.clone(),
-                ..Default::default()
-            },
-        )
+        RegistryClient::new(credentials, self.client_options())
+    }
+
+    /// The client options these flags give.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            insecure_registries: self.insecure_registry.clone(),
+            endpoints: self.endpoints.clone(),
+            ..Default::default()
+        }
     }
 }
 
-/// A token cancelled on the first Ctrl-C: running tests stop, their containers are
-/// removed, and the command returns (writing what it has).
+/// The token cancelled on the first SIGINT or SIGTERM (see [`super::interrupt`]): running
+/// tests stop, their containers are removed, and the command returns (writing what it has).
 pub fn cancel_on_ctrl_c() -> tokio_util::sync::CancellationToken {
-    let token = tokio_util::sync::CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: stopping running tests and removing their containers");
-            t.cancel();
+    super::interrupt::token()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_endpoint;
+
+    #[test]
+    fn registry_endpoints() {
+        assert_eq!(
+            parse_endpoint("docker.io=127.0.0.1:5000").unwrap(),
+            ("docker.io".to_string(), "127.0.0.1:5000".to_string())
+        );
+        assert_eq!(
+            parse_endpoint("index.docker.io=mirror.lan:443").unwrap().0,
+            "docker.io"
+        );
+        for bad in [
+            "docker.io",
+            "docker.io=",
+            "docker.io=http://127.0.0.1:5000",
+            "docker.io=u:p@127.0.0.1:5000",
+            "=127.0.0.1:5000",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
-    });
-    token
+    }
 }

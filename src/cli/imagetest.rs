@@ -23,12 +23,13 @@ is ready when `tests.integration.wait_log` appears in its output, else when\n\
 container's address, so with a remote engine set `wait_log`).\n\
 \n\
 Missing test folders are skipped with a notice; no tests at all is a pass (\"no tests\").\n\
-Containers and networks are removed in every case (also on Ctrl-C and timeout).\n\
+Containers and networks are removed in every case (also on timeout, Ctrl-C and SIGTERM).\n\
 The engine is DOCKER_HOST (default /var/run/docker.sock); an image the engine does\n\
 not have is pulled from its registry by the engine.\n\
 \n\
 Exit codes: 0 all passed (or no tests), 1 a test failed, 2 the tests could not run\n\
-(image missing, no python in the image, timeout, Ctrl-C) or bad input.";
+(image missing, no python in the image, timeout) or bad input, 130 interrupted (SIGINT or\n\
+SIGTERM; a second signal exits at once, without cleaning up).";
 
 /// Run an image's tests in containers of it.
 #[derive(Debug, clap::Args)]

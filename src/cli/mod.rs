@@ -8,6 +8,8 @@ pub mod build;
 pub mod buildkit;
 pub mod common;
 pub mod imagetest;
+pub mod interrupt;
+pub mod manual;
 pub mod plan;
 pub mod registry;
 
@@ -29,11 +31,12 @@ pub mod registry;
 /// CI, RUST_LOG.
 ///
 /// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
-/// missing tag); 2 bad input or an unreachable service.
+/// missing tag); 2 bad input or an unreachable service; 3 and 4 `tag` only (partly
+/// promoted; another writer); 130 interrupted (SIGINT or SIGTERM; a second one exits at once).
 #[derive(Debug, Parser)]
 #[command(
     name = "stackctl",
-    version,
+    version = env!("STACKCTL_LONG_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -76,6 +79,10 @@ pub enum Command {
     Manifest(imagetest::ManifestArgs),
     /// Run the whole stack: plan, build, test, push, manifest pages, artifacts.
     Build(build::BuildArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Write the manual pages (roff) of stackctl and every command.
+    Man(manual::ManArgs),
 }
 
 /// Set up logging on stderr. Logs never go to stdout, which carries results (and JSON).
@@ -112,6 +119,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Test(a) => imagetest::run_test(a, &g).await,
         Command::Manifest(a) => imagetest::run_manifest(a, &g).await,
         Command::Build(a) => build::run(a, &g).await,
+        Command::Completions(a) => manual::run_completions(a, &g),
+        Command::Man(a) => manual::run_man(a, &g),
     }
 }
 
@@ -140,7 +149,10 @@ pub fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(ExitStatus::Error.code());
         }
     };
-    let status = match rt.block_on(dispatch(cli)) {
+    let status = match rt.block_on(async {
+        interrupt::install();
+        dispatch(cli).await
+    }) {
         Ok(s) => s,
         Err(e) => {
             // One line per cause, outermost first.
@@ -150,6 +162,12 @@ pub fn main() -> std::process::ExitCode {
             }
             exit_status_of(&e)
         }
+    };
+    // A command that stopped cleanly on an interrupt still says it was interrupted.
+    let status = if interrupt::interrupted() {
+        ExitStatus::Interrupted
+    } else {
+        status
     };
     std::process::ExitCode::from(status.code())
 }

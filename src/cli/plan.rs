@@ -32,11 +32,49 @@ pub struct PlanArgs {
     pub select: PlanSelection,
     /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
     /// base, head, full_rebuild, changed_files, registry_check, and images (parents
-    /// first) with key, image, ref, parent, rebuild, reasons, build_args.
-    #[arg(long)]
+    /// first) with key, image, ref, parent, rebuild, reasons, build_args. Same as
+    /// --format json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// How the plan is printed: text (the tree, indented), json (as --json) or mermaid
+    /// (the tree as a Mermaid flowchart: rebuilt images in amber with their reasons,
+    /// kept ones in grey; paste it into a ```mermaid block on GitHub).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
     #[command(flatten)]
     pub registry: super::common::RegistryArgs,
+}
+
+/// `plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Mermaid,
+}
+
+/// The plan's image tree for [`crate::mermaid::flowchart`]: REBUILD with the reasons, or keep.
+pub fn plan_tree(plan: &plan::Plan) -> Vec<crate::mermaid::TreeNode> {
+    use crate::mermaid::{NodeState, TreeNode};
+    plan.images
+        .iter()
+        .map(|i| TreeNode {
+            key: i.key.clone(),
+            parent: i.parent.clone(),
+            state: if i.rebuild {
+                NodeState::Rebuild
+            } else {
+                NodeState::Keep
+            },
+            notes: if i.rebuild {
+                std::iter::once("REBUILD".to_string())
+                    .chain(i.reasons.iter().cloned())
+                    .collect()
+            } else {
+                vec!["keep".to_string()]
+            },
+        })
+        .collect()
 }
 
 /// What decides the rebuild set: shared by `plan` and `build`.
@@ -98,10 +136,15 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     if !args.select.no_registry {
         plan.check_registry(&args.registry.client()?).await?;
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&plan)?);
+    let format = if args.json {
+        PlanFormat::Json
     } else {
-        outln!("{plan}");
+        args.format
+    };
+    match format {
+        PlanFormat::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
+        PlanFormat::Text => outln!("{plan}"),
+        PlanFormat::Mermaid => out!("{}", crate::mermaid::flowchart(&plan_tree(&plan))),
     }
     Ok(ExitStatus::Success)
 }

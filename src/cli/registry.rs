@@ -1,10 +1,10 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
 //! and [`crate::promotion`].
-use super::common::{RegistryArgs, SpecArgs};
+use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
 use crate::promotion::{self, Kind};
-use crate::registry::{exists_many, ImageRef};
+use crate::registry::{exists_many, ImageRef, RegistryClient};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -24,6 +24,8 @@ pub struct ExistsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -37,6 +39,8 @@ In another repository of the same registry the blobs are cross-repository mounte
 downloaded; when the registry refuses the mount (or DST is on another registry) they are \
 streamed through this machine, and a warning says so.\n\n\
 Registry credentials as for --username, looked up by each side's registry host.\n\n\
+DST without `/`, `:` or `@` is a bare tag (at most 128 ASCII letters, digits, `_.-`), never a \
+Docker Hub image; HOST:PORT alone is refused (no repository).\n\n\
 Exit codes: 0 retagged; 1 SRC does not exist; 2 bad reference, access refused or registry \
 unreachable."
 )]
@@ -48,6 +52,8 @@ pub struct RetagArgs {
     #[arg(value_name = "DST")]
     pub dst: String,
     #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -56,18 +62,33 @@ pub struct RetagArgs {
 #[command(
     after_help = "Quarter promotion (`stackctl tag 2026.3-main`): every image of the spec, \
 <image>:2026.3-main -> <image>:2026.3-stable. Writes artifacts/IMAGES_ORIGINAL and IMAGES_TAGGED; \
-with --wiki a new top row in Home.md and each stable page copied from its source's page.\n\n\
+with --wiki a new top row in Home.md and each stable page copied from its source's page. \
+ORIGINAL_TAG is split by the spec's tag.prefix (2026.3-rc-main -> 2026.3-rc-stable with prefix \
+2026.3-rc); another quarter's tag at its first dash.\n\n\
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
 Both write artifacts/CONTENT_TAGS: `<promoted ref> <content tag ref>` for each content tag \
 (spec tags:) that names a promoted image's digest (the repository's tags matching the \
 templates, one HEAD each).\n\n\
-All or nothing: every source is checked first (all missing ones are listed); on any failure \
-every target tag is put back as it was.\n\n\
-Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing or a \
-retag failed (nothing changed, or every target restored); 2 bad input, or a registry that \
-cannot be read (auth, network).\n\n\
+One read round (sources and targets), then the plan (logged before any write): targets \
+already holding their source's digest are left alone (a rerun completes a promotion), \
+existing targets are moved first, NEW targets last, since a new tag cannot be taken back \
+(stackctl never deletes a tag; GHCR and Distribution refuse it). If an existing target fails \
+and every write was answered, what this run changed is put back (only where the target \
+still holds this run's digest). Once a write got no answer (it may still land) or a new tag \
+exists, the run rolls forward instead, retrying within --timeout. Every target is then read \
+back (after a settle time of --request-timeout when a write got no answer), and the verdict \
+comes from what the registry holds. Unless promoted, a table of every target (TARGET BEFORE \
+NOW INTENDED STATE) goes to stdout.\n\n\
+Names in the files and on stdout are the spec's image_name as written (Docker Hub short names \
+such as ucsdets/notebook stay short); only registry requests use the normalized reference.\n\n\
+Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is missing, or \
+nothing changed (every target holds what it held before); 2 bad input, or a registry that \
+cannot be read before any write (auth, network); 3 partly promoted, or a target could not \
+be read back: run the same command again; 4 another writer changed a target during the run \
+(it is never overwritten); 130 interrupted (SIGINT/SIGTERM): writes stop, targets are read \
+back and the table printed.\n\n\
 Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
 GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
 )]
@@ -98,11 +119,22 @@ pub struct TagArgs {
     /// GITHUB_REPOSITORY is not set (GitHub Actions sets it).
     #[arg(long, value_name = "URL")]
     pub repo_url: Option<String>,
+    /// The run's deadline: no write is started or waited for after it (the read-back
+    /// may take one --request-timeout more). The report names the request it cut.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The timeout of each registry request; also the settle time before the read-back
+    /// when a write got no answer.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
-pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_exists(mut a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let refs = a
         .refs
         .iter()
@@ -138,7 +170,8 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     })
 }
 
-pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse_destination(&a.dst, &src)?;
     let client = a.registry.client()?;
@@ -177,8 +210,19 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
     Ok(ExitStatus::Success)
 }
 
-pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    a.endpoints.apply(&mut a.registry);
     let spec = a.spec.load()?;
+    for (what, t) in [
+        ("ORIGINAL_TAG", a.original_tag.as_deref()),
+        ("--global-stable", a.global_stable.as_deref()),
+    ] {
+        if let Some(t) = t.filter(|t| !crate::tag::is_valid_tag(t)) {
+            anyhow::bail!(
+                "{what} {t:?} is not a valid tag (ASCII letters, digits, `_`, `.`, `-`, at most 128)"
+            );
+        }
+    }
     let kind = match (a.original_tag, a.global_stable) {
         (Some(t), None) => Kind::Quarter { original_tag: t },
         (None, Some(p)) => Kind::Global { prefix: p },
@@ -187,7 +231,9 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     let client = if a.offline {
         None
     } else {
-        Some(a.registry.client()?)
+        let mut o = a.registry.client_options();
+        o.retry.request_timeout = a.request_timeout;
+        Some(RegistryClient::new(a.registry.credentials()?, o)?)
     };
     let opts = promotion::Options {
         kind,
@@ -197,6 +243,9 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         artifacts: a.artifacts,
         repo: a.spec.repo.clone(),
         repo_url: a.repo_url,
+        timeout: a.timeout,
+        request_timeout: a.request_timeout,
+        cancel: super::interrupt::token(),
     };
     promotion::run(client.as_ref(), &spec, &opts).await?;
     Ok(ExitStatus::Success)

@@ -208,8 +208,14 @@ pub async fn run_suite(
                 .command
                 .clone()
                 .unwrap_or_else(|| DEFAULT_COMMAND.map(String::from).to_vec());
+            let copies = basic_copies(&dirs)?;
+            // A tests_common/ holding only shared files has no tests of its own to name.
+            dirs.retain(|(_, n)| {
+                n != "tests_common" || copies.iter().any(|(_, c)| c.starts_with("tests_common/"))
+            });
             Plan {
                 dirs,
+                copies,
                 command,
                 runner_image: image_ref.to_string(),
                 service: None,
@@ -232,6 +238,7 @@ pub async fn run_suite(
                 );
             }
             Plan {
+                copies: dirs.clone(),
                 dirs,
                 command: integ
                     .command
@@ -262,6 +269,38 @@ pub async fn run_suite(
     Ok(res)
 }
 
+/// Files of `tests_common/` that apply to every test folder when placed at the top of the
+/// working directory: pytest scopes a `conftest.py` to its own folder, and reads a
+/// `pytest.ini` only in the folders above the test paths.
+const SHARED_TEST_FILES: [&str; 2] = ["conftest.py", "pytest.ini"];
+
+/// What the basic suite copies where: `tests_common/` entry by entry, except its
+/// [`SHARED_TEST_FILES`], which go to the top of the working directory so that their
+/// fixtures and settings apply to `test/` as well; every other folder as a whole.
+fn basic_copies(dirs: &[(PathBuf, String)]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut out = vec![];
+    for (dir, name) in dirs {
+        if name != "tests_common" {
+            out.push((dir.clone(), name.clone()));
+            continue;
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if SHARED_TEST_FILES.contains(&file.as_str()) {
+                out.push((e.path(), file));
+            } else {
+                out.push((e.path(), format!("{name}/{file}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The folder relative to the spec's images folder's parent, for messages.
 fn rel(spec: &Spec, dir: &Path) -> String {
     let base = spec.images_dir.parent().unwrap_or(Path::new(""));
@@ -272,8 +311,11 @@ fn rel(spec: &Spec, dir: &Path) -> String {
 }
 
 struct Plan {
-    /// Host folder and its name under the working directory.
+    /// Host folder and its name under the working directory, given to the test command.
     dirs: Vec<(PathBuf, String)>,
+    /// What is copied where (paths under the working directory): the folders, except that
+    /// `tests_common/`'s `conftest.py` and `pytest.ini` go to the top (see [`basic_copies`]).
+    copies: Vec<(PathBuf, String)>,
     command: Vec<String>,
     runner_image: String,
     service: Option<Service>,
@@ -368,8 +410,8 @@ async fn run_plan(
         .with_working_dir(WORKDIR)
         .with_env_var("PYTHONDONTWRITEBYTECODE", "1")
         .with_startup_timeout(remaining(deadline));
-    for (dir, name) in &plan.dirs {
-        req = req.with_copy_to(format!("{WORKDIR}/{name}"), dir.clone());
+    for (path, name) in &plan.copies {
+        req = req.with_copy_to(format!("{WORKDIR}/{name}"), path.clone());
     }
     for (k, v) in env {
         req = req.with_env_var(k, v);

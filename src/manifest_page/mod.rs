@@ -162,9 +162,50 @@ fn fence_for(text: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
+/// Layers shown in the chart above the table.
+pub const CHART_LAYERS: usize = 10;
+
+/// The ten largest layers as a Mermaid bar chart (sizes in MB, largest first), labelled
+/// with their step number and command; `None` for an image of fewer than three layers,
+/// where a chart says nothing the table does not.
+pub fn layer_chart(rows: &[LayerRow]) -> Option<String> {
+    let mut layers: Vec<(usize, &LayerRow)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.size > 0)
+        .collect();
+    if layers.len() < 3 {
+        return None;
+    }
+    // Largest first; equal sizes keep the build order.
+    layers.sort_by(|a, b| b.1.size.cmp(&a.1.size).then(a.0.cmp(&b.0)));
+    layers.truncate(CHART_LAYERS);
+    let bars: Vec<(String, f64)> = layers
+        .iter()
+        .map(|(i, r)| {
+            let command: String = r.command.chars().take(24).collect();
+            let more = if r.command.chars().count() > 24 {
+                "…"
+            } else {
+                ""
+            };
+            (
+                format!("#{} {command}{more}", i + 1),
+                r.size as f64 / 1_000_000.0,
+            )
+        })
+        .collect();
+    let title = format!("The {} largest layers", bars.len());
+    Some(crate::mermaid::bar_chart(&title, "MB", &bars))
+}
+
 /// The page's markdown.
 pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOutput]) -> String {
     let mut md = format!("# {image_ref}\n\nManifest digest: `{digest}`\n\n");
+    if let Some(chart) = layer_chart(rows) {
+        md.push_str(&crate::mermaid::fenced(&chart));
+        md.push('\n');
+    }
     md.push_str("| Created | Command | Size | Cumulative Size | Time Since Previous | Tags |\n");
     md.push_str("|---------|---------|------|-----------------|---------------------|------|\n");
     for r in rows {
@@ -199,6 +240,58 @@ pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layer(command: &str, size: u64) -> LayerRow {
+        LayerRow {
+            created: None,
+            command: command.into(),
+            size,
+            cumulative: 0,
+            since_previous: None,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn chart_of_the_ten_largest_layers() {
+        let mut rows: Vec<LayerRow> = (1..=12)
+            .map(|i| layer(&format!("RUN step {i}"), i * 1_000_000))
+            .collect();
+        rows.insert(3, layer("ENV A=1", 0));
+        rows.push(layer(
+            "RUN apt-get install -y a-very-long-package-name",
+            50_000_000,
+        ));
+        let chart = layer_chart(&rows).unwrap();
+        let lines: Vec<&str> = chart.lines().collect();
+        assert_eq!(lines[0], "xychart-beta");
+        assert_eq!(lines[1], "    title \"The 10 largest layers\"");
+        // Largest first: the last row (#14), then steps 12 down to 4 (rows 13..5).
+        assert_eq!(
+            lines[2],
+            "    x-axis [\"#14 RUN apt-get install -y a…\", \"#13 RUN step 12\", \"#12 RUN step 11\", \
+             \"#11 RUN step 10\", \"#10 RUN step 9\", \"#9 RUN step 8\", \"#8 RUN step 7\", \
+             \"#7 RUN step 6\", \"#6 RUN step 5\", \"#5 RUN step 4\"]"
+        );
+        assert_eq!(
+            lines[4],
+            "    bar [50.00, 12.00, 11.00, 10.00, 9.00, 8.00, 7.00, 6.00, 5.00, 4.00]"
+        );
+        let page = render("r:t", "sha256:x", &rows, &[]);
+        assert!(page.contains("```mermaid\nxychart-beta\n"));
+        assert!(page.find("xychart-beta").unwrap() < page.find("| Created |").unwrap());
+    }
+
+    #[test]
+    fn no_chart_under_three_layers() {
+        let rows = [
+            layer("ADD rootfs", 5_000_000),
+            layer("ENV X=1", 0),
+            layer("RUN x", 10),
+        ];
+        assert_eq!(layer_chart(&rows), None);
+        assert!(!render("r:t", "sha256:x", &rows, &[]).contains("mermaid"));
+    }
 
     #[test]
     fn long_outputs_fold() {

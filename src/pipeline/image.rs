@@ -77,6 +77,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         );
         return;
     };
+    // An interrupt (SIGINT/SIGTERM) starts no step: the image is reported interrupted.
+    if ctx.cancel.is_cancelled() {
+        report.fail(Step::Build, "interrupted before it started");
+        return;
+    }
     let full = planned.reference.clone();
     let engine = match ctx.buildkit.address() {
         Address::Engine(sock) => Some(sock.clone()),
@@ -89,9 +94,13 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     let by_digest = !ctx.buildkit.is_moby_worker();
 
     // Cache sources, in order: the registry caches (this branch's, the quarter's stable
-    // one, main's), then the image's own tag and its quarter-stable tag (inline cache)
-    // when they exist.
-    let mut cache_from = image.cache.imports(&ctx.tag, &spec.tag_prefix);
+    // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
+    // image's own tag and its quarter-stable tag (inline cache) when they exist.
+    let mut cache_from = if by_digest {
+        image.cache.imports(&ctx.tag, &spec.tag_prefix)
+    } else {
+        vec![]
+    };
     for r in [
         full.clone(),
         format!("{}:{}", image.image_name, ctx.stable_tag),
@@ -143,20 +152,24 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     // Concurrent builds share the terminal: their steps go to the build log only; the
     // run prints one line per image.
     let mut progress = Progress::new(ProgressMode::Quiet);
+    // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
+    // and its RUN steps) and the session.
     let built = report
         .run_step(Step::Build, async {
-            let outcome = ctx
-                .buildkit
-                .build(&req, &mut progress)
-                .await
-                .map_err(|e| match e {
-                    BuildError::Failed(m) => anyhow!(m),
-                    BuildError::Unavailable(m) => {
-                        let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
-                        first.get_or_insert_with(|| m.clone());
-                        anyhow!(m)
-                    }
-                })?;
+            let build = tokio::select! {
+                r = ctx.buildkit.build(&req, &mut progress) => r,
+                _ = ctx.cancel.cancelled() => {
+                    return Err(anyhow!("interrupted: the BuildKit solve was cancelled"));
+                }
+            };
+            let outcome = build.map_err(|e| match e {
+                BuildError::Failed(m) => anyhow!(m),
+                BuildError::Unavailable(m) => {
+                    let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert_with(|| m.clone());
+                    anyhow!(m)
+                }
+            })?;
             if by_digest && outcome.digest.is_none() {
                 return Err(anyhow!(
                     "BuildKit at {} pushed {} but reported no digest",
@@ -184,6 +197,10 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         None => full.clone(),
     };
 
+    if ctx.cancel.is_cancelled() {
+        report.fail(Step::BasicTests, "interrupted: no later step was run");
+        return;
+    }
     // Basic tests, before the image gets its tag.
     let basic = run_suite(ctx, planned, &test_ref, Suite::Basic).await;
     if !record_suite(report, Step::BasicTests, basic) {
@@ -199,10 +216,15 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         return;
     };
 
+    if ctx.push && ctx.cancel.is_cancelled() {
+        report.fail(Step::Push, "interrupted: nothing was pushed");
+        return;
+    }
     if ctx.push {
         let pushed = report
             .run_step(Step::Push, async {
-                match (&engine, &pushed_digest) {
+                let push = async {
+                    match (&engine, &pushed_digest) {
                     (_, Some(d)) => tag_tested(ctx.registry, &image.image_name, d, &full).await,
                     (Some(sock), None) => {
                         buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
@@ -212,6 +234,12 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                          it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
                         ctx.buildkit.address()
                     )),
+                    }
+                };
+                // Dropped on an interrupt before its manifest is written: no tag is made.
+                tokio::select! {
+                    r = push => r,
+                    _ = ctx.cancel.cancelled() => Err(anyhow!("interrupted: the push was stopped")),
                 }
             })
             .await;

@@ -148,7 +148,9 @@ pub async fn run(
     .await?;
 
     let mut images = images;
-    reclaim_space(spec, buildkit, &mut images).await;
+    if !ctx.cancel.is_cancelled() {
+        reclaim_space(spec, buildkit, &mut images).await;
+    }
 
     let title = format!("stackctl build: {}", plan.tag);
     let postwork = report::write_postwork(
@@ -161,6 +163,7 @@ pub async fn run(
                 .map(|i| i.image_name.clone())
                 .unwrap_or_default()
         },
+        |key| spec.image(key).and_then(|i| i.depend_on.clone()),
         gha.as_ref(),
     )?;
     crate::build_history::after_build(

@@ -160,7 +160,7 @@ impl Authenticator {
     /// the registry is known to want one. `None`: try anonymously first.
     pub async fn header(
         &self,
-        http: &reqwest::Client,
+        http: &super::http::Http,
         timeout: Duration,
         host: &str,
         scopes: &[String],
@@ -211,7 +211,7 @@ impl Authenticator {
 
     async fn fetch_token(
         &self,
-        http: &reqwest::Client,
+        http: &super::http::Http,
         timeout: Duration,
         host: &str,
         realm: &str,
@@ -233,6 +233,13 @@ impl Authenticator {
                 q.append_pair("scope", s);
             }
         }
+        let http = http
+            .for_url(url.as_str())
+            .map_err(|reason| AuthError::TokenFailed {
+                host: host.into(),
+                realm: realm.into(),
+                reason,
+            })?;
         let send = || {
             let mut rb = http.get(url.clone()).timeout(timeout);
             if let Some(c) = cred {

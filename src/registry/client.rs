@@ -4,7 +4,7 @@
 
 use super::auth::{describe, Authenticator};
 use super::reference::ImageRef;
-use super::retry::RetryPolicy;
+use super::retry::{RetryPolicy, Unanswered};
 use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -72,6 +72,18 @@ impl RegistryError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RegistryError::NotFound { .. })
     }
+
+    /// Whether the registry answered with a refusal that asking again will not change
+    /// (4xx other than 408/429, a bad answer, auth); network failures and 5xx are not.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            RegistryError::Status { status, .. } => {
+                (400..500).contains(status) && *status != 408 && *status != 429
+            }
+            RegistryError::Network { .. } => false,
+            _ => true,
+        }
+    }
 }
 
 /// How a client is set up.
@@ -82,6 +94,10 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Do not attempt cross-repository mounts (always stream blobs). For benchmarks and tests.
     pub no_mount: bool,
+    /// Registry name (as in a reference: `docker.io`, `ghcr.io`) → `HOST[:PORT]` its
+    /// requests go to instead (`--registry-endpoint`): a mirror, or a test registry. Names
+    /// printed and written stay as they are.
+    pub endpoints: Vec<(String, String)>,
 }
 
 /// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
@@ -157,7 +173,7 @@ pub struct RetagReport {
 
 /// A registry client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RegistryClient {
-    http: reqwest::Client,
+    http: super::http::Http,
     auth: Authenticator,
     opts: ClientOptions,
 }
@@ -209,14 +225,8 @@ async fn detail(resp: Response) -> String {
 
 impl RegistryClient {
     pub fn new(creds: CredentialStore, opts: ClientOptions) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("stackctl/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            // A stalled transfer fails even when the whole one may take long (big blobs).
-            .read_timeout(Duration::from_secs(120))
-            .build()?;
         Ok(RegistryClient {
-            http,
+            http: super::http::Http::new()?,
             auth: Authenticator::new(creds),
             opts,
         })
@@ -232,8 +242,28 @@ impl RegistryClient {
         format!("{scheme}://{host}")
     }
 
+    /// The HTTP client for `r`'s registry (TLS roots are loaded on the first https one).
+    fn client_for(&self, r: &ImageRef) -> Result<&reqwest::Client, RegistryError> {
+        self.http
+            .for_url(&self.base(self.host(r)))
+            .map_err(|reason| RegistryError::Network {
+                reference: r.to_string(),
+                host: self.host(r).to_string(),
+                reason,
+            })
+    }
+
     fn url(&self, r: &ImageRef, tail: &str) -> String {
-        format!("{}/v2/{}/{tail}", self.base(r.api_host()), r.repository)
+        format!("{}/v2/{}/{tail}", self.base(self.host(r)), r.repository)
+    }
+
+    /// The host requests for `r` go to: its endpoint if one is set, else its API host.
+    fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
+        self.opts
+            .endpoints
+            .iter()
+            .find(|(name, _)| *name == r.registry)
+            .map_or_else(|| r.api_host(), |(_, host)| host.as_str())
     }
 
     /// Send a request with auth and retries. On a 401 the challenge is learned and the
@@ -246,24 +276,43 @@ impl RegistryClient {
         timeout: Option<Duration>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let host = r.api_host();
+        self.send_noting(r, scopes, what, timeout, build, None)
+            .await
+    }
+
+    /// [`send`](Self::send), noting attempts that got no answer in `unanswered`.
+    async fn send_noting(
+        &self,
+        r: &ImageRef,
+        scopes: &[String],
+        what: &str,
+        timeout: Option<Duration>,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<Response, RegistryError> {
+        let host = self.host(r);
         let t = self.opts.retry.request_timeout;
+        let http = self.client_for(r)?;
         let mut retried_auth = false;
         loop {
             let auth = self.auth.header(&self.http, t, host, scopes).await?;
             let resp = self
                 .opts
                 .retry
-                .send(&format!("{what} {r}"), || {
-                    let mut rb = build(&self.http);
-                    if let Some(t) = timeout {
-                        rb = rb.timeout(t);
-                    }
-                    if let Some(a) = &auth {
-                        rb = rb.header(reqwest::header::AUTHORIZATION, a);
-                    }
-                    rb
-                })
+                .send_noting(
+                    &format!("{what} {r}"),
+                    || {
+                        let mut rb = build(http);
+                        if let Some(t) = timeout {
+                            rb = rb.timeout(t);
+                        }
+                        if let Some(a) = &auth {
+                            rb = rb.header(reqwest::header::AUTHORIZATION, a);
+                        }
+                        rb
+                    },
+                    unanswered,
+                )
                 .await
                 .map_err(|e| RegistryError::Network {
                     reference: r.to_string(),
@@ -288,7 +337,7 @@ impl RegistryClient {
         RegistryError::Denied {
             reference: r.to_string(),
             status: resp.status().as_u16(),
-            credential: describe(self.auth.credential(r.api_host())),
+            credential: describe(self.auth.credential(self.host(r))),
             detail: detail(resp).await,
         }
     }
@@ -370,7 +419,7 @@ impl RegistryClient {
             .map(|m| m.split(';').next().unwrap_or("").trim().to_string());
         let bytes = resp.bytes().await.map_err(|e| RegistryError::Network {
             reference: r.to_string(),
-            host: r.api_host().into(),
+            host: self.host(r).into(),
             reason: e.without_url().to_string(),
         })?;
         let digest = sha256_digest(&bytes);
@@ -398,17 +447,45 @@ impl RegistryClient {
     }
 
     /// PUT a manifest's exact bytes with its media type under `r`'s tag (or digest).
-    /// Returns the digest the registry stored.
+    /// Returns the digest the registry stored (its `Docker-Content-Digest`, else `m`'s).
     pub async fn put_manifest(&self, r: &ImageRef, m: &Manifest) -> Result<String, RegistryError> {
+        self.put_manifest_noting(r, m, None).await
+    }
+
+    /// [`put_manifest`](Self::put_manifest), noting attempts without an answer (which may
+    /// still land) in `unanswered`.
+    pub async fn put_manifest_noting(
+        &self,
+        r: &ImageRef,
+        m: &Manifest,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<String, RegistryError> {
         let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
         let t = self.opts.retry.request_timeout;
         let resp = self
-            .send(r, &[push(r)], "PUT", Some(t), |h| {
-                h.put(&url)
-                    .header(CONTENT_TYPE, &m.media_type)
-                    .body(m.bytes.clone())
-            })
+            .send_noting(
+                r,
+                &[push(r)],
+                "PUT",
+                Some(t),
+                |h| {
+                    h.put(&url)
+                        .header(CONTENT_TYPE, &m.media_type)
+                        .body(m.bytes.clone())
+                },
+                unanswered,
+            )
             .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            // A 404 on a PUT says the target is refused (e.g. a name the registry does not
+            // route), not that something is missing: not reported as "not found".
+            return Err(RegistryError::Status {
+                reference: r.to_string(),
+                action: "PUT of the manifest".into(),
+                status: 404,
+                detail: detail(resp).await,
+            });
+        }
         if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
             return Err(self.fail(r, "PUT of the manifest", resp).await);
         }
@@ -583,13 +660,13 @@ impl RegistryClient {
             .header(
                 &self.http,
                 self.opts.retry.request_timeout,
-                dst.api_host(),
+                self.host(dst),
                 &[push(dst)],
             )
             .await?;
         let body = reqwest::Body::wrap_stream(resp.bytes_stream().map_err(std::io::Error::other));
         let mut rb = self
-            .http
+            .client_for(dst)?
             .put(loc)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
@@ -599,7 +676,7 @@ impl RegistryClient {
         }
         let put = rb.send().await.map_err(|e| RegistryError::Network {
             reference: dst.to_string(),
-            host: dst.api_host().into(),
+            host: self.host(dst).into(),
             reason: e.without_url().to_string(),
         })?;
         if put.status() != StatusCode::CREATED {
@@ -622,7 +699,7 @@ impl RegistryClient {
         if self.blob_exists(dst, digest).await? {
             return Ok(BlobCopy::Present);
         }
-        let same_registry = src.api_host() == dst.api_host();
+        let same_registry = self.host(src) == self.host(dst);
         let mount = (same_registry && !self.opts.no_mount).then_some((digest, src));
         let mut loc = match self.start_upload(dst, mount).await? {
             None => return Ok(BlobCopy::Mounted),
@@ -727,12 +804,25 @@ impl RegistryClient {
         m: &Manifest,
         dst: &ImageRef,
     ) -> Result<RetagReport, RegistryError> {
+        self.retag_manifest_noting(src, m, dst, None).await
+    }
+
+    /// [`retag_manifest`](Self::retag_manifest), noting manifest PUT attempts without an
+    /// answer in `unanswered`. The stored digest is the PUT answer's `Docker-Content-Digest`,
+    /// checked against the sha256 of the bytes sent: no HEAD afterwards.
+    pub async fn retag_manifest_noting(
+        &self,
+        src: &ImageRef,
+        m: &Manifest,
+        dst: &ImageRef,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<RetagReport, RegistryError> {
         let blobs = if src.same_repository(dst) {
             BlobStats::default()
         } else {
             self.copy_referenced(src, dst, m).await?
         };
-        let digest = self.put_manifest(dst, m).await?;
+        let digest = self.put_manifest_noting(dst, m, unanswered).await?;
         if digest != m.digest {
             return Err(RegistryError::Invalid {
                 reference: dst.to_string(),

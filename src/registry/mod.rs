@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod http;
 pub mod promote;
 pub mod reference;
 pub mod retry;

@@ -1,65 +1,296 @@
-//! All-or-nothing promotion of a stack: retag every source to its target, or leave every
-//! target where it was.
+//! Promotion of a stack: retag every source to its target, with a verdict read from the
+//! registry, never assumed.
 //!
-//! 1. every source is checked (all missing ones are reported, not just the first);
-//! 2. what every target pointed to is recorded (exact bytes and media type, or absent);
-//! 3. all retags run concurrently (targets that already exist first, new ones after them,
-//!    as a new tag often cannot be deleted again), and each target's digest is verified;
-//! 4. on any failure every target is put back: its old bytes re-PUT, or — when it did not
-//!    exist — its tag deleted where the registry allows it.
+//! A registry has no transactions and no locks, and a new tag often cannot be deleted
+//! (GHCR answers 405, Distribution 2.8 400 to a DELETE by tag), so stackctl never deletes a
+//! tag. What it does instead:
+//!
+//! 1. **One read round**: every source and every target, all at once. A missing source
+//!    stops the run before any write (exit 1); an unreadable one too (exit 2).
+//! 2. **Plan**: targets that already hold their source's digest need nothing (a rerun
+//!    completes a promotion: it is idempotent); *existing* targets can be put back;
+//!    *new* targets cannot be taken back. The plan is logged before any write.
+//! 3. **Existing targets first** (one PUT round). If one fails and every write of that round
+//!    was answered, the run **rolls back**: each target this run changed is re-PUT with its
+//!    old bytes, but only if it still holds this run's digest (another writer's result is
+//!    never overwritten). If a write got no answer (timeout, dropped connection, the run's
+//!    deadline), it may still land later, so rolling back is unsafe: the run **rolls
+//!    forward** instead, retrying within the bound (`--timeout`).
+//! 4. **New targets after** (a second PUT round), only once every existing target holds the
+//!    source's digest. A failure here rolls forward (bounded); what still fails is reported.
+//! 5. **Read-back round**: after a settle time when a write got no answer, every target is
+//!    read (HEAD) again. The verdict and the exit code come from what the registry holds:
+//!    0 promoted, 1 nothing changed, 3 partly promoted (or a target unknown), 4 another
+//!    writer changed a target.
+//!
+//! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
+//! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
+//! still a round of its own: a PUT answer proves what the registry held when it answered,
+//! not at the end of the run, and only a read after every write sees a concurrent writer
+//! (issue 10). So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
+//! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
-use super::client::{Manifest, RegistryClient, RegistryError, RetagReport};
+use super::client::{Manifest, RegistryClient};
 use super::reference::ImageRef;
-use crate::error::Failed;
+use super::retry::Unanswered;
+use crate::error::{ExitStatus, Failed};
 use futures::future::join_all;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// One retag of a promotion.
 #[derive(Clone, Debug)]
 pub struct Step {
     pub source: ImageRef,
     pub target: ImageRef,
+    /// The names shown to people (logs, the table, the lines printed): as the spec or the
+    /// wiki writes them (`ucsdets/notebook:2026.3-stable`), while requests use the
+    /// normalized references above.
+    pub source_name: String,
+    pub target_name: String,
 }
 
-/// What a target pointed to before the promotion.
+impl Step {
+    /// A step whose names for people are the normalized references.
+    pub fn new(source: ImageRef, target: ImageRef) -> Step {
+        Step {
+            source_name: source.to_string(),
+            target_name: target.to_string(),
+            source,
+            target,
+        }
+    }
+
+    /// A step from names as written (parsed for the requests, shown as given).
+    pub fn named(source: &str, target: &str) -> Result<Step, super::reference::RefError> {
+        Ok(Step {
+            source: ImageRef::parse(source)?,
+            target: ImageRef::parse(target)?,
+            source_name: source.to_string(),
+            target_name: target.to_string(),
+        })
+    }
+}
+
+/// How a promotion runs.
 #[derive(Clone, Debug)]
-pub struct Before {
-    pub target: ImageRef,
-    pub manifest: Option<Manifest>,
+pub struct Options {
+    /// Only read the registry.
+    pub dry_run: bool,
+    /// The run's deadline (`--timeout`): no write is started or waited for after it.
+    pub deadline: Instant,
+    /// The wait after the last write that got no answer before the read-back: such a write
+    /// may land late.
+    pub settle: Duration,
+    /// The time the final read-back (and a rollback) may take, even past the deadline.
+    pub read_back_timeout: Duration,
+    /// An interrupt: like the deadline, but the run then exits 130.
+    pub cancel: CancellationToken,
 }
 
-/// The outcome of a promotion that went through (or of a dry run).
+/// At most this many roll-forward rounds after the first PUT round (each already retried by
+/// the client's retry policy), waiting 1 s, 2 s, 4 s, ... between them, within the deadline.
+const ROLL_FORWARD_ROUNDS: u32 = 4;
+
+/// What a target holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    Digest(String),
+    Absent,
+    /// It could not be read (the reason).
+    Unknown(String),
+}
+
+impl Held {
+    fn digest(&self) -> Option<&str> {
+        match self {
+            Held::Digest(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Held::Digest(d) => f.write_str(d),
+            Held::Absent => f.write_str("absent"),
+            Held::Unknown(_) => f.write_str("unknown"),
+        }
+    }
+}
+
+/// A target's state after the run, from the read-back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// It holds the source's digest.
+    Promoted,
+    /// It holds what it held before; this run's write (if any) did not land.
+    Unchanged,
+    /// This run changed it, then put it back.
+    Restored,
+    /// It holds what this run did not put there: another writer.
+    OtherWriter,
+    /// It could not be read.
+    Unknown,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Promoted => "promoted",
+            State::Unchanged => "unchanged",
+            State::Restored => "restored",
+            State::OtherWriter => "other-writer",
+            State::Unknown => "unknown",
+        })
+    }
+}
+
+/// One target's line of the report.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub source: String,
+    pub target: String,
+    pub before: Held,
+    pub now: Held,
+    /// The source's digest.
+    pub intended: String,
+    pub state: State,
+    /// What happened to its write, for people (empty when nothing is worth saying).
+    pub note: String,
+}
+
+/// The outcome of a promotion (or of a dry run: `now` is `before`).
 #[derive(Debug)]
-pub struct Promoted {
-    /// Source digest per step, in order.
-    pub source_digests: Vec<String>,
-    /// What each target held before (digest or absent), in order.
-    pub before: Vec<Option<String>>,
-    /// Empty on a dry run; in the order they finished.
-    pub retags: Vec<RetagReport>,
+pub struct Outcome {
+    pub rows: Vec<Row>,
+    /// 0 promoted, 1 nothing changed, 3 partly promoted / unknown, 4 another writer,
+    /// 130 interrupted.
+    pub status: ExitStatus,
+    /// One sentence that says what the registry holds.
+    pub summary: String,
+    /// The request the run's deadline cut, or the one it kept from being retried.
+    pub deadline_hit: Option<String>,
 }
 
-/// Promote. With `dry_run` the registry is only read. A missing source or a failed
-/// retag is a [`Failed`] error (exit 1) whose message says what was restored.
+impl Outcome {
+    /// The table of every target: target, before, now, intended, state (and a note).
+    pub fn table(&self) -> String {
+        let w = self.rows.iter().map(|r| r.target.len()).max().unwrap_or(6);
+        let dw = 71; // `sha256:` and 64 hex digits
+        let mut s = format!(
+            "{:w$}  {:dw$}  {:dw$}  {:dw$}  STATE\n",
+            "TARGET", "BEFORE", "NOW", "INTENDED"
+        );
+        for r in &self.rows {
+            let line = format!(
+                "{:w$}  {:dw$}  {:dw$}  {:dw$}  {}  {}",
+                r.target,
+                r.before.to_string(),
+                r.now.to_string(),
+                r.intended,
+                r.state,
+                r.note
+            );
+            s.push_str(line.trim_end());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// What happened to one target's writes during the run.
+#[derive(Default)]
+struct Write {
+    unanswered: Unanswered,
+    /// A PUT was answered with the source's digest.
+    confirmed: bool,
+    /// The last failure, and whether asking again cannot help.
+    error: Option<(String, bool)>,
+    /// The deadline or an interrupt cut a PUT in flight.
+    cut: bool,
+    /// This run put the old manifest back (the answer said so).
+    restored: bool,
+    /// A restore was skipped: the target no longer held this run's digest.
+    left_alone: Option<String>,
+}
+
+/// Why a bounded operation did not finish.
+enum Cut {
+    Deadline,
+    Interrupted,
+}
+
+/// Run `fut` unless the deadline passes or the run is interrupted first.
+async fn bounded<T>(
+    deadline: Instant,
+    cancel: &CancellationToken,
+    fut: impl Future<Output = T>,
+) -> Result<T, Cut> {
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, fut) => r.map_err(|_| Cut::Deadline),
+        _ = cancel.cancelled() => Err(Cut::Interrupted),
+    }
+}
+
+/// Promote (or with `dry_run` only read). `Err` only before any write: a missing source
+/// ([`Failed`], exit 1) or a registry that cannot be read (exit 2). After the first write the
+/// result is always an [`Outcome`] whose status says what the registry holds.
 pub async fn promote(
     client: &RegistryClient,
     steps: &[Step],
-    dry_run: bool,
-) -> anyhow::Result<Promoted> {
-    // 1. Sources: fetch each manifest once (its bytes are what gets PUT).
-    let sources = join_all(steps.iter().map(|s| client.get_manifest(&s.source))).await;
+    opts: &Options,
+) -> anyhow::Result<Outcome> {
+    let cancel = &opts.cancel;
+    // 1. One read round: sources and targets together.
+    let reads = join_all(
+        steps
+            .iter()
+            .map(|s| &s.source)
+            .chain(steps.iter().map(|s| &s.target))
+            .map(|r| async move {
+                match bounded(opts.deadline, cancel, client.get_manifest(r)).await {
+                    Ok(res) => res.map_err(|e| e.to_string()),
+                    Err(Cut::Deadline) => Err(format!(
+                        "GET {r}: the run's deadline (--timeout) passed before it was answered"
+                    )),
+                    Err(Cut::Interrupted) => Err(format!("GET {r}: interrupted")),
+                }
+            }),
+    )
+    .await;
+    if cancel.is_cancelled() {
+        return Err(crate::error::WithStatus {
+            status: ExitStatus::Interrupted,
+            message: "interrupted while reading the registry; nothing was changed".into(),
+        }
+        .into());
+    }
+    let (source_reads, target_reads) = reads.split_at(steps.len());
     let mut missing = Vec::new();
     let mut errors = Vec::new();
-    let mut manifests = Vec::new();
-    for (s, r) in steps.iter().zip(sources) {
+    let mut manifests: Vec<Manifest> = Vec::new();
+    for (s, r) in steps.iter().zip(source_reads) {
         match r {
-            Ok(Some(m)) => manifests.push(m),
-            Ok(None) => missing.push(s.source.to_string()),
-            Err(e) => errors.push(e.to_string()),
+            Ok(Some(m)) => manifests.push(m.clone()),
+            Ok(None) => missing.push(s.source_name.clone()),
+            Err(e) => errors.push(e.clone()),
+        }
+    }
+    let mut before_manifests: Vec<Option<Manifest>> = Vec::new();
+    for (s, r) in steps.iter().zip(target_reads) {
+        match r {
+            Ok(m) => before_manifests.push(m.clone()),
+            Err(e) => errors.push(format!("target {}: {e}", s.target_name)),
         }
     }
     if !errors.is_empty() {
         anyhow::bail!(
-            "cannot read the sources; nothing was changed:\n  {}",
+            "cannot read the registry; nothing was changed:\n  {}",
             errors.join("\n  ")
         );
     }
@@ -72,122 +303,437 @@ pub async fn promote(
         ))
         .into());
     }
-
-    // 2. Targets as they are now.
-    let targets = join_all(steps.iter().map(|s| client.get_manifest(&s.target))).await;
-    let mut before = Vec::new();
-    for (s, r) in steps.iter().zip(targets) {
-        match r {
-            Ok(m) => before.push(Before {
-                target: s.target.clone(),
-                manifest: m,
-            }),
-            Err(e) => anyhow::bail!("cannot read target {}; nothing was changed: {e}", s.target),
-        }
-    }
-    let before_digests: Vec<Option<String>> = before
+    let before: Vec<Held> = before_manifests
         .iter()
-        .map(|b| b.manifest.as_ref().map(|m| m.digest.clone()))
+        .map(|m| match m {
+            Some(m) => Held::Digest(m.digest.clone()),
+            None => Held::Absent,
+        })
         .collect();
-    let source_digests: Vec<String> = manifests.iter().map(|m| m.digest.clone()).collect();
-    if dry_run {
-        return Ok(Promoted {
-            source_digests,
-            before: before_digests,
-            retags: Vec::new(),
-        });
-    }
 
-    // 3. Retag, then verify each target with a fresh HEAD. Targets that exist go first
-    //    (all concurrently): they can always be put back. New targets, whose tags most
-    //    registries cannot delete (GHCR and Distribution answer 405), are created only
-    //    once all the others went through.
-    let retag_one = |i: usize| {
-        let s = &steps[i];
-        let m = &manifests[i];
-        async move {
-            let rep = client.retag_manifest(&s.source, m, &s.target).await?;
-            match client.head_manifest(&s.target).await? {
-                Some(d) if d.digest == m.digest => Ok(rep),
-                Some(d) => Err(RegistryError::Invalid {
-                    reference: s.target.to_string(),
-                    reason: format!("now points to {}, not {}", d.digest, m.digest),
-                }),
-                None => Err(RegistryError::NotFound {
-                    reference: s.target.to_string(),
-                }),
-            }
-        }
-    };
+    // 2. The plan.
+    let todo: Vec<usize> = (0..steps.len())
+        .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
+        .collect();
     let (existing, new): (Vec<usize>, Vec<usize>) =
-        (0..steps.len()).partition(|&i| before[i].manifest.is_some());
-    let mut failures = Vec::new();
-    let mut retags = Vec::new();
-    for phase in [existing, new] {
-        if !failures.is_empty() {
-            break;
-        }
-        for r in join_all(phase.into_iter().map(retag_one)).await {
-            match r {
-                Ok(rep) => retags.push(rep),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-    }
-    if failures.is_empty() {
-        return Ok(Promoted {
-            source_digests,
-            before: before_digests,
-            retags,
+        todo.iter().partition(|&&i| before_manifests[i].is_some());
+    log_plan(steps, &manifests, &before, &existing, &new, opts.dry_run);
+    if opts.dry_run {
+        let rows = (0..steps.len())
+            .map(|i| Row {
+                source: steps[i].source_name.clone(),
+                target: steps[i].target_name.clone(),
+                before: before[i].clone(),
+                now: before[i].clone(),
+                intended: manifests[i].digest.clone(),
+                state: if todo.contains(&i) {
+                    State::Unchanged
+                } else {
+                    State::Promoted
+                },
+                note: String::new(),
+            })
+            .collect();
+        return Ok(Outcome {
+            rows,
+            status: ExitStatus::Success,
+            summary: "dry run: nothing was changed".into(),
+            deadline_hit: None,
         });
     }
 
-    // 4. Put every target back.
-    let restored = restore(client, &before).await;
-    let all_ok = restored.iter().all(|(ok, _)| *ok);
-    let lines: Vec<String> = restored.into_iter().map(|(_, l)| l).collect();
-    let msg = format!(
-        "promotion failed:\n  {}\n{}:\n  {}",
-        failures.join("\n  "),
-        if all_ok {
-            "every target was put back where it was"
+    let mut run = Run {
+        client,
+        steps,
+        manifests: &manifests,
+        before: &before_manifests,
+        opts,
+        writes: steps.iter().map(|_| Write::default()).collect(),
+        deadline_hit: None,
+        interrupted: false,
+    };
+
+    // 3. Existing targets first.
+    let mut failing = run.put_round(&existing).await;
+    let mut rolled_back = false;
+    if !failing.is_empty() && !run.interrupted {
+        let rollback_possible = existing
+            .iter()
+            .all(|&i| run.writes[i].unanswered.get().is_none());
+        if rollback_possible {
+            tracing::warn!(
+                "promotion failed before any new tag was written: putting back what this run changed"
+            );
+            run.restore(&existing).await;
+            rolled_back = true;
         } else {
-            "NOT every target could be put back"
-        },
-        lines.join("\n  ")
-    );
-    Err(Failed(msg).into())
+            tracing::warn!(
+                "a write got no answer and may still land: rolling forward instead of back"
+            );
+            failing = run.roll_forward(failing).await;
+        }
+    }
+
+    // 4. New targets, once every existing one holds its source's digest.
+    if failing.is_empty() && !rolled_back && !run.interrupted && !new.is_empty() {
+        let f = run.put_round(&new).await;
+        if !f.is_empty() && !run.interrupted {
+            tracing::warn!("a new tag cannot be taken back: rolling forward");
+            run.roll_forward(f).await;
+        }
+    }
+    let Run {
+        writes,
+        deadline_hit,
+        interrupted,
+        ..
+    } = run;
+
+    // 5. Settle, then read every target back.
+    let last_unanswered = writes
+        .iter()
+        .filter_map(|w| w.unanswered.get().map(|(_, t)| t))
+        .max();
+    if let Some(t) = last_unanswered {
+        let until = Instant::from_std(t) + opts.settle;
+        if until > Instant::now() {
+            tracing::info!(
+                "a write got no answer; waiting {:.1}s for it to land before reading back",
+                (until - Instant::now()).as_secs_f64()
+            );
+            tokio::time::sleep_until(until).await;
+        }
+    }
+    let now = read_back(client, steps, opts).await;
+
+    let rows: Vec<Row> = (0..steps.len())
+        .map(|i| {
+            let w = &writes[i];
+            let intended = manifests[i].digest.clone();
+            let state = match &now[i] {
+                Held::Unknown(_) => State::Unknown,
+                Held::Digest(d) if *d == intended => State::Promoted,
+                n if *n == before[i] => {
+                    if w.restored {
+                        State::Restored
+                    } else if w.confirmed {
+                        // This run's digest was there, and someone put the old one back.
+                        State::OtherWriter
+                    } else {
+                        State::Unchanged
+                    }
+                }
+                _ => State::OtherWriter,
+            };
+            let mut notes = Vec::new();
+            if let Held::Unknown(e) = &now[i] {
+                notes.push(format!("read-back failed: {e}"));
+            }
+            if let Some(why) = &w.left_alone {
+                notes.push(why.clone());
+            }
+            if state != State::Promoted {
+                if let Some((e, _)) = &w.error {
+                    notes.push(format!("PUT failed: {e}"));
+                }
+                if w.cut {
+                    notes.push("the PUT was cut short (deadline or interrupt)".into());
+                }
+                if let Some((n, _)) = w.unanswered.get() {
+                    notes.push(format!(
+                        "{n} PUT attempt(s) got no answer and may still land"
+                    ));
+                }
+                if todo.contains(&i) && !w.confirmed && w.error.is_none() && !w.cut {
+                    notes.push("not written".into());
+                }
+            }
+            Row {
+                source: steps[i].source_name.clone(),
+                target: steps[i].target_name.clone(),
+                before: before[i].clone(),
+                now: now[i].clone(),
+                intended,
+                state,
+                note: notes.join("; "),
+            }
+        })
+        .collect();
+
+    let count = |s: State| rows.iter().filter(|r| r.state == s).count();
+    let n = rows.len();
+    let (status, summary) = if count(State::OtherWriter) > 0 {
+        (
+            ExitStatus::ConcurrentWriter,
+            format!(
+                "another writer changed {} of {n} targets during this run (it was not overwritten); \
+                 promotions of one stack must not run at once (a `concurrency:` group)",
+                count(State::OtherWriter)
+            ),
+        )
+    } else if count(State::Unknown) > 0 {
+        (
+            ExitStatus::Partial,
+            format!(
+                "{} of {n} targets could not be read back: their state is unknown; \
+                 run the same command again to complete the promotion",
+                count(State::Unknown)
+            ),
+        )
+    } else if count(State::Promoted) == n {
+        (
+            ExitStatus::Success,
+            format!("all {n} targets hold their source's digest"),
+        )
+    } else if count(State::Unchanged) + count(State::Restored) == n {
+        (
+            ExitStatus::Failed,
+            format!(
+                "nothing was changed: every target holds what it held before ({} put back)",
+                count(State::Restored)
+            ),
+        )
+    } else {
+        (
+            ExitStatus::Partial,
+            format!(
+                "partly promoted: {} of {n} targets hold their source's digest; \
+                 run the same command again to complete the promotion",
+                count(State::Promoted)
+            ),
+        )
+    };
+    let status = if interrupted {
+        ExitStatus::Interrupted
+    } else {
+        status
+    };
+    Ok(Outcome {
+        rows,
+        status,
+        summary,
+        deadline_hit,
+    })
 }
 
-/// Put each target back as `before` says. Returns (fully restored?, what was done) per target.
-pub async fn restore(client: &RegistryClient, before: &[Before]) -> Vec<(bool, String)> {
-    join_all(before.iter().map(|b| async move {
-        let t = &b.target;
-        match &b.manifest {
-            Some(m) => match client.put_manifest(t, m).await {
-                Ok(d) if d == m.digest => (true, format!("{t}: restored to {}", m.digest)),
-                Ok(d) => (
-                    false,
-                    format!("{t}: re-PUT of {} stored {d} instead", m.digest),
-                ),
-                Err(e) => (false, format!("{t}: could not restore {}: {e}", m.digest)),
-            },
-            None => match client.head_manifest(t).await {
-                Ok(None) => (true, format!("{t}: absent before, still absent")),
-                Ok(Some(now)) => match client.delete_tag(t).await {
-                    Ok(Ok(())) => (true, format!("{t}: absent before, new tag deleted")),
-                    Ok(Err(why)) => (
-                        false,
-                        format!(
-                            "{t}: absent before; the registry refused to delete the tag ({why}), it now points to {}",
-                            now.digest
-                        ),
+/// The write side of one promotion.
+struct Run<'a> {
+    client: &'a RegistryClient,
+    steps: &'a [Step],
+    manifests: &'a [Manifest],
+    before: &'a [Option<Manifest>],
+    opts: &'a Options,
+    writes: Vec<Write>,
+    /// The first request the deadline cut (or kept from being retried).
+    deadline_hit: Option<String>,
+    interrupted: bool,
+}
+
+impl Run<'_> {
+    /// One PUT round over `idx`, all at once; returns the indices not confirmed.
+    async fn put_round(&mut self, idx: &[usize]) -> Vec<usize> {
+        let results = {
+            let this = &*self;
+            join_all(idx.iter().map(|&i| async move {
+                let s = &this.steps[i];
+                if Instant::now() >= this.opts.deadline {
+                    return (i, None);
+                }
+                let r = bounded(
+                    this.opts.deadline,
+                    &this.opts.cancel,
+                    this.client.retag_manifest_noting(
+                        &s.source,
+                        &this.manifests[i],
+                        &s.target,
+                        Some(&this.writes[i].unanswered),
                     ),
-                    Err(e) => (false, format!("{t}: absent before; deleting the new tag failed: {e}")),
-                },
-                Err(e) => (false, format!("{t}: absent before; cannot check it now: {e}")),
-            },
+                )
+                .await;
+                (i, Some(r))
+            }))
+            .await
+        };
+        let mut failing = Vec::new();
+        for (i, r) in results {
+            let target = self.steps[i].target_name.clone();
+            let w = &mut self.writes[i];
+            match r {
+                Some(Ok(Ok(_))) => {
+                    w.confirmed = true;
+                    w.error = None;
+                }
+                Some(Ok(Err(e))) => {
+                    tracing::warn!("{e}");
+                    w.error = Some((e.to_string(), e.is_refusal()));
+                    failing.push(i);
+                }
+                Some(Err(c)) => {
+                    // A PUT in flight when the bound cut it may still land (one cut while
+                    // waiting to retry did not leave).
+                    if w.unanswered.in_flight() {
+                        w.unanswered.note();
+                    }
+                    w.cut = true;
+                    match c {
+                        Cut::Interrupted => self.interrupted = true,
+                        Cut::Deadline => {
+                            self.deadline_hit
+                                .get_or_insert_with(|| format!("PUT {target}"));
+                        }
+                    }
+                    failing.push(i);
+                }
+                None => {
+                    self.deadline_hit.get_or_insert_with(|| {
+                        format!("PUT {target} (not started: the deadline had passed)")
+                    });
+                    failing.push(i);
+                }
+            }
+        }
+        failing
+    }
+
+    /// Retry the failures that asking again may fix, in bounded rounds within the deadline.
+    /// Returns the indices still not confirmed.
+    async fn roll_forward(&mut self, mut failing: Vec<usize>) -> Vec<usize> {
+        for round in 1..=ROLL_FORWARD_ROUNDS {
+            let retry: Vec<usize> = failing
+                .iter()
+                .copied()
+                .filter(|&i| !matches!(self.writes[i].error, Some((_, true))))
+                .collect();
+            if retry.is_empty() || self.interrupted {
+                break;
+            }
+            let wait = Duration::from_secs(1 << (round - 1));
+            if Instant::now() + wait >= self.opts.deadline {
+                let t = self.steps[retry[0]].target.to_string();
+                self.deadline_hit.get_or_insert_with(|| {
+                    format!("PUT {t} (the deadline left no time to retry it)")
+                });
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.opts.cancel.cancelled() => {
+                    self.interrupted = true;
+                    break;
+                }
+            }
+            tracing::info!(
+                "rolling forward: retrying {} target(s), round {round} of {ROLL_FORWARD_ROUNDS}",
+                retry.len()
+            );
+            let still = self.put_round(&retry).await;
+            failing.retain(|i| still.contains(i) || !retry.contains(i));
+            if failing.is_empty() {
+                break;
+            }
+        }
+        failing
+    }
+
+    /// Put back the targets among `idx` that this run changed, each only if it still holds
+    /// this run's digest (a HEAD just before the PUT; the registry offers no conditional
+    /// PUT, so a writer in between is seen by the read-back).
+    async fn restore(&mut self, idx: &[usize]) {
+        let limit = self
+            .opts
+            .deadline
+            .max(Instant::now() + self.opts.read_back_timeout);
+        let results = {
+            let this = &*self;
+            join_all(
+                idx.iter()
+                    .filter(|&&i| this.writes[i].confirmed)
+                    .map(|&i| async move {
+                        let t = &this.steps[i].target;
+                        let old = this.before[i].as_ref().expect("an existing target");
+                        let intended = &this.manifests[i].digest;
+                        let r = bounded(limit, &this.opts.cancel, async {
+                            match this.client.head_manifest(t).await {
+                                Ok(Some(d)) if d.digest == *intended => {
+                                    match this.client.put_manifest(t, old).await {
+                                        Ok(d) if d == old.digest => Ok(true),
+                                        Ok(d) => Err(format!("the re-PUT stored {d}")),
+                                        Err(e) => Err(format!("could not put it back: {e}")),
+                                    }
+                                }
+                                Ok(Some(d)) => Err(format!(
+                                    "not put back: it now holds {}, which this run did not write",
+                                    d.digest
+                                )),
+                                Ok(None) => {
+                                    Err("not put back: it is now absent, which this run did not do"
+                                        .into())
+                                }
+                                Err(e) => Err(format!("not put back: cannot read it: {e}")),
+                            }
+                        })
+                        .await;
+                        (i, r)
+                    }),
+            )
+            .await
+        };
+        for (i, r) in results {
+            match r {
+                Ok(Ok(_)) => self.writes[i].restored = true,
+                Ok(Err(why)) => {
+                    tracing::warn!("{}: {why}", self.steps[i].target_name);
+                    self.writes[i].left_alone = Some(why);
+                }
+                Err(_) => {
+                    self.writes[i].left_alone = Some("the restore was cut short".into());
+                }
+            }
+        }
+    }
+}
+
+/// Read every target (HEAD), all at once, each within the read-back timeout.
+async fn read_back(client: &RegistryClient, steps: &[Step], opts: &Options) -> Vec<Held> {
+    join_all(steps.iter().map(|s| async move {
+        match tokio::time::timeout(opts.read_back_timeout, client.head_manifest(&s.target)).await {
+            Ok(Ok(Some(d))) => Held::Digest(d.digest),
+            Ok(Ok(None)) => Held::Absent,
+            Ok(Err(e)) => Held::Unknown(e.to_string()),
+            Err(_) => Held::Unknown(format!("no answer within {:.0?}", opts.read_back_timeout)),
         }
     }))
     .await
+}
+
+/// Log what the run will do before any write.
+fn log_plan(
+    steps: &[Step],
+    manifests: &[Manifest],
+    before: &[Held],
+    existing: &[usize],
+    new: &[usize],
+    dry_run: bool,
+) {
+    tracing::info!(
+        "plan{}: {} targets; {} existing (moved first, can be put back), {} new (cannot be \
+         taken back on this registry: stackctl never deletes a tag, GHCR and Distribution \
+         refuse it), {} already promoted",
+        if dry_run { " (dry run)" } else { "" },
+        steps.len(),
+        existing.len(),
+        new.len(),
+        steps.len() - existing.len() - new.len()
+    );
+    for (i, s) in steps.iter().enumerate() {
+        let what = if existing.contains(&i) {
+            format!("existing ({}): can be put back", before[i])
+        } else if new.contains(&i) {
+            "NEW: cannot be rolled back; written after every existing target, then rolled forward"
+                .to_string()
+        } else {
+            "already holds it: nothing to do".to_string()
+        };
+        tracing::info!("  {} <- {}: {what}", s.target_name, manifests[i].digest);
+    }
 }

@@ -1,6 +1,11 @@
-//! Image references: `HOST/REPO:TAG` or `HOST/REPO@DIGEST`, parsed by oci-client's
-//! [`oci_client::Reference`] (Docker Hub names are normalized as `docker` does), plus the
-//! bare-tag shorthand `retag` accepts for its destination.
+//! Image references: `HOST/REPO:TAG` or `HOST/REPO@DIGEST`, parsed by the distribution
+//! grammar (Docker Hub names are normalized as `docker` does), plus the bare-tag shorthand
+//! `retag` accepts for its destination.
+//!
+//! The grammar is parsed by hand rather than with oci-spec's `Reference` (which oci-client
+//! re-exports): that one compiles a large Unicode regex on first use, which was most of the
+//! CPU time of a `stackctl retag` on a loopback registry, and a reference is small enough to
+//! check component by component.
 
 use crate::tag::is_valid_tag;
 use std::fmt;
@@ -26,16 +31,39 @@ pub struct RefError {
 
 impl ImageRef {
     /// Parse a full reference. A reference with neither tag nor digest means `:latest`.
+    ///
+    /// Refused besides what oci-client refuses (before any request is made): a registry
+    /// host with a port but no repository (`127.0.0.1:5000`, which Docker would read as
+    /// `docker.io/library/127.0.0.1:5000`), a tag that is not `[A-Za-z0-9_][A-Za-z0-9._-]`
+    /// up to 128 characters (no Unicode), a digest that is not `sha256:`/`sha512:` with
+    /// lowercase hex of the right length.
     pub fn parse(s: &str) -> Result<ImageRef, RefError> {
-        let r: oci_client::Reference = s.parse().map_err(|e| RefError {
+        let bad = |reason: String| RefError {
             reference: s.to_string(),
-            reason: format!("{e}"),
-        })?;
-        let tag = r.tag().map(str::to_string);
-        let digest = r.digest().map(str::to_string);
+            reason,
+        };
+        if looks_like_bare_host(s) {
+            return Err(bad(
+                "this is a registry host and port without a repository (write HOST:PORT/REPOSITORY:TAG)".into(),
+            ));
+        }
+        let parts = split_reference(s).map_err(bad)?;
+        let tag = parts.tag.map(str::to_string);
+        let digest = parts.digest.map(str::to_string);
+        if let Some(t) = &tag {
+            if !is_valid_tag(t) {
+                return Err(bad(format!(
+                    "tag {t:?} is not a valid tag ({}; at most 128 characters)",
+                    TAG_CHARS
+                )));
+            }
+        }
+        if let Some(d) = &digest {
+            check_digest(d).map_err(bad)?;
+        }
         Ok(ImageRef {
-            registry: r.registry().to_string(),
-            repository: r.repository().to_string(),
+            registry: parts.registry,
+            repository: parts.repository,
             tag: if tag.is_none() && digest.is_none() {
                 Some("latest".into())
             } else {
@@ -46,10 +74,20 @@ impl ImageRef {
     }
 
     /// The destination of `retag`: a full reference, or a bare tag (letters, digits, `_.-`,
-    /// no `/`, `:` or `@`) meaning "this tag in the repository of `src`".
+    /// no `/`, `:` or `@`) meaning "this tag in the repository of `src`". Anything without
+    /// `/`, `:` or `@` is taken as a bare tag, and refused if it is not a valid one (it is
+    /// never read as a Docker Hub image `docker.io/library/<it>:latest`).
     pub fn parse_destination(s: &str, src: &ImageRef) -> Result<ImageRef, RefError> {
-        if is_valid_tag(s) && !s.contains(['/', ':', '@']) {
-            return Ok(src.with_tag(s));
+        if !s.contains(['/', ':', '@']) {
+            if is_valid_tag(s) {
+                return Ok(src.with_tag(s));
+            }
+            return Err(RefError {
+                reference: s.to_string(),
+                reason: format!(
+                    "the destination is not a valid tag ({TAG_CHARS}; at most 128 characters) nor a full reference"
+                ),
+            });
         }
         let r = ImageRef::parse(s)?;
         if r.digest.is_some() {
@@ -108,6 +146,171 @@ impl ImageRef {
     }
 }
 
+/// A reference split into its parts, the registry and repository normalized.
+struct Parts<'a> {
+    registry: String,
+    repository: String,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+/// Docker Hub's name, which references without a registry part mean.
+const DOCKER_HUB: &str = "docker.io";
+/// The longest repository name (with its registry) the distribution spec allows.
+const NAME_MAX: usize = 255;
+
+/// Split `[HOST[:PORT]/]PATH[:TAG][@DIGEST]` as docker/distribution's reference grammar
+/// does: the first component is the registry when there are several and it has a `.` or
+/// a `:` or is `localhost`; otherwise the registry is Docker Hub, where a one-component
+/// path is an official image (`library/...`). Tags and digests are only cut off here;
+/// the caller checks them.
+fn split_reference(s: &str) -> Result<Parts<'_>, String> {
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    let (name, tag) = match name_tag.rfind(':') {
+        Some(c) if name_tag[c..].find('/').is_none() => (&name_tag[..c], Some(&name_tag[c + 1..])),
+        _ => (name_tag, None),
+    };
+    if tag == Some("") {
+        return Err("the tag after `:` is empty".into());
+    }
+    if digest == Some("") {
+        return Err("the digest after `@` is empty".into());
+    }
+    if name.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    if name.len() > NAME_MAX {
+        return Err(format!(
+            "the repository name is longer than {NAME_MAX} characters"
+        ));
+    }
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            check_registry_host(first)?;
+            (first, rest)
+        }
+        _ => (DOCKER_HUB, name),
+    };
+    for component in path.split('/') {
+        check_path_component(component)?;
+    }
+    let registry = if registry == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        registry
+    };
+    let repository = if registry == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok(Parts {
+        registry: registry.to_string(),
+        repository,
+        tag,
+        digest,
+    })
+}
+
+/// `HOST[:PORT]`: DNS labels of letters, digits and inner `-`, separated by dots.
+fn check_registry_host(h: &str) -> Result<(), String> {
+    let (host, port) = match h.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (h, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !host.split('.').all(label_ok) {
+        return Err(format!(
+            "registry host {h:?} is not a host name (letters, digits, `-` and dots)"
+        ));
+    }
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("registry port in {h:?} is not a number"));
+        }
+    }
+    Ok(())
+}
+
+/// A path component: lowercase letters and digits, separated by one `.`, one or two `_`,
+/// or any number of `-`.
+fn check_path_component(c: &str) -> Result<(), String> {
+    let bad = || {
+        Err(format!(
+            "repository path component {c:?} must be lowercase letters and digits, \
+             separated by `.`, `_`, `__` or dashes"
+        ))
+    };
+    let bytes = c.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return bad();
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
+        if !ok {
+            return bad();
+        }
+    }
+    Ok(())
+}
+
+/// The characters of a tag, for messages.
+const TAG_CHARS: &str = "ASCII letters, digits, `_`, `.` and `-`, not starting with `.` or `-`";
+
+/// `HOST:PORT` with nothing after it: a host name with a dot, `localhost` or an IP address
+/// (v4, or v6 in brackets), then a colon and digits only.
+fn looks_like_bare_host(s: &str) -> bool {
+    if s.contains(['/', '@']) {
+        return false;
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let port_like = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let host_like = host.contains('.')
+        || host.eq_ignore_ascii_case("localhost")
+        || (host.starts_with('[') && host.ends_with(']'));
+    port_like && host_like
+}
+
+/// A digest as the registry writes it: `sha256:` and 64 lowercase hex digits (or `sha512:`
+/// and 128).
+fn check_digest(d: &str) -> Result<(), String> {
+    let (algo, hex) = d
+        .split_once(':')
+        .ok_or_else(|| format!("digest {d:?} has no `algorithm:` part"))?;
+    let len = match algo {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return Err(format!("digest {d:?}: algorithm must be sha256 or sha512")),
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!(
+            "digest {d:?} must be {algo}: and {len} lowercase hex digits"
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -150,6 +353,59 @@ mod tests {
     }
 
     #[test]
+    fn bare_host_port_is_refused() {
+        for s in [
+            "127.0.0.1:5301",
+            "localhost:5000",
+            "reg.example.org:443",
+            "[::1]:5000",
+        ] {
+            let e = ImageRef::parse(s).unwrap_err().to_string();
+            assert!(e.contains(s) && e.contains("without a repository"), "{e}");
+        }
+        // Docker Hub names with a tag are still fine.
+        assert!(ImageRef::parse("busybox:1").is_ok());
+        assert!(ImageRef::parse("ubuntu:22.04").is_ok());
+        assert!(ImageRef::parse("127.0.0.1:5301/a:1").is_ok());
+    }
+
+    #[test]
+    fn long_and_unicode_tags_are_refused() {
+        let long = format!("h:1/r:{}", "a".repeat(129));
+        let e = ImageRef::parse(&long).unwrap_err().to_string();
+        assert!(e.contains(&long), "{e}");
+        assert!(ImageRef::parse(&format!("h:1/r:{}", "a".repeat(128))).is_ok());
+        let e = ImageRef::parse("h:1/r:tägé").unwrap_err().to_string();
+        assert!(e.contains("h:1/r:tägé"), "{e}");
+        let src = ImageRef::parse("h:1/r:t").unwrap();
+        for dst in ["a".repeat(129), "stäble".to_string(), "-x".to_string()] {
+            let e = ImageRef::parse_destination(&dst, &src)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&dst) && e.contains("destination"), "{e}");
+        }
+        let e = ImageRef::parse_destination("127.0.0.1:5301", &src)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("127.0.0.1:5301") && !e.contains("docker.io"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn digests_are_lowercase_hex() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(ImageRef::parse(&format!("h:1/r@sha256:{hex}")).is_ok());
+        let e = ImageRef::parse(&format!("h:1/r@sha256:{}", hex.to_uppercase()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lowercase hex"), "{e}");
+        assert!(ImageRef::parse("h:1/r@sha256:abc").is_err());
+        assert!(ImageRef::parse(&format!("h:1/r@md5:{hex}")).is_err());
+    }
+
+    #[test]
     fn bad_reference_is_named() {
         let e = ImageRef::parse("UPPER/Case:x").unwrap_err().to_string();
         assert!(e.contains("UPPER/Case:x"), "{e}");
@@ -159,5 +415,57 @@ mod tests {
             &src
         )
         .is_err());
+    }
+
+    #[test]
+    fn grammar_as_docker_reads_it() {
+        let p = |s: &str| ImageRef::parse(s).map(|r| r.to_string());
+        assert_eq!(p("ubuntu:22.04").unwrap(), "docker.io/library/ubuntu:22.04");
+        assert_eq!(
+            p("ucsdets/datascience-notebook:2026.3-stable").unwrap(),
+            "docker.io/ucsdets/datascience-notebook:2026.3-stable"
+        );
+        assert_eq!(
+            p("index.docker.io/library/busybox:1").unwrap(),
+            "docker.io/library/busybox:1"
+        );
+        assert_eq!(p("localhost/x/y:t").unwrap(), "localhost/x/y:t");
+        assert_eq!(p("localhost:5000/x").unwrap(), "localhost:5000/x:latest");
+        assert_eq!(
+            p("ghcr.io/ucsd-ets/a.b_c__d---e/f:v1.2").unwrap(),
+            "ghcr.io/ucsd-ets/a.b_c__d---e/f:v1.2"
+        );
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            p(&format!("reg.io:443/a/b:t@sha256:{hex}")).unwrap(),
+            format!("reg.io:443/a/b:t@sha256:{hex}")
+        );
+        // A first component without a dot, colon or `localhost` is part of the path.
+        assert_eq!(p("a/b/c").unwrap(), "docker.io/a/b/c:latest");
+        for bad in [
+            "",
+            "x:",
+            "x@",
+            "/x",
+            "x/",
+            "a//b",
+            "Upper/case",
+            "a/Upper",
+            "a/b-:t",
+            "a/_b",
+            "a/b___c",
+            "a/b..c",
+            "-reg.io/x",
+            "reg-.io/x",
+            "reg.io:/x",
+            "reg.io:8a/x",
+            "a b",
+            "a/b:t:u",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        let long = format!("reg.io/{}", "a".repeat(250));
+        let e = ImageRef::parse(&long).unwrap_err().to_string();
+        assert!(e.contains("255"), "{e}");
     }
 }

@@ -31,7 +31,36 @@ impl Default for RetryPolicy {
     }
 }
 
-fn retryable_status(s: StatusCode) -> bool {
+/// Attempts of one write that were sent but got no answer: such a write may still land
+/// later (a proxy or a slow registry can hold it after the client gave up), so its target's
+/// state is only known after a settle time.
+#[derive(Debug, Default)]
+pub struct Unanswered {
+    last: std::sync::Mutex<Option<(u32, std::time::Instant)>>,
+    in_flight: std::sync::atomic::AtomicBool,
+}
+
+impl Unanswered {
+    /// Whether an attempt is on its way now (sent or being sent, no answer yet).
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn set_in_flight(&self, v: bool) {
+        self.in_flight.store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Note one attempt without an answer, now.
+    pub fn note(&self) {
+        let mut l = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let n = l.map_or(0, |(n, _)| n);
+        *l = Some((n + 1, std::time::Instant::now()));
+    }
+    /// How many attempts got no answer, and when the last one was given up.
+    pub fn get(&self) -> Option<(u32, std::time::Instant)> {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn retryable_status(s: StatusCode) -> bool {
     matches!(s.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
@@ -72,9 +101,27 @@ impl RetryPolicy {
         what: &str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, reqwest::Error> {
+        self.send_noting(what, build, None).await
+    }
+
+    /// [`send`](Self::send), noting in `unanswered` every attempt that may have reached the
+    /// server but got no answer (a timeout, a connection dropped after the request went out).
+    pub async fn send_noting(
+        &self,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+        unanswered: Option<&Unanswered>,
+    ) -> Result<Response, reqwest::Error> {
         let mut attempt = 1;
         loop {
-            match build().send().await {
+            if let Some(u) = unanswered {
+                u.set_in_flight(true);
+            }
+            let sent = build().send().await;
+            if let Some(u) = unanswered {
+                u.set_in_flight(false);
+            }
+            match sent {
                 Ok(resp) if retryable_status(resp.status()) && attempt < self.attempts => {
                     let status = resp.status();
                     let asked = resp
@@ -99,6 +146,22 @@ impl RetryPolicy {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(resp) => return Ok(resp),
+                Err(e) if !e.is_connect() && unanswered.is_some() => {
+                    // Only a refused connection proves the request never left.
+                    if let Some(u) = unanswered {
+                        u.note();
+                    }
+                    if !(transient(&e) && attempt < self.attempts) {
+                        return Err(e);
+                    }
+                    let wait = self.backoff(attempt);
+                    tracing::warn!(
+                        "{what}: {e} (no answer: it may still land); retry {attempt}/{} in {:.1}s",
+                        self.attempts - 1,
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
                 Err(e) if transient(&e) && attempt < self.attempts => {
                     let wait = self.backoff(attempt);
                     tracing::warn!(

@@ -6,9 +6,68 @@ use super::dirs::ArtifactDirs;
 use super::github::{build_outputs, GithubActions};
 use super::image::ImageReport;
 use super::lists::{built_images, write_image_list, IMAGES_BUILT};
-use super::table::{markdown, SummaryRow};
+use super::table::{markdown_with_pictures, RowStatus, SummaryRow};
+use crate::mermaid::{self, GanttTask, NodeState, TreeNode};
 use crate::pipeline::schedule::{Scheduled, ScheduledImage};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The run's image tree: each image with its result (built, up to date, failed at a
+/// step, skipped) as its colour and first note.
+pub fn run_tree(
+    scheduled: &[ScheduledImage<ImageReport>],
+    rows: &[SummaryRow],
+    parent: &dyn Fn(&str) -> Option<String>,
+) -> Vec<TreeNode> {
+    scheduled
+        .iter()
+        .zip(rows)
+        .map(|(s, row)| {
+            let state = match (&s.result, &row.status) {
+                (Scheduled::UpToDate, _) => NodeState::UpToDate,
+                (Scheduled::Skipped(_), _) => NodeState::Skipped,
+                (Scheduled::Ran { .. }, RowStatus::Failed { .. }) => NodeState::Failed,
+                (Scheduled::Ran { .. }, _) => NodeState::Built,
+            };
+            let mut notes = vec![row.status.text()];
+            if let Some(total) = row.total {
+                notes.push(super::table::format_duration(total));
+            }
+            TreeNode {
+                key: s.key.clone(),
+                parent: parent(&s.key),
+                state,
+                notes,
+            }
+        })
+        .collect()
+}
+
+/// Each started image's steps, end to end from the image's start (the steps of one
+/// image run one after another), for [`mermaid::gantt`].
+pub fn step_times(scheduled: &[ScheduledImage<ImageReport>]) -> Vec<GanttTask> {
+    let mut tasks = Vec::new();
+    for s in scheduled {
+        if let Scheduled::Ran {
+            outcome, started, ..
+        } = &s.result
+        {
+            let mut at = *started;
+            for st in &outcome.steps {
+                let end = at + Duration::from_secs_f64(st.seconds.max(0.0));
+                tasks.push(GanttTask {
+                    section: s.key.clone(),
+                    name: st.step.name().to_string(),
+                    start: at,
+                    end,
+                    failed: outcome.failed_step == Some(st.step),
+                });
+                at = end;
+            }
+        }
+    }
+    tasks
+}
 
 /// What the postwork wrote, and the summary rows (for [`super::table::terminal`]).
 #[derive(Debug, Clone)]
@@ -22,14 +81,17 @@ pub struct PostworkOutput {
 
 /// Write the artifacts of a finished run.
 ///
-/// `repository(key)` is the image's `image_name`; `tag` the run's tag; `title` heads
-/// the job summary. `github` is [`GithubActions::from_env`] (None outside Actions).
+/// `repository(key)` is the image's `image_name`, `parent(key)` its parent's key; `tag`
+/// the run's tag; `title` heads the job summary. `github` is [`GithubActions::from_env`]
+/// (None outside Actions). The job summary is the image tree coloured by result, the
+/// table, and a Gantt chart of when each image's steps ran.
 pub fn write_postwork(
     dirs: &ArtifactDirs,
     tag: &str,
     title: &str,
     scheduled: &[ScheduledImage<ImageReport>],
     repository: impl Fn(&str) -> String,
+    parent: impl Fn(&str) -> Option<String>,
     github: Option<&GithubActions>,
 ) -> anyhow::Result<PostworkOutput> {
     let mut files = vec![];
@@ -47,7 +109,15 @@ pub fn write_postwork(
         .map(|s| SummaryRow::from_scheduled(&repository(&s.key), tag, s))
         .collect();
     if let Some(gh) = github {
-        gh.append_summary(&markdown(title, &rows))?;
+        let tree = mermaid::flowchart(&run_tree(scheduled, &rows, &parent));
+        let tasks = step_times(scheduled);
+        let gantt = (!tasks.is_empty()).then(|| mermaid::gantt(title, &tasks));
+        gh.append_summary(&markdown_with_pictures(
+            title,
+            Some(&tree),
+            &rows,
+            gantt.as_deref(),
+        ))?;
         gh.set_outputs(&build_outputs(tag, &built.join("\n")))?;
     }
     Ok(PostworkOutput { rows, files, built })
@@ -111,6 +181,7 @@ mod tests {
             "stackctl build",
             &scheduled,
             |k| format!("127.0.0.1:5111/ex/{k}"),
+            |k| (k != "base").then(|| "base".to_string()),
             Some(&gh),
         )
         .unwrap();
@@ -142,8 +213,16 @@ mod tests {
         );
         assert_eq!(out.rows.len(), 5);
         let summary = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+        assert!(summary.starts_with("### stackctl build\n\n```mermaid\nflowchart TD\n"));
+        assert!(
+            summary.contains("    n2[\"<b>service</b><br/>failed: build<br/>2.0s\"]:::failed\n")
+        );
         assert!(summary
-            .starts_with("### stackctl build\n\n2 built, 1 failed, 1 skipped, 1 up to date\n"));
+            .contains("    n3[\"<b>web</b><br/>skipped: parent service failed\"]:::skipped\n"));
+        assert!(summary.contains("    n0 --> n3\n"), "{summary}");
+        assert!(summary.contains("```\n\n2 built, 1 failed, 1 skipped, 1 up to date\n"));
+        assert!(summary.contains("```mermaid\ngantt\n"));
+        assert!(summary.contains("    section service\n    build :crit, 0, 1000\n"));
         assert!(summary.contains(
             "| `127.0.0.1:5111/ex/web` | `2026.3-main` | ❌ skipped: parent service failed |"
         ));
@@ -160,8 +239,16 @@ mod tests {
     fn outside_actions_only_the_artifacts_are_written() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = ArtifactDirs::new(tmp.path());
-        let out =
-            write_postwork(&dirs, "t", "x", &[ran("a", true)], |k| k.to_string(), None).unwrap();
+        let out = write_postwork(
+            &dirs,
+            "t",
+            "x",
+            &[ran("a", true)],
+            |k| k.to_string(),
+            |_| None,
+            None,
+        )
+        .unwrap();
         assert_eq!(out.built, ["127.0.0.1:5111/ex/a:2026.3-main"]);
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }

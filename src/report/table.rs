@@ -180,7 +180,23 @@ fn md_cell(s: &str) -> String {
 
 /// The markdown summary: a `### title` heading, the counts, and the table.
 pub fn markdown(title: &str, rows: &[SummaryRow]) -> String {
-    let mut out = format!("### {}\n\n{}\n\n", md_cell(title), counts_line(rows));
+    markdown_with_pictures(title, None, rows, None)
+}
+
+/// [`markdown`] with Mermaid pictures: `tree` (a flowchart) between the title and the
+/// table, `gantt` (when the steps ran) after it.
+pub fn markdown_with_pictures(
+    title: &str,
+    tree: Option<&str>,
+    rows: &[SummaryRow],
+    gantt: Option<&str>,
+) -> String {
+    let mut out = format!("### {}\n\n", md_cell(title));
+    if let Some(tree) = tree {
+        out.push_str(&crate::mermaid::fenced(tree));
+        out.push('\n');
+    }
+    out.push_str(&format!("{}\n\n", counts_line(rows)));
     out.push_str("| Image | Tag | Result | Digest | Build | Tests | Total | Test results |\n");
     out.push_str("|-------|-----|--------|--------|------:|------:|------:|--------------|\n");
     for r in rows {
@@ -232,6 +248,10 @@ pub fn markdown(title: &str, rows: &[SummaryRow]) -> String {
         for w in &r.warnings {
             out.push_str(&format!("\n⚠️ **{}**: {}\n", r.key, md_cell(w)));
         }
+    }
+    if let Some(gantt) = gantt {
+        out.push_str("\n#### When the steps ran\n\n");
+        out.push_str(&crate::mermaid::fenced(gantt));
     }
     out
 }

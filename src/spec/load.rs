@@ -3,6 +3,7 @@
 use super::cache::{CacheSpec, RawCache};
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
 use super::validate;
+use crate::tag::TagSuffix;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -50,12 +51,46 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// A YAML mapping whose keys must be unique: YAML's own rule, which serde_yaml leaves to
+/// the target type (an `IndexMap` would keep the last entry without a word).
+#[derive(Debug)]
+struct UniqueKeys<V>(IndexMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueKeys<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = UniqueKeys<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of image keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = IndexMap::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "image key `{k}` appears twice in `images`"
+                        )));
+                    }
+                    let v = m.next_value()?;
+                    out.insert(k, v);
+                }
+                Ok(UniqueKeys(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct RawSpec {
     #[serde(default)]
     root: Option<OneOrMany>,
     #[serde(default)]
-    images: Option<IndexMap<String, RawImage>>,
+    images: Option<UniqueKeys<RawImage>>,
     #[serde(default)]
     tag: Option<RawTag>,
     #[serde(default)]
@@ -74,6 +109,8 @@ struct RawSpec {
 #[derive(Debug, Deserialize)]
 struct RawTag {
     prefix: Value,
+    #[serde(default)]
+    suffix: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -151,6 +188,42 @@ pub(super) fn line_of_key(text: &str, key: &str, indent: usize) -> Option<usize>
         .map(|i| i + 1)
 }
 
+/// The 1-based line of each `key:` written with the given indentation (first one wins),
+/// quoted or not: [`line_of_key`] for all keys at once.
+fn lines_of_keys(text: &str, indent: usize) -> std::collections::HashMap<&str, usize> {
+    let mut out = std::collections::HashMap::new();
+    for (i, l) in text.lines().enumerate() {
+        let trimmed = l.trim_start();
+        if l.len() - trimmed.len() != indent {
+            continue;
+        }
+        let key = if let Some(rest) = trimmed.strip_prefix('"') {
+            rest.split_once("\":").map(|(k, _)| k)
+        } else if let Some(rest) = trimmed.strip_prefix('\'') {
+            rest.split_once("':").map(|(k, _)| k)
+        } else {
+            trimmed.split_once(':').map(|(k, _)| k)
+        };
+        if let Some(k) = key {
+            out.entry(k).or_insert(i + 1);
+        }
+    }
+    out
+}
+
+/// What kind of YAML value this is, for messages.
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Null => "an empty value".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
 /// The indentation of the entries under `images:` (two spaces in most files).
 fn image_indent(text: &str) -> usize {
     let mut lines = text
@@ -210,8 +283,19 @@ impl Spec {
             ));
         }
 
+        let mut tag_suffix = TagSuffix::default();
         let tag_prefix = match &raw.tag {
             Some(t) => {
+                match &t.suffix {
+                    None => {}
+                    Some(Value::String(s)) if s == "branch" => tag_suffix = TagSuffix::Branch,
+                    Some(Value::String(s)) if s == "commit" => tag_suffix = TagSuffix::Commit,
+                    Some(v) => problems.push(format!(
+                        "{}: `tag.suffix` must be `branch` or `commit`, not {}",
+                        at(line_of_key(text, "suffix", 2)),
+                        describe_value(v)
+                    )),
+                }
                 for k in t.unknown.keys() {
                     warnings.push(format!(
                         "{}: unknown key `tag.{k}` ignored",
@@ -226,7 +310,19 @@ impl Spec {
                         scalar_string(&t.prefix).unwrap_or_default()
                     ));
                 }
-                scalar_string(&t.prefix).unwrap_or_default()
+                match &t.prefix {
+                    Value::String(_) | Value::Number(_) => {
+                        scalar_string(&t.prefix).unwrap_or_default()
+                    }
+                    v => {
+                        problems.push(format!(
+                            "{}: `tag.prefix` must be a string such as \"2026.3\", not {}",
+                            at(line_of_key(text, "prefix", 2)),
+                            describe_value(v)
+                        ));
+                        String::new()
+                    }
+                }
             }
             None => {
                 problems.push(format!("{}: missing `tag.prefix`", path.display()));
@@ -244,15 +340,18 @@ impl Spec {
             None => vec![],
         };
         let indent = image_indent(text);
+        // One pass over the text for every key's line (a search per image made loading
+        // 8,000 images take seconds).
+        let key_lines = lines_of_keys(text, indent);
         let mut images = IndexMap::new();
         match raw.images {
             None => problems.push(format!("{}: missing `images`", path.display())),
-            Some(m) if m.is_empty() => {
+            Some(m) if m.0.is_empty() => {
                 problems.push(format!("{}: `images` is empty", path.display()))
             }
             Some(m) => {
-                for (key, ri) in m {
-                    let line = line_of_key(text, &key, indent);
+                for (key, ri) in m.0 {
+                    let line = key_lines.get(key.as_str()).copied();
                     for k in ri.unknown.keys() {
                         warnings.push(format!(
                             "{}: image `{key}`: unknown key `{k}` ignored",
@@ -272,6 +371,13 @@ impl Spec {
                         }
                     }
                     let image_name = match ri.image_name {
+                        Some(n) if n.trim().is_empty() => {
+                            problems.push(format!(
+                                "{}: image `{key}`: `image_name` is empty (give the repository, e.g. ghcr.io/owner/{key})",
+                                at(line)
+                            ));
+                            String::new()
+                        }
                         Some(n) => n,
                         None => {
                             problems
@@ -345,6 +451,7 @@ impl Spec {
             roots: vec![],
             images,
             tag_prefix,
+            tag_suffix,
             all_info_cmds: raw.all_info_cmds,
             changes,
             warnings,

@@ -16,6 +16,8 @@ pub struct Spec {
     pub images: IndexMap<String, ImageSpec>,
     /// `tag.prefix`, e.g. `2026.3`.
     pub tag_prefix: String,
+    /// `tag.suffix`: what follows the prefix in a build's tag (branch, or short commit).
+    pub tag_suffix: crate::tag::TagSuffix,
     /// Info commands the images may name in `info_cmds`.
     pub all_info_cmds: IndexMap<String, InfoCmd>,
     /// Which changed entries under `images/` are ignored or rebuild everything.
@@ -124,6 +126,7 @@ impl Spec {
     /// Every image, parents before children: roots in `roots` order, each
     /// followed by its subtree (depth first, spec order among siblings).
     pub fn topological(&self) -> Vec<&ImageSpec> {
+        let kids = self.children_index();
         let mut out = Vec::with_capacity(self.images.len());
         let mut stack: Vec<&str> = self.roots.iter().rev().map(String::as_str).collect();
         while let Some(key) = stack.pop() {
@@ -131,23 +134,37 @@ impl Spec {
                 continue;
             };
             out.push(img);
-            let kids: Vec<&str> = self.children(key).map(|c| c.key.as_str()).collect();
-            stack.extend(kids.into_iter().rev());
+            if let Some(k) = kids.get(key) {
+                stack.extend(k.iter().rev());
+            }
         }
         out
     }
 
     /// The keys of `key` and every image below it.
     pub fn descendants_of(&self, key: &str) -> Vec<String> {
+        let kids = self.children_index();
         let mut out = vec![];
-        let mut todo = vec![key.to_string()];
+        let mut todo = vec![key];
         while let Some(k) = todo.pop() {
-            for c in self.children(&k) {
-                out.push(c.key.clone());
-                todo.push(c.key.clone());
+            for c in kids.get(k).into_iter().flatten() {
+                out.push(c.to_string());
+                todo.push(c);
             }
         }
         out
+    }
+
+    /// Each parent's children keys, in spec order: one pass, so that walking the tree
+    /// stays linear in the number of images.
+    fn children_index(&self) -> std::collections::HashMap<&str, Vec<&str>> {
+        let mut kids: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+        for i in self.images.values() {
+            if let Some(p) = &i.depend_on {
+                kids.entry(p.as_str()).or_default().push(i.key.as_str());
+            }
+        }
+        kids
     }
 
     /// The ancestors of `key`, nearest first.

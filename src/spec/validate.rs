@@ -2,7 +2,7 @@
 
 use super::model::Spec;
 use regex::Regex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 /// A repository name as the distribution spec's reference grammar allows it
@@ -17,6 +17,12 @@ static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
 /// Whether `name` is a valid repository name (no tag, no digest).
 pub fn is_valid_repository(name: &str) -> bool {
     name.len() <= 255 && REPOSITORY.is_match(name)
+}
+
+/// Whether an image key names one folder directly under `images/`: not empty, no path
+/// separator, not `.` or `..` (so that the build context cannot lie outside `images/`).
+fn is_folder_name(key: &str) -> bool {
+    !key.is_empty() && key != "." && key != ".." && !key.contains(['/', '\\', '\0'])
 }
 
 pub(super) fn validate(
@@ -94,7 +100,12 @@ pub(super) fn validate(
             }
         }
         let dir = spec.images_dir.join(key);
-        if !dir.is_dir() {
+        if !is_folder_name(key) {
+            problems.push(format!(
+                "{here}: image `{key}`: the key must be a folder name directly under {} (no `/`, `\\`, `.` or `..`)",
+                spec.images_dir.display()
+            ));
+        } else if !dir.is_dir() {
             problems.push(format!(
                 "{here}: image `{key}`: folder {} does not exist",
                 dir.display()
@@ -107,44 +118,57 @@ pub(super) fn validate(
         }
     }
 
-    // Cycles: follow each image's parents; a key seen twice closes a cycle.
-    let mut reported: Vec<Vec<String>> = vec![];
+    // Cycles: follow each image's parents until an image already cleared, or one seen on
+    // this walk (which closes a cycle). Each image is walked once: linear in the images.
+    let mut cleared: HashSet<&str> = HashSet::new();
     for start in spec.images.keys() {
-        let mut path = vec![start.clone()];
-        let mut cur = spec.images[start].depend_on.clone();
-        while let Some(p) = cur {
-            if let Some(pos) = path.iter().position(|k| *k == p) {
-                let mut cycle: Vec<String> = path[pos..].to_vec();
+        let mut path: Vec<&str> = vec![];
+        let mut on_path: HashMap<&str, usize> = HashMap::new();
+        let mut cur = Some(start.as_str());
+        while let Some(k) = cur {
+            if cleared.contains(k) {
+                break;
+            }
+            if let Some(&pos) = on_path.get(k) {
+                let mut cycle: Vec<&str> = path[pos..].to_vec();
                 // Name each cycle once, starting from its first key in spec order.
                 let first = cycle
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, k)| spec.images.get_index_of(*k))
+                    .min_by_key(|(_, k)| spec.images.get_index_of(**k))
                     .map(|(i, _)| i)
                     .unwrap_or(0);
                 cycle.rotate_left(first);
-                if !reported.contains(&cycle) {
-                    let img = &spec.images[&cycle[0]];
-                    let mut shown = cycle.clone();
-                    shown.push(cycle[0].clone());
-                    problems.push(format!(
-                        "{}: images depend on each other in a cycle: {}",
-                        at(img.line),
-                        shown.join(" -> ")
-                    ));
-                    reported.push(cycle);
-                }
+                let img = &spec.images[cycle[0]];
+                let mut shown = cycle.clone();
+                shown.push(cycle[0]);
+                problems.push(format!(
+                    "{}: images depend on each other in a cycle: {}",
+                    at(img.line),
+                    shown.join(" -> ")
+                ));
                 break;
             }
-            path.push(p.clone());
-            cur = spec.images.get(&p).and_then(|i| i.depend_on.clone());
+            on_path.insert(k, path.len());
+            path.push(k);
+            cur = spec.images.get(k).and_then(|i| i.depend_on.as_deref());
         }
+        cleared.extend(path);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::is_valid_repository;
+
+    #[test]
+    fn folder_names() {
+        assert!(super::is_folder_name("datascience-notebook"));
+        assert!(super::is_folder_name(".hidden"));
+        for bad in ["", ".", "..", "../x", "/abs", "a/b", "a\\b"] {
+            assert!(!super::is_folder_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn repositories() {

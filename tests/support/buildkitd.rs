@@ -19,7 +19,13 @@ pub const WHERE: &str =
 /// The buildkitd binary, if one is found.
 pub fn binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("STACKCTL_BUILDKITD").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "STACKCTL_BUILDKITD={}: no such file",
+            p.display()
+        );
+        return Some(p);
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
@@ -54,7 +60,12 @@ impl Buildkitd {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("no buildkitd found ({WHERE}): CI=true, so the buildkitd tests cannot be skipped");
             }
-            eprintln!("SKIPPED {test}: no buildkitd found ({WHERE})");
+            // Straight to the process's stderr: the test harness captures eprintln!.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no buildkitd found ({WHERE})"
+            );
             return None;
         };
         Some(Self::start_with(&bin))

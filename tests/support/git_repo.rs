@@ -12,7 +12,22 @@ pub struct TestRepo {
 impl TestRepo {
     /// An empty repository whose first branch is `branch`.
     pub fn new(branch: &str) -> TestRepo {
-        let dir = tempfile::tempdir().unwrap();
+        Self::new_at(branch, tempfile::tempdir().unwrap())
+    }
+
+    /// Like [`TestRepo::new`], in memory (/dev/shm) when the machine has it: for tests that
+    /// write thousands of files, which a slow disk makes take many seconds.
+    pub fn new_in_memory(branch: &str) -> TestRepo {
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm).unwrap()
+        } else {
+            tempfile::tempdir().unwrap()
+        };
+        Self::new_at(branch, dir)
+    }
+
+    fn new_at(branch: &str, dir: tempfile::TempDir) -> TestRepo {
         let mut opts = git2::RepositoryInitOptions::new();
         opts.initial_head(branch);
         let repo = Repository::init_opts(dir.path(), &opts).unwrap();

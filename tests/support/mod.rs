@@ -1,6 +1,7 @@
 //! Shared test helpers. This file: a real Distribution registry on a free loopback port
 //! (Debian's `docker-registry`, which `.ci/run` installs; its own storage and config in a
 //! temp dir, killed when dropped) and the Docker engine's socket. Submodules:
+//! - [`action_runner`]: runs action.yml's steps as a GitHub runner would;
 //! - [`buildkitd`]: a standalone buildkitd (tcp with mutual TLS, unix), or a skip;
 //! - [`git_repo`]: git repositories built with git2 in temp dirs;
 //! - [`example`]: the built-in example stack copied into such a repository;
@@ -10,6 +11,7 @@
 //! - [`token_server`]: a GHCR-like token server for the registry's token auth.
 #![allow(dead_code)]
 
+pub mod action_runner;
 pub mod buildkitd;
 pub mod example;
 pub mod git_repo;

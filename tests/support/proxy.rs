@@ -2,13 +2,37 @@
 //! PUT (to break a promotion in the middle) or refuse cross-repository mounts (the registry
 //! then answers with a plain upload session, as registries that do not mount do).
 //!
+//! Besides the fixed [`Fault`]s, [`Rule`]s can be changed while the proxy runs (a rerun
+//! without faults): a persistent status for PUTs of one manifest, a PUT held past the
+//! client's timeout and then forwarded (a late PUT), a hook run before a PUT is answered
+//! (another writer), a delay on every manifest PUT (races).
+//!
 //! Std networking, one request per connection (`Connection: close` is forced), so the
 //! request and response bodies can be copied through as bytes without parsing them.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A fault on the manifest PUTs whose path ends with `path` (e.g. `img1/manifests/2026.3-stable`).
+#[derive(Clone)]
+pub enum Rule {
+    /// Answer `status` to each of them (a registry that keeps failing on one manifest).
+    FailPut { path: String, status: u16 },
+    /// Hold the first one for `hold`, then forward it: it lands after the client gave up.
+    HoldFirstPut { path: String, hold: Duration },
+    /// Run `hook` before forwarding the first one, then answer it with `status` without
+    /// forwarding it (another writer acts while this PUT fails).
+    HookThenFail {
+        path: String,
+        status: u16,
+        hook: Arc<dyn Fn() + Send + Sync>,
+    },
+    /// Delay every manifest PUT by 0..`max_ms` milliseconds (pseudo-random).
+    DelayPuts { max_ms: u64 },
+}
 
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
@@ -24,29 +48,75 @@ pub struct Proxy {
     pub port: u16,
     pub manifest_puts: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
+    /// The rules in force; change them at any time.
+    pub rules: Arc<Mutex<Vec<Rule>>>,
+    /// Paths of the manifest PUTs the registry answered, in order, with its status.
+    pub forwarded_puts: Arc<Mutex<Vec<(String, u16)>>>,
+}
+
+/// What one connection's handler shares with the others.
+#[derive(Clone)]
+struct Shared {
+    fault: Option<Fault>,
+    puts: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    forwarded: Arc<Mutex<Vec<(String, u16)>>>,
+    /// Paths whose one-time rule was used.
+    used: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     pub fn start(upstream_port: u16, fault: Fault) -> Proxy {
+        Self::spawn(upstream_port, Some(fault), Vec::new())
+    }
+
+    /// A proxy with `rules` (and no fixed fault).
+    pub fn with_rules(upstream_port: u16, rules: Vec<Rule>) -> Proxy {
+        Self::spawn(upstream_port, None, rules)
+    }
+
+    fn spawn(upstream_port: u16, fault: Option<Fault>, rules: Vec<Rule>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let puts = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let p = puts.clone();
-        let n = requests.clone();
+        let shared = Shared {
+            fault,
+            puts: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::new(AtomicUsize::new(0)),
+            rules: Arc::new(Mutex::new(rules)),
+            forwarded: Arc::new(Mutex::new(Vec::new())),
+            used: Arc::new(Mutex::new(Vec::new())),
+        };
+        let sh = shared.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let p = p.clone();
-                let n = n.clone();
-                std::thread::spawn(move || handle(conn, upstream_port, fault, &p, &n));
+                let sh = sh.clone();
+                std::thread::spawn(move || handle(conn, upstream_port, &sh));
             }
         });
         Proxy {
             port,
-            manifest_puts: puts,
-            requests,
+            manifest_puts: shared.puts,
+            requests: shared.requests,
+            rules: shared.rules,
+            forwarded_puts: shared.forwarded,
         }
+    }
+
+    /// Replace the rules (an empty list: a plain proxy).
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.rules.lock().unwrap() = rules;
+    }
+
+    /// Manifest PUTs answered by the registry whose path ends with `path`.
+    pub fn forwarded_to(&self, path: &str) -> usize {
+        self.forwarded_puts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.ends_with(path))
+            .count()
     }
 
     pub fn host(&self) -> String {
@@ -54,13 +124,22 @@ impl Proxy {
     }
 }
 
-fn handle(
-    mut client: TcpStream,
-    upstream: u16,
-    fault: Fault,
-    puts: &AtomicUsize,
-    requests: &AtomicUsize,
-) {
+fn respond(client: &mut TcpStream, status: u16, content_length: usize) {
+    let mut body = vec![0u8; content_length];
+    let _ = client.read_exact(&mut body);
+    let msg =
+        format!(r#"{{"errors":[{{"code":"UNKNOWN","message":"injected failure {status}"}}]}}"#);
+    let _ = write!(
+        client,
+        "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+        msg.len()
+    );
+}
+
+fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
+    let fault = sh.fault;
+    let puts = &sh.puts;
+    let requests = &sh.requests;
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -90,7 +169,7 @@ fn handle(
         .unwrap_or(0);
 
     let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
-    if matches!(fault, Fault::Flaky) && nth <= 3 {
+    if matches!(fault, Some(Fault::Flaky)) && nth <= 3 {
         let status = match nth {
             1 => "429 Too Many Requests\r\nRetry-After: 1",
             2 => return, // dropped without an answer
@@ -104,7 +183,7 @@ fn handle(
     }
     if method == "PUT" && path.contains("/manifests/") {
         let n = puts.fetch_add(1, Ordering::SeqCst) + 1;
-        if matches!(fault, Fault::FailManifestPut(k) if k == n) {
+        if matches!(fault, Some(Fault::FailManifestPut(k)) if k == n) {
             let mut body = vec![0u8; content_length];
             let _ = client.read_exact(&mut body);
             let msg = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"injected failure"}]}"#;
@@ -116,8 +195,81 @@ fn handle(
             return;
         }
     }
-    if matches!(fault, Fault::RefuseMounts) && method == "POST" && path.contains("mount=") {
+    if matches!(fault, Some(Fault::RefuseMounts)) && method == "POST" && path.contains("mount=") {
         path = path.split('?').next().unwrap_or(&path).to_string();
+    }
+    let is_manifest_put = method == "PUT" && path.contains("/manifests/");
+    let mut hold = None;
+    if is_manifest_put {
+        let rules = sh.rules.lock().unwrap().clone();
+        for rule in rules {
+            match rule {
+                Rule::FailPut { path: p, status } if path.ends_with(&p) => {
+                    respond(&mut client, status, content_length);
+                    return;
+                }
+                Rule::HoldFirstPut { path: p, hold: h } if path.ends_with(&p) => {
+                    let mut used = sh.used.lock().unwrap();
+                    if !used.contains(&p) {
+                        used.push(p);
+                        hold = Some(h);
+                    }
+                }
+                Rule::HookThenFail {
+                    path: p,
+                    status,
+                    hook,
+                } if path.ends_with(&p) => {
+                    let first = {
+                        let mut used = sh.used.lock().unwrap();
+                        let first = !used.contains(&p);
+                        used.push(p);
+                        first
+                    };
+                    if first {
+                        hook();
+                        respond(&mut client, status, content_length);
+                        return;
+                    }
+                }
+                Rule::DelayPuts { max_ms } => {
+                    let pseudo = (std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .subsec_nanos() as u64
+                        ^ (nth as u64).wrapping_mul(0x9E37_79B9))
+                        % max_ms.max(1);
+                    std::thread::sleep(Duration::from_millis(pseudo));
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(h) = hold {
+        // Take the whole request first, then wait: the client gives up meanwhile, and the
+        // PUT is forwarded anyway, as a slow proxy or registry would.
+        let mut body = vec![0u8; content_length];
+        if client.read_exact(&mut body).is_err() {
+            return;
+        }
+        std::thread::sleep(h);
+        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        let mut new_head = format!("{method} {path} {version}\r\n");
+        for h in &headers {
+            new_head.push_str(h);
+            new_head.push_str("\r\n");
+        }
+        new_head.push_str("Connection: close\r\n\r\n");
+        let _ = up.write_all(new_head.as_bytes());
+        let _ = up.write_all(&body);
+        let mut answer = Vec::new();
+        let _ = up.read_to_end(&mut answer);
+        let status = status_of(&answer);
+        sh.forwarded.lock().unwrap().push((path, status));
+        let _ = client.write_all(&answer);
+        return;
     }
 
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
@@ -138,7 +290,27 @@ fn handle(
         let _ = std::io::copy(&mut c2, &mut u2);
         let _ = u2.shutdown(Shutdown::Write);
     });
-    let _ = std::io::copy(&mut up, &mut client);
+    if is_manifest_put {
+        // Read the whole answer to note its status, then pass it on.
+        let mut answer = Vec::new();
+        let _ = up.read_to_end(&mut answer);
+        sh.forwarded
+            .lock()
+            .unwrap()
+            .push((path.clone(), status_of(&answer)));
+        let _ = client.write_all(&answer);
+    } else {
+        let _ = std::io::copy(&mut up, &mut client);
+    }
     let _ = client.shutdown(Shutdown::Both);
     let _ = t.join();
+}
+
+/// The status code of an HTTP answer's first line (0 if there is none).
+fn status_of(answer: &[u8]) -> u16 {
+    String::from_utf8_lossy(&answer[..answer.len().min(32)])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
