@@ -11,7 +11,9 @@
 //! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
+//! - [`content_tags`]: tags computed inside a built image (`tags:`), pushed without moving.
 //! - [`promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
+//! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 //! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
@@ -30,9 +32,11 @@ macro_rules! out {
     };
 }
 
+pub mod build_history;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;
+pub mod content_tags;
 pub mod credentials;
 pub mod error;
 pub mod git;

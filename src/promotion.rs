@@ -222,6 +222,21 @@ pub async fn run(
                     );
                 }
             }
+            // Which content tags (spec `tags:`) the promoted images have: an artifact.
+            let promoted: Vec<(String, String)> = done
+                .rows
+                .iter()
+                .map(|r| (r.source.clone(), r.target.clone()))
+                .collect();
+            let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
+            let found =
+                crate::content_tags::promoted::of_promoted(c, spec, &promoted, &digests).await;
+            match found {
+                Ok(lines) => {
+                    crate::content_tags::promoted::write(&opts.artifacts, &lines)?;
+                }
+                Err(e) => tracing::warn!("content tags of the promoted images not listed: {e:#}"),
+            }
         }
         (None, false) => anyhow::bail!("no registry client"),
     }

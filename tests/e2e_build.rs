@@ -705,3 +705,313 @@ fn registry_cache_serves_a_fresh_buildkitd() {
     }
     remove_engine_images_of(&host);
 }
+
+// ---- Content tags (`tags:` in the spec): computed in the built image, pushed by manifest
+// PUT, never moved unless `moving: true`.
+
+/// What `python3` in the test base image says its version is (`3.11.2`), asked directly.
+fn base_python_version(parts: usize) -> String {
+    let local = support::images::base_image();
+    let o = std::process::Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "python3", &local, "-c"])
+        .arg(format!(
+            "import sys; print('.'.join(str(v) for v in sys.version_info[:{parts}]))"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+fn image_of<'a>(summary: &'a Value, key: &str) -> &'a Value {
+    summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {summary:#}"))
+}
+
+fn content_tag<'a>(summary: &'a Value, key: &str, tag: &str) -> &'a Value {
+    image_of(summary, key)["content_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == tag)
+        .unwrap_or_else(|| panic!("no content tag {tag} in {summary:#}"))
+}
+
+/// The example's base alone (its content tags are appended by the tests).
+fn base_only_spec(ex: &ExampleRepo) -> String {
+    format!(
+        "root: base\nimages:\n  base:\n    image_name: {}\n    build_args:\n      BASE_IMAGE: {}\n    info_cmds: [PY_VER]\ntag:\n  prefix: \"{PREFIX}\"\nall_info_cmds:\n  PY_VER: {{description: Python Version, command: python3 --version}}\n",
+        ex.image_name("base"),
+        ex.base_image()
+    )
+}
+
+#[test]
+fn content_tags_come_from_the_image_and_never_move_unless_moving() {
+    let (_reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("base"));
+    let python = base_python_version(3);
+    let major = base_python_version(1);
+    // The base alone, with content tags for every image of the stack.
+    let spec = base_only_spec(&ex);
+    ex.change(
+        "spec.yml",
+        &format!("{spec}tags:\n  - \"python-{{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}}\"\n  - template: \"py{{python3 -c 'import sys; print(sys.version_info[0])'}}-newest\"\n    moving: true\n  - \"{{commit}}-{{date}}\"\n"),
+        "content tags",
+    );
+    let fixed = format!("python-{python}");
+    let moving = format!("py{major}-newest");
+    let at = |tag: &str| format!("{}:{tag}", ex.image_name("base"));
+    let sha7 =
+        |ex: &ExampleRepo| ex.repo.head().unwrap().target().unwrap().to_string()[..7].to_string();
+    let today = || chrono::Utc::now().format("%Y-%m-%d").to_string();
+
+    // 0. --no-push: the content tags are computed (a bad value would fail here already)
+    // and recorded as not pushed; none reaches the registry.
+    let (code, summary) = build(
+        &ex,
+        out.path(),
+        &["--base", "HEAD", "--only", "base", "--no-push"],
+    );
+    assert_eq!(code, 0, "{summary:#}");
+    let t = content_tag(&summary, "base", &fixed);
+    assert_eq!(t["state"], "not-pushed", "{t}");
+    assert_eq!(digest_in_registry(&at(&fixed)), None);
+
+    // 1. First build: every content tag is created on the tested digest.
+    let day_before = today();
+    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--only", "base"]);
+    let day_after = today();
+    assert_eq!(code, 0, "{summary:#}");
+    let first = report_digest(&summary, "base");
+    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(&ex)));
+    for tag in [&fixed, &moving] {
+        let t = content_tag(&summary, "base", tag);
+        assert_eq!(t["state"], "created", "{t}");
+        assert_eq!(t["digest"], first.as_str());
+        assert_eq!(
+            digest_in_registry(&at(tag)).as_deref(),
+            Some(first.as_str())
+        );
+    }
+    let tags: Vec<String> = image_of(&summary, "base")["content_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        dated.iter().any(|d| tags.contains(d)),
+        "{{commit}}-{{date}}: {tags:?} {dated:?}"
+    );
+    // In the artifact and on the manifest page too.
+    let yaml = artifact(out.path(), &full);
+    assert_eq!(
+        yaml["content_tags"][0]["tag"].as_str(),
+        Some(fixed.as_str())
+    );
+    assert_eq!(yaml["content_tags"][0]["state"].as_str(), Some("created"));
+    let manifest = read(
+        out.path()
+            .join("manifests")
+            .join(format!("{}.md", page(&full))),
+    );
+    assert!(manifest.contains("## Content Tags"), "{manifest}");
+    assert!(
+        manifest.contains(&format!("| `{fixed}` | `{first}` | created |")),
+        "{manifest}"
+    );
+
+    // The build's row in this month's history page, and the index.
+    let wiki = out.path().join("wiki");
+    let month = &day_after[..7];
+    let history = read(wiki.join("history").join(format!("{month}.md")));
+    let row = history.lines().last().unwrap();
+    assert!(
+        row.contains(&format!(
+            "| `{}` | `{PREFIX}-{BRANCH}` | `{full}` `{first}` [page]({}) |",
+            sha7(&ex),
+            page(&full)
+        )),
+        "{history}"
+    );
+    assert!(read(wiki.join("History.md")).contains(&format!("- [{month}]({month})")));
+
+    // Old manifest pages in the wiki: one linked from Home.md's stable row, two not.
+    let old_page = |name: &str| {
+        let p = wiki.join(format!("{}.md", page(name)));
+        std::fs::write(&p, format!("# {name}\n\nManifest digest: `sha256:00`\n")).unwrap();
+        p
+    };
+    let linked = old_page("h/old:2025.4-stable");
+    let stale = [old_page("h/old:2025.4-a"), old_page("h/old:2025.4-b")];
+    std::fs::write(
+        wiki.join("Home.md"),
+        format!("| Commit | Image | Manifest |\n|--------|-------|----------|\n|[`1111111`](https://github.com/o/r/commit/1111111)|`h/old:2025.4-stable`|[Link](https://github.com/o/r/wiki/{})|\n", page("h/old:2025.4-stable")),
+    )
+    .unwrap();
+
+    // 2. Other content, same python: the fixed tag stays on the first image (a warning, not
+    // a failure); the moving one follows the new build. At most 2 manifest pages stay.
+    ex.append(
+        "images/base/stack-info",
+        "# other content",
+        "base: other content",
+    );
+    let (code, summary, stderr) = build_env(
+        &ex,
+        out.path(),
+        &["--only", "base", "--wiki-max-pages", "2"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    assert_eq!(status_of(&summary, "base"), "done");
+    let second = report_digest(&summary, "base");
+    assert_ne!(second, first, "other content");
+    assert_eq!(digest_in_registry(&full).as_deref(), Some(second.as_str()));
+    let kept = content_tag(&summary, "base", &fixed);
+    assert_eq!(kept["state"], "kept", "{kept}");
+    assert_eq!(
+        kept["digest"],
+        first.as_str(),
+        "records where the tag points"
+    );
+    assert_eq!(
+        digest_in_registry(&at(&fixed)).as_deref(),
+        Some(first.as_str())
+    );
+    let moved = content_tag(&summary, "base", &moving);
+    assert_eq!(moved["state"], "moved", "{moved}");
+    assert_eq!(moved["previous"], first.as_str());
+    assert_eq!(
+        digest_in_registry(&at(&moving)).as_deref(),
+        Some(second.as_str())
+    );
+    let warnings = image_of(&summary, "base")["report"]["warnings"].to_string();
+    assert!(
+        warnings.contains(&at(&fixed)) && warnings.contains(&first),
+        "{warnings}"
+    );
+    assert!(stderr.contains("already names"), "{stderr}");
+    for p in &stale {
+        assert!(!p.exists(), "{} removed", p.display());
+    }
+    assert!(linked.is_file(), "a page linked from Home.md stays");
+    assert!(
+        wiki.join(format!("{}.md", page(&full))).is_file(),
+        "this build's page stays"
+    );
+    let removed = read(out.path().join("artifacts/WIKI_PAGES_REMOVED"));
+    assert_eq!(removed.lines().count(), 2, "{removed}");
+    assert!(stderr.contains("removed the old manifest page"), "{stderr}");
+    let history = read(wiki.join("history").join(format!("{month}.md")));
+    assert!(
+        history.lines().last().unwrap().contains(&second),
+        "a second row: {history}"
+    );
+
+    // Promotion lists the content tags that name the promoted digest: the moving one and
+    // this commit's dated one, not the fixed one (it stayed on the first build).
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out.path())
+        .args(["tag", &format!("{PREFIX}-{BRANCH}"), "--spec"])
+        .arg(ex.path().join("spec.yml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let stable = format!("{}:{PREFIX}-stable", ex.image_name("base"));
+    let lines = read(out.path().join("artifacts/CONTENT_TAGS"));
+    let mut lines: Vec<&str> = lines.lines().collect();
+    lines.sort();
+    let dated: Vec<String> = [&day_before, &day_after]
+        .iter()
+        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(&ex)))))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(dated.iter().any(|d| d == lines[0]), "{lines:?} {dated:?}");
+    assert_eq!(lines[1], format!("{stable} {}", at(&moving)), "{lines:?}");
+    assert!(
+        image_of(&summary, "base")["report"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 warning"),
+        "{summary:#}"
+    );
+
+    // 3. A value that is not a tag (`Python 3.11.2`, with a space) fails the image before
+    // it gets its tag: the branch tag stays on the second build.
+    let spec = read(ex.path().join("spec.yml"));
+    let spec = format!(
+        "{}tags: [\"py-{{python3 --version}}\"]\n",
+        &spec[..spec.find("\ntags:").unwrap() + 1]
+    );
+    ex.change("spec.yml", &spec, "a bad content tag");
+    ex.append(
+        "images/base/stack-info",
+        "# third content",
+        "base: third content",
+    );
+    let (code, summary) = build(&ex, out.path(), &["--only", "base"]);
+    assert_eq!(code, 1, "{summary:#}");
+    let report = &image_of(&summary, "base")["report"];
+    assert_eq!(report["failed_step"], "content-tags", "{report}");
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.contains("`python3 --version`") && message.contains(&format!("Python {python}")),
+        "names the command and its output: {message}"
+    );
+    assert_eq!(digest_in_registry(&full).as_deref(), Some(second.as_str()));
+    remove_engine_images_of(&ex.registry);
+}
+
+/// Through a buildkitd the content tag commands run in the image pulled by digest, and the
+/// content tag is a manifest PUT of that digest: the only tags are the run's and it.
+#[test]
+fn content_tags_through_buildkitd_name_the_tested_digest() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "content_tags_through_buildkitd_name_the_tested_digest",
+    ) else {
+        return;
+    };
+    let (reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    let python = base_python_version(2);
+    ex.change(
+        "spec.yml",
+        &format!(
+            "{}tags: [\"python-{{python3 -c 'import sys; print(\\\"%d.%d\\\" % sys.version_info[:2])'}}\"]\n",
+            base_only_spec(&ex)
+        ),
+        "content tags",
+    );
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &["--buildkit", bk.unix.as_str()],
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let digest = report_digest(&summary, "base");
+    let tag = format!("python-{python}");
+    let t = content_tag(&summary, "base", &tag);
+    assert_eq!(t["state"], "created", "{t}");
+    assert_eq!(t["digest"], digest.as_str());
+    let reference = format!("{}:{tag}", ex.image_name("base"));
+    assert_eq!(
+        digest_in_registry(&reference).as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        tags_of(&reg.host(), "stackctl-example/base"),
+        vec![format!("{PREFIX}-{BRANCH}"), tag],
+        "no staging tag"
+    );
+    remove_engine_images_of(&reg.host());
+}

@@ -1597,3 +1597,26 @@ fn github_action_and_doc_workflows_match_githubs_schemas() {
     );
     check("vendor.github-workflows", &workflows);
 }
+
+/// `list_tags` lists every tag of a repository (Distribution 2.8 answers in one page; the
+/// `Link` header of registries that page is followed), and none of an unknown one.
+#[test]
+fn tag_lists_name_every_tag() {
+    let reg = Registry::start(RegistryAuth::None);
+    let c = client(None);
+    let repo = r(&format!("{}/listed/img:first", reg.host()));
+    rt().block_on(async {
+        let m = push_kind(&c, &repo, Kind::Oci, "listed").await;
+        let mut want: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
+        for t in &want {
+            c.put_manifest(&repo.with_tag(t), &m).await.unwrap();
+        }
+        want.push("first".into());
+        want.sort();
+        let mut tags = c.list_tags(&repo).await.unwrap();
+        tags.sort();
+        assert_eq!(tags, want);
+        let absent = r(&format!("{}/listed/absent:x", reg.host()));
+        assert!(c.list_tags(&absent).await.unwrap().is_empty());
+    });
+}

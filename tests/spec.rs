@@ -324,3 +324,47 @@ fn tag_suffix_is_branch_by_default_or_commit() {
         "{err}"
     );
 }
+
+#[test]
+fn content_tag_templates_stack_wide_and_per_image() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n    depend_on: base\n    tags: [\"kid-{{commit}}\"]\n  off:\n    image_name: r/off\n    tags: []\n{TAG}tags:\n  - \"python-{{python3 -c 'print({{1: 2}}[1])'}}\"\n  - template: \"py-{{date}}\"\n    moving: true\n"
+    );
+    let dir = stack(&spec, &["base", "kid", "off"]);
+    let s = Spec::load(dir.path(), None).unwrap_or_else(|e| panic!("{e}"));
+    let base = &s.image("base").unwrap().tags;
+    assert_eq!(base.len(), 2);
+    assert_eq!(
+        base[0].template.commands().collect::<Vec<_>>(),
+        ["python3 -c 'print({1: 2}[1])'"]
+    );
+    assert!(!base[0].moving && base[1].moving);
+    let kid = &s.image("kid").unwrap().tags;
+    assert_eq!(kid.len(), 1, "an image's own list replaces the stack's");
+    assert_eq!(kid[0].template.source, "kid-{commit}");
+    assert!(s.image("off").unwrap().tags.is_empty());
+}
+
+#[test]
+fn bad_content_tag_templates_name_file_and_key() {
+    let spec = format!(
+        "images:\n  base:\n    image_name: r/base\n    tags: [\"py-{{python3 --version\"]\n{TAG}tags: [\"\", {{template: x, moving: maybe}}]\n"
+    );
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(
+        err.contains(&format!(
+            "{file}:2: image `base`: `images.base.tags[0]`: unbalanced braces"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{file}:7: `tags[0]`: empty template")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}:7: `tags[1]`: `moving` must be true or false"
+        )),
+        "{err}"
+    );
+}

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 
 const AFTER: &str = "\
 For every image that rebuilds (see `stackctl plan`), parents before children:
-  build (BuildKit) -> basic tests (images/tests_common, images/<key>/test) -> push ->
-  integration tests (integration_tests: true) -> manifest page -> reclaim space (prune: true)
+  build (BuildKit) -> basic tests (images/tests_common, images/<key>/test) -> content tags
+  computed (spec tags:) -> push -> integration tests (integration_tests: true) -> content
+  tags pushed -> manifest page -> reclaim space (prune: true)
 Siblings whose parent is ready run together (--jobs). A failed step stops that image and
 its descendants; other branches of the tree go on only with --keep-going.
 
@@ -22,13 +23,20 @@ Files left in --artifacts DIR (also on failure):
   JUnit), logs/<safe name>.integration-tests.log (and .xml),
   manifests/<page>.md and wiki/<page>.md for each image that passed (on every branch:
   whether the wiki is pushed is the workflow's choice).
+  wiki/history/YYYY-MM.md (a row per build that pushed) and wiki/History.md; manifest
+  pages beyond --wiki-max-pages removed (artifacts/WIKI_PAGES_REMOVED).
+
+Content tags (spec `tags:`): computed in the tested image after the basic tests (a bad
+value fails the image before it gets a tag), pushed after the last test as manifest PUTs
+of the tested digest; an existing one on another digest is kept (a warning) unless its
+entry says `moving: true`.
 
 Where things run: BuildKit at --buildkit builds. Tests and info commands run in the
 Docker engine at DOCKER_HOST (default /var/run/docker.sock). Through the engine's own
 BuildKit the image is tested in the engine and pushed with its API. Through a buildkitd
 (tcp://, unix://) BuildKit pushes the image by digest, without a tag; the engine pulls
 `<repository>@<digest>` for the tests, and only a tested image gets `<tag>` in the
-registry (a manifest PUT, no data moved). No other tag is ever made. A child builds FROM
+registry (a manifest PUT, no data moved). No other tag is made but the spec's content tags. A child builds FROM
 its parent's digest (BASE_TAG=<tag>@<digest>), recorded as parent_digest in its artifact.
 The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 
@@ -40,7 +48,7 @@ Interrupts: SIGINT (Ctrl-C) and SIGTERM alike. The running BuildKit solve is can
 later step runs, nothing more is pushed or tagged; the artifacts written so far are kept and
 the summary written. Exit 130 within seconds; a second signal exits at once.
 
-Exit codes: 0 all done; 1 an image failed (build, test or push) or was skipped because
+Exit codes: 0 all done; 1 an image failed (build, test, push or content tag) or was skipped because
 of a failure; 2 bad input or an unreachable service (BuildKit, registry); 130 interrupted.";
 
 /// `stackctl build`: run the whole stack.
@@ -75,6 +83,11 @@ pub struct BuildArgs {
     /// Time limit of each test suite (e.g. 30m, 90s).
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
     pub test_timeout: std::time::Duration,
+    /// Keep at most N manifest pages in the wiki folder: the oldest beyond N are removed
+    /// (listed in artifacts/WIKI_PAGES_REMOVED), never one linked from Home.md or
+    /// Stable_Tag.md. A GitHub wiki renders at most 5,000 pages.
+    #[arg(long, value_name = "N", default_value_t = 4500)]
+    pub wiki_max_pages: usize,
     /// Print the summary as one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +118,8 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         dirs: dirs.clone(),
         test_timeout: args.test_timeout,
         insecure_registries: args.registry.insecure_registry.clone(),
+        build_time: chrono::Utc::now(),
+        wiki_max_pages: args.wiki_max_pages,
     };
     let summary = run_stack(
         &spec,
@@ -134,6 +149,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
                         crate::pipeline::schedule::Scheduled::Ran { outcome, .. } =>
                             if outcome.success { "done".into() } else { "failed".into() },
                     },
+                    "content_tags": i.result.outcome().map(|r| r.content_tags.clone()).unwrap_or_default(),
                     "report": i.result.outcome(),
                 })
             })

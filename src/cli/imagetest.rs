@@ -168,6 +168,7 @@ pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
         registry: registry_access(&a.registry)?,
         timeout: a.timeout,
         cancel: super::common::cancel_on_ctrl_c(),
+        content_tags: vec![],
     };
     let written = manifest_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
     for p in written {

@@ -68,6 +68,9 @@ ORIGINAL_TAG is split by the spec's tag.prefix (2026.3-rc-main -> 2026.3-rc-stab
 Global promotion (`stackctl tag --global-stable 2026.3`): the images of Home.md's 2026.3-stable \
 row (without --wiki: the spec's images) -> :stable. Writes IMAGES_ORIGINAL_STABLE and \
 IMAGES_GLOBAL_STABLE; with --wiki Stable_Tag.md and the :stable pages.\n\n\
+Both write artifacts/CONTENT_TAGS: `<promoted ref> <content tag ref>` for each content tag \
+(spec tags:) that names a promoted image's digest (the repository's tags matching the \
+templates, one HEAD each).\n\n\
 One read round (sources and targets), then the plan (logged before any write): targets \
 already holding their source's digest are left alone (a rerun completes a promotion), \
 existing targets are moved first, NEW targets last, since a new tag cannot be taken back \

@@ -17,6 +17,8 @@ pub struct InfoOutput {
     /// Otherwise: the error output and exit code, or why it could not run.
     pub text: String,
     pub ok: bool,
+    /// The standard output alone (empty when the command could not run).
+    pub stdout: String,
 }
 
 /// Run `cmds` through `/bin/sh -c` in one container of `image_ref` (kept alive by a
@@ -53,6 +55,7 @@ async fn run(
                 command: c.command.clone(),
                 text: why.clone(),
                 ok: false,
+                stdout: String::new(),
             })
             .collect::<Vec<_>>()
     };
@@ -76,19 +79,20 @@ async fn run(
     };
     let mut out = Vec::new();
     for c in cmds {
-        let text_ok = match bounded(deadline, cancel, exec(&container, &c.command))
+        let (text, ok, stdout) = match bounded(deadline, cancel, exec(&container, &c.command))
             .await
             .unwrap_or_else(Err)
         {
             Ok(v) => v,
-            Err(Stop::Error(m)) => (format!("could not run: {m}"), false),
+            Err(Stop::Error(m)) => (format!("could not run: {m}"), false, String::new()),
             Err(stop) => return Err(stop),
         };
         out.push(InfoOutput {
             description: c.description.clone(),
             command: c.command.clone(),
-            text: text_ok.0,
-            ok: text_ok.1,
+            text,
+            ok,
+            stdout,
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), container.rm()).await;
@@ -98,7 +102,7 @@ async fn run(
 async fn exec(
     c: &testcontainers::ContainerAsync<testcontainers::GenericImage>,
     command: &str,
-) -> Result<(String, bool), Stop> {
+) -> Result<(String, bool, String), Stop> {
     let err = |e: testcontainers::TestcontainersError| Stop::Error(e.to_string());
     let mut r = c
         .exec(ExecCommand::new(["/bin/sh", "-c", command]))
@@ -117,14 +121,14 @@ async fn exec(
     }
     let code = code.unwrap_or(-1);
     if code == 0 {
-        let mut text = stdout;
+        let mut text = stdout.clone();
         if !stderr.trim().is_empty() {
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
             text.push_str(&stderr);
         }
-        Ok((text, true))
+        Ok((text, true, stdout))
     } else {
         let mut text = format!("exit code {code}\n");
         text.push_str(&stderr);
@@ -134,6 +138,6 @@ async fn exec(
             }
             text.push_str(&stdout);
         }
-        Ok((text, false))
+        Ok((text, false, stdout))
     }
 }

@@ -5,6 +5,7 @@ pub mod history;
 pub mod info;
 pub mod registry;
 
+use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
 use crate::naming::page_name;
 use crate::spec::Spec;
 use anyhow::Context;
@@ -29,6 +30,8 @@ pub struct PageOptions {
     /// Bound on running the info commands (container start included).
     pub timeout: Duration,
     pub cancel: CancellationToken,
+    /// The image's content tags (`tags:`), listed in a section of their own.
+    pub content_tags: Vec<ContentTag>,
 }
 
 impl Default for PageOptions {
@@ -39,6 +42,7 @@ impl Default for PageOptions {
             registry: RegistryAccess::default(),
             timeout: Duration::from_secs(30 * 60),
             cancel: CancellationToken::new(),
+            content_tags: vec![],
         }
     }
 }
@@ -74,7 +78,38 @@ pub async fn build_page(
     let infos = info::run_info_commands(image_ref, &cmds, opts.timeout, &opts.cancel)
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
-    Ok(render(image_ref, &meta.digest, &rows, &infos))
+    let mut page = render(image_ref, &meta.digest, &rows, &infos);
+    page.push_str(&content_tags_section(&opts.content_tags));
+    Ok(page)
+}
+
+/// The `## Content Tags` section (empty text without content tags): each tag, the digest
+/// it names and what the build did with it.
+pub fn content_tags_section(tags: &[ContentTag]) -> String {
+    if tags.is_empty() {
+        return String::new();
+    }
+    let mut md =
+        String::from("\n## Content Tags\n\n| Tag | Digest | State |\n|-----|--------|-------|\n");
+    for t in tags {
+        let state = match (t.state, &t.previous) {
+            (ContentTagState::Kept, _) => {
+                "kept: names another image, this build did not get it".to_string()
+            }
+            (ContentTagState::Moved, Some(p)) => format!("moved from `{p}`"),
+            (s, _) => s.name().to_string(),
+        };
+        md.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            t.tag,
+            t.digest
+                .as_deref()
+                .map(|d| format!("`{d}`"))
+                .unwrap_or_else(|| "-".into()),
+            cell(&state)
+        ));
+    }
+    md
 }
 
 /// Write the page to `out_dir/<page>.md` (and the wiki folder); the paths written.
@@ -267,12 +302,14 @@ mod tests {
                 command: "x".into(),
                 text: "one\n".into(),
                 ok: true,
+                stdout: "one\n".into(),
             },
             InfoOutput {
                 description: "Long".into(),
                 command: "y".into(),
-                text: long,
+                text: long.clone(),
                 ok: true,
+                stdout: long,
             },
         ];
         let md = render("r:t", "sha256:0", &[], &infos);

@@ -41,6 +41,10 @@ pub struct ImageJobContext<'a> {
     pub cancel: CancellationToken,
     /// Set when BuildKit could not be reached during the run: the run then exits 2.
     pub service_error: std::sync::Mutex<Option<String>>,
+    /// The commit built (content tags' `{commit}`).
+    pub commit: String,
+    /// When the run started (content tags' `{date}`).
+    pub build_time: chrono::DateTime<chrono::Utc>,
 }
 
 impl ImageJobContext<'_> {
@@ -206,6 +210,11 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         // Children build FROM this digest, tagged or not.
         ctx.record_digest(&planned.key, d);
     }
+    let Some(content_tags) =
+        crate::content_tags::publish::compute_step(ctx, &image.tags, &test_ref, report).await
+    else {
+        return;
+    };
 
     if ctx.push && ctx.cancel.is_cancelled() {
         report.fail(Step::Push, "interrupted: nothing was pushed");
@@ -246,6 +255,17 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             }
         }
 
+        if !crate::content_tags::publish::publish_step(
+            ctx,
+            &image.image_name,
+            &content_tags,
+            report,
+        )
+        .await
+        {
+            return;
+        }
+
         let page_opts = PageOptions {
             out_dir: ctx.dirs.manifests(),
             wiki_dir: Some(ctx.dirs.wiki()),
@@ -255,6 +275,7 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             },
             timeout: ctx.test_timeout,
             cancel: ctx.cancel.clone(),
+            content_tags: report.content_tags.clone(),
         };
         // A failed page is recorded in the report by run_step; it is the last step.
         report

@@ -31,6 +31,10 @@ pub struct RunOptions {
     pub dirs: ArtifactDirs,
     pub test_timeout: Duration,
     pub insecure_registries: Vec<String>,
+    /// When the run started: content tags' `{date}`, the build history's month and time.
+    pub build_time: chrono::DateTime<chrono::Utc>,
+    /// At most this many manifest pages stay in the wiki folder (the oldest go).
+    pub wiki_max_pages: usize,
 }
 
 /// What a run did.
@@ -121,6 +125,8 @@ pub async fn run(
         test_timeout: opts.test_timeout,
         cancel,
         service_error: std::sync::Mutex::new(None),
+        commit: plan.head.clone(),
+        build_time: opts.build_time,
     };
     let gha = GithubActions::from_env();
     let full_name = |key: &str| {
@@ -160,6 +166,14 @@ pub async fn run(
         |key| spec.image(key).and_then(|i| i.depend_on.clone()),
         gha.as_ref(),
     )?;
+    crate::build_history::after_build(
+        &opts.dirs,
+        opts.build_time,
+        &plan.head,
+        &plan.tag,
+        images.iter().filter_map(|s| s.result.outcome()),
+        opts.wiki_max_pages,
+    );
     let service_error = ctx
         .service_error
         .into_inner()
@@ -248,6 +262,10 @@ fn announce(ev: &Event<'_, ImageReport>, full: &str, actions: bool, dirs: &Artif
             let _ = writeln!(err, "{}", github::end_group());
             if let Some(a) = report::progress::failure_annotation(outcome) {
                 let _ = writeln!(err, "{a}");
+            }
+            // A content tag kept on another digest: a warning annotation, not a failure.
+            for w in &outcome.warnings {
+                let _ = write!(err, "{}", github::warning(&outcome.key, w));
             }
         }
         _ => {

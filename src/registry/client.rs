@@ -497,6 +497,46 @@ impl RegistryClient {
             .unwrap_or_else(|| m.digest.clone()))
     }
 
+    /// Every tag of `r`'s repository (`GET /v2/<name>/tags/list`, following the `Link`
+    /// header's next pages). Empty when the repository does not exist.
+    pub async fn list_tags(&self, r: &ImageRef) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let t = self.opts.retry.request_timeout;
+        let mut url = self.url(r, "tags/list?n=1000");
+        let mut out = vec![];
+        loop {
+            let resp = self
+                .send(r, &[pull(r)], "GET", Some(t), |h| h.get(&url))
+                .await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => return Ok(out),
+                _ => return Err(self.fail(r, "GET of the tag list", resp).await),
+            }
+            // `Link: </v2/<name>/tags/list?last=x&n=1000>; rel="next"`
+            let next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .filter(|l| l.contains("rel=\"next\""))
+                .and_then(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_string()));
+            let page: Page = resp.json().await.map_err(|e| RegistryError::Invalid {
+                reference: r.to_string(),
+                reason: format!("unreadable tag list: {}", e.without_url()),
+            })?;
+            out.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) if n.starts_with('/') => url = format!("{}{n}", self.base(r.api_host())),
+                Some(n) => url = n,
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// DELETE a tag. `Ok(Err("HTTP <status> (<registry's reason>)"))` when the registry
     /// refuses deleting tags (GHCR answers 405; Distribution 2.8 only deletes by digest).
     pub async fn delete_tag(&self, r: &ImageRef) -> Result<Result<(), String>, RegistryError> {

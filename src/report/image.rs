@@ -18,6 +18,8 @@ pub enum Step {
     BasicTests,
     Push,
     IntegrationTests,
+    /// Content tags (`tags:`): computed after the basic tests, pushed after the last test.
+    ContentTags,
     Manifest,
     Prune,
 }
@@ -30,6 +32,7 @@ impl Step {
             Step::BasicTests => "basic-tests",
             Step::Push => "push",
             Step::IntegrationTests => "integration-tests",
+            Step::ContentTags => "content-tags",
             Step::Manifest => "manifest",
             Step::Prune => "prune",
         }
@@ -115,6 +118,13 @@ pub struct ImageReport {
     pub tests: TestResults,
     /// Bytes the prune step reclaimed (images with `prune: true`).
     pub reclaimed_bytes: Option<u64>,
+    /// The content tags (`tags:` in the spec): which tag names which digest, and what the
+    /// build did (created, unchanged, kept on another digest, moved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_tags: Vec<crate::content_tags::publish::Record>,
+    /// What did not fail the image but needs a look (a content tag kept on another digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Seconds with millisecond precision (so artifacts do not carry float noise).
@@ -139,6 +149,8 @@ impl ImageReport {
             seconds: 0.0,
             tests: TestResults::default(),
             reclaimed_bytes: None,
+            content_tags: vec![],
+            warnings: vec![],
         }
     }
 
@@ -195,6 +207,14 @@ impl ImageReport {
                 (true, false) => "built and tested (not pushed)".into(),
                 _ => "done".into(),
             };
+            if !self.warnings.is_empty() {
+                let n = self.warnings.len();
+                self.message = format!(
+                    "{} ({n} warning{})",
+                    self.message,
+                    if n == 1 { "" } else { "s" }
+                );
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! to date), as a markdown table (GITHUB_STEP_SUMMARY) and as a terminal table.
 
 use super::image::{ImageReport, Step, TestCounts};
+use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
 use crate::pipeline::schedule::{Scheduled, ScheduledImage};
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub struct SummaryRow {
     pub total: Option<Duration>,
     pub basic: Option<TestCounts>,
     pub integration: Option<TestCounts>,
+    /// The image's content tags and what the build did with them.
+    pub content_tags: Vec<ContentTag>,
+    /// Warnings that did not fail the image (a content tag kept on another digest).
+    pub warnings: Vec<String>,
 }
 
 impl SummaryRow {
@@ -72,6 +77,8 @@ impl SummaryRow {
             total: None,
             basic: None,
             integration: None,
+            content_tags: vec![],
+            warnings: vec![],
         };
         match &scheduled.result {
             Scheduled::UpToDate => {}
@@ -99,6 +106,8 @@ impl SummaryRow {
                 row.total = Some(*took);
                 row.basic = r.tests.basic.clone();
                 row.integration = r.tests.integration.clone();
+                row.content_tags = r.content_tags.clone();
+                row.warnings = r.warnings.clone();
             }
         }
         row
@@ -221,11 +230,55 @@ pub fn markdown_with_pictures(
             }
         }
     }
+    let tagged: Vec<&SummaryRow> = rows.iter().filter(|r| !r.content_tags.is_empty()).collect();
+    if !tagged.is_empty() {
+        out.push_str("\nContent tags:\n\n");
+        for r in tagged {
+            for t in &r.content_tags {
+                out.push_str(&format!(
+                    "- `{}:{}` {}\n",
+                    r.repository,
+                    t.tag,
+                    md_cell(&tag_state(t))
+                ));
+            }
+        }
+    }
+    for r in rows {
+        for w in &r.warnings {
+            out.push_str(&format!("\n⚠️ **{}**: {}\n", r.key, md_cell(w)));
+        }
+    }
     if let Some(gantt) = gantt {
         out.push_str("\n#### When the steps ran\n\n");
         out.push_str(&crate::mermaid::fenced(gantt));
     }
     out
+}
+
+/// What happened to a content tag, in words: `created sha256:0123456789ab`,
+/// `KEPT on sha256:... (another image; this build did not get it)`.
+pub fn tag_state(t: &ContentTag) -> String {
+    let d = t
+        .digest
+        .as_deref()
+        .map(short_digest)
+        .unwrap_or_else(|| "-".into());
+    match t.state {
+        ContentTagState::NotPushed => "not pushed".into(),
+        ContentTagState::Created => format!("created -> {d}"),
+        ContentTagState::Unchanged => format!("unchanged -> {d}"),
+        ContentTagState::Kept => {
+            format!("KEPT -> {d} (names another image; content tags never move)")
+        }
+        ContentTagState::Moved => format!(
+            "moved -> {d} (was {}; moving: true)",
+            t.previous
+                .as_deref()
+                .map(short_digest)
+                .unwrap_or_else(|| "-".into())
+        ),
+    }
 }
 
 /// The terminal table: aligned columns, the digest shortened, then the counts line.
@@ -275,6 +328,20 @@ pub fn terminal(rows: &[SummaryRow]) -> String {
     }
     out.push_str(&counts_line(rows));
     out.push('\n');
+    let tagged: Vec<&SummaryRow> = rows.iter().filter(|r| !r.content_tags.is_empty()).collect();
+    if !tagged.is_empty() {
+        out.push_str("content tags:\n");
+        for r in tagged {
+            for t in &r.content_tags {
+                out.push_str(&format!("  {}:{}  {}\n", r.repository, t.tag, tag_state(t)));
+            }
+        }
+    }
+    for r in rows {
+        for w in &r.warnings {
+            out.push_str(&format!("warning: {}: {w}\n", r.key));
+        }
+    }
     out
 }
 
@@ -374,6 +441,74 @@ mod tests {
 "
         );
         assert_eq!(md, expected);
+    }
+
+    #[test]
+    fn content_tags_and_warnings_below_the_tables() {
+        let mut s = ran("service", true);
+        if let Scheduled::Ran { outcome, .. } = &mut s.result {
+            let d = |c: &str| Some(format!("sha256:{}", c.repeat(64)));
+            outcome.content_tags = vec![
+                ContentTag {
+                    tag: "python-3.11.2".into(),
+                    digest: d("a"),
+                    state: ContentTagState::Created,
+                    moving: false,
+                    previous: None,
+                },
+                ContentTag {
+                    tag: "python-3.11".into(),
+                    digest: d("b"),
+                    state: ContentTagState::Kept,
+                    moving: false,
+                    previous: None,
+                },
+                ContentTag {
+                    tag: "latest".into(),
+                    digest: d("a"),
+                    state: ContentTagState::Moved,
+                    moving: true,
+                    previous: d("c"),
+                },
+            ];
+            outcome.warnings = vec!["content tag x:python-3.11 already names b".into()];
+        }
+        let rows = vec![SummaryRow::from_scheduled(
+            &format!("{REPO}/service"),
+            "2026.3-main",
+            &s,
+        )];
+        let t = terminal(&rows);
+        assert!(
+            t.contains(&format!(
+                "content tags:\n  {REPO}/service:python-3.11.2  created -> sha256:aaaaaaaaaaaa\n"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!(
+            "  {REPO}/service:python-3.11  KEPT -> sha256:bbbbbbbbbbbb (names another image; content tags never move)\n"
+        )), "{t}");
+        assert!(
+            t.contains(
+                "latest  moved -> sha256:aaaaaaaaaaaa (was sha256:cccccccccccc; moving: true)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("warning: service: content tag x:python-3.11 already names b\n"),
+            "{t}"
+        );
+        let md = markdown("t", &rows);
+        assert!(
+            md.contains(&format!(
+                "- `{REPO}/service:python-3.11.2` created -> sha256:aaaaaaaaaaaa\n"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains("⚠️ **service**: content tag x:python-3.11 already names b"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -99,6 +99,9 @@ struct RawSpec {
     changes: Option<RawChanges>,
     #[serde(default)]
     cache: Option<RawCache>,
+    /// Content tag templates (see crate::content_tags).
+    #[serde(default)]
+    tags: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -141,6 +144,9 @@ struct RawImage {
     tests: Option<TestSpec>,
     #[serde(default)]
     cache: Option<RawCache>,
+    /// Content tag templates (see crate::content_tags).
+    #[serde(default)]
+    tags: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -324,6 +330,15 @@ impl Spec {
             }
         };
 
+        // Content tags: the stack's list, which an image's own `tags:` replaces.
+        let stack_tags = match &raw.tags {
+            Some(v) => crate::content_tags::parse_list(v, "tags").unwrap_or_else(|errs| {
+                let here = at(line_of_key(text, "tags", 0));
+                problems.extend(errs.into_iter().map(|e| format!("{here}: {e}")));
+                vec![]
+            }),
+            None => vec![],
+        };
         let indent = image_indent(text);
         // One pass over the text for every key's line (a search per image made loading
         // 8,000 images take seconds).
@@ -380,6 +395,19 @@ impl Spec {
                         problems.push(format!("{}: image `{key}`: {e}", at(line)));
                         CacheSpec::default()
                     });
+                    let tags = match &ri.tags {
+                        Some(v) => {
+                            crate::content_tags::parse_list(v, &format!("images.{key}.tags"))
+                                .unwrap_or_else(|errs| {
+                                    problems.extend(
+                                        errs.into_iter()
+                                            .map(|e| format!("{}: image `{key}`: {e}", at(line))),
+                                    );
+                                    vec![]
+                                })
+                        }
+                        None => stack_tags.clone(),
+                    };
                     images.insert(
                         key.clone(),
                         ImageSpec {
@@ -393,6 +421,7 @@ impl Spec {
                             prepull: ri.prepull,
                             tests: ri.tests.unwrap_or_default(),
                             cache,
+                            tags,
                             line,
                         },
                     );

@@ -49,6 +49,8 @@ pub struct ImageSpec {
     pub tests: TestSpec,
     /// Where its build cache goes and comes from (`cache:`, the stack's merged with its own).
     pub cache: super::CacheSpec,
+    /// Content tag templates (`tags:`): the image's own list, else the stack's.
+    pub tags: Vec<crate::content_tags::TagTemplate>,
     /// The 1-based line of the image's key in the spec file, for messages.
     pub line: Option<usize>,
 }

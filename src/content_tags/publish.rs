@@ -1,0 +1,281 @@
+//! One image's content tags in `stackctl build`.
+//!
+//! - [`compute_step`], right after the basic tests: the templates' commands run in one
+//!   container of the tested image, the tags are rendered and checked. A bad value fails
+//!   the image before it gets any tag (so no tag has to be taken back).
+//! - [`publish_step`], once the image passed every test and has its tag: each content tag
+//!   is a manifest PUT of the tested digest (`<repository>@<digest>`, no data moves), read
+//!   back before it is reported. An existing tag that names another digest is kept,
+//!   unless its template says `moving: true`; the image is not failed, it gets a warning.
+
+use super::{reserved_reason, TagTemplate, Values};
+use crate::manifest_page::info::run_info_commands;
+use crate::pipeline::image::ImageJobContext;
+use crate::registry::{ImageRef, RegistryClient};
+use crate::report::{ImageReport, Step};
+use crate::spec::InfoCmd;
+use anyhow::{anyhow, Context as _};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What happened to one content tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Computed, but the run pushes nothing (`--no-push`), or the image stopped before.
+    NotPushed,
+    /// The tag did not exist; it names this build now.
+    Created,
+    /// The tag already named this build's digest.
+    Unchanged,
+    /// The tag names another digest and does not move: it was left as it is.
+    Kept,
+    /// A `moving: true` tag moved from another digest to this build.
+    Moved,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::NotPushed => "not-pushed",
+            State::Created => "created",
+            State::Unchanged => "unchanged",
+            State::Kept => "kept",
+            State::Moved => "moved",
+        }
+    }
+}
+
+/// One content tag of an image, as the artifacts record it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The tag alone (`python-3.11`); the repository is the image's.
+    pub tag: String,
+    /// The digest the tag names now. For `kept`: the other image it still names.
+    pub digest: Option<String>,
+    pub state: State,
+    /// Whether its template says `moving: true`.
+    #[serde(default)]
+    pub moving: bool,
+    /// For `moved`: the digest it named before this build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+}
+
+/// A rendered tag, before it is pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub tag: String,
+    pub moving: bool,
+}
+
+/// Run the templates' commands in one container of `image_ref` and render the tags
+/// (one per distinct tag; a tag two templates give moves only if both say so).
+/// `prefix` is the spec's tag prefix: a tag in stackctl's own namespace is refused.
+pub async fn compute(
+    image_ref: &str,
+    templates: &[TagTemplate],
+    commit: &str,
+    date: &str,
+    prefix: &str,
+    timeout: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<Rendered>> {
+    let mut commands: Vec<&str> = vec![];
+    for t in templates {
+        for c in t.template.commands() {
+            if !commands.contains(&c) {
+                commands.push(c);
+            }
+        }
+    }
+    let cmds: Vec<InfoCmd> = commands
+        .iter()
+        .map(|c| InfoCmd {
+            description: "content tag".into(),
+            command: c.to_string(),
+        })
+        .collect();
+    let outs = run_info_commands(image_ref, &cmds, timeout, cancel)
+        .await
+        .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
+    let outputs: HashMap<String, Result<String, String>> = outs
+        .into_iter()
+        .map(|o| {
+            let v = if o.ok { Ok(o.stdout) } else { Err(o.text) };
+            (o.command, v)
+        })
+        .collect();
+    let values = Values {
+        commit,
+        date,
+        outputs: &outputs,
+    };
+    let mut out: Vec<Rendered> = vec![];
+    for t in templates {
+        let tag = t.template.render(&values).map_err(|e| anyhow!(e))?;
+        if let Some(why) = reserved_reason(&tag, prefix) {
+            anyhow::bail!(
+                "tag template {:?} gives {why}: a content tag cannot be one of the tags stackctl manages",
+                t.template.source
+            );
+        }
+        match out.iter_mut().find(|r| r.tag == tag) {
+            Some(r) => r.moving &= t.moving,
+            None => out.push(Rendered {
+                tag,
+                moving: t.moving,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Push `tags` for the tested `<repository>@<digest>`; returns the records and the
+/// warnings (one per tag kept on another digest).
+pub async fn publish(
+    client: &RegistryClient,
+    repository: &str,
+    digest: &str,
+    tags: &[Rendered],
+) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
+    let mut records = vec![];
+    let mut warnings = vec![];
+    for r in tags {
+        let full = format!("{repository}:{}", r.tag);
+        let dst = ImageRef::parse(&full)?;
+        let before = client
+            .head_manifest(&dst)
+            .await
+            .with_context(|| format!("checking {full}"))?
+            .map(|d| d.digest);
+        let (state, previous) = match &before {
+            Some(d) if d == digest => (State::Unchanged, None),
+            Some(other) if !r.moving => {
+                let w = format!(
+                    "content tag {full} already names {other}, not this build ({digest}): kept \
+                     there (content tags never move; `moving: true` lets one follow new builds)"
+                );
+                tracing::warn!("{w}");
+                warnings.push(w);
+                records.push(Record {
+                    tag: r.tag.clone(),
+                    digest: Some(other.clone()),
+                    state: State::Kept,
+                    moving: false,
+                    previous: None,
+                });
+                continue;
+            }
+            Some(other) => (State::Moved, Some(other.clone())),
+            None => (State::Created, None),
+        };
+        if state != State::Unchanged {
+            client
+                .retag(&src, &dst)
+                .await
+                .with_context(|| format!("tagging {src} as {full}"))?;
+        }
+        // Read back: the registry has no transactions; another run may have written it.
+        let now = client
+            .head_manifest(&dst)
+            .await
+            .with_context(|| format!("reading back {full}"))?
+            .map(|d| d.digest);
+        if now.as_deref() != Some(digest) {
+            anyhow::bail!(
+                "{full} names {} after tagging, not the tested {digest} (another run tagged it?)",
+                now.as_deref().unwrap_or("nothing")
+            );
+        }
+        if state == State::Moved {
+            tracing::info!(
+                "content tag {full} moved from {} to {digest} (moving: true)",
+                previous.as_deref().unwrap_or_default()
+            );
+        }
+        records.push(Record {
+            tag: r.tag.clone(),
+            digest: Some(digest.to_string()),
+            state,
+            moving: r.moving,
+            previous,
+        });
+    }
+    Ok((records, warnings))
+}
+
+/// The build's step after the basic tests: compute the image's content tags in the tested
+/// image `test_ref`, record them as not pushed yet. None: the image failed (recorded).
+pub async fn compute_step(
+    ctx: &ImageJobContext<'_>,
+    templates: &[TagTemplate],
+    test_ref: &str,
+    report: &mut ImageReport,
+) -> Option<Vec<Rendered>> {
+    if templates.is_empty() {
+        return Some(vec![]);
+    }
+    let commit: String = ctx.commit.chars().take(7).collect();
+    let date = ctx.build_time.format("%Y-%m-%d").to_string();
+    let rendered = report
+        .run_step(
+            Step::ContentTags,
+            compute(
+                test_ref,
+                templates,
+                &commit,
+                &date,
+                &ctx.spec.tag_prefix,
+                ctx.test_timeout,
+                &ctx.cancel,
+            ),
+        )
+        .await?;
+    report.content_tags = rendered
+        .iter()
+        .map(|r| Record {
+            tag: r.tag.clone(),
+            digest: None,
+            state: State::NotPushed,
+            moving: r.moving,
+            previous: None,
+        })
+        .collect();
+    Some(rendered)
+}
+
+/// The build's step once the image has its tag: push its content tags. False: failed
+/// (recorded in the report).
+pub async fn publish_step(
+    ctx: &ImageJobContext<'_>,
+    repository: &str,
+    tags: &[Rendered],
+    report: &mut ImageReport,
+) -> bool {
+    if tags.is_empty() {
+        return true;
+    }
+    let Some(digest) = report.digest.clone() else {
+        report.fail(
+            Step::ContentTags,
+            "content tags: the pushed digest is not known",
+        );
+        return false;
+    };
+    match report
+        .run_step(
+            Step::ContentTags,
+            publish(ctx.registry, repository, &digest, tags),
+        )
+        .await
+    {
+        Some((records, warnings)) => {
+            report.content_tags = records;
+            report.warnings.extend(warnings);
+            true
+        }
+        None => false,
+    }
+}
