@@ -137,15 +137,34 @@ pub async fn push(local: &str, host: &str, repo: &str, tag: &str, keep_local: bo
     )
     .await
     .expect("tag");
-    let mut s = d.push_image(
-        &target,
-        Some(PushImageOptionsBuilder::new().tag(tag).build()),
-        None,
-    );
-    while let Some(r) = s.next().await {
-        let info = r.expect("push");
-        if let Some(e) = info.error_detail {
-            panic!("push of {target}:{tag} failed: {e:?}");
+    // The engine's progress stream is cut now and then when several tests push at once
+    // ("bytes remaining on stream"); a push is idempotent, so it is tried again.
+    for attempt in 1..=3 {
+        let mut s = d.push_image(
+            &target,
+            Some(PushImageOptionsBuilder::new().tag(tag).build()),
+            None,
+        );
+        let mut cut = None;
+        while let Some(r) = s.next().await {
+            match r {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail {
+                        panic!("push of {target}:{tag} failed: {e:?}");
+                    }
+                }
+                Err(e) => {
+                    cut = Some(e);
+                    break;
+                }
+            }
+        }
+        match cut {
+            None => break,
+            Some(e) if attempt < 3 => {
+                eprintln!("push of {target}:{tag}: {e}; trying again");
+            }
+            Some(e) => panic!("push of {target}:{tag}: {e}"),
         }
     }
     let full = format!("{target}:{tag}");
