@@ -115,6 +115,15 @@ pub struct ImageReport {
     pub tests: TestResults,
     /// Bytes the prune step reclaimed (images with `prune: true`).
     pub reclaimed_bytes: Option<u64>,
+    /// The BuildKit node that built it (or last tried to), e.g. `tcp://buildkitd-1:1234 (TLS)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// BuildKit nodes lost during its build, before it was built again on `builder`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_builders: Vec<String>,
+    /// This attempt failed because its node was lost (the scheduler may run it again).
+    #[serde(skip)]
+    pub node_lost: bool,
 }
 
 /// Seconds with millisecond precision (so artifacts do not carry float noise).
@@ -139,6 +148,9 @@ impl ImageReport {
             seconds: 0.0,
             tests: TestResults::default(),
             reclaimed_bytes: None,
+            builder: None,
+            lost_builders: vec![],
+            node_lost: false,
         }
     }
 
@@ -223,6 +235,10 @@ impl ImageReport {
 impl Outcome for ImageReport {
     fn succeeded(&self) -> bool {
         self.success
+    }
+
+    fn node_lost(&self) -> bool {
+        !self.success && self.node_lost
     }
 }
 
