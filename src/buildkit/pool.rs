@@ -118,18 +118,22 @@ pub async fn connect_pool(addrs: &[Address]) -> anyhow::Result<Pool> {
     for (addr, r) in addrs.iter().zip(tried) {
         match r {
             Ok(c) => nodes.push(c),
-            Err(e) => {
-                tracing::warn!("BuildKit node {addr} is left out of this run: {e:#}");
-                down.push(format!("{e:#}"));
-            }
+            Err(e) => down.push((addr, format!("{e:#}"))),
         }
     }
     if nodes.is_empty() {
+        // One line naming every node (each message names its address).
         bail!(
             "none of the {} BuildKit nodes answers: {}",
             addrs.len(),
-            down.join("; ")
+            down.iter()
+                .map(|(_, e)| e.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
+    }
+    for (addr, e) in &down {
+        tracing::warn!("BuildKit node {addr} is left out of this run: {e}");
     }
     if !down.is_empty() {
         tracing::info!(

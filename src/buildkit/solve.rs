@@ -351,11 +351,14 @@ fn failure_message(
     // BuildKit gone (the connection dropped, the daemon died) is a service problem, not a
     // failed Dockerfile, whenever it happens.
     if status.code() == Code::Unavailable || connection_lost(status) {
+        let cause = std::error::Error::source(status)
+            .map(super::transport::flatten)
+            .unwrap_or_else(|| msg.clone());
         return BuildError::NodeLost(format!(
-            "image {}: the connection to BuildKit at {} was lost during the build: {}",
+            "image {}: the connection to BuildKit at {} was lost during the build ({})",
             req.label,
             address,
-            one_line(&super::transport::flatten(status))
+            one_line(&cause)
         ));
     }
     if status.code() == Code::Unimplemented && progress.steps.is_empty() {
