@@ -761,8 +761,34 @@ fn pool_spreads_siblings_and_a_child_follows_its_parent() {
     };
     let (reg, ex) = setup();
     let out = tempfile::tempdir().unwrap();
-    let args = pool_args(&a, &b, tls.path());
+    // A third node that does not answer: left out with a warning, the run goes on.
+    let dead = format!("tcp://127.0.0.1:{}", support::free_port());
+    let mut args = pool_args(&a, &b, tls.path());
+    args.extend(["--buildkit".to_string(), dead.clone()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // `buildkit info` prints every node that answers.
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .args(["buildkit", "info", "--json"])
+        .args(&args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let info: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shown: Vec<&str> = info
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {info}"))
+        .iter()
+        .map(|n| n["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, vec![node_name(&a), node_name(&b)], "{err}");
+    assert!(
+        err.contains(&format!("BuildKit node {dead} is left out of this run")),
+        "{err}"
+    );
+
     let (code, summary, stderr) = build_through(
         &ex,
         out.path(),
@@ -771,6 +797,10 @@ fn pool_spreads_siblings_and_a_child_follows_its_parent() {
         &[],
     );
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("BuildKit node {dead} is left out of this run")),
+        "{stderr}"
+    );
     let tag = format!("{PREFIX}-{BRANCH}");
     let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
     for k in KEYS {
