@@ -86,15 +86,6 @@ pub enum BuildError {
     NodeLost(String),
 }
 
-impl BuildError {
-    /// The message, whatever the kind.
-    pub fn message(&self) -> &str {
-        match self {
-            BuildError::Failed(m) | BuildError::Unavailable(m) | BuildError::NodeLost(m) => m,
-        }
-    }
-}
-
 /// The frontend attributes of a request.
 pub fn frontend_attrs(req: &BuildRequest) -> HashMap<String, String> {
     let mut a = HashMap::new();
