@@ -1015,3 +1015,268 @@ fn content_tags_through_buildkitd_name_the_tested_digest() {
     );
     remove_engine_images_of(&reg.host());
 }
+
+// ---- A pool of two buildkitd nodes, each with its own root and its own CA
+// (--buildkit-tls-dir): which node builds what, a node lost during a build, none answering.
+
+/// Two buildkitds for `test`, and a `--buildkit-tls-dir` holding both nodes' client files.
+fn two_nodes(
+    test: &str,
+) -> Option<(
+    support::buildkitd::Buildkitd,
+    support::buildkitd::Buildkitd,
+    tempfile::TempDir,
+)> {
+    let a = support::buildkitd::Buildkitd::start(test)?;
+    let b = support::buildkitd::Buildkitd::start(test).expect("one started already");
+    let tls = tempfile::tempdir().unwrap();
+    a.write_tls_dir(tls.path());
+    b.write_tls_dir(tls.path());
+    Some((a, b, tls))
+}
+
+/// `--buildkit A --buildkit B --buildkit-tls-dir DIR`.
+fn pool_args(
+    a: &support::buildkitd::Buildkitd,
+    b: &support::buildkitd::Buildkitd,
+    tls: &Path,
+) -> Vec<String> {
+    vec![
+        "--buildkit".into(),
+        a.tcp.clone(),
+        "--buildkit".into(),
+        b.tcp.clone(),
+        "--buildkit-tls-dir".into(),
+        tls.to_string_lossy().into_owned(),
+    ]
+}
+
+/// How the artifacts name a node (`builder:`): its address, TLS.
+fn node_name(node: &support::buildkitd::Buildkitd) -> String {
+    format!("{} (TLS)", node.tcp)
+}
+
+fn builder_of(out: &Path, full: &str) -> String {
+    artifact(out, full)["builder"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{full}: no builder in its artifact"))
+        .to_string()
+}
+
+#[test]
+fn pool_spreads_siblings_and_a_child_follows_its_parent() {
+    let Some((a, b, tls)) = two_nodes("pool_spreads_siblings_and_a_child_follows_its_parent")
+    else {
+        return;
+    };
+    let (reg, ex) = setup();
+    let out = tempfile::tempdir().unwrap();
+    // A third node that does not answer: left out with a warning, the run goes on.
+    let dead = format!("tcp://127.0.0.1:{}", support::free_port());
+    let mut args = pool_args(&a, &b, tls.path());
+    args.extend(["--buildkit".to_string(), dead.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // `buildkit info` prints every node that answers.
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .args(["buildkit", "info", "--json"])
+        .args(&args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let info: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shown: Vec<&str> = info
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {info}"))
+        .iter()
+        .map(|n| n["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, vec![node_name(&a), node_name(&b)], "{err}");
+    assert!(
+        err.contains(&format!("BuildKit node {dead} is left out of this run")),
+        "{err}"
+    );
+
+    let (code, summary, stderr) = build_through(
+        &ex,
+        out.path(),
+        &args,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("BuildKit node {dead} is left out of this run")),
+        "{stderr}"
+    );
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
+    for k in KEYS {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+    }
+    let nodes = [node_name(&a), node_name(&b)];
+    let base = builder_of(out.path(), &full("base"));
+    assert!(nodes.contains(&base), "{base} is one of {nodes:?}");
+    // analysis comes first: base's node is idle, it goes there; service, its sibling
+    // started at the same time, goes to the other node.
+    assert_eq!(
+        builder_of(out.path(), &full("analysis")),
+        base,
+        "a child goes to its parent's node when that node is free"
+    );
+    let service = builder_of(out.path(), &full("service"));
+    assert!(nodes.contains(&service) && service != base, "{service}");
+    let run_log = read(out.path().join("logs/run.log"));
+    for (k, node) in [("base", &base), ("analysis", &base), ("service", &service)] {
+        assert!(
+            run_log.contains(&format!("[{k}] builds on BuildKit node {node}")),
+            "{k}:\n{run_log}"
+        );
+    }
+    remove_engine_images_of(&reg.host());
+}
+
+#[test]
+fn a_node_killed_during_a_build_moves_its_image_and_the_run_succeeds() {
+    let Some((mut a, mut b, tls)) =
+        two_nodes("a_node_killed_during_a_build_moves_its_image_and_the_run_succeeds")
+    else {
+        return;
+    };
+    let (reg, ex) = setup();
+    // A slow last step, so that the build is still running when its node is killed.
+    ex.append("images/base/Dockerfile", "RUN sleep 8", "base: a slow step");
+    let out = tempfile::tempdir().unwrap();
+    let stdout = std::fs::File::create(out.path().join("stdout.json")).unwrap();
+    let stderr = std::fs::File::create(out.path().join("stderr.txt")).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+        .current_dir(out.path())
+        .env_remove("GITHUB_ACTIONS")
+        .args(["build", "--json", "--repo"])
+        .arg(ex.path())
+        .args(pool_args(&a, &b, tls.path()))
+        .args(["--branch", BRANCH, "--base", "HEAD"])
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // Which node took base: the run log says so when the build starts.
+    let run_log = out.path().join("logs/run.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let victim = loop {
+        let log = std::fs::read_to_string(&run_log).unwrap_or_default();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("[base] builds on BuildKit node"))
+        {
+            break if line.contains(a.hostport()) {
+                'a'
+            } else {
+                'b'
+            };
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "stackctl ended:\n{log}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "base never started:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (lost, kept) = if victim == 'a' {
+        a.kill();
+        (node_name(&a), node_name(&b))
+    } else {
+        b.kill();
+        (node_name(&b), node_name(&a))
+    };
+    // Bounded: base again (with its sleep) and two children on the node left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stackctl did not end in 10 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let stderr = read(out.path().join("stderr.txt"));
+    let summary: Value = serde_json::from_str(&read(out.path().join("stdout.json")))
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{stderr}"));
+    assert_eq!(status.code(), Some(0), "{summary:#}\n{stderr}");
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
+    for k in KEYS {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        assert_eq!(builder_of(out.path(), &full(k)), kept, "{k}");
+    }
+    let base = artifact(out.path(), &full("base"));
+    assert_eq!(
+        base["lost_builders"],
+        serde_yaml::Value::Sequence(vec![serde_yaml::Value::String(lost.clone())]),
+        "{base:?}"
+    );
+    assert!(
+        stderr.contains("[base]") && stderr.contains("built again on another node"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&lost), "{stderr}");
+    remove_engine_images_of(&reg.host());
+}
+
+#[test]
+fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
+    let ex = ExampleRepo::create("127.0.0.1:5999");
+    let out = tempfile::tempdir().unwrap();
+    let ports = [support::free_port(), support::free_port()];
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out.path())
+        .args(["build", "--no-registry", "--branch", BRANCH, "--repo"])
+        .arg(ex.path())
+        .args(["--buildkit", &format!("tcp://127.0.0.1:{}", ports[0])])
+        .env("BUILDKIT_HOST", "unused-when---buildkit-is-given")
+        .args(["--buildkit", &format!("tcp://127.0.0.1:{}", ports[1])])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let about: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("BuildKit") || l.contains("127.0.0.1"))
+        .collect();
+    assert_eq!(about.len(), 1, "one line:\n{err}");
+    assert!(
+        about[0].contains("none of the 2 BuildKit nodes answers"),
+        "{err}"
+    );
+    for p in ports {
+        assert!(about[0].contains(&format!("127.0.0.1:{p}")), "{err}");
+    }
+
+    // The same list in BUILDKIT_HOST.
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out.path())
+        .args(["build", "--no-registry", "--branch", BRANCH, "--repo"])
+        .arg(ex.path())
+        .env(
+            "BUILDKIT_HOST",
+            format!("tcp://127.0.0.1:{},tcp://127.0.0.1:{}", ports[0], ports[1]),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("none of the 2 BuildKit nodes answers"),
+        "{err}"
+    );
+}

@@ -14,10 +14,12 @@
 //! Concerns, one module each: [`transport`] (addresses, the gRPC channel, the engine's h2c
 //! upgrade), [`context`] (the context walk and `.dockerignore`), [`session`] (file sync, registry
 //! auth), [`solve`] (the Dockerfile frontend request), [`progress`] (live view and build log),
-//! [`push`] (pushing from the engine), [`cache`] (cache exports and imports).
+//! [`push`] (pushing from the engine), [`cache`] (cache exports and imports), [`pool`] (several
+//! buildkitd nodes).
 
 pub mod cache;
 pub mod context;
+pub mod pool;
 pub mod progress;
 pub mod push;
 pub mod session;
@@ -25,6 +27,7 @@ pub mod solve;
 pub mod transport;
 
 pub use cache::{CacheExport, CacheMode, CacheType};
+pub use pool::Pool;
 pub use progress::{Progress, ProgressMode, Step};
 pub use solve::{BuildError, BuildOutcome, BuildRequest};
 pub use transport::{Address, EngineSocket, TlsFiles};

@@ -80,6 +80,10 @@ pub enum BuildError {
     /// to a push (exit 2).
     #[error("{0}")]
     Unavailable(String),
+    /// The connection to BuildKit was lost during the build (the node went away, the
+    /// connection was reset): the build may be tried again on another node. Alone, exit 2.
+    #[error("{0}")]
+    NodeLost(String),
 }
 
 /// The frontend attributes of a request.
@@ -301,7 +305,7 @@ pub async fn build(
                 cache_warning: cache_export_error(progress),
             })
         }
-        Err(status) => Err(failure_message(req, progress, &status)),
+        Err(status) => Err(failure_message(req, client.address(), progress, &status)),
     };
     if let Some(log) = &req.log {
         let header = match &outcome {
@@ -327,14 +331,28 @@ fn cache_export_error(progress: &Progress) -> Option<String> {
 }
 
 /// One clear message for a failed Solve: the image, the step, its last output lines.
-fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Status) -> BuildError {
+fn failure_message(
+    req: &BuildRequest,
+    address: &super::Address,
+    progress: &Progress,
+    status: &tonic::Status,
+) -> BuildError {
     use tonic::Code;
     let msg = status.message().trim().to_string();
     // BuildKit gone (the connection dropped, the daemon died) is a service problem, not a
     // failed Dockerfile, whenever it happens.
-    if status.code() == Code::Unavailable
-        || (status.code() == Code::Unimplemented && progress.steps.is_empty())
-    {
+    if status.code() == Code::Unavailable || connection_lost(status) {
+        let cause = std::error::Error::source(status)
+            .map(super::transport::flatten)
+            .unwrap_or_else(|| msg.clone());
+        return BuildError::NodeLost(format!(
+            "image {}: the connection to BuildKit at {} was lost during the build ({})",
+            req.label,
+            address,
+            one_line(&cause)
+        ));
+    }
+    if status.code() == Code::Unimplemented && progress.steps.is_empty() {
         return BuildError::Unavailable(format!(
             "image {}: BuildKit did not run the build: {}",
             req.label,
@@ -368,6 +386,17 @@ fn failure_message(req: &BuildRequest, progress: &Progress, status: &tonic::Stat
         }
     }
     BuildError::Failed(out)
+}
+
+/// Whether a failed call's status was made on this side from a broken connection (tonic's
+/// "transport error": the peer closed or reset it) rather than sent by BuildKit: a status
+/// BuildKit sends has no source error, one made from a transport failure has.
+fn connection_lost(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unknown | Code::Internal | Code::Cancelled
+    ) && std::error::Error::source(status).is_some()
 }
 
 /// A message on one line, without the wrapping BuildKit adds around the frontend's errors.

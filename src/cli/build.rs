@@ -31,7 +31,12 @@ value fails the image before it gets a tag), pushed after the last test as manif
 of the tested digest; an existing one on another digest is kept (a warning) unless its
 entry says `moving: true`.
 
-Where things run: BuildKit at --buildkit builds. Tests and info commands run in the
+Where things run: BuildKit at --buildkit builds; with several nodes (--buildkit repeated,
+or BUILDKIT_HOST=ADDR,ADDR) an image goes to the node that built its parent in this run
+when that node is idle, else to the node with the fewest images running (--jobs on each
+node); artifacts/<name>.yaml says which (builder). A node that does not answer at the
+start is left out; a node lost during a build has its image built again on another node,
+once; with no node left the run exits 2. Tests and info commands run in the
 Docker engine at DOCKER_HOST (default /var/run/docker.sock). Through the engine's own
 BuildKit the image is tested in the engine and pushed with its API. Through a buildkitd
 (tcp://, unix://) BuildKit pushes the image by digest, without a tag; the engine pulls
@@ -71,7 +76,8 @@ pub struct BuildArgs {
     /// buildkitd the image still goes to its registry by digest (no tag) for the tests.
     #[arg(long)]
     pub no_push: bool,
-    /// At most this many images at a time.
+    /// At most this many images at a time on each BuildKit node (an image holds its node's
+    /// place from its build to its last step).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub jobs: usize,
     /// After a failure, go on with the images that do not descend from it.
@@ -101,7 +107,8 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     let _run_log = RunLog::global().start(&dirs.run_log())?;
     let credentials = args.registry.credentials()?;
     let registry = args.registry.client_with(credentials.clone())?;
-    let buildkit = crate::buildkit::connect(&args.buildkit.address()?).await?;
+    // Every node of the pool; those that do not answer are left out with a warning.
+    let buildkit = args.buildkit.pool().await?;
 
     // SIGINT/SIGTERM: the solve is cancelled, running tests stop and their containers are
     // removed, no later step runs; the artifacts are written (exit 130).

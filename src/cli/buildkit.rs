@@ -7,15 +7,18 @@ use anyhow::{anyhow, bail, Context as _};
 use indexmap::IndexMap;
 use std::path::PathBuf;
 
-/// Where BuildKit is.
+/// Where BuildKit is: one node, or a pool of buildkitd nodes (`stackctl build` spreads a
+/// stack's images over them).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildkitArgs {
     /// BuildKit address: tcp://HOST:PORT or unix:///run/buildkit/buildkitd.sock (buildkitd),
     /// docker://, docker-unix:///var/run/docker.sock or docker-tcp://HOST:PORT (the BuildKit
-    /// inside a Docker engine). Default: BUILDKIT_HOST, else the Docker engine named by
-    /// DOCKER_HOST, else /var/run/docker.sock when it exists.
+    /// inside a Docker engine). Repeatable (or a comma-separated list): a pool of nodes; a node
+    /// that does not answer at the start is left out with a warning. Default: BUILDKIT_HOST
+    /// (also a comma-separated list), else the Docker engine named by DOCKER_HOST, else
+    /// /var/run/docker.sock when it exists.
     #[arg(long, value_name = "ADDR")]
-    pub buildkit: Option<String>,
+    pub buildkit: Vec<String>,
     /// CA certificate of a tcp:// buildkitd: talk TLS to it [default roots: the system's].
     #[arg(long, value_name = "PEM")]
     pub buildkit_tls_ca: Option<PathBuf>,
@@ -25,19 +28,59 @@ pub struct BuildkitArgs {
     /// The client certificate's key (PEM).
     #[arg(long, value_name = "PEM", requires = "buildkit_tls_cert")]
     pub buildkit_tls_key: Option<PathBuf>,
+    /// TLS files per node: for tcp://HOST:PORT, the folder DIR/HOST:PORT (else DIR/HOST) holds
+    /// ca.pem and, for mutual TLS, cert.pem and key.pem. A node without a folder uses the
+    /// --buildkit-tls-ca/-cert/-key files.
+    #[arg(long, value_name = "DIR")]
+    pub buildkit_tls_dir: Option<PathBuf>,
 }
 
 impl BuildkitArgs {
-    pub fn address(&self) -> anyhow::Result<Address> {
-        let tls = TlsFiles {
+    fn shared_tls(&self) -> TlsFiles {
+        TlsFiles {
             ca: self.buildkit_tls_ca.clone(),
             cert: self.buildkit_tls_cert.clone(),
             key: self.buildkit_tls_key.clone(),
-        };
-        match &self.buildkit {
-            Some(a) => Address::parse(a, tls),
-            None => Address::from_env(tls),
         }
+    }
+
+    /// Every node's address: --buildkit, else BUILDKIT_HOST, else the local Docker engine.
+    pub fn addresses(&self) -> anyhow::Result<Vec<Address>> {
+        let mut list: Vec<String> = self
+            .buildkit
+            .iter()
+            .flat_map(|a| buildkit::pool::split_list(a))
+            .collect();
+        let from_env = list.is_empty();
+        if from_env {
+            list = std::env::var("BUILDKIT_HOST")
+                .map(|h| buildkit::pool::split_list(&h))
+                .unwrap_or_default();
+        }
+        if list.is_empty() {
+            if self.buildkit_tls_dir.is_some() {
+                bail!("--buildkit-tls-dir only applies to tcp:// BuildKit addresses");
+            }
+            return Ok(vec![Address::from_env(self.shared_tls())?]);
+        }
+        let addrs =
+            buildkit::pool::addresses(&list, &self.shared_tls(), self.buildkit_tls_dir.as_deref());
+        if from_env {
+            addrs.context("in BUILDKIT_HOST")
+        } else {
+            addrs
+        }
+    }
+
+    /// Connect to every node; those that do not answer are left out (see [`buildkit::pool`]).
+    pub async fn pool(&self) -> anyhow::Result<buildkit::Pool> {
+        buildkit::pool::connect_pool(&self.addresses()?).await
+    }
+
+    /// One node for a command that builds one thing: the first of the pool that answers.
+    pub async fn first(&self) -> anyhow::Result<buildkit::Client> {
+        let mut pool = self.pool().await?;
+        Ok(pool.nodes.remove(0))
     }
 }
 
@@ -130,7 +173,8 @@ pub struct BuildImageOptions {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BuildkitCommand {
-    /// Print the BuildKit version and workers (exit 2 when it cannot be reached).
+    /// Print the BuildKit version and workers, of each node of a pool (exit 2 when no node
+    /// can be reached).
     Info {
         #[command(flatten)]
         buildkit: BuildkitArgs,
@@ -253,8 +297,7 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
         credentials,
         log: a.log.clone(),
     };
-    let addr = a.buildkit.address()?;
-    let client = buildkit::connect(&addr).await?;
+    let client = a.buildkit.first().await?;
     let mut progress = Progress::new(a.progress);
     match client.build(&req, &mut progress).await {
         Ok(o) => {
@@ -276,7 +319,7 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
             Ok(ExitStatus::Success)
         }
         Err(BuildError::Failed(m)) => Err(anyhow::Error::new(Failed(m))),
-        Err(BuildError::Unavailable(m)) => Err(anyhow!(m)),
+        Err(BuildError::Unavailable(m) | BuildError::NodeLost(m)) => Err(anyhow!(m)),
     }
 }
 
@@ -312,25 +355,37 @@ async fn existing_refs(
 pub async fn run_buildkit(c: BuildkitCommand, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     match c {
         BuildkitCommand::Info { buildkit: b, json } => {
-            let addr = b.address()?;
-            let client = buildkit::connect(&addr).await?;
-            let info = client.info().await?;
+            let pool = b.pool().await?;
+            let mut infos = vec![];
+            for client in &pool.nodes {
+                infos.push(client.info().await?);
+            }
             if json {
-                outln!("{}", serde_json::to_string_pretty(&info)?);
+                // One node: its document, as before pools; several: a list.
+                let doc = match infos.as_slice() {
+                    [one] => serde_json::to_value(one)?,
+                    _ => serde_json::to_value(&infos)?,
+                };
+                outln!("{}", serde_json::to_string_pretty(&doc)?);
                 return Ok(ExitStatus::Success);
             }
-            outln!("address: {}", info.address);
-            outln!(
-                "buildkit: {}",
-                info.version.as_deref().unwrap_or(
-                    "version not reported (BuildKit older than v0.11, e.g. Docker 20.10's v0.8)"
-                )
-            );
-            if let Some(v) = &info.engine_version {
-                outln!("docker engine: {v}");
-            }
-            for w in &info.workers {
-                outln!("worker {}: {}", w.id, w.platforms.join(", "));
+            for (i, info) in infos.iter().enumerate() {
+                if i > 0 {
+                    outln!("");
+                }
+                outln!("address: {}", info.address);
+                outln!(
+                    "buildkit: {}",
+                    info.version.as_deref().unwrap_or(
+                        "version not reported (BuildKit older than v0.11, e.g. Docker 20.10's v0.8)"
+                    )
+                );
+                if let Some(v) = &info.engine_version {
+                    outln!("docker engine: {v}");
+                }
+                for w in &info.workers {
+                    outln!("worker {}: {}", w.id, w.platforms.join(", "));
+                }
             }
             Ok(ExitStatus::Success)
         }

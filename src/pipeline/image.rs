@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 /// What every image of a run shares.
 pub struct ImageJobContext<'a> {
     pub spec: &'a Spec,
-    pub buildkit: &'a buildkit::Client,
     pub registry: &'a RegistryClient,
     pub credentials: &'a CredentialStore,
     pub insecure_registries: &'a [String],
@@ -59,16 +58,27 @@ impl ImageJobContext<'_> {
     }
 }
 
-/// Run every step of one image and return its report (never an error: failures are in it).
-pub async fn run_image(ctx: &ImageJobContext<'_>, planned: &PlannedImage) -> ImageReport {
+/// Run every step of one image, built on the BuildKit `node`, and return its report (never
+/// an error: failures are in it).
+pub async fn run_image(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    node: &buildkit::Client,
+) -> ImageReport {
     let t0 = Instant::now();
     let mut report = ImageReport::started(&planned.key, &planned.reference);
-    run_steps(ctx, planned, &mut report).await;
+    report.builder = Some(node.address().to_string());
+    run_steps(ctx, planned, node, &mut report).await;
     report.finish(t0.elapsed());
     report
 }
 
-async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &mut ImageReport) {
+async fn run_steps(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    node: &buildkit::Client,
+    report: &mut ImageReport,
+) {
     let spec = ctx.spec;
     let Some(image) = spec.image(&planned.key) else {
         report.fail(
@@ -83,7 +93,7 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
         return;
     }
     let full = planned.reference.clone();
-    let engine = match ctx.buildkit.address() {
+    let engine = match node.address() {
         Address::Engine(sock) => Some(sock.clone()),
         _ => None,
     };
@@ -91,7 +101,7 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     // without a tag (`push-by-digest`); the tests pull `<repository>@<digest>`, and only a
     // tested image gets its tag, by a manifest PUT. No tag ever has to be taken back. An
     // engine's BuildKit leaves the image in the engine, where the tests find it.
-    let by_digest = !ctx.buildkit.is_moby_worker();
+    let by_digest = !node.is_moby_worker();
 
     // Cache sources, in order: the registry caches (this branch's, the quarter's stable
     // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
@@ -152,18 +162,24 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
     // Concurrent builds share the terminal: their steps go to the build log only; the
     // run prints one line per image.
     let mut progress = Progress::new(ProgressMode::Quiet);
+    // The node went away during the build: the scheduler may build it again on another.
+    let node_lost = std::cell::Cell::new(false);
     // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
     // and its RUN steps) and the session.
     let built = report
         .run_step(Step::Build, async {
             let build = tokio::select! {
-                r = ctx.buildkit.build(&req, &mut progress) => r,
+                r = node.build(&req, &mut progress) => r,
                 _ = ctx.cancel.cancelled() => {
                     return Err(anyhow!("interrupted: the BuildKit solve was cancelled"));
                 }
             };
             let outcome = build.map_err(|e| match e {
                 BuildError::Failed(m) => anyhow!(m),
+                BuildError::NodeLost(m) => {
+                    node_lost.set(true);
+                    anyhow!(m)
+                }
                 BuildError::Unavailable(m) => {
                     let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
                     first.get_or_insert_with(|| m.clone());
@@ -173,13 +189,14 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
             if by_digest && outcome.digest.is_none() {
                 return Err(anyhow!(
                     "BuildKit at {} pushed {} but reported no digest",
-                    ctx.buildkit.address(),
+                    node.address(),
                     image.image_name
                 ));
             }
             Ok(outcome)
         })
         .await;
+    report.node_lost = node_lost.get();
     let Some(outcome) = built else { return };
     report.built = true;
     tracing::info!(
@@ -232,7 +249,7 @@ async fn run_steps(ctx: &ImageJobContext<'_>, planned: &PlannedImage, report: &m
                     (None, None) => Err(anyhow!(
                         "BuildKit at {} is a Docker engine's, reached without the engine's API: \
                          it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
-                        ctx.buildkit.address()
+                        node.address()
                     )),
                     }
                 };

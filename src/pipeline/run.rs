@@ -2,7 +2,7 @@
 
 use super::image::{run_image, ImageJobContext};
 use super::schedule::{
-    run_schedule_observed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
+    run_schedule_placed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
 };
 use crate::buildkit;
 use crate::credentials::CredentialStore;
@@ -54,13 +54,14 @@ impl RunSummary {
     }
 }
 
-/// Check the registry (unless told not to), then run every image that rebuilds, and
-/// write the artifacts whatever happened. Errors are for what stops a run before any
-/// image starts (a registry that cannot be asked, bad `--only` keys).
+/// Check the registry (unless told not to), then run every image that rebuilds on the
+/// nodes of `pool` (see [`super::schedule`] for which goes where), and write the artifacts
+/// whatever happened. Errors are for what stops a run before any image starts (a registry
+/// that cannot be asked, bad `--only` keys).
 pub async fn run(
     spec: &Spec,
     mut plan: Plan,
-    buildkit: &buildkit::Client,
+    pool: &buildkit::Pool,
     registry: &RegistryClient,
     credentials: &CredentialStore,
     opts: &RunOptions,
@@ -112,7 +113,6 @@ pub async fn run(
     opts.dirs.create()?;
     let ctx = ImageJobContext {
         spec,
-        buildkit,
         registry,
         credentials,
         insecure_registries: &opts.insecure_registries,
@@ -136,12 +136,27 @@ pub async fn run(
     };
     let plan_ref = &plan;
     let ctx_ref = &ctx;
-    let images = run_schedule_observed(
+    // Image key -> the nodes lost during its build (work futures share this task).
+    let lost = std::cell::RefCell::new(HashMap::<String, Vec<String>>::new());
+    let lost_ref = &lost;
+    let images = run_schedule_placed(
         &jobs,
         opts.schedule,
-        |key: String| async move {
+        pool.nodes.len(),
+        |key: String, node: usize| async move {
             let planned = plan_ref.image(&key).expect("jobs come from the plan");
-            run_image(ctx_ref, planned).await
+            let client = &pool.nodes[node];
+            if pool.nodes.len() > 1 {
+                tracing::info!("[{key}] builds on BuildKit node {}", client.address());
+            }
+            let mut report = run_image(ctx_ref, planned, client).await;
+            let mut lost = lost_ref.borrow_mut();
+            let lost = lost.entry(key).or_default();
+            if report.node_lost {
+                lost.push(client.address().to_string());
+            }
+            report.lost_builders = lost.clone();
+            report
         },
         |ev| announce(&ev, &full_name(event_key(&ev)), gha.is_some(), &opts.dirs),
     )
@@ -149,7 +164,20 @@ pub async fn run(
 
     let mut images = images;
     if !ctx.cancel.is_cancelled() {
-        reclaim_space(spec, buildkit, &mut images).await;
+        reclaim_space(spec, pool, &mut images).await;
+    }
+    // A node lost with no other node to build the image again: the run could not be done
+    // (exit 2), as when BuildKit cannot be reached at all.
+    for i in &images {
+        if let Some(r) = i.result.outcome().filter(|r| r.node_lost) {
+            let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| {
+                format!(
+                    "{} (no other BuildKit node was left to build it again)",
+                    r.message
+                )
+            });
+        }
     }
 
     let title = format!("stackctl build: {}", plan.tag);
@@ -191,13 +219,9 @@ pub async fn run(
 /// down). A failure here is a warning: the images are done.
 async fn reclaim_space(
     spec: &Spec,
-    buildkit: &buildkit::Client,
+    pool: &buildkit::Pool,
     images: &mut [ScheduledImage<ImageReport>],
 ) {
-    let engine = match buildkit.address() {
-        buildkit::Address::Engine(sock) => Some(sock.clone()),
-        _ => None,
-    };
     for s in images.iter_mut() {
         let Scheduled::Ran { outcome, .. } = &mut s.result else {
             continue;
@@ -205,6 +229,14 @@ async fn reclaim_space(
         if !outcome.success || !spec.image(&s.key).is_some_and(|i| i.prune) {
             continue;
         }
+        // On the node that built it, where its layers are.
+        let Some(buildkit) = outcome.builder.as_deref().and_then(|a| pool.by_address(a)) else {
+            continue;
+        };
+        let engine = match buildkit.address() {
+            buildkit::Address::Engine(sock) => Some(sock.clone()),
+            _ => None,
+        };
         let t0 = std::time::Instant::now();
         match super::prune::reclaim(buildkit, engine.as_ref(), &outcome.image, outcome.pushed).await
         {
@@ -230,7 +262,8 @@ fn event_key<'a, T>(ev: &Event<'a, T>) -> &'a str {
         Event::UpToDate { key }
         | Event::Started { key }
         | Event::Finished { key, .. }
-        | Event::Skipped { key, .. } => key,
+        | Event::Skipped { key, .. }
+        | Event::Retried { key, .. } => key,
     }
 }
 

@@ -5,7 +5,13 @@
 //! closure doing one image's work (build, test, push, ...). Rules:
 //! - an image that does not rebuild is not started ([`Scheduled::UpToDate`]);
 //! - an image starts once its parent is done (or up to date, or not part of the run),
-//!   at most `jobs` at a time, earliest in topological order first;
+//!   at most `jobs` at a time on each node, earliest in topological order first;
+//! - with several nodes (BuildKit builders, [`run_schedule_placed`]), an image goes to the
+//!   node that ran its parent in this run when that node has nothing running (its cache
+//!   holds the parent's layers), else to the node with the fewest images running;
+//! - work whose node was lost ([`Outcome::node_lost`]) runs again on another node, once;
+//!   the lost node gets no more work. With no node left, the images not started are
+//!   [`Skip::NoNode`];
 //! - when an image fails, its descendants are not started ([`Skip::AncestorFailed`]);
 //! - without `keep_going`, no image starts after a failure, images already
 //!   running finish ([`Skip::RunStopped`]); with it, other branches go on.
@@ -23,6 +29,10 @@ use std::time::{Duration, Instant};
 /// Whether one image's work succeeded; what the scheduler needs to know of its result.
 pub trait Outcome {
     fn succeeded(&self) -> bool;
+    /// Whether the work failed because its node went away (it may run again on another).
+    fn node_lost(&self) -> bool {
+        false
+    }
 }
 
 impl<T, E> Outcome for Result<T, E> {
@@ -86,6 +96,8 @@ pub enum Skip {
     AncestorFailed { failed: String, direct: bool },
     /// The run stopped after `failed` failed (no `--keep-going`).
     RunStopped { failed: String },
+    /// Every node was lost: nothing is left to run it on.
+    NoNode,
 }
 
 impl fmt::Display for Skip {
@@ -101,6 +113,7 @@ impl fmt::Display for Skip {
                 failed,
                 direct: false,
             } => write!(f, "skipped: ancestor {failed} failed"),
+            Skip::NoNode => write!(f, "skipped: no BuildKit node left"),
             Skip::RunStopped { failed } => {
                 write!(
                     f,
@@ -180,6 +193,11 @@ pub enum Event<'a, T> {
         key: &'a str,
         why: &'a Skip,
     },
+    /// Its node was lost during its work (`outcome` says how): it runs again on another.
+    Retried {
+        key: &'a str,
+        outcome: &'a T,
+    },
 }
 
 /// The jobs cannot be scheduled as given.
@@ -213,15 +231,38 @@ pub async fn run_schedule_observed<T, F, Fut>(
     jobs: &[Job],
     opts: ScheduleOptions,
     mut work: F,
-    mut observe: impl FnMut(Event<'_, T>),
+    observe: impl FnMut(Event<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
     T: Outcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
+    run_schedule_placed(jobs, opts, 1, |key, _node| work(key), observe).await
+}
+
+/// [`run_schedule_observed`] over `nodes` nodes (numbered from 0): `work(key, node)` runs an
+/// image on the node chosen for it, `opts.jobs` at a time on each node.
+pub async fn run_schedule_placed<T, F, Fut>(
+    jobs: &[Job],
+    opts: ScheduleOptions,
+    nodes: usize,
+    mut work: F,
+    mut observe: impl FnMut(Event<'_, T>),
+) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
+where
+    T: Outcome,
+    F: FnMut(String, usize) -> Fut,
+    Fut: Future<Output = T>,
+{
     let index = check_order(jobs)?;
-    let limit = opts.jobs.max(1);
+    let per_node = opts.jobs.max(1);
+    let nodes = nodes.max(1);
+    let mut alive = vec![true; nodes];
+    let mut busy = vec![0usize; nodes];
+    // The node each image last ran on, and whether it already ran again after a lost node.
+    let mut ran_on: Vec<Option<usize>> = vec![None; jobs.len()];
+    let mut retried = vec![false; jobs.len()];
     let parent_of = |i: usize| {
         jobs[i]
             .parent
@@ -254,7 +295,7 @@ where
         if !stopped {
             // Start ready images, earliest in topological order first.
             for i in 0..jobs.len() {
-                if running.len() >= limit {
+                if !(0..nodes).any(|n| alive[n] && busy[n] < per_node) {
                     break;
                 }
                 if !matches!(state[i], State::Pending) {
@@ -269,20 +310,39 @@ where
                     },
                 };
                 if ready {
+                    let parent_node = parent_of(i).and_then(|p| ran_on[p]);
+                    let Some(node) = place(parent_node, &alive, &busy, per_node) else {
+                        break;
+                    };
+                    busy[node] += 1;
+                    ran_on[i] = Some(node);
                     state[i] = State::Running;
                     observe(Event::Started { key: &jobs[i].key });
                     let started = t0.elapsed();
-                    let fut = work(jobs[i].key.clone());
+                    let fut = work(jobs[i].key.clone(), node);
                     running.push(async move {
                         let outcome = fut.await;
-                        (i, started, outcome)
+                        (i, node, started, outcome)
                     });
                 }
             }
         }
-        let Some((i, started, outcome)) = running.next().await else {
+        let Some((i, node, started, outcome)) = running.next().await else {
             break;
         };
+        busy[node] -= 1;
+        if outcome.node_lost() {
+            alive[node] = false;
+            if !retried[i] && alive.iter().any(|a| *a) {
+                retried[i] = true;
+                observe(Event::Retried {
+                    key: &jobs[i].key,
+                    outcome: &outcome,
+                });
+                state[i] = State::Pending;
+                continue;
+            }
+        }
         let took = t0.elapsed().saturating_sub(started);
         observe(Event::Finished {
             key: &jobs[i].key,
@@ -339,8 +399,10 @@ where
             direct = false;
             cur = parent_of(p);
         }
+        let no_node = !alive.iter().any(|a| *a);
         let why = match (failed_ancestor, first_failure) {
             (Some((failed, direct)), _) => Skip::AncestorFailed { failed, direct },
+            (None, _) if no_node => Skip::NoNode,
             (None, Some(f)) => Skip::RunStopped {
                 failed: jobs[f].key.clone(),
             },
@@ -365,6 +427,21 @@ where
             },
         })
         .collect())
+}
+
+/// The node for an image whose parent ran on `parent` (None: not in this run): the parent's
+/// node when it has nothing running, else the live node with the fewest images running
+/// (the parent's first among equals, then the lowest number). None when every live node is
+/// full.
+fn place(parent: Option<usize>, alive: &[bool], busy: &[usize], per_node: usize) -> Option<usize> {
+    if let Some(p) = parent {
+        if alive[p] && busy[p] == 0 {
+            return Some(p);
+        }
+    }
+    (0..alive.len())
+        .filter(|&n| alive[n] && busy[n] < per_node)
+        .min_by_key(|&n| (busy[n], Some(n) != parent, n))
 }
 
 /// Key → position, checking keys are unique and parents come before children.

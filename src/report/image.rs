@@ -125,6 +125,15 @@ pub struct ImageReport {
     /// What did not fail the image but needs a look (a content tag kept on another digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The BuildKit node that built it (or last tried to), e.g. `tcp://buildkitd-1:1234 (TLS)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
+    /// BuildKit nodes lost during its build, before it was built again on `builder`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_builders: Vec<String>,
+    /// This attempt failed because its node was lost (the scheduler may run it again).
+    #[serde(skip)]
+    pub node_lost: bool,
 }
 
 /// Seconds with millisecond precision (so artifacts do not carry float noise).
@@ -151,6 +160,9 @@ impl ImageReport {
             reclaimed_bytes: None,
             content_tags: vec![],
             warnings: vec![],
+            builder: None,
+            lost_builders: vec![],
+            node_lost: false,
         }
     }
 
@@ -243,6 +255,10 @@ impl ImageReport {
 impl Outcome for ImageReport {
     fn succeeded(&self) -> bool {
         self.success
+    }
+
+    fn node_lost(&self) -> bool {
+        !self.success && self.node_lost
     }
 }
 

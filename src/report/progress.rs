@@ -37,6 +37,10 @@ pub fn line(event: &Event<'_, ImageReport>, image: &str) -> String {
             ),
         },
         Event::Skipped { key, why } => format!("[{key}] {why}"),
+        Event::Retried { key, outcome } => format!(
+            "[{key}] {}; it is built again on another node",
+            outcome.message
+        ),
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Buildkitd {
     /// `unix:///…/buildkitd.sock` (no TLS).
     pub unix: String,
     child: Child,
+    /// Set by [`Buildkitd::kill`]: the process is gone.
+    killed: bool,
 }
 
 impl Buildkitd {
@@ -104,6 +106,7 @@ impl Buildkitd {
             tcp,
             unix,
             child,
+            killed: false,
         };
         // Ready when it says it serves on both addresses.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -156,8 +159,75 @@ impl Buildkitd {
     }
 }
 
+impl Buildkitd {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:PORT` of the tcp address.
+    pub fn hostport(&self) -> &str {
+        self.tcp.trim_start_matches("tcp://")
+    }
+
+    /// Kill the daemon at once (SIGKILL: a node lost, not stopped), and unmount what its
+    /// running steps left mounted under its root.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.killed = true;
+        unmount_under(self.dir.path());
+    }
+
+    /// Put this node's client TLS files in `dir/127.0.0.1:PORT/` (ca.pem, cert.pem,
+    /// key.pem), the layout of `--buildkit-tls-dir`.
+    pub fn write_tls_dir(&self, dir: &Path) {
+        let sub = dir.join(self.hostport());
+        std::fs::create_dir_all(&sub).unwrap();
+        for (from, to) in [
+            ("ca.pem", "ca.pem"),
+            ("client.pem", "cert.pem"),
+            ("client.key", "key.pem"),
+        ] {
+            std::fs::copy(self.cert(from), sub.join(to)).unwrap();
+        }
+    }
+}
+
+/// Lazily unmount every mount below `dir` or of a folder of it (deepest first), as a killed
+/// buildkitd leaves them: its running steps' mounts, and the `/tmp/containerd-mount*` bind
+/// mounts of its snapshots.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            // Field 4 is the mounted folder (within its filesystem), 5 the mount point.
+            let (source, point) = (*f.get(3)?, *f.get(4)?);
+            (point.starts_with(&prefix) || source.starts_with(&prefix)).then_some(point)
+        })
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount")
+            .args(["-l", p])
+            .stderr(Stdio::null())
+            .status();
+        if p.starts_with("/tmp/containerd-mount") {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}
+
 impl Drop for Buildkitd {
     fn drop(&mut self) {
+        if self.killed {
+            return;
+        }
         // SIGTERM lets it unmount and close its databases; SIGKILL if it lingers.
         let _ = Command::new("kill")
             .arg("-TERM")

@@ -359,6 +359,7 @@ async fn the_observer_sees_every_image_once() {
                 Event::Started { key } => format!("start {key}"),
                 Event::Finished { key, outcome, .. } => format!("end {key} {outcome}"),
                 Event::Skipped { key, why } => format!("{key} {why}"),
+                Event::Retried { key, .. } => format!("again {key}"),
             })
         },
     )
@@ -447,5 +448,204 @@ async fn descendants_are_reported_skipped_as_soon_as_their_ancestor_fails() {
             failed: "a".into(),
             direct: false
         })
+    );
+}
+
+// ---- Several nodes (run_schedule_placed).
+
+/// An outcome that knows the node it ran on and whether that node was lost.
+#[derive(Debug, Clone, PartialEq)]
+struct OnNode {
+    node: usize,
+    ok: bool,
+    lost: bool,
+}
+
+impl Outcome for OnNode {
+    fn succeeded(&self) -> bool {
+        self.ok
+    }
+    fn node_lost(&self) -> bool {
+        self.lost
+    }
+}
+
+fn node_of(out: &[ScheduledImage<OnNode>], key: &str) -> usize {
+    out.iter()
+        .find(|s| s.key == key)
+        .and_then(|s| s.result.outcome())
+        .unwrap_or_else(|| panic!("{key} did not run"))
+        .node
+}
+
+#[tokio::test]
+async fn siblings_spread_over_nodes_and_a_child_follows_its_parent() {
+    // base, then a and b (siblings); a1 under a. Two nodes, one job each.
+    let jobs = vec![
+        job("base", None),
+        job("a", Some("base")),
+        job("b", Some("base")),
+        job("a1", Some("a")),
+    ];
+    let opts = ScheduleOptions {
+        jobs: 1,
+        keep_going: false,
+    };
+    let trace = Rc::new(RefCell::new(Trace::default()));
+    let t = trace.clone();
+    let out = run_schedule_placed(
+        &jobs,
+        opts,
+        2,
+        |k: String, node| {
+            let t = t.clone();
+            async move {
+                let start = Instant::now();
+                // b is slow: a1 must still find a's node idle and go there.
+                let ms = if k == "b" { 150 } else { 40 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                t.borrow_mut().spans.push((k, start, Instant::now()));
+                OnNode {
+                    node,
+                    ok: true,
+                    lost: false,
+                }
+            }
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(node_of(&out, "base"), 0);
+    assert_eq!(
+        node_of(&out, "a"),
+        0,
+        "a follows its parent to its idle node"
+    );
+    assert_eq!(node_of(&out, "b"), 1, "its sibling goes to the other node");
+    assert_eq!(node_of(&out, "a1"), 0, "a1 follows a");
+    let tr = trace.borrow();
+    let (a_start, _) = tr.span("a");
+    let (b_start, _) = tr.span("b");
+    assert!(
+        b_start.duration_since(a_start) < Duration::from_millis(30),
+        "the siblings ran at the same time"
+    );
+}
+
+#[tokio::test]
+async fn jobs_is_per_node() {
+    let opts = ScheduleOptions {
+        jobs: 2,
+        keep_going: false,
+    };
+    let trace = Rc::new(RefCell::new(Trace::default()));
+    let t = trace.clone();
+    // Four independent images, two nodes of two: all four at once, two on each.
+    let jobs: Vec<Job> = ["a", "b", "c", "d"].iter().map(|k| job(k, None)).collect();
+    let mut sleep = sleeper(t, |_| 60, &[]);
+    let out = run_schedule_placed(
+        &jobs,
+        opts,
+        2,
+        |k: String, node| {
+            let f = sleep(k);
+            async move {
+                let ok = f.await;
+                OnNode {
+                    node,
+                    ok,
+                    lost: false,
+                }
+            }
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(trace.borrow().max_running, 4);
+    let on0 = ["a", "b", "c", "d"]
+        .iter()
+        .filter(|k| node_of(&out, k) == 0)
+        .count();
+    assert_eq!(on0, 2);
+}
+
+#[tokio::test]
+async fn a_lost_node_moves_its_image_once_then_no_node_is_left() {
+    let opts = ScheduleOptions {
+        jobs: 1,
+        keep_going: true,
+    };
+    // Node 0 is lost during base; base runs again on node 1, and so does its child.
+    let calls = RefCell::new(vec![]);
+    let retried = RefCell::new(vec![]);
+    let out = run_schedule_placed(
+        &[job("base", None), job("a", Some("base"))],
+        opts,
+        2,
+        |k: String, node| {
+            calls.borrow_mut().push((k.clone(), node));
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let lost = node == 0;
+                OnNode {
+                    node,
+                    ok: !lost,
+                    lost,
+                }
+            }
+        },
+        |e: Event<'_, OnNode>| {
+            if let Event::Retried { key, .. } = e {
+                retried.borrow_mut().push(key.to_string());
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        calls.into_inner(),
+        vec![("base".into(), 0), ("base".into(), 1), ("a".into(), 1)]
+    );
+    assert_eq!(retried.into_inner(), vec!["base".to_string()]);
+    assert!(out.iter().all(|s| !s.result.is_failure()));
+
+    // Every node is lost: the image is tried twice (once more, on the other node), then
+    // it fails; the rest is skipped for want of a node, even with --keep-going.
+    let calls = RefCell::new(0);
+    let out = run_schedule_placed(
+        &[
+            job("base", None),
+            job("a", Some("base")),
+            job("other", None),
+        ],
+        ScheduleOptions {
+            jobs: 1,
+            keep_going: true,
+        },
+        2,
+        |_k: String, node| {
+            *calls.borrow_mut() += 1;
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                OnNode {
+                    node,
+                    ok: false,
+                    lost: true,
+                }
+            }
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    // base (node 0) and other (node 1) start together and both lose their node: nothing
+    // is left to run anything on.
+    assert!(out.iter().all(|s| s.result.is_failure()), "{out:?}");
+    assert!(*calls.borrow() <= 3, "no image runs more than twice");
+    assert!(
+        out.iter().any(|s| s.result.skip() == Some(&Skip::NoNode)),
+        "{out:?}"
     );
 }
