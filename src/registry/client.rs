@@ -527,6 +527,30 @@ impl RegistryClient {
         }
     }
 
+    /// GET a small blob (a config) whole, checked against `digest`.
+    pub async fn get_blob(&self, r: &ImageRef, digest: &str) -> Result<Bytes, RegistryError> {
+        let url = self.url(r, &format!("blobs/{digest}"));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[pull(r)], "GET blob", Some(t), |h| h.get(&url))
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(r, &format!("GET of blob {digest}"), resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| RegistryError::Network {
+            reference: r.to_string(),
+            host: self.host(r).into(),
+            reason: e.without_url().to_string(),
+        })?;
+        if digest.starts_with("sha256:") && sha256_digest(&bytes) != digest {
+            return Err(RegistryError::Invalid {
+                reference: r.to_string(),
+                reason: format!("blob {digest} arrived with another digest"),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Start an upload in `r`'s repository; with `mount`, ask the registry to mount the blob
     /// from another repository instead. `Ok(None)`: mounted; `Ok(Some(url))`: upload there.
     async fn start_upload(

@@ -140,6 +140,18 @@ impl ImageRef {
         format!("{}/{}", self.registry, self.repository)
     }
 
+    /// The name as Docker writes it (its "familiar" form), for the engine: no `docker.io/`,
+    /// and no `library/` for an official image (`busybox`, `x/y`, `ghcr.io/o/x`).
+    pub fn familiar_name(&self) -> String {
+        if self.registry != DOCKER_HUB {
+            return self.name();
+        }
+        match self.repository.strip_prefix("library/") {
+            Some(official) if !official.contains('/') => official.to_string(),
+            _ => self.repository.clone(),
+        }
+    }
+
     /// Whether both live in the same repository of the same registry.
     pub fn same_repository(&self, other: &ImageRef) -> bool {
         self.registry == other.registry && self.repository == other.repository
@@ -334,6 +346,20 @@ impl std::str::FromStr for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_names() {
+        let f = |s: &str| ImageRef::parse(s).unwrap().familiar_name();
+        assert_eq!(f("busybox:1"), "busybox");
+        assert_eq!(f("docker.io/library/busybox"), "busybox");
+        assert_eq!(f("index.docker.io/x/y:t"), "x/y");
+        assert_eq!(f("library/a/b"), "library/a/b");
+        assert_eq!(f("ghcr.io/o/x:t"), "ghcr.io/o/x");
+        assert_eq!(
+            f("127.0.0.1:5000/stack/base:t"),
+            "127.0.0.1:5000/stack/base"
+        );
+    }
 
     #[test]
     fn full_and_bare() {
