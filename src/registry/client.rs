@@ -1,14 +1,20 @@
-//! A small registry client over reqwest: the raw operations retag needs, which
-//! oci-client does not expose (a manifest's exact bytes and media type, a PUT of those
-//! bytes, cross-repository blob mounts, tag deletion).
+//! The registry client: operation-sized functions (HEAD, GET and PUT of a manifest, DELETE,
+//! blob HEAD, GET, upload, mount and stream) over the transport stack of
+//! [`super::transport`], and copy and retag above them. Manifests are kept as the exact
+//! bytes and media type the registry stores.
 
-use super::auth::{describe, Authenticator};
+use super::auth::{describe, Auth};
+use super::debuglog::DebugLog;
+use super::http::Http;
 use super::reference::ImageRef;
-use super::retry::{RetryPolicy, Unanswered};
+use super::retry::{Retry, RetryPolicy, Unanswered};
+use super::scheme::Schemes;
+use super::transport::{Call, Transport, TransportError};
+use super::useragent::UserAgent;
 use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
@@ -100,23 +106,6 @@ pub struct ClientOptions {
     pub endpoints: Vec<(String, String)>,
 }
 
-/// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
-pub fn is_loopback(host: &str) -> bool {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or(host)
-    } else {
-        host
-    };
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
 /// sha256 digest of bytes, `sha256:<hex>`.
 pub fn sha256_digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
@@ -171,10 +160,17 @@ pub struct RetagReport {
     pub blobs: BlobStats,
 }
 
+pub use super::scheme::is_loopback;
+
+/// The layers every request goes through, outermost first (see [`super::transport`]).
+type Stack = Auth<UserAgent<Retry<DebugLog<Http>>>>;
+
 /// A registry client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RegistryClient {
-    http: super::http::Http,
-    auth: Authenticator,
+    transport: Stack,
+    /// Makes requests (never sends them): the plain-http client, which has no TLS roots.
+    requests: reqwest::Client,
+    schemes: Schemes,
     opts: ClientOptions,
 }
 
@@ -225,49 +221,34 @@ async fn detail(resp: Response) -> String {
 
 impl RegistryClient {
     pub fn new(creds: CredentialStore, opts: ClientOptions) -> anyhow::Result<Self> {
+        let http = Http::new()?;
+        let requests = http.plain().clone();
+        let transport = Auth::new(
+            UserAgent::new(Retry::new(DebugLog::new(http), opts.retry.clone())),
+            creds,
+            opts.retry.request_timeout,
+        );
         Ok(RegistryClient {
-            http: super::http::Http::new()?,
-            auth: Authenticator::new(creds),
+            transport,
+            requests,
+            schemes: Schemes {
+                insecure: opts.insecure_registries.clone(),
+                endpoints: opts.endpoints.clone(),
+            },
             opts,
         })
     }
 
-    fn base(&self, host: &str) -> String {
-        let scheme = if is_loopback(host) || self.opts.insecure_registries.iter().any(|h| h == host)
-        {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{host}")
-    }
-
-    /// The HTTP client for `r`'s registry (TLS roots are loaded on the first https one).
-    fn client_for(&self, r: &ImageRef) -> Result<&reqwest::Client, RegistryError> {
-        self.http
-            .for_url(&self.base(self.host(r)))
-            .map_err(|reason| RegistryError::Network {
-                reference: r.to_string(),
-                host: self.host(r).to_string(),
-                reason,
-            })
-    }
-
     fn url(&self, r: &ImageRef, tail: &str) -> String {
-        format!("{}/v2/{}/{tail}", self.base(self.host(r)), r.repository)
+        self.schemes.url(r, tail)
     }
 
     /// The host requests for `r` go to: its endpoint if one is set, else its API host.
     fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
-        self.opts
-            .endpoints
-            .iter()
-            .find(|(name, _)| *name == r.registry)
-            .map_or_else(|| r.api_host(), |(_, host)| host.as_str())
+        self.schemes.host(r)
     }
 
-    /// Send a request with auth and retries. On a 401 the challenge is learned and the
-    /// request sent once more with the credential or token it asks for.
+    /// Send a request through the transport stack (auth, retries, log).
     async fn send(
         &self,
         r: &ImageRef,
@@ -290,46 +271,32 @@ impl RegistryClient {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         unanswered: Option<&Unanswered>,
     ) -> Result<Response, RegistryError> {
-        let host = self.host(r);
-        let t = self.opts.retry.request_timeout;
-        let http = self.client_for(r)?;
-        let mut retried_auth = false;
-        loop {
-            let auth = self.auth.header(&self.http, t, host, scopes).await?;
-            let resp = self
-                .opts
-                .retry
-                .send_noting(
-                    &format!("{what} {r}"),
-                    || {
-                        let mut rb = build(http);
-                        if let Some(t) = timeout {
-                            rb = rb.timeout(t);
-                        }
-                        if let Some(a) = &auth {
-                            rb = rb.header(reqwest::header::AUTHORIZATION, a);
-                        }
-                        rb
-                    },
-                    unanswered,
-                )
-                .await
-                .map_err(|e| RegistryError::Network {
-                    reference: r.to_string(),
-                    host: host.to_string(),
-                    reason: e.without_url().to_string(),
-                })?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !retried_auth {
-                let ch = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok());
-                if self.auth.learn(host, ch, scopes) {
-                    retried_auth = true;
-                    continue;
-                }
-            }
-            return Ok(resp);
+        let mut rb = build(&self.requests);
+        if let Some(t) = timeout {
+            rb = rb.timeout(t);
+        }
+        let request = rb.build().map_err(|e| RegistryError::Invalid {
+            reference: r.to_string(),
+            reason: format!("cannot make the request: {}", e.without_url()),
+        })?;
+        let what = format!("{what} {r}");
+        let mut call = Call::new(request, scopes, &what);
+        call.unanswered = unanswered;
+        self.transport
+            .round_trip(call)
+            .await
+            .map_err(|e| self.unanswered(r, e))
+    }
+
+    /// A request that got no answer, as a registry error.
+    fn unanswered(&self, r: &ImageRef, e: TransportError) -> RegistryError {
+        match e {
+            TransportError::Auth(a) => RegistryError::Auth(a),
+            e => RegistryError::Network {
+                reference: r.to_string(),
+                host: self.host(r).to_string(),
+                reason: e.to_string(),
+            },
         }
     }
 
@@ -337,7 +304,7 @@ impl RegistryClient {
         RegistryError::Denied {
             reference: r.to_string(),
             status: resp.status().as_u16(),
-            credential: describe(self.auth.credential(self.host(r))),
+            credential: describe(self.transport.authenticator().credential(self.host(r))),
             detail: detail(resp).await,
         }
     }
@@ -637,32 +604,27 @@ impl RegistryClient {
             return Err(self.fail(src, &format!("GET of blob {digest}"), resp).await);
         }
         loc.query_pairs_mut().append_pair("digest", digest);
-        // The body can be sent once only: the auth header is got before, and a failure is
-        // retried by the caller from the GET on.
-        let auth = self
-            .auth
-            .header(
-                &self.http,
-                self.opts.retry.request_timeout,
-                self.host(dst),
-                &[push(dst)],
-            )
-            .await?;
+        // A streamed body can be sent once only: the stack sends it once (no retry, no
+        // second try after a 401; the token is got before), and `copy_blob` starts over.
         let body = reqwest::Body::wrap_stream(resp.bytes_stream().map_err(std::io::Error::other));
-        let mut rb = self
-            .client_for(dst)?
+        let request = self
+            .requests
             .put(loc)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .body(body);
-        if let Some(a) = auth {
-            rb = rb.header(reqwest::header::AUTHORIZATION, a);
-        }
-        let put = rb.send().await.map_err(|e| RegistryError::Network {
-            reference: dst.to_string(),
-            host: self.host(dst).into(),
-            reason: e.without_url().to_string(),
-        })?;
+            .body(body)
+            .build()
+            .map_err(|e| RegistryError::Invalid {
+                reference: dst.to_string(),
+                reason: format!("cannot make the upload request: {}", e.without_url()),
+            })?;
+        let scopes = [push(dst)];
+        let what = format!("PUT blob {dst}");
+        let put = self
+            .transport
+            .round_trip(Call::new(request, &scopes, &what))
+            .await
+            .map_err(|e| self.unanswered(dst, e))?;
         if put.status() != StatusCode::CREATED {
             return Err(self
                 .fail(dst, &format!("upload of blob {digest}"), put)
@@ -885,29 +847,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.1.2.3"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(is_loopback("::1"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-    }
-
-    #[test]
-    fn http_only_for_loopback_and_insecure() {
-        let c = RegistryClient::new(
-            CredentialStore::default(),
-            ClientOptions {
-                insecure_registries: vec!["reg.lan:5000".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(c.base("reg.lan:5000"), "http://reg.lan:5000");
-        assert_eq!(c.base("127.0.0.1:5000"), "http://127.0.0.1:5000");
-        assert_eq!(c.base("reg.lan:5001"), "https://reg.lan:5001");
-        assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
+    fn urls_through_the_schemes() {
+        let c = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+        let r = ImageRef::parse("ghcr.io/o/x:t").unwrap();
+        assert_eq!(
+            c.url(&r, "manifests/t"),
+            "https://ghcr.io/v2/o/x/manifests/t"
+        );
     }
 }
