@@ -1,11 +1,12 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
 //! [`reference`] (names); [`transport`], a stack of small layers every request goes
 //! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
-//! [`client`] (operation-sized functions over it, copy and retag); and [`promote`]
+//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag); [`promote`]
 //! (all-or-nothing retag of a whole stack).
 
 pub mod auth;
 pub mod client;
+pub mod copy;
 pub mod debuglog;
 pub mod http;
 pub mod promote;

@@ -32,7 +32,7 @@ pub struct RefError {
 impl ImageRef {
     /// Parse a full reference. A reference with neither tag nor digest means `:latest`.
     ///
-    /// Refused besides what oci-client refuses (before any request is made): a registry
+    /// Refused besides what the distribution grammar refuses (before any request is made): a registry
     /// host with a port but no repository (`127.0.0.1:5000`, which Docker would read as
     /// `docker.io/library/127.0.0.1:5000`), a tag that is not `[A-Za-z0-9_][A-Za-z0-9._-]`
     /// up to 128 characters (no Unicode), a digest that is not `sha256:`/`sha512:` with

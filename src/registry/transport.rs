@@ -1,9 +1,10 @@
 //! The transport stack every registry request goes through, in small layers as
 //! go-containerregistry's `remote/transport` has them. From the outside in:
 //!
-//! - [`UserAgent`](super::useragent::UserAgent): names stackctl in `User-Agent`;
 //! - [`Auth`](super::auth::Auth): the registry's challenge, basic or bearer, tokens cached
-//!   per scope; a 401 is answered once with the credential or token it asks for;
+//!   per scope; a 401 is answered once with the credential or token it asks for. Its token
+//!   requests go down the layers below it;
+//! - [`UserAgent`](super::useragent::UserAgent): names stackctl in `User-Agent`;
 //! - [`Retry`](super::retry::Retry): 429/5xx and unanswered requests again, with backoff,
 //!   `Retry-After` and a bound;
 //! - [`DebugLog`](super::debuglog::DebugLog): one debug line per attempt (method, URL without
