@@ -6,6 +6,7 @@
 //! and never handed out; [`RunScope::cleanup`] therefore also removes whatever still
 //! carries the run's label. Callers run it after their work, whatever its outcome.
 
+use crate::registry::ImageRef;
 use anyhow::Context;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
@@ -53,10 +54,9 @@ impl RunScope {
         ])
     }
 
-    /// A container request for `image_ref` with this run's labels.
-    pub fn request(&self, image_ref: &str, role: &str) -> ContainerRequest<GenericImage> {
-        let (name, tag) = split_ref(image_ref);
-        GenericImage::new(name, tag).with_labels(self.labels(role))
+    /// A container request for `image` with this run's labels.
+    pub fn request(&self, image: &ImageRef, role: &str) -> ContainerRequest<GenericImage> {
+        generic_image(image).with_labels(self.labels(role))
     }
 
     /// A user-defined network for this run (containers on it reach each other by name).
@@ -120,20 +120,19 @@ pub async fn docker() -> anyhow::Result<bollard::Docker> {
         .context("cannot reach the Docker engine (DOCKER_HOST, else /var/run/docker.sock)")
 }
 
-/// `repo:tag` → (`repo`, `tag`); `repo@sha256:..` → (`repo@sha256`, `..`) so that
-/// testcontainers' `name:tag` descriptor gives the reference back; no tag → `latest`.
-pub fn split_ref(r: &str) -> (String, String) {
-    if let Some((name, digest)) = r.split_once('@') {
-        let (algo, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
-        return (format!("{name}@{algo}"), hex.to_string());
-    }
-    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match r[last_slash..].rfind(':') {
-        Some(i) => (
-            r[..last_slash + i].to_string(),
-            r[last_slash + i + 1..].to_string(),
+/// testcontainers' image for `r`. testcontainers names an image `NAME:TAG`; a digest
+/// reference is given as name `REPO@ALGO` and tag `HEX`, which it writes back as the
+/// reference. The engine gets the familiar name (`busybox`, as `docker` writes it).
+pub fn generic_image(r: &ImageRef) -> GenericImage {
+    match &r.digest {
+        Some(d) => {
+            let (algo, hex) = d.split_once(':').unwrap_or(("sha256", d));
+            GenericImage::new(format!("{}@{algo}", r.familiar_name()), hex.to_string())
+        }
+        None => GenericImage::new(
+            r.familiar_name(),
+            r.tag.clone().unwrap_or_else(|| "latest".into()),
         ),
-        None => (r.to_string(), "latest".to_string()),
     }
 }
 
@@ -236,23 +235,30 @@ pub async fn ip_on_network(id: &str, network: &str) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_ref;
+    use super::generic_image;
+    use crate::registry::ImageRef;
+    use testcontainers::Image;
 
     #[test]
-    fn splits_references() {
-        let s = |r: &str| {
-            let (a, b) = split_ref(r);
-            (a, b)
+    fn images_of_references() {
+        let d = |r: &str| {
+            let i = generic_image(&ImageRef::parse(r).unwrap());
+            format!("{}:{}", i.name(), i.tag())
         };
         assert_eq!(
-            s("127.0.0.1:5000/stack/base:t1"),
-            ("127.0.0.1:5000/stack/base".into(), "t1".into())
+            d("127.0.0.1:5000/stack/base:t1"),
+            "127.0.0.1:5000/stack/base:t1"
         );
         assert_eq!(
-            s("127.0.0.1:5000/stack/base"),
-            ("127.0.0.1:5000/stack/base".into(), "latest".into())
+            d("127.0.0.1:5000/stack/base"),
+            "127.0.0.1:5000/stack/base:latest"
         );
-        assert_eq!(s("busybox"), ("busybox".into(), "latest".into()));
-        assert_eq!(s("r/x@sha256:abc"), ("r/x@sha256".into(), "abc".into()));
+        assert_eq!(d("busybox"), "busybox:latest");
+        assert_eq!(d("docker.io/x/y:2"), "x/y:2");
+        let hex = "a".repeat(64);
+        assert_eq!(
+            d(&format!("r.io/x@sha256:{hex}")),
+            format!("r.io/x@sha256:{hex}")
+        );
     }
 }

@@ -16,6 +16,7 @@
 //! line choices plus GitHub Actions variables ([`GithubEnv`]) into [`PlanOptions`].
 
 use crate::git::{self, ChangedFile, GitError};
+use crate::registry::ImageRef;
 use crate::spec::Spec;
 use crate::tag::{build_tag, TagError};
 use git2::{Oid, Repository};
@@ -172,6 +173,9 @@ pub enum PlanError {
     Git(#[from] GitError),
     #[error(transparent)]
     Tag(#[from] TagError),
+    /// An image name and tag that do not make a reference (the spec checks names, so rare).
+    #[error(transparent)]
+    Reference(#[from] crate::registry::reference::RefError),
     #[error("{}: cannot read the GitHub event payload (GITHUB_EVENT_PATH): {detail}", .path.display())]
     Payload { path: PathBuf, detail: String },
 }
@@ -256,6 +260,9 @@ pub struct PlannedImage {
     /// The full reference built or kept: `<image>:<tag>`.
     #[serde(rename = "ref")]
     pub reference: String,
+    /// `reference` parsed and normalized: what registry requests and pushes use.
+    #[serde(skip)]
+    pub image_ref: ImageRef,
     /// The parent image's key.
     pub parent: Option<String>,
     pub rebuild: bool,
@@ -487,10 +494,12 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         if let Some(files) = touched.get(img.key.as_str()) {
             reasons.push(reason::changed(files));
         }
+        let reference = format!("{}:{tag}", img.image_name);
         images.push(PlannedImage {
             key: img.key.clone(),
             image: img.image_name.clone(),
-            reference: format!("{}:{tag}", img.image_name),
+            image_ref: ImageRef::parse(&reference)?,
+            reference,
             parent: img.depend_on.clone(),
             rebuild: !reasons.is_empty(),
             reasons,
@@ -540,11 +549,7 @@ impl Plan {
         &mut self,
         client: &crate::registry::RegistryClient,
     ) -> anyhow::Result<Vec<crate::registry::ExistsResult>> {
-        let refs = self
-            .images
-            .iter()
-            .map(|i| crate::registry::ImageRef::parse(&i.reference))
-            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<ImageRef> = self.images.iter().map(|i| i.image_ref.clone()).collect();
         let results = crate::registry::exists_many(client, &refs).await;
         let mut missing = vec![];
         for (img, r) in self.images.iter().zip(&results) {

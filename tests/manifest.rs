@@ -220,3 +220,40 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         "{out:?}"
     );
 }
+
+/// The page reads an index (OCI index, Docker manifest list) through stackctl's registry
+/// client: this machine's platform's manifest, its layer sizes and its config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_is_read_for_this_machines_platform() {
+    use stackctl::credentials::CredentialStore;
+    use stackctl::manifest_page::{fetch_image, RegistryAccess};
+    use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
+    use support::hand_made::{push_kind, Kind};
+
+    let reg = Registry::start(RegistryAuth::None);
+    let c = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test image for {other}"),
+    };
+    for (kind, name) in [(Kind::OciIndex, "oci"), (Kind::DockerList, "docker")] {
+        let r = ImageRef::parse(&format!("{}/page/{name}:t1", reg.host())).unwrap();
+        let index = push_kind(&c, &r, kind, name).await;
+        let index: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+        let child = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let meta = fetch_image(&r, &RegistryAccess::default()).await.unwrap();
+        assert_eq!(meta.digest, child, "{name}");
+        assert_eq!(meta.layer_sizes, vec![1024, 1024], "{name}");
+        assert_eq!(meta.config["config"]["Labels"]["seed"], name);
+        assert_eq!(meta.config["architecture"], arch);
+    }
+}

@@ -219,7 +219,9 @@ impl Client {
             if let Address::Engine(sock) = &self.addr {
                 let mut digest = None;
                 for tag in &req.tags {
-                    let d = push::push_from_engine(sock, tag, &req.credentials)
+                    let r = crate::registry::ImageRef::parse(tag)
+                        .map_err(|e| push_error(&req.label, &e.to_string()))?;
+                    let d = push::push_from_engine(sock, &r, &req.credentials)
                         .await
                         .map_err(|e| push_error(&req.label, &format!("{e:#}")))?;
                     digest.get_or_insert(d);

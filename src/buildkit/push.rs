@@ -3,6 +3,7 @@
 
 use super::transport::EngineSocket;
 use crate::credentials::CredentialStore;
+use crate::registry::ImageRef;
 use anyhow::{anyhow, Context as _};
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::PushImageOptions;
@@ -22,32 +23,23 @@ pub fn docker(sock: &EngineSocket) -> anyhow::Result<Docker> {
     .context("cannot set up a Docker engine client")
 }
 
-/// `registry/repo:tag` → (`registry/repo`, `tag`); a missing tag is `latest`.
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match reference[slash..].rfind(':') {
-        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
-        None => (reference, "latest"),
-    }
-}
-
-/// The registry host of a reference (`docker.io` when it names none).
-pub fn registry_host(reference: &str) -> &str {
-    match reference.split_once('/') {
-        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
-        _ => "docker.io",
-    }
-}
-
 /// Push `reference` from the engine and return the manifest digest the registry got.
+/// The engine gets the familiar name (`x` for the Docker Hub image `docker.io/library/x`).
 pub async fn push_from_engine(
     sock: &EngineSocket,
-    reference: &str,
+    reference: &ImageRef,
     creds: &CredentialStore,
 ) -> anyhow::Result<String> {
     let docker = docker(sock)?;
-    let (repo, tag) = split_reference(reference);
-    let host = registry_host(reference);
+    let tag = match (&reference.tag, &reference.digest) {
+        (Some(t), None) => t,
+        _ => {
+            return Err(anyhow!(
+                "pushing {reference}: a push needs a tag, not a digest"
+            ))
+        }
+    };
+    let host = reference.registry.as_str();
     let auth = creds.for_host(host).map(|c| DockerCredentials {
         username: Some(c.username.clone()),
         password: Some(c.secret.expose().to_string()),
@@ -58,7 +50,7 @@ pub async fn push_from_engine(
         tag: Some(tag.to_string()),
         platform: None,
     };
-    let mut stream = docker.push_image(repo, Some(opts), auth);
+    let mut stream = docker.push_image(&reference.familiar_name(), Some(opts), auth);
     let digest_re = regex::Regex::new(r"digest: (sha256:[0-9a-f]{64})").expect("valid regex");
     let mut digest = None;
     while let Some(item) = stream.next().await {
@@ -95,21 +87,6 @@ pub fn is_access_refused(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references() {
-        assert_eq!(
-            split_reference("127.0.0.1:5000/a/b:t1"),
-            ("127.0.0.1:5000/a/b", "t1")
-        );
-        assert_eq!(
-            split_reference("127.0.0.1:5000/a/b"),
-            ("127.0.0.1:5000/a/b", "latest")
-        );
-        assert_eq!(registry_host("127.0.0.1:5000/a/b:t"), "127.0.0.1:5000");
-        assert_eq!(registry_host("ghcr.io/x/y:t"), "ghcr.io");
-        assert_eq!(registry_host("busybox:1"), "docker.io");
-    }
 
     #[test]
     fn refused_access() {

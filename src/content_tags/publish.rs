@@ -96,7 +96,8 @@ pub async fn compute(
             command: c.to_string(),
         })
         .collect();
-    let outs = run_info_commands(image_ref, &cmds, timeout, cancel)
+    let parsed = crate::registry::ImageRef::parse(image_ref)?;
+    let outs = run_info_commands(&parsed, &cmds, timeout, cancel)
         .await
         .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
     let outputs: HashMap<String, Result<String, String>> = outs

@@ -15,6 +15,7 @@ pub mod junit;
 
 use crate::containers::{self, bounded, RunScope, Stop};
 use crate::error::ExitStatus;
+use crate::registry::ImageRef;
 use crate::spec::Spec;
 pub use junit::{JunitReport, TestFailure};
 use std::path::{Path, PathBuf};
@@ -181,6 +182,8 @@ pub async fn run_suite(
             spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     })?;
+    // Containers get the normalized reference; results and logs name it as written.
+    let image_under_test = ImageRef::parse(image_ref)?;
     let started = std::time::Instant::now();
     let deadline = Instant::now() + opts.timeout;
     let scope = RunScope::new();
@@ -218,6 +221,7 @@ pub async fn run_suite(
                 copies,
                 command,
                 runner_image: image_ref.to_string(),
+                runner: image_under_test.clone(),
                 service: None,
             }
         }
@@ -237,6 +241,15 @@ pub async fn run_suite(
                     spec.path.display()
                 );
             }
+            let runner = match &integ.runner_image {
+                Some(r) => ImageRef::parse(r).map_err(|e| {
+                    anyhow::anyhow!(
+                        "images.{key}.tests.integration.runner_image in {}: {e}",
+                        spec.path.display()
+                    )
+                })?,
+                None => image_under_test.clone(),
+            };
             Plan {
                 copies: dirs.clone(),
                 dirs,
@@ -245,6 +258,7 @@ pub async fn run_suite(
                     .clone()
                     .unwrap_or_else(|| DEFAULT_COMMAND.map(String::from).to_vec()),
                 runner_image: integ.runner_image.clone().unwrap_or(image_ref.to_string()),
+                runner,
                 service: Some(Service {
                     port: integ.port,
                     wait_log: integ.wait_log.clone(),
@@ -260,7 +274,15 @@ pub async fn run_suite(
         res.outcome = Outcome::NoTests;
         res.message = "no tests".to_string();
     } else {
-        let run = run_plan(&plan, image_ref, &scope, deadline, &opts.cancel).await;
+        let run = run_plan(
+            &plan,
+            image_ref,
+            &image_under_test,
+            &scope,
+            deadline,
+            &opts.cancel,
+        )
+        .await;
         scope.cleanup().await;
         res = judge(res, run, opts.timeout);
     }
@@ -317,7 +339,9 @@ struct Plan {
     /// `tests_common/`'s `conftest.py` and `pytest.ini` go to the top (see [`basic_copies`]).
     copies: Vec<(PathBuf, String)>,
     command: Vec<String>,
+    /// The runner image as written (for messages), and parsed.
     runner_image: String,
+    runner: ImageRef,
     service: Option<Service>,
 }
 
@@ -339,6 +363,7 @@ struct RunOutput {
 async fn run_plan(
     plan: &Plan,
     image_ref: &str,
+    image: &ImageRef,
     scope: &RunScope,
     deadline: Instant,
     cancel: &CancellationToken,
@@ -365,7 +390,7 @@ async fn run_plan(
         match bounded(
             deadline,
             cancel,
-            start_service(svc, image_ref, scope, &net, &name, deadline),
+            start_service(svc, image_ref, image, scope, &net, &name, deadline),
         )
         .await
         .unwrap_or_else(Err)
@@ -399,7 +424,7 @@ async fn run_plan(
 
     let mut req: ContainerRequest<GenericImage> = scope
         .request(
-            &plan.runner_image,
+            &plan.runner,
             if plan.service.is_some() {
                 "runner"
             } else {
@@ -480,15 +505,13 @@ fn remaining(deadline: Instant) -> Duration {
 async fn start_service(
     svc: &Service,
     image_ref: &str,
+    image: &ImageRef,
     scope: &RunScope,
     network: &str,
     name: &str,
     deadline: Instant,
 ) -> Result<ContainerAsync<GenericImage>, Stop> {
-    let mut image = {
-        let (n, t) = containers::split_ref(image_ref);
-        GenericImage::new(n, t)
-    };
+    let mut image = containers::generic_image(image);
     if let Some(line) = &svc.wait_log {
         image = image.with_wait_for(WaitFor::message_on_either_std(line.as_str()));
     }

@@ -1,6 +1,7 @@
 //! Info commands (`info_cmds`), run in order in one container of the image.
 
 use crate::containers::{self, bounded, RunScope, Stop};
+use crate::registry::ImageRef;
 use crate::spec::InfoCmd;
 use std::time::Duration;
 use testcontainers::core::ExecCommand;
@@ -26,7 +27,7 @@ pub struct InfoOutput {
 /// output, never aborts the others; a container that cannot start fails every command.
 /// Only a timeout or a cancellation is an error (the outputs would be incomplete).
 pub async fn run_info_commands(
-    image_ref: &str,
+    image_ref: &ImageRef,
     cmds: &[InfoCmd],
     timeout: Duration,
     cancel: &CancellationToken,
@@ -43,7 +44,7 @@ pub async fn run_info_commands(
 
 async fn run(
     scope: &RunScope,
-    image_ref: &str,
+    image_ref: &ImageRef,
     cmds: &[InfoCmd],
     deadline: Instant,
     cancel: &CancellationToken,
@@ -59,8 +60,7 @@ async fn run(
             })
             .collect::<Vec<_>>()
     };
-    let (name, tag) = containers::split_ref(image_ref);
-    let req = testcontainers::GenericImage::new(name, tag)
+    let req = containers::generic_image(image_ref)
         .with_entrypoint("/bin/sh")
         .with_labels(scope.labels("info"))
         .with_cmd(["-c", "while :; do sleep 3600; done"])
@@ -68,7 +68,7 @@ async fn run(
     let container = match bounded(
         deadline,
         cancel,
-        containers::start(req, image_ref, "/bin/sh"),
+        containers::start(req, &image_ref.to_string(), "/bin/sh"),
     )
     .await
     .unwrap_or_else(Err)

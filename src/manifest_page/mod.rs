@@ -67,15 +67,20 @@ pub async fn build_page(
         })?;
         cmds.push(cmd.clone());
     }
+    // Registry and engine get the normalized reference; the page names it as written.
+    let reference = crate::registry::ImageRef::parse(image_ref)?;
     let meta = tokio::select! {
-        m = tokio::time::timeout(opts.timeout, registry::fetch_image(image_ref, &opts.registry)) => {
+        m = tokio::time::timeout(opts.timeout, registry::fetch_image(&reference, &opts.registry)) => {
             m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
         }
         _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
     };
-    let tag = tag_of(image_ref);
-    let rows = history::rows(&meta.config, &meta.layer_sizes, tag.map(|_| image_ref))?;
-    let infos = info::run_info_commands(image_ref, &cmds, opts.timeout, &opts.cancel)
+    let rows = history::rows(
+        &meta.config,
+        &meta.layer_sizes,
+        reference.tag.as_ref().map(|_| image_ref),
+    )?;
+    let infos = info::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
@@ -133,13 +138,6 @@ fn write_file(dir: &Path, file: &str, text: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(file);
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
-}
-
-/// The tag of a reference, if it has one (`host:5000/x:t` → `t`).
-fn tag_of(r: &str) -> Option<&str> {
-    let r = r.split('@').next().unwrap_or(r);
-    let last = &r[r.rfind('/').map(|i| i + 1).unwrap_or(0)..];
-    last.split_once(':').map(|(_, t)| t)
 }
 
 /// Text safe inside a markdown table cell.
@@ -317,12 +315,5 @@ mod tests {
         assert!(md.contains("## Long\n\n<details>\n<summary>Details</summary>\n\n```\nline 1\n"));
         assert!(md.contains("line 31\n```\n\n</details>\n"));
         assert_eq!(md.matches("<details>").count(), 1);
-    }
-
-    #[test]
-    fn tags_of_references() {
-        assert_eq!(tag_of("127.0.0.1:5000/a/b:t1"), Some("t1"));
-        assert_eq!(tag_of("127.0.0.1:5000/a/b"), None);
-        assert_eq!(tag_of("a/b:t@sha256:00"), Some("t"));
     }
 }

@@ -1,12 +1,11 @@
 //! The one place the manifest page reads the registry: an image's manifest (for this
-//! machine's platform when the reference is an index) and its config blob.
-//! Kept to [`fetch_image`] so a fuller registry client can replace it.
+//! machine's platform when the reference is an index) and its config blob, through the
+//! crate's registry client ([`crate::registry::RegistryClient`]).
 
 use crate::credentials::CredentialStore;
+use crate::registry::{ClientOptions, ImageRef, RegistryClient};
 use anyhow::Context;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_spec::image::{Arch, ImageIndex, ImageManifest, Os};
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -27,52 +26,54 @@ pub struct ImageMeta {
     pub digest: String,
 }
 
-/// Whether `host` (`HOST[:PORT]`) is on the loopback interface.
-pub fn is_loopback(host: &str) -> bool {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+/// Fetch the manifest and config of `r` without pulling its layers.
+pub async fn fetch_image(r: &ImageRef, access: &RegistryAccess) -> anyhow::Result<ImageMeta> {
+    let client = RegistryClient::new(
+        access.credentials.clone(),
+        ClientOptions {
+            insecure_registries: access.insecure.clone(),
+            ..Default::default()
+        },
+    )?;
+    let mut m = client
+        .get_manifest(r)
+        .await?
+        .with_context(|| format!("{r}: not found in its registry"))?;
+    let mut at = r.clone();
+    if is_index(&m.media_type) {
+        let index = ImageIndex::from_reader(&m.bytes[..])
+            .with_context(|| format!("the image index of {r} is not valid"))?;
+        let (os, arch) = (Os::default(), Arch::default());
+        let child = index
+            .manifests()
+            .iter()
+            .find(|d| {
+                d.platform()
+                    .as_ref()
+                    .is_some_and(|p| *p.os() == os && *p.architecture() == arch)
+            })
+            .with_context(|| format!("{r} has no image for {os}/{arch}"))?;
+        at = r.with_digest(child.digest().as_ref());
+        m = client
+            .get_manifest(&at)
+            .await?
+            .with_context(|| format!("{at}: listed in the index of {r} but not found"))?;
+    }
+    let manifest = ImageManifest::from_reader(&m.bytes[..])
+        .with_context(|| format!("the manifest of {at} is not an image manifest"))?;
+    let config = client
+        .get_blob(&at, manifest.config().digest().as_ref())
+        .await?;
+    let config: serde_json::Value = serde_json::from_slice(&config)
+        .with_context(|| format!("the config of {r} is not JSON"))?;
+    Ok(ImageMeta {
+        layer_sizes: manifest.layers().iter().map(|l| l.size()).collect(),
+        config,
+        digest: m.digest,
+    })
 }
 
-/// Fetch the manifest and config of `image_ref` without pulling its layers.
-pub async fn fetch_image(image_ref: &str, access: &RegistryAccess) -> anyhow::Result<ImageMeta> {
-    let reference: Reference = image_ref
-        .parse()
-        .with_context(|| format!("{image_ref:?} is not a valid image reference"))?;
-    let host = reference.resolve_registry().to_string();
-    let mut plain: Vec<String> = access.insecure.clone();
-    if is_loopback(&host) {
-        plain.push(host.clone());
-    }
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(plain),
-        ..Default::default()
-    });
-    let auth = match access.credentials.for_host(reference.registry()) {
-        Some(c) => RegistryAuth::Basic(c.username.clone(), c.secret.expose().to_string()),
-        None => RegistryAuth::Anonymous,
-    };
-    let (manifest, digest, config) = client
-        .pull_manifest_and_config(&reference, &auth)
-        .await
-        .with_context(|| {
-            format!("cannot read the manifest and config of {image_ref} from {host}")
-        })?;
-    let config: serde_json::Value = serde_json::from_str(&config)
-        .with_context(|| format!("the config of {image_ref} is not JSON"))?;
-    Ok(ImageMeta {
-        layer_sizes: manifest
-            .layers
-            .iter()
-            .map(|l| l.size.max(0) as u64)
-            .collect(),
-        config,
-        digest,
-    })
+fn is_index(media_type: &str) -> bool {
+    media_type == crate::registry::client::OCI_INDEX
+        || media_type == crate::registry::client::DOCKER_MANIFEST_LIST
 }

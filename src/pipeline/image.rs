@@ -244,7 +244,7 @@ async fn run_steps(
                     match (&engine, &pushed_digest) {
                     (_, Some(d)) => tag_tested(ctx.registry, &image.image_name, d, &full).await,
                     (Some(sock), None) => {
-                        buildkit::push::push_from_engine(sock, &full, ctx.credentials).await
+                        buildkit::push::push_from_engine(sock, &planned.image_ref, ctx.credentials).await
                     }
                     (None, None) => Err(anyhow!(
                         "BuildKit at {} is a Docker engine's, reached without the engine's API: \

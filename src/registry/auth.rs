@@ -1,12 +1,18 @@
-//! Registry authentication: anonymous, basic, and the bearer-token challenge
+//! The auth layer of the transport stack: anonymous, basic, and the bearer-token challenge
 //! (`WWW-Authenticate: Bearer realm=…,service=…,scope=…`, as GHCR and Docker Hub use).
+//! A request goes out anonymously until its host has answered a 401; the challenge is
+//! learned and the request sent once more with what it asks for. Token requests go through
+//! the layers below (retry, log, HTTP).
 //!
 //! Tokens are cached per registry and scope set until shortly before they expire. Neither
 //! tokens nor passwords ever go into a log line or an error message: errors name the
 //! credential with [`Credential::describe`].
 
+use super::transport::{authority, Call, Transport, TransportError};
 use crate::credentials::{Credential, CredentialStore};
 use base64::Engine;
+use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -160,7 +166,7 @@ impl Authenticator {
     /// the registry is known to want one. `None`: try anonymously first.
     pub async fn header(
         &self,
-        http: &super::http::Http,
+        http: &impl Transport,
         timeout: Duration,
         host: &str,
         scopes: &[String],
@@ -211,7 +217,7 @@ impl Authenticator {
 
     async fn fetch_token(
         &self,
-        http: &super::http::Http,
+        http: &impl Transport,
         timeout: Duration,
         host: &str,
         realm: &str,
@@ -233,28 +239,30 @@ impl Authenticator {
                 q.append_pair("scope", s);
             }
         }
-        let http = http
-            .for_url(url.as_str())
-            .map_err(|reason| AuthError::TokenFailed {
-                host: host.into(),
-                realm: realm.into(),
-                reason,
-            })?;
-        let send = || {
-            let mut rb = http.get(url.clone()).timeout(timeout);
-            if let Some(c) = cred {
-                rb = rb.header(reqwest::header::AUTHORIZATION, basic_header(c));
-            }
-            rb
-        };
-        let policy = super::retry::RetryPolicy::default();
-        let resp = policy
-            .send(&format!("token for {host}"), send)
+        // A bare request: building a `reqwest::Client` here would load the TLS roots.
+        let mut request = reqwest::Request::new(reqwest::Method::GET, url.clone());
+        *request.timeout_mut() = Some(timeout);
+        if let Some(c) = cred {
+            let mut v =
+                HeaderValue::from_str(&basic_header(c)).map_err(|_| AuthError::TokenFailed {
+                    host: host.into(),
+                    realm: realm.into(),
+                    reason: format!(
+                        "the credential ({}) is not a valid header value",
+                        c.describe()
+                    ),
+                })?;
+            v.set_sensitive(true);
+            request.headers_mut().insert(AUTHORIZATION, v);
+        }
+        let what = format!("token for {host}");
+        let resp = http
+            .round_trip(Call::new(request, &[], &what))
             .await
             .map_err(|e| AuthError::TokenFailed {
                 host: host.into(),
                 realm: realm.into(),
-                reason: e.without_url().to_string(),
+                reason: e.to_string(),
             })?;
         let status = resp.status();
         if status == 401 || status == 403 {
@@ -305,9 +313,201 @@ impl Authenticator {
     }
 }
 
+/// The auth layer over transport `T`.
+pub struct Auth<T> {
+    inner: T,
+    auth: Authenticator,
+    /// The timeout of a token request.
+    token_timeout: Duration,
+}
+
+impl<T> Auth<T> {
+    pub fn new(inner: T, creds: CredentialStore, token_timeout: Duration) -> Self {
+        Auth {
+            inner,
+            auth: Authenticator::new(creds),
+            token_timeout,
+        }
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+impl<T: Transport> Transport for Auth<T> {
+    async fn round_trip(&self, call: Call<'_>) -> Result<reqwest::Response, TransportError> {
+        let host = authority(call.request.url());
+        let Call {
+            mut request,
+            scopes,
+            what,
+            unanswered,
+        } = call;
+        let mut retried = false;
+        loop {
+            let header = self
+                .auth
+                .header(&self.inner, self.token_timeout, &host, scopes)
+                .await?;
+            if let Some(h) = header {
+                let mut v = HeaderValue::from_str(&h).map_err(|_| AuthError::TokenFailed {
+                    host: host.clone(),
+                    realm: String::new(),
+                    reason: "the token is not a valid header value".into(),
+                })?;
+                v.set_sensitive(true);
+                request.headers_mut().insert(AUTHORIZATION, v);
+            }
+            // A streamed body cannot be sent twice: such a call gets one try.
+            let again = if retried { None } else { request.try_clone() };
+            let resp = self
+                .inner
+                .round_trip(Call {
+                    request,
+                    scopes,
+                    what,
+                    unanswered,
+                })
+                .await?;
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            let Some(again) = again else {
+                return Ok(resp);
+            };
+            let challenge = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok());
+            if !self.auth.learn(&host, challenge, scopes) {
+                return Ok(resp);
+            }
+            retried = true;
+            request = again;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::Secret;
+    use crate::registry::http::Http;
+    use crate::registry::transport::test_server;
+    use std::sync::Arc;
+
+    fn get(url: &str) -> reqwest::Request {
+        reqwest::Client::new().get(url).build().unwrap()
+    }
+
+    fn store(user: &str, pass: &str) -> CredentialStore {
+        let mut s = CredentialStore::default();
+        s.explicit = Some(Credential {
+            username: user.into(),
+            secret: Secret::new(pass),
+            source: "test".into(),
+        });
+        s
+    }
+
+    #[tokio::test]
+    async fn bearer_challenge_then_token_cached_per_scope() {
+        let realm = Arc::new(std::sync::OnceLock::<String>::new());
+        let r = realm.clone();
+        let srv = test_server::start(move |s, _| {
+            if s.target.starts_with("/token") {
+                // One token per scope asked for, named after it.
+                let scope = s.target.split("scope=").nth(1).unwrap_or("none");
+                let tok = format!("tok-{}", scope.replace(['%', ':', '/'], ""));
+                return (
+                    200,
+                    vec![],
+                    format!(r#"{{"token":"{tok}","expires_in":300}}"#),
+                );
+            }
+            match s.header("authorization") {
+                Some(a) if a.starts_with("Bearer tok-") => (200, vec![], String::new()),
+                _ => (
+                    401,
+                    vec![(
+                        "WWW-Authenticate".into(),
+                        format!(r#"Bearer realm="{}/token",service="reg""#, r.get().unwrap()),
+                    )],
+                    String::new(),
+                ),
+            }
+        })
+        .await;
+        realm.set(srv.base.clone()).unwrap();
+        let t = Auth::new(
+            Http::new().unwrap(),
+            store("u", "p"),
+            Duration::from_secs(5),
+        );
+        let pull_a = vec!["repository:a:pull".to_string()];
+        let pull_b = vec!["repository:b:pull".to_string()];
+        let url = format!("{}/v2/a/manifests/t", srv.base);
+        for scopes in [&pull_a, &pull_a, &pull_b] {
+            let resp = t
+                .round_trip(Call::new(get(&url), scopes, "GET"))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        let seen: Vec<String> = srv.seen().iter().map(|s| s.target.clone()).collect();
+        // 401, token for a, again with it; a from the cache; token for b, then b.
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert!(seen[1].starts_with("/token?service=reg&scope=repository%3Aa%3Apull"));
+        assert!(seen[4].contains("scope=repository%3Ab%3Apull"));
+        let all = srv.seen();
+        // The token request carries the credential (basic), the registry gets the token.
+        assert!(all[1]
+            .header("authorization")
+            .unwrap()
+            .starts_with("Basic "));
+        assert_eq!(
+            all[3].header("authorization"),
+            Some("Bearer tok-repository3Aa3Apull")
+        );
+    }
+
+    #[tokio::test]
+    async fn basic_challenge_sends_the_credential_and_no_credential_gets_the_401() {
+        let srv = test_server::start(|s, _| match s.header("authorization") {
+            // base64("u:p")
+            Some("Basic dTpw") => (200, vec![], String::new()),
+            _ => (
+                401,
+                vec![("WWW-Authenticate".into(), r#"Basic realm="r""#.into())],
+                String::new(),
+            ),
+        })
+        .await;
+        let url = format!("{}/v2/", srv.base);
+        let t = Auth::new(
+            Http::new().unwrap(),
+            store("u", "p"),
+            Duration::from_secs(5),
+        );
+        let resp = t
+            .round_trip(Call::new(get(&url), &[], "GET"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(srv.seen().len(), 2);
+        let anon = Auth::new(
+            Http::new().unwrap(),
+            CredentialStore::default(),
+            Duration::from_secs(5),
+        );
+        let resp = anon
+            .round_trip(Call::new(get(&url), &[], "GET"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(srv.seen().len(), 3);
+    }
 
     #[test]
     fn challenges() {

@@ -1,14 +1,20 @@
-//! A small registry client over reqwest: the raw operations retag needs, which
-//! oci-client does not expose (a manifest's exact bytes and media type, a PUT of those
-//! bytes, cross-repository blob mounts, tag deletion).
+//! The registry client: operation-sized functions (HEAD, GET and PUT of a manifest, DELETE,
+//! blob HEAD, GET, upload, mount and stream) over the transport stack of
+//! [`super::transport`]; copy and retag are above them, in [`super::copy`]. Manifests are
+//! kept as the exact bytes and media type the registry stores.
 
-use super::auth::{describe, Authenticator};
+use super::auth::{describe, Auth};
+use super::debuglog::DebugLog;
+use super::http::Http;
 use super::reference::ImageRef;
-use super::retry::{RetryPolicy, Unanswered};
+use super::retry::{Retry, RetryPolicy, Unanswered};
+use super::scheme::Schemes;
+use super::transport::{Call, Transport, TransportError};
+use super::useragent::UserAgent;
 use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
@@ -100,81 +106,23 @@ pub struct ClientOptions {
     pub endpoints: Vec<(String, String)>,
 }
 
-/// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
-pub fn is_loopback(host: &str) -> bool {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else if host.matches(':').count() == 1 {
-        host.split(':').next().unwrap_or(host)
-    } else {
-        host
-    };
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
 /// sha256 digest of bytes, `sha256:<hex>`.
 pub fn sha256_digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-/// How a blob got into the target repository.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlobCopy {
-    /// Already there.
-    Present,
-    /// Cross-repository mounted by the registry (no data moved).
-    Mounted,
-    /// Streamed through this process (mount refused, or another registry).
-    Streamed,
-}
+pub use super::copy::{BlobCopy, BlobStats, RetagReport};
+pub use super::scheme::is_loopback;
 
-/// Counts of what a copy did with blobs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BlobStats {
-    pub present: usize,
-    pub mounted: usize,
-    pub streamed: usize,
-    pub streamed_bytes: u64,
-}
-
-impl BlobStats {
-    fn add(&mut self, c: BlobCopy, size: u64) {
-        match c {
-            BlobCopy::Present => self.present += 1,
-            BlobCopy::Mounted => self.mounted += 1,
-            BlobCopy::Streamed => {
-                self.streamed += 1;
-                self.streamed_bytes += size;
-            }
-        }
-    }
-    fn merge(&mut self, o: &BlobStats) {
-        self.present += o.present;
-        self.mounted += o.mounted;
-        self.streamed += o.streamed;
-        self.streamed_bytes += o.streamed_bytes;
-    }
-}
-
-/// What a retag did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RetagReport {
-    pub source: String,
-    pub target: String,
-    pub digest: String,
-    pub media_type: String,
-    pub blobs: BlobStats,
-}
+/// The layers every request goes through, outermost first (see [`super::transport`]).
+type Stack = Auth<UserAgent<Retry<DebugLog<Http>>>>;
 
 /// A registry client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RegistryClient {
-    http: super::http::Http,
-    auth: Authenticator,
+    transport: Stack,
+    /// Makes requests (never sends them): the plain-http client, which has no TLS roots.
+    requests: reqwest::Client,
+    schemes: Schemes,
     opts: ClientOptions,
 }
 
@@ -225,49 +173,44 @@ async fn detail(resp: Response) -> String {
 
 impl RegistryClient {
     pub fn new(creds: CredentialStore, opts: ClientOptions) -> anyhow::Result<Self> {
+        let http = Http::new()?;
+        let requests = http.plain().clone();
+        let transport = Auth::new(
+            UserAgent::new(Retry::new(DebugLog::new(http), opts.retry.clone())),
+            creds,
+            opts.retry.request_timeout,
+        );
         Ok(RegistryClient {
-            http: super::http::Http::new()?,
-            auth: Authenticator::new(creds),
+            transport,
+            requests,
+            schemes: Schemes {
+                insecure: opts.insecure_registries.clone(),
+                endpoints: opts.endpoints.clone(),
+            },
             opts,
         })
     }
 
-    fn base(&self, host: &str) -> String {
-        let scheme = if is_loopback(host) || self.opts.insecure_registries.iter().any(|h| h == host)
-        {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{host}")
+    /// How requests are retried (also how often a streamed blob is tried).
+    pub(super) fn retry_policy(&self) -> &RetryPolicy {
+        &self.opts.retry
     }
 
-    /// The HTTP client for `r`'s registry (TLS roots are loaded on the first https one).
-    fn client_for(&self, r: &ImageRef) -> Result<&reqwest::Client, RegistryError> {
-        self.http
-            .for_url(&self.base(self.host(r)))
-            .map_err(|reason| RegistryError::Network {
-                reference: r.to_string(),
-                host: self.host(r).to_string(),
-                reason,
-            })
+    /// Whether cross-repository mounts are off (`ClientOptions::no_mount`).
+    pub(super) fn no_mount(&self) -> bool {
+        self.opts.no_mount
     }
 
     fn url(&self, r: &ImageRef, tail: &str) -> String {
-        format!("{}/v2/{}/{tail}", self.base(self.host(r)), r.repository)
+        self.schemes.url(r, tail)
     }
 
     /// The host requests for `r` go to: its endpoint if one is set, else its API host.
-    fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
-        self.opts
-            .endpoints
-            .iter()
-            .find(|(name, _)| *name == r.registry)
-            .map_or_else(|| r.api_host(), |(_, host)| host.as_str())
+    pub(super) fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
+        self.schemes.host(r)
     }
 
-    /// Send a request with auth and retries. On a 401 the challenge is learned and the
-    /// request sent once more with the credential or token it asks for.
+    /// Send a request through the transport stack (auth, retries, log).
     async fn send(
         &self,
         r: &ImageRef,
@@ -290,46 +233,32 @@ impl RegistryClient {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         unanswered: Option<&Unanswered>,
     ) -> Result<Response, RegistryError> {
-        let host = self.host(r);
-        let t = self.opts.retry.request_timeout;
-        let http = self.client_for(r)?;
-        let mut retried_auth = false;
-        loop {
-            let auth = self.auth.header(&self.http, t, host, scopes).await?;
-            let resp = self
-                .opts
-                .retry
-                .send_noting(
-                    &format!("{what} {r}"),
-                    || {
-                        let mut rb = build(http);
-                        if let Some(t) = timeout {
-                            rb = rb.timeout(t);
-                        }
-                        if let Some(a) = &auth {
-                            rb = rb.header(reqwest::header::AUTHORIZATION, a);
-                        }
-                        rb
-                    },
-                    unanswered,
-                )
-                .await
-                .map_err(|e| RegistryError::Network {
-                    reference: r.to_string(),
-                    host: host.to_string(),
-                    reason: e.without_url().to_string(),
-                })?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !retried_auth {
-                let ch = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok());
-                if self.auth.learn(host, ch, scopes) {
-                    retried_auth = true;
-                    continue;
-                }
-            }
-            return Ok(resp);
+        let mut rb = build(&self.requests);
+        if let Some(t) = timeout {
+            rb = rb.timeout(t);
+        }
+        let request = rb.build().map_err(|e| RegistryError::Invalid {
+            reference: r.to_string(),
+            reason: format!("cannot make the request: {}", e.without_url()),
+        })?;
+        let what = format!("{what} {r}");
+        let mut call = Call::new(request, scopes, &what);
+        call.unanswered = unanswered;
+        self.transport
+            .round_trip(call)
+            .await
+            .map_err(|e| self.unanswered(r, e))
+    }
+
+    /// A request that got no answer, as a registry error.
+    fn unanswered(&self, r: &ImageRef, e: TransportError) -> RegistryError {
+        match e {
+            TransportError::Auth(a) => RegistryError::Auth(a),
+            e => RegistryError::Network {
+                reference: r.to_string(),
+                host: self.host(r).to_string(),
+                reason: e.to_string(),
+            },
         }
     }
 
@@ -337,7 +266,7 @@ impl RegistryClient {
         RegistryError::Denied {
             reference: r.to_string(),
             status: resp.status().as_u16(),
-            credential: describe(self.auth.credential(self.host(r))),
+            credential: describe(self.transport.authenticator().credential(self.host(r))),
             detail: detail(resp).await,
         }
     }
@@ -530,7 +459,9 @@ impl RegistryClient {
             })?;
             out.extend(page.tags.unwrap_or_default());
             match next {
-                Some(n) if n.starts_with('/') => url = format!("{}{n}", self.base(r.api_host())),
+                Some(n) if n.starts_with('/') => {
+                    url = format!("{}{n}", self.schemes.base(self.host(r)))
+                }
                 Some(n) => url = n,
                 None => return Ok(out),
             }
@@ -567,9 +498,33 @@ impl RegistryClient {
         }
     }
 
+    /// GET a small blob (a config) whole, checked against `digest`.
+    pub async fn get_blob(&self, r: &ImageRef, digest: &str) -> Result<Bytes, RegistryError> {
+        let url = self.url(r, &format!("blobs/{digest}"));
+        let t = self.opts.retry.request_timeout;
+        let resp = self
+            .send(r, &[pull(r)], "GET blob", Some(t), |h| h.get(&url))
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(r, &format!("GET of blob {digest}"), resp).await);
+        }
+        let bytes = resp.bytes().await.map_err(|e| RegistryError::Network {
+            reference: r.to_string(),
+            host: self.host(r).into(),
+            reason: e.without_url().to_string(),
+        })?;
+        if digest.starts_with("sha256:") && sha256_digest(&bytes) != digest {
+            return Err(RegistryError::Invalid {
+                reference: r.to_string(),
+                reason: format!("blob {digest} arrived with another digest"),
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Start an upload in `r`'s repository; with `mount`, ask the registry to mount the blob
     /// from another repository instead. `Ok(None)`: mounted; `Ok(Some(url))`: upload there.
-    async fn start_upload(
+    pub(super) async fn start_upload(
         &self,
         r: &ImageRef,
         mount: Option<(&str, &ImageRef)>,
@@ -637,7 +592,7 @@ impl RegistryClient {
 
     /// Stream blob `digest` of `src` into upload `loc` of `dst`: a GET whose body is fed to
     /// a monolithic PUT as it arrives, never held whole in memory.
-    async fn stream_blob(
+    pub(super) async fn stream_blob(
         &self,
         src: &ImageRef,
         dst: &ImageRef,
@@ -653,208 +608,33 @@ impl RegistryClient {
             return Err(self.fail(src, &format!("GET of blob {digest}"), resp).await);
         }
         loc.query_pairs_mut().append_pair("digest", digest);
-        // The body can be sent once only: the auth header is got before, and a failure is
-        // retried by the caller from the GET on.
-        let auth = self
-            .auth
-            .header(
-                &self.http,
-                self.opts.retry.request_timeout,
-                self.host(dst),
-                &[push(dst)],
-            )
-            .await?;
+        // A streamed body can be sent once only: the stack sends it once (no retry, no
+        // second try after a 401; the token is got before), and `copy_blob` starts over.
         let body = reqwest::Body::wrap_stream(resp.bytes_stream().map_err(std::io::Error::other));
-        let mut rb = self
-            .client_for(dst)?
+        let request = self
+            .requests
             .put(loc)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .body(body);
-        if let Some(a) = auth {
-            rb = rb.header(reqwest::header::AUTHORIZATION, a);
-        }
-        let put = rb.send().await.map_err(|e| RegistryError::Network {
-            reference: dst.to_string(),
-            host: self.host(dst).into(),
-            reason: e.without_url().to_string(),
-        })?;
+            .body(body)
+            .build()
+            .map_err(|e| RegistryError::Invalid {
+                reference: dst.to_string(),
+                reason: format!("cannot make the upload request: {}", e.without_url()),
+            })?;
+        let scopes = [push(dst)];
+        let what = format!("PUT blob {dst}");
+        let put = self
+            .transport
+            .round_trip(Call::new(request, &scopes, &what))
+            .await
+            .map_err(|e| self.unanswered(dst, e))?;
         if put.status() != StatusCode::CREATED {
             return Err(self
                 .fail(dst, &format!("upload of blob {digest}"), put)
                 .await);
         }
         Ok(())
-    }
-
-    /// Make blob `digest` present in `dst`: nothing if it is there, a cross-repository mount
-    /// when both are on one registry, else (or when the mount is refused) stream it.
-    pub async fn copy_blob(
-        &self,
-        src: &ImageRef,
-        dst: &ImageRef,
-        digest: &str,
-        size: u64,
-    ) -> Result<BlobCopy, RegistryError> {
-        if self.blob_exists(dst, digest).await? {
-            return Ok(BlobCopy::Present);
-        }
-        let same_registry = self.host(src) == self.host(dst);
-        let mount = (same_registry && !self.opts.no_mount).then_some((digest, src));
-        let mut loc = match self.start_upload(dst, mount).await? {
-            None => return Ok(BlobCopy::Mounted),
-            Some(loc) => loc,
-        };
-        let mut attempt = 1;
-        loop {
-            match self.stream_blob(src, dst, digest, size, loc.clone()).await {
-                Ok(()) => return Ok(BlobCopy::Streamed),
-                Err(e @ RegistryError::Network { .. }) if attempt < self.opts.retry.attempts => {
-                    tracing::warn!("{e}; streaming {digest} again");
-                    tokio::time::sleep(self.opts.retry.backoff(attempt)).await;
-                    attempt += 1;
-                    loc = self
-                        .start_upload(dst, None)
-                        .await?
-                        .expect("a plain upload is never a mount");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Copy everything manifest `m` (of `src`) refers to into `dst`'s repository: blobs of an
-    /// image manifest; child manifests (PUT by digest) and their blobs for an index.
-    fn copy_referenced<'a>(
-        &'a self,
-        src: &'a ImageRef,
-        dst: &'a ImageRef,
-        m: &'a Manifest,
-    ) -> futures::future::BoxFuture<'a, Result<BlobStats, RegistryError>> {
-        Box::pin(async move {
-            #[derive(serde::Deserialize)]
-            struct Desc {
-                digest: String,
-                #[serde(default)]
-                size: u64,
-                #[serde(rename = "mediaType", default)]
-                media_type: String,
-                #[serde(default)]
-                urls: Vec<String>,
-            }
-            #[derive(serde::Deserialize)]
-            struct Any {
-                config: Option<Desc>,
-                #[serde(default)]
-                layers: Vec<Desc>,
-                #[serde(default)]
-                manifests: Vec<Desc>,
-            }
-            let parsed: Any =
-                serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::Invalid {
-                    reference: src.to_string(),
-                    reason: format!("manifest is not valid JSON: {e}"),
-                })?;
-            let mut stats = BlobStats::default();
-            // Children of an index first: each must be in the repository before the index.
-            for child in &parsed.manifests {
-                let child_src = src.with_digest(&child.digest);
-                let cm = self.get_manifest(&child_src).await?.ok_or_else(|| {
-                    RegistryError::NotFound {
-                        reference: child_src.to_string(),
-                    }
-                })?;
-                stats.merge(&self.copy_referenced(&child_src, dst, &cm).await?);
-                self.put_manifest(&dst.with_digest(&child.digest), &cm)
-                    .await?;
-            }
-            // Foreign layers (with `urls`) are not in the registry: nothing to copy.
-            let blobs: Vec<(String, u64)> = parsed
-                .config
-                .iter()
-                .chain(parsed.layers.iter())
-                .filter(|d| d.urls.is_empty() || !d.media_type.contains("foreign"))
-                .map(|d| (d.digest.clone(), d.size))
-                .collect();
-            let futs: Vec<_> = blobs
-                .into_iter()
-                .map(|(digest, size)| async move {
-                    self.copy_blob(src, dst, &digest, size)
-                        .await
-                        .map(|c| (c, size))
-                })
-                .collect();
-            let results: Vec<Result<(BlobCopy, u64), RegistryError>> = futures::stream::iter(futs)
-                .buffer_unordered(4)
-                .collect()
-                .await;
-            for r in results {
-                let (c, size) = r?;
-                stats.add(c, size);
-            }
-            Ok(stats)
-        })
-    }
-
-    /// Put manifest `m` (fetched from `src`) under `dst`, byte for byte; copies blobs first
-    /// when `dst` is another repository. Verifies the stored digest equals `m`'s.
-    pub async fn retag_manifest(
-        &self,
-        src: &ImageRef,
-        m: &Manifest,
-        dst: &ImageRef,
-    ) -> Result<RetagReport, RegistryError> {
-        self.retag_manifest_noting(src, m, dst, None).await
-    }
-
-    /// [`retag_manifest`](Self::retag_manifest), noting manifest PUT attempts without an
-    /// answer in `unanswered`. The stored digest is the PUT answer's `Docker-Content-Digest`,
-    /// checked against the sha256 of the bytes sent: no HEAD afterwards.
-    pub async fn retag_manifest_noting(
-        &self,
-        src: &ImageRef,
-        m: &Manifest,
-        dst: &ImageRef,
-        unanswered: Option<&Unanswered>,
-    ) -> Result<RetagReport, RegistryError> {
-        let blobs = if src.same_repository(dst) {
-            BlobStats::default()
-        } else {
-            self.copy_referenced(src, dst, m).await?
-        };
-        let digest = self.put_manifest_noting(dst, m, unanswered).await?;
-        if digest != m.digest {
-            return Err(RegistryError::Invalid {
-                reference: dst.to_string(),
-                reason: format!(
-                    "the registry stored digest {digest}, not the source's {}",
-                    m.digest
-                ),
-            });
-        }
-        Ok(RetagReport {
-            source: src.to_string(),
-            target: dst.to_string(),
-            digest,
-            media_type: m.media_type.clone(),
-            blobs,
-        })
-    }
-
-    /// Give `src`'s manifest the reference `dst` without pulling: one GET of the manifest,
-    /// one PUT of the same bytes (plus blob mounts when `dst` is another repository).
-    pub async fn retag(
-        &self,
-        src: &ImageRef,
-        dst: &ImageRef,
-    ) -> Result<RetagReport, RegistryError> {
-        let m = self
-            .get_manifest(src)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound {
-                reference: src.to_string(),
-            })?;
-        self.retag_manifest(src, &m, dst).await
     }
 }
 
@@ -901,29 +681,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1:5000"));
-        assert!(is_loopback("127.1.2.3"));
-        assert!(is_loopback("localhost:5000"));
-        assert!(is_loopback("[::1]:5000"));
-        assert!(is_loopback("::1"));
-        assert!(!is_loopback("ghcr.io"));
-        assert!(!is_loopback("10.0.0.1:5000"));
-    }
-
-    #[test]
-    fn http_only_for_loopback_and_insecure() {
-        let c = RegistryClient::new(
-            CredentialStore::default(),
-            ClientOptions {
-                insecure_registries: vec!["reg.lan:5000".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(c.base("reg.lan:5000"), "http://reg.lan:5000");
-        assert_eq!(c.base("127.0.0.1:5000"), "http://127.0.0.1:5000");
-        assert_eq!(c.base("reg.lan:5001"), "https://reg.lan:5001");
-        assert_eq!(c.base("ghcr.io"), "https://ghcr.io");
+    fn urls_through_the_schemes() {
+        let c = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+        let r = ImageRef::parse("ghcr.io/o/x:t").unwrap();
+        assert_eq!(
+            c.url(&r, "manifests/t"),
+            "https://ghcr.io/v2/o/x/manifests/t"
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! The HTTP clients of the registry layer, so that start-up reads no certificate: one client
+//! The bottom of the transport stack ([`super::transport`]): the HTTP clients, so that start-up reads no certificate: one client
 //! without TLS roots for plain-http registries (loopback, --insecure-registry), and one with
 //! the system's roots, built on the first https request only (building it reads every file
 //! in /etc/ssl/certs, the largest part of a short command's time).
 
+use super::transport::{Call, Transport, TransportError};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ pub struct Http {
 
 fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .user_agent(concat!("stackctl/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
         // A stalled transfer fails even when the whole one may take long (big blobs).
         .read_timeout(Duration::from_secs(120))
@@ -48,9 +48,23 @@ impl Http {
             .map_err(Clone::clone)
     }
 
+    /// The plain-http client (no TLS roots): also what requests are made with.
+    pub fn plain(&self) -> &reqwest::Client {
+        &self.plain
+    }
+
     /// Whether the TLS client (and the system's roots) was loaded.
     pub fn tls_loaded(&self) -> bool {
         self.tls.get().is_some()
+    }
+}
+
+impl Transport for Http {
+    async fn round_trip(&self, call: Call<'_>) -> Result<reqwest::Response, TransportError> {
+        let client = self
+            .for_url(call.request.url().as_str())
+            .map_err(TransportError::Setup)?;
+        Ok(client.execute(call.request).await?)
     }
 }
 

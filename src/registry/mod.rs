@@ -1,13 +1,20 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
-//! [`reference`] (names), [`client`] (raw remote operations), [`auth`] and [`retry`]
-//! (how requests are sent), and [`promote`] (all-or-nothing retag of a whole stack).
+//! [`reference`] (names); [`transport`], a stack of small layers every request goes
+//! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
+//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag); [`promote`]
+//! (all-or-nothing retag of a whole stack).
 
 pub mod auth;
 pub mod client;
+pub mod copy;
+pub mod debuglog;
 pub mod http;
 pub mod promote;
 pub mod reference;
 pub mod retry;
+pub mod scheme;
+pub mod transport;
+pub mod useragent;
 
 pub use client::{
     exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,

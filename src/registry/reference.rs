@@ -32,7 +32,7 @@ pub struct RefError {
 impl ImageRef {
     /// Parse a full reference. A reference with neither tag nor digest means `:latest`.
     ///
-    /// Refused besides what oci-client refuses (before any request is made): a registry
+    /// Refused besides what the distribution grammar refuses (before any request is made): a registry
     /// host with a port but no repository (`127.0.0.1:5000`, which Docker would read as
     /// `docker.io/library/127.0.0.1:5000`), a tag that is not `[A-Za-z0-9_][A-Za-z0-9._-]`
     /// up to 128 characters (no Unicode), a digest that is not `sha256:`/`sha512:` with
@@ -138,6 +138,18 @@ impl ImageRef {
     /// `registry/repository` without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The name as Docker writes it (its "familiar" form), for the engine: no `docker.io/`,
+    /// and no `library/` for an official image (`busybox`, `x/y`, `ghcr.io/o/x`).
+    pub fn familiar_name(&self) -> String {
+        if self.registry != DOCKER_HUB {
+            return self.name();
+        }
+        match self.repository.strip_prefix("library/") {
+            Some(official) if !official.contains('/') => official.to_string(),
+            _ => self.repository.clone(),
+        }
     }
 
     /// Whether both live in the same repository of the same registry.
@@ -334,6 +346,20 @@ impl std::str::FromStr for ImageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn familiar_names() {
+        let f = |s: &str| ImageRef::parse(s).unwrap().familiar_name();
+        assert_eq!(f("busybox:1"), "busybox");
+        assert_eq!(f("docker.io/library/busybox"), "busybox");
+        assert_eq!(f("index.docker.io/x/y:t"), "x/y");
+        assert_eq!(f("library/a/b"), "library/a/b");
+        assert_eq!(f("ghcr.io/o/x:t"), "ghcr.io/o/x");
+        assert_eq!(
+            f("127.0.0.1:5000/stack/base:t"),
+            "127.0.0.1:5000/stack/base"
+        );
+    }
 
     #[test]
     fn full_and_bare() {

@@ -3,8 +3,9 @@
 //! Retried: 429 (honouring `Retry-After`), 500/502/503/504, and requests that never got an
 //! answer (refused or dropped connection, timeout). Everything else is returned at once.
 
+use super::transport::{Call, Transport, TransportError};
 use rand::Rng;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use std::time::Duration;
 
 /// How often and how patiently to retry.
@@ -93,36 +94,46 @@ impl RetryPolicy {
         let jittered = rand::rng().random_range(ms / 2..=ms.max(1));
         Duration::from_millis(jittered)
     }
+}
 
-    /// Send the request `build` makes, retrying as described in the module docs.
-    /// `what` names the request in log lines (never a secret: no headers).
-    pub async fn send(
-        &self,
-        what: &str,
-        build: impl Fn() -> RequestBuilder,
-    ) -> Result<Response, reqwest::Error> {
-        self.send_noting(what, build, None).await
+/// The retry layer: sends a call again as the module docs say, at most `policy.attempts`
+/// times. A call whose body is a stream cannot be copied and is sent once (its caller
+/// starts over, as `copy_blob` does).
+pub struct Retry<T> {
+    inner: T,
+    policy: RetryPolicy,
+}
+
+impl<T> Retry<T> {
+    pub fn new(inner: T, policy: RetryPolicy) -> Self {
+        Retry { inner, policy }
     }
 
-    /// [`send`](Self::send), noting in `unanswered` every attempt that may have reached the
-    /// server but got no answer (a timeout, a connection dropped after the request went out).
-    pub async fn send_noting(
-        &self,
-        what: &str,
-        build: impl Fn() -> RequestBuilder,
-        unanswered: Option<&Unanswered>,
-    ) -> Result<Response, reqwest::Error> {
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
+impl<T: Transport> Transport for Retry<T> {
+    async fn round_trip(&self, call: Call<'_>) -> Result<Response, TransportError> {
+        let what = call.what;
+        let unanswered = call.unanswered;
+        let attempts = self.policy.attempts.max(1);
         let mut attempt = 1;
         loop {
+            let Some(copy) = call.request.try_clone() else {
+                return self.inner.round_trip(call).await;
+            };
             if let Some(u) = unanswered {
                 u.set_in_flight(true);
             }
-            let sent = build().send().await;
+            let sent = self.inner.round_trip(call.with_request(copy)).await;
             if let Some(u) = unanswered {
                 u.set_in_flight(false);
             }
-            match sent {
-                Ok(resp) if retryable_status(resp.status()) && attempt < self.attempts => {
+            let last = attempt >= attempts;
+            let wait = match sent {
+                Ok(resp) if retryable_status(resp.status()) && !last => {
                     let status = resp.status();
                     let asked = resp
                         .headers()
@@ -134,45 +145,46 @@ impl RetryPolicy {
                             if status == StatusCode::TOO_MANY_REQUESTS
                                 || status == StatusCode::SERVICE_UNAVAILABLE =>
                         {
-                            d.min(self.max_delay)
+                            d.min(self.policy.max_delay)
                         }
-                        _ => self.backoff(attempt),
+                        _ => self.policy.backoff(attempt),
                     };
                     tracing::warn!(
                         "{what}: registry answered {status}; retry {attempt}/{} in {:.1}s",
-                        self.attempts - 1,
+                        attempts - 1,
                         wait.as_secs_f64()
                     );
-                    tokio::time::sleep(wait).await;
+                    wait
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if !e.is_connect() && unanswered.is_some() => {
+                Err(TransportError::Http(e)) if !e.is_connect() && unanswered.is_some() => {
                     // Only a refused connection proves the request never left.
                     if let Some(u) = unanswered {
                         u.note();
                     }
-                    if !(transient(&e) && attempt < self.attempts) {
-                        return Err(e);
+                    if !transient(&e) || last {
+                        return Err(TransportError::Http(e));
                     }
-                    let wait = self.backoff(attempt);
+                    let wait = self.policy.backoff(attempt);
                     tracing::warn!(
                         "{what}: {e} (no answer: it may still land); retry {attempt}/{} in {:.1}s",
-                        self.attempts - 1,
+                        attempts - 1,
                         wait.as_secs_f64()
                     );
-                    tokio::time::sleep(wait).await;
+                    wait
                 }
-                Err(e) if transient(&e) && attempt < self.attempts => {
-                    let wait = self.backoff(attempt);
+                Err(e) if e.transient() && !last => {
+                    let wait = self.policy.backoff(attempt);
                     tracing::warn!(
                         "{what}: {e}; retry {attempt}/{} in {:.1}s",
-                        self.attempts - 1,
+                        attempts - 1,
                         wait.as_secs_f64()
                     );
-                    tokio::time::sleep(wait).await;
+                    wait
                 }
                 Err(e) => return Err(e),
-            }
+            };
+            tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
@@ -181,6 +193,113 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::http::Http;
+    use crate::registry::transport::test_server;
+
+    fn quick(attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_secs(2),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_5xx_and_429_honouring_retry_after() {
+        // 429 asking for 1 s, then 503, then 200.
+        let srv = test_server::start(|_, n| match n {
+            0 => (429, vec![("Retry-After".into(), "1".into())], String::new()),
+            1 => (503, vec![], String::new()),
+            _ => (200, vec![], "ok".into()),
+        })
+        .await;
+        let t = Retry::new(Http::new().unwrap(), quick(5));
+        let req = reqwest::Client::new()
+            .get(format!("{}/v2/", srv.base))
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let resp = t.round_trip(Call::new(req, &[], "GET")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(srv.seen().len(), 3);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_bound_and_never_retries_a_refusal() {
+        let srv = test_server::start(|s, _| {
+            if s.target.contains("busy") {
+                (502, vec![], String::new())
+            } else {
+                (404, vec![], String::new())
+            }
+        })
+        .await;
+        let t = Retry::new(Http::new().unwrap(), quick(3));
+        let get = |p: &str| {
+            reqwest::Client::new()
+                .get(format!("{}/{p}", srv.base))
+                .build()
+                .unwrap()
+        };
+        let resp = t
+            .round_trip(Call::new(get("busy"), &[], "GET"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502);
+        assert_eq!(srv.seen().len(), 3);
+        let resp = t
+            .round_trip(Call::new(get("gone"), &[], "GET"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        assert_eq!(srv.seen().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_write_is_noted() {
+        // A port nobody listens on: refused, so proven not sent, not noted.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let t = Retry::new(Http::new().unwrap(), quick(2));
+        let u = Unanswered::default();
+        let req = reqwest::Client::new()
+            .put(format!("http://{addr}/v2/a/manifests/t"))
+            .body("{}")
+            .build()
+            .unwrap();
+        let mut call = Call::new(req, &[], "PUT");
+        call.unanswered = Some(&u);
+        assert!(t.round_trip(call).await.is_err());
+        assert!(u.get().is_none());
+        assert!(!u.in_flight());
+
+        // A server that takes the request and never answers: noted on every attempt.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = vec![];
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let req = reqwest::Client::new()
+            .put(format!("http://{addr}/v2/a/manifests/t"))
+            .timeout(Duration::from_millis(200))
+            .body("{}")
+            .build()
+            .unwrap();
+        let mut call = Call::new(req, &[], "PUT");
+        call.unanswered = Some(&u);
+        assert!(t.round_trip(call).await.is_err());
+        assert_eq!(u.get().map(|(n, _)| n), Some(2));
+        assert!(!u.in_flight());
+    }
 
     #[test]
     fn retry_after_forms() {
