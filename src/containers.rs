@@ -84,11 +84,23 @@ impl RunScope {
             "label".to_string(),
             vec![format!("{RUN_LABEL}={}", self.id)],
         )]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filter)
-            .build();
-        if let Ok(list) = docker.list_containers(Some(opts)).await {
+        // A container whose create or start was in flight when the run was interrupted can
+        // appear after the first listing, or outlive one removal (the engine finishes the
+        // request it got): list at least twice, 300 ms apart, and until none is left.
+        for round in 0..5 {
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            let opts = ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filter)
+                .build();
+            let Ok(list) = docker.list_containers(Some(opts)).await else {
+                break;
+            };
+            if list.is_empty() && round > 0 {
+                break;
+            }
             for c in list {
                 let Some(id) = c.id else { continue };
                 tracing::debug!("removing leftover container {id}");
