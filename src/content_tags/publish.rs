@@ -172,23 +172,10 @@ pub async fn publish(
             Some(other) => (State::Moved, Some(other.clone())),
             None => (State::Created, None),
         };
-        if state != State::Unchanged {
-            client
-                .retag(&src, &dst)
-                .await
-                .with_context(|| format!("tagging {src} as {full}"))?;
-        }
-        // Read back: the registry has no transactions; another run may have written it.
-        let now = client
-            .head_manifest(&dst)
-            .await
-            .with_context(|| format!("reading back {full}"))?
-            .map(|d| d.digest);
-        if now.as_deref() != Some(digest) {
-            anyhow::bail!(
-                "{full} names {} after tagging, not the tested {digest} (another run tagged it?)",
-                now.as_deref().unwrap_or("nothing")
-            );
+        if state == State::Unchanged {
+            client.expect_digest(&dst, &full, digest).await?;
+        } else {
+            client.tag_digest(&src, &dst, &full).await?;
         }
         if state == State::Moved {
             tracing::info!(

@@ -12,7 +12,7 @@ use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
 use crate::spec::Spec;
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -370,9 +370,8 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     }
 }
 
-/// Give the tested image (`<repository>@<digest>`) its tag: one manifest GET and PUT of
-/// the same bytes, no blob moves. Read back before it is reported: the tag must name the
-/// tested digest.
+/// Give the tested image (`<repository>@<digest>`) its tag, read back before it is
+/// reported: the tag must name the tested digest.
 async fn tag_tested(
     client: &RegistryClient,
     repository: &str,
@@ -381,20 +380,5 @@ async fn tag_tested(
 ) -> anyhow::Result<String> {
     let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let dst = ImageRef::parse(full)?;
-    client
-        .retag(&src, &dst)
-        .await
-        .with_context(|| format!("tagging {src} as {full}"))?;
-    let now = client
-        .head_manifest(&dst)
-        .await
-        .with_context(|| format!("reading back {full}"))?
-        .map(|d| d.digest);
-    match now {
-        Some(d) if d == digest => Ok(d),
-        other => Err(anyhow!(
-            "{full} names {} after tagging, not the tested {digest} (another run tagged it?)",
-            other.as_deref().unwrap_or("nothing")
-        )),
-    }
+    client.tag_digest(&src, &dst, full).await
 }

@@ -229,4 +229,47 @@ impl RegistryClient {
             })?;
         self.retag_manifest(src, &m, dst).await
     }
+
+    /// Read `dst` back after a write: it must name `digest` (a registry has no transactions;
+    /// another run may have tagged it meanwhile). `label` names `dst` in messages, as the
+    /// caller writes it for people.
+    pub async fn expect_digest(
+        &self,
+        dst: &ImageRef,
+        label: &str,
+        digest: &str,
+    ) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        let now = self
+            .head_manifest(dst)
+            .await
+            .with_context(|| format!("reading back {label}"))?
+            .map(|d| d.digest);
+        match now {
+            Some(d) if d == digest => Ok(d),
+            other => anyhow::bail!(
+                "{label} names {} after tagging, not the tested {digest} (another run tagged it?)",
+                other.as_deref().unwrap_or("nothing")
+            ),
+        }
+    }
+
+    /// Give the manifest `src` (a `<repository>@<digest>` reference) the tag `dst` (a
+    /// manifest GET and PUT, no blob moves), then read `dst` back ([`Self::expect_digest`]).
+    pub async fn tag_digest(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        label: &str,
+    ) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        let digest = src
+            .digest
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{src} is not a digest reference"))?;
+        self.retag(src, dst)
+            .await
+            .with_context(|| format!("tagging {src} as {label}"))?;
+        self.expect_digest(dst, label, digest).await
+    }
 }
