@@ -486,10 +486,7 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
             .and_then(|p| depths.get(p))
             .map_or(0, |d| d + 1);
         depths.insert(img.key.as_str(), depth);
-        let mut build_args = img.build_args.clone();
-        if img.depend_on.is_some() && !build_args.contains_key("BASE_TAG") {
-            build_args.insert("BASE_TAG".into(), tag.clone());
-        }
+        let (build_args, _) = img.build_args_for(&tag, None);
         let mut reasons = all.clone();
         if let Some(files) = touched.get(img.key.as_str()) {
             reasons.push(reason::changed(files));

@@ -51,6 +51,28 @@ pub struct Client {
     moby_worker: bool,
 }
 
+/// Whose BuildKit a [`Client`] talks to ([`Client::kind`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A standalone buildkitd: it exports images to their registry itself (by tag, or by
+    /// digest without a tag).
+    Buildkitd,
+    /// A Docker engine's BuildKit (its `moby` worker), reached through the engine's API: images
+    /// land in the engine's store, and the engine pushes them.
+    Engine(EngineSocket),
+    /// A Docker engine's BuildKit reached without the engine's API (its socket as plain
+    /// unix:// or tcp://): images land in the engine, and nothing here can push them.
+    EngineWithoutApi,
+}
+
+impl Kind {
+    /// Whether images land in a Docker engine's store (the `moby` exporter) rather than
+    /// being exported by BuildKit.
+    pub fn is_engine(&self) -> bool {
+        !matches!(self, Kind::Buildkitd)
+    }
+}
+
 /// A BuildKit worker.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Worker {
@@ -124,9 +146,14 @@ impl Client {
         &self.addr
     }
 
-    /// Whether BuildKit's worker is a Docker engine's (images land in the engine).
-    pub fn is_moby_worker(&self) -> bool {
-        self.moby_worker
+    /// Whose BuildKit this is, and so where a built image goes and who can push it. The one
+    /// place that answers "is this BuildKit an engine's?".
+    pub fn kind(&self) -> Kind {
+        match (&self.addr, self.moby_worker) {
+            (_, false) => Kind::Buildkitd,
+            (Address::Engine(sock), true) => Kind::Engine(sock.clone()),
+            (_, true) => Kind::EngineWithoutApi,
+        }
     }
 
     /// A Control client on the shared channel.
@@ -176,8 +203,8 @@ impl Client {
                 ))
             }
         };
-        let engine_version = match &self.addr {
-            Address::Engine(sock) => match push::docker(sock) {
+        let engine_version = match self.kind() {
+            Kind::Engine(sock) => match push::docker(&sock) {
                 Ok(d) => d.version().await.ok().and_then(|v| v.version),
                 Err(_) => None,
             },
@@ -198,14 +225,15 @@ impl Client {
         req: &BuildRequest,
         progress: &mut Progress,
     ) -> Result<BuildOutcome, BuildError> {
-        if req.push && self.moby_worker && !self.addr.is_engine() {
+        let kind = self.kind();
+        if req.push && kind == Kind::EngineWithoutApi {
             return Err(BuildError::Unavailable(format!(
                 "image {}: BuildKit at {} is a Docker engine's, which cannot push by itself; \
                  to push, reach the engine with docker:// (or docker-unix://, docker-tcp://)",
                 req.label, self.addr
             )));
         }
-        if self.moby_worker && req.cache_to != CacheExport::Inline {
+        if kind.is_engine() && req.cache_to != CacheExport::Inline {
             warn_engine_cache_once(&self.addr);
         }
         let mut outcome = solve::build(self, req, progress).await?;
@@ -216,7 +244,7 @@ impl Client {
             );
         }
         if req.push {
-            if let Address::Engine(sock) = &self.addr {
+            if let Kind::Engine(sock) = &kind {
                 let mut digest = None;
                 for tag in &req.tags {
                     let r = crate::registry::ImageRef::parse(tag)

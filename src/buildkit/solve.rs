@@ -234,7 +234,7 @@ pub async fn build(
         .map_err(unavailable)?;
 
     let build_ref = super::new_id();
-    let sreq = solve_request(req, client.is_moby_worker(), &build_ref, &session.id);
+    let sreq = solve_request(req, client.kind().is_engine(), &build_ref, &session.id);
     tracing::debug!(
         "solve {}: frontend attrs {:?}",
         req.label,
@@ -291,7 +291,7 @@ pub async fn build(
             let (cached, total) = progress.cached_counts();
             Ok(BuildOutcome {
                 image: req.tags.first().cloned().unwrap_or_default(),
-                digest: (!client.is_moby_worker() && req.push)
+                digest: (!client.kind().is_engine() && req.push)
                     .then(|| resp.get("containerimage.digest").cloned())
                     .flatten(),
                 config_digest: resp

@@ -1,10 +1,10 @@
 //! `stackctl build-image` and `stackctl buildkit info` (issue 4).
 use super::common::SpecArgs;
 use super::GlobalArgs;
-use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode, TlsFiles};
+use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};
 use crate::error::{ExitStatus, Failed};
+use crate::pipeline::request::{build_image, OneImage, Overrides};
 use anyhow::{anyhow, bail, Context as _};
-use indexmap::IndexMap;
 use std::path::PathBuf;
 
 /// Where BuildKit is: one node, or a pool of buildkitd nodes (`stackctl build` spreads a
@@ -127,8 +127,9 @@ pub struct BuildImageOptions {
     /// commit` in the spec, `<prefix>-<first 7 hex digits of HEAD>`].
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// A build argument, added to the spec's (and to BASE_TAG=<tag> for a child image); a bare
-    /// NAME takes its value from the environment, as docker's. Repeatable.
+    /// A build argument, added to the spec's (and to BASE_TAG=<tag> for a child image, unless
+    /// the spec sets BASE_TAG); a bare NAME takes its value from the environment, as docker's.
+    /// Repeatable.
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_args: Vec<String>,
     /// The Dockerfile stage to build.
@@ -140,8 +141,8 @@ pub struct BuildImageOptions {
     /// A cache source: `type=registry,ref=REF` (buildx syntax) or a bare REF, a registry
     /// cache or an image with inline cache (only its config is fetched). Repeatable, read in
     /// order. Always added after them: the spec's registry caches (this branch's, the
-    /// quarter's stable one, main's) and the image's own tag and `<prefix>-stable` tag when
-    /// they exist.
+    /// quarter's stable one, main's; through a buildkitd only) and the image's own tag and
+    /// `<prefix>-stable` tag when they exist.
     #[arg(long, value_name = "SRC")]
     pub cache_from: Vec<String>,
     /// Where the build's cache goes, in buildx syntax: `type=registry,ref=REF[,mode=max|min]`
@@ -242,64 +243,45 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
             }
         },
     };
-    let mut build_args: IndexMap<String, String> = image.build_args.clone();
-    if image.depend_on.is_some() {
-        build_args.insert("BASE_TAG".into(), tag.clone());
-    }
-    for s in &a.build_args {
-        let (k, v) = parse_build_arg(s)?;
-        build_args.insert(k, v);
-    }
-    let credentials = a.registry.credentials()?;
-    let reference = format!("{}:{tag}", image.image_name);
-    let mut cache_from = vec![];
-    for c in &a.cache_from {
-        cache_from
-            .push(buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?);
-    }
-    let cache_to = match &a.cache_to {
-        Some(c) => c
-            .parse::<buildkit::CacheExport>()
-            .with_context(|| format!("--cache-to {c}"))?,
-        None => image.cache.export(&tag),
-    };
-    for r in image.cache.imports(&tag, &spec.tag_prefix) {
-        if !cache_from.contains(&r) {
-            cache_from.push(r);
-        }
-    }
-    let defaults = [
-        reference.clone(),
-        format!(
-            "{}:{}",
-            image.image_name,
-            crate::tag::quarter_stable_tag(&spec.tag_prefix)
-        ),
-    ];
-    for r in existing_refs(&a.registry, &credentials, &defaults).await {
-        if !cache_from.contains(&r) {
-            cache_from.push(r);
-        }
-    }
-    let req = BuildRequest {
-        label: key.clone(),
-        context: image.dir(&spec),
-        dockerfile: None,
-        tags: vec![reference],
-        build_args,
+    let mut overrides = Overrides {
         target: a.target.clone(),
         platforms: a.platform.clone(),
-        cache_from,
         no_cache: a.no_cache,
+        ..Default::default()
+    };
+    for s in &a.build_args {
+        overrides.build_args.push(parse_build_arg(s)?);
+    }
+    for c in &a.cache_from {
+        overrides
+            .cache_from
+            .push(buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?);
+    }
+    if let Some(c) = &a.cache_to {
+        overrides.cache_to = Some(
+            c.parse::<buildkit::CacheExport>()
+                .with_context(|| format!("--cache-to {c}"))?,
+        );
+    }
+    let credentials = a.registry.credentials()?;
+    let registry = a
+        .registry
+        .client_with(credentials.clone())
+        .inspect_err(|e| tracing::warn!("no default cache sources: {e:#}"))
+        .ok();
+    let one = OneImage {
+        spec: &spec,
+        image,
+        tag: &tag,
         push: a.push,
-        push_by_digest: false,
-        cache_to,
+        overrides: &overrides,
         credentials,
+        registry: registry.as_ref(),
         log: a.log.clone(),
     };
     let client = a.buildkit.first().await?;
     let mut progress = Progress::new(a.progress);
-    match client.build(&req, &mut progress).await {
+    match build_image(&one, &client, &mut progress).await {
         Ok(o) => {
             if a.json {
                 outln!("{}", serde_json::to_string_pretty(&o)?);
@@ -321,35 +303,6 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
         Err(BuildError::Failed(m)) => Err(anyhow::Error::new(Failed(m))),
         Err(BuildError::Unavailable(m) | BuildError::NodeLost(m)) => Err(anyhow!(m)),
     }
-}
-
-/// Those of `refs` that exist in their registry (one HEAD each, concurrently). A registry
-/// that cannot be asked only costs the cache: a warning, and no default cache source.
-async fn existing_refs(
-    registry: &super::common::RegistryArgs,
-    credentials: &crate::credentials::CredentialStore,
-    refs: &[String],
-) -> Vec<String> {
-    let client = match registry.client_with(credentials.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("no default cache sources: {e:#}");
-            return vec![];
-        }
-    };
-    let parsed: Vec<crate::registry::ImageRef> = refs
-        .iter()
-        .filter_map(|r| crate::registry::ImageRef::parse(r).ok())
-        .collect();
-    let mut out = vec![];
-    for r in crate::registry::exists_many(&client, &parsed).await {
-        match (&r.error, r.exists) {
-            (Some(e), _) => tracing::warn!("{} not used as cache: {e}", r.reference),
-            (None, true) => out.push(r.reference),
-            (None, false) => tracing::debug!("{} does not exist: not a cache source", r.reference),
-        }
-    }
-    out
 }
 
 pub async fn run_buildkit(c: BuildkitCommand, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {

@@ -1,19 +1,25 @@
-//! One image's work in `stackctl build`: build → basic tests → push → integration
-//! tests → manifest page, each step timed and recorded in its
-//! [`ImageReport`]. A failed step ends the image's work; the report says which.
-//! Through a buildkitd, "build" pushes by digest and "push" is the manifest PUT that gives
-//! the tested digest its tag.
+//! One image's work in `stackctl build`: build → basic tests → content-tag values → push
+//! (publish) → integration tests → content tags → manifest page, each step timed and
+//! recorded in its [`ImageReport`]. A failed step ends the image's work; the report says
+//! which. Through a buildkitd, "build" pushes by digest and "push" is the manifest PUT that
+//! gives the tested digest its tag.
+//!
+//! The step order ([`run_steps`]) runs against small traits ([`Builder`], [`TestRunner`],
+//! [`Publisher`], [`PageWriter`]): [`super::parts`] has the real ones (BuildKit, the
+//! registry, containers, manifest pages); the unit tests drive it with test doubles.
 
-use crate::buildkit::{self, Address, BuildError, BuildRequest, Progress, ProgressMode};
+use crate::buildkit::BuildError;
+use crate::content_tags::publish::{Record, Rendered, State};
+use crate::content_tags::TagTemplate;
 use crate::credentials::CredentialStore;
-use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
-use crate::manifest_page::{self, PageOptions, RegistryAccess};
+use crate::imagetest::{Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
-use crate::registry::{ImageRef, RegistryClient};
+use crate::registry::RegistryClient;
 use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
 use crate::spec::Spec;
 use anyhow::anyhow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -28,18 +34,17 @@ pub struct ImageJobContext<'a> {
     pub push: bool,
     /// The run's tag (`<prefix>-<branch>`).
     pub tag: String,
-    /// The run's `<prefix>-stable` tag, a default cache source.
-    pub stable_tag: String,
     /// Image key → the manifest digest its children build FROM: set at the start for the
     /// images that do not rebuild (the digest their tag names), and when an image of the
     /// run has passed its basic tests (and, through an engine, been pushed).
-    pub digests: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    /// References the registry check found, usable as `--cache-from` without pulling.
+    pub digests: Mutex<HashMap<String, String>>,
+    /// References the registry check found (and the quarter-stable tags that exist), usable
+    /// as `--cache-from` without pulling.
     pub existing: &'a HashSet<String>,
     pub test_timeout: Duration,
     pub cancel: CancellationToken,
     /// Set when BuildKit could not be reached during the run: the run then exits 2.
-    pub service_error: std::sync::Mutex<Option<String>>,
+    pub service_error: Mutex<Option<String>>,
     /// The commit built (content tags' `{commit}`).
     pub commit: String,
     /// When the run started (content tags' `{date}`).
@@ -47,14 +52,9 @@ pub struct ImageJobContext<'a> {
 }
 
 impl ImageJobContext<'_> {
-    fn digest_of(&self, key: &str) -> Option<String> {
+    pub(crate) fn digest_of(&self, key: &str) -> Option<String> {
         let m = self.digests.lock().unwrap_or_else(|p| p.into_inner());
         m.get(key).cloned()
-    }
-
-    fn record_digest(&self, key: &str, digest: &str) {
-        let mut m = self.digests.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(key.to_string(), digest.to_string());
     }
 }
 
@@ -63,105 +63,144 @@ impl ImageJobContext<'_> {
 pub async fn run_image(
     ctx: &ImageJobContext<'_>,
     planned: &PlannedImage,
-    node: &buildkit::Client,
+    node: &crate::buildkit::Client,
 ) -> ImageReport {
     let t0 = Instant::now();
     let mut report = ImageReport::started(&planned.key, &planned.reference);
     report.builder = Some(node.address().to_string());
-    run_steps(ctx, planned, node, &mut report).await;
+    match ctx.spec.image(&planned.key) {
+        Some(image) => {
+            let parts = super::parts::Real::new(ctx, planned, image, node);
+            let job = ImageJob {
+                key: &planned.key,
+                reference: &planned.reference,
+                push: ctx.push,
+                integration_tests: image.integration_tests,
+                content_tags: &image.tags,
+                cancel: &ctx.cancel,
+            };
+            let run = RunState {
+                digests: &ctx.digests,
+                service_error: &ctx.service_error,
+            };
+            run_steps(&job, &parts.parts(), &run, &mut report).await;
+        }
+        None => report.fail(
+            Step::Build,
+            format!("no image `{}` in the spec", planned.key),
+        ),
+    }
     report.finish(t0.elapsed());
     report
 }
 
-async fn run_steps(
-    ctx: &ImageJobContext<'_>,
-    planned: &PlannedImage,
-    node: &buildkit::Client,
+/// What the steps know of one image (plain data; the services are the [`Parts`]).
+pub(crate) struct ImageJob<'a> {
+    pub key: &'a str,
+    /// `<repository>:<tag>`, the tag the tested image gets.
+    pub reference: &'a str,
+    /// Push the image (and then run integration tests, push content tags, write the page).
+    pub push: bool,
+    pub integration_tests: bool,
+    /// The content tag templates (`tags:`).
+    pub content_tags: &'a [TagTemplate],
+    pub cancel: &'a CancellationToken,
+}
+
+/// What the images of a run share while they run.
+pub(crate) struct RunState<'a> {
+    /// Image key → the digest its children build FROM (see [`ImageJobContext::digests`]).
+    pub digests: &'a Mutex<HashMap<String, String>>,
+    /// The first "BuildKit cannot be reached" of the run (it then exits 2).
+    pub service_error: &'a Mutex<Option<String>>,
+}
+
+impl RunState<'_> {
+    fn record_digest(&self, key: &str, digest: &str) {
+        let mut m = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(key.to_string(), digest.to_string());
+    }
+
+    fn service_unavailable(&self, message: &str) {
+        let mut first = self.service_error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert_with(|| message.to_string());
+    }
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub(crate) struct Built {
+    /// The digest BuildKit pushed it by, without a tag (through a buildkitd); None when it
+    /// is in the engine.
+    pub pushed_digest: Option<String>,
+    /// What the tests run: the image in the engine, or the pushed manifest by digest.
+    pub test_ref: String,
+}
+
+/// Builds the image (BuildKit).
+pub(crate) trait Builder {
+    /// The parent digest the request's `BASE_TAG` names (recorded in the report, also when
+    /// the build fails).
+    fn parent_digest(&self) -> Option<String>;
+    /// Build the image: it is then in the engine, or pushed by digest.
+    async fn build(&self) -> Result<Built, BuildError>;
+}
+
+/// Runs what runs in containers of the image: its test suites, its content tags' commands.
+pub(crate) trait TestRunner {
+    /// Run `suite` against `image_ref`.
+    async fn run_suite(&self, suite: Suite, image_ref: &str) -> anyhow::Result<SuiteResult>;
+    /// Run the templates' commands in `image_ref` and render the content tags.
+    async fn content_tag_values(
+        &self,
+        image_ref: &str,
+        templates: &[TagTemplate],
+    ) -> anyhow::Result<Vec<Rendered>>;
+}
+
+/// Gives tested images their tags.
+pub(crate) trait Publisher {
+    /// Give the tested image its tag: through an engine, the engine pushes it; through a
+    /// buildkitd, a manifest PUT tags the tested digest. Returns the digest the tag names,
+    /// read back.
+    async fn publish(&self, built: &Built) -> anyhow::Result<String>;
+    /// Push the content tags for the tested `digest`: the records and the warnings (a tag
+    /// kept on another digest).
+    async fn content_tags(
+        &self,
+        digest: &str,
+        tags: &[Rendered],
+    ) -> anyhow::Result<(Vec<Record>, Vec<String>)>;
+}
+
+/// Writes the image's manifest page.
+pub(crate) trait PageWriter {
+    /// Write the page of the pushed image, with its content tags.
+    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()>;
+}
+
+/// The services the steps run against.
+pub(crate) struct Parts<'a, B, T, P, M> {
+    pub builder: &'a B,
+    pub tests: &'a T,
+    pub publisher: &'a P,
+    pub pages: &'a M,
+}
+
+/// The step order of one image. A failed step is recorded in `report` and ends the work;
+/// no step that tags anything runs after a failure.
+pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWriter>(
+    job: &ImageJob<'_>,
+    parts: &Parts<'_, B, T, P, M>,
+    run: &RunState<'_>,
     report: &mut ImageReport,
 ) {
-    let spec = ctx.spec;
-    let Some(image) = spec.image(&planned.key) else {
-        report.fail(
-            Step::Build,
-            format!("no image `{}` in the spec", planned.key),
-        );
-        return;
-    };
     // An interrupt (SIGINT/SIGTERM) starts no step: the image is reported interrupted.
-    if ctx.cancel.is_cancelled() {
+    if job.cancel.is_cancelled() {
         report.fail(Step::Build, "interrupted before it started");
         return;
     }
-    let full = planned.reference.clone();
-    let engine = match node.address() {
-        Address::Engine(sock) => Some(sock.clone()),
-        _ => None,
-    };
-    // Through a buildkitd (not an engine's BuildKit), BuildKit pushes the image itself,
-    // without a tag (`push-by-digest`); the tests pull `<repository>@<digest>`, and only a
-    // tested image gets its tag, by a manifest PUT. No tag ever has to be taken back. An
-    // engine's BuildKit leaves the image in the engine, where the tests find it.
-    let by_digest = !node.is_moby_worker();
-
-    // Cache sources, in order: the registry caches (this branch's, the quarter's stable
-    // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
-    // image's own tag and its quarter-stable tag (inline cache) when they exist.
-    let mut cache_from = if by_digest {
-        image.cache.imports(&ctx.tag, &spec.tag_prefix)
-    } else {
-        vec![]
-    };
-    for r in [
-        full.clone(),
-        format!("{}:{}", image.image_name, ctx.stable_tag),
-    ] {
-        if ctx.existing.contains(&r) && !cache_from.contains(&r) {
-            cache_from.push(r);
-        }
-    }
-    // The exact parent: BASE_TAG (when stackctl sets it) names the parent's digest too.
-    let mut build_args = planned.build_args.clone();
-    if let Some(parent) = &image.depend_on {
-        let digest = ctx.digest_of(parent);
-        match (&digest, image.build_args.contains_key("BASE_TAG")) {
-            (Some(d), false) => {
-                build_args.insert("BASE_TAG".into(), format!("{}@{d}", ctx.tag));
-                report.parent_digest = digest.clone();
-            }
-            (Some(_), true) => tracing::info!(
-                "[{}] BASE_TAG is set in the spec: the parent {parent} is taken as it names it",
-                planned.key
-            ),
-            (None, _) => tracing::info!(
-                "[{}] the digest of the parent {parent} is not known (no registry check, or \
-                 not pushed): built FROM its tag",
-                planned.key
-            ),
-        }
-    }
-    let req = BuildRequest {
-        label: planned.key.clone(),
-        context: image.dir(spec),
-        dockerfile: None,
-        tags: vec![if by_digest {
-            image.image_name.clone()
-        } else {
-            full.clone()
-        }],
-        build_args,
-        target: None,
-        platforms: vec![],
-        cache_from,
-        no_cache: false,
-        push: by_digest,
-        push_by_digest: by_digest,
-        cache_to: image.cache.export(&ctx.tag),
-        credentials: ctx.credentials.clone(),
-        log: Some(ctx.dirs.build_log(&full)),
-    };
-    // Concurrent builds share the terminal: their steps go to the build log only; the
-    // run prints one line per image.
-    let mut progress = Progress::new(ProgressMode::Quiet);
+    report.parent_digest = parts.builder.parent_digest();
     // The node went away during the build: the scheduler may build it again on another.
     let node_lost = std::cell::Cell::new(false);
     // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
@@ -169,165 +208,145 @@ async fn run_steps(
     let built = report
         .run_step(Step::Build, async {
             let build = tokio::select! {
-                r = node.build(&req, &mut progress) => r,
-                _ = ctx.cancel.cancelled() => {
+                r = parts.builder.build() => r,
+                _ = job.cancel.cancelled() => {
                     return Err(anyhow!("interrupted: the BuildKit solve was cancelled"));
                 }
             };
-            let outcome = build.map_err(|e| match e {
+            build.map_err(|e| match e {
                 BuildError::Failed(m) => anyhow!(m),
                 BuildError::NodeLost(m) => {
                     node_lost.set(true);
                     anyhow!(m)
                 }
                 BuildError::Unavailable(m) => {
-                    let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
-                    first.get_or_insert_with(|| m.clone());
+                    run.service_unavailable(&m);
                     anyhow!(m)
                 }
-            })?;
-            if by_digest && outcome.digest.is_none() {
-                return Err(anyhow!(
-                    "BuildKit at {} pushed {} but reported no digest",
-                    node.address(),
-                    image.image_name
-                ));
-            }
-            Ok(outcome)
+            })
         })
         .await;
     report.node_lost = node_lost.get();
-    let Some(outcome) = built else { return };
+    let Some(built) = built else { return };
     report.built = true;
-    tracing::info!(
-        "[{}] built in {:.1}s ({} of {} steps cached); log: {}",
-        planned.key,
-        outcome.seconds,
-        outcome.cached_steps,
-        outcome.total_steps,
-        ctx.dirs.build_log(&full).display()
-    );
-    // What the tests run: the image in the engine, or the pushed manifest by digest.
-    let pushed_digest = outcome.digest.clone().filter(|_| by_digest);
-    let test_ref = match &pushed_digest {
-        Some(d) => format!("{}@{d}", image.image_name),
-        None => full.clone(),
-    };
+    let test_ref = &built.test_ref;
 
-    if ctx.cancel.is_cancelled() {
+    if job.cancel.is_cancelled() {
         report.fail(Step::BasicTests, "interrupted: no later step was run");
         return;
     }
     // Basic tests, before the image gets its tag.
-    let basic = run_suite(ctx, planned, &test_ref, Suite::Basic).await;
+    let basic = parts.tests.run_suite(Suite::Basic, test_ref).await;
     if !record_suite(report, Step::BasicTests, basic) {
         return;
     }
-    if let Some(d) = &pushed_digest {
+    if let Some(d) = &built.pushed_digest {
         // Children build FROM this digest, tagged or not.
-        ctx.record_digest(&planned.key, d);
+        run.record_digest(job.key, d);
     }
-    let Some(content_tags) =
-        crate::content_tags::publish::compute_step(ctx, &image.tags, &test_ref, report).await
-    else {
+    let Some(content_tags) = compute_content_tags(job, parts.tests, test_ref, report).await else {
         return;
     };
 
-    if ctx.push && ctx.cancel.is_cancelled() {
+    if job.push && job.cancel.is_cancelled() {
         report.fail(Step::Push, "interrupted: nothing was pushed");
         return;
     }
-    if ctx.push {
+    if job.push {
         let pushed = report
             .run_step(Step::Push, async {
-                let push = async {
-                    match (&engine, &pushed_digest) {
-                    (_, Some(d)) => tag_tested(ctx.registry, &image.image_name, d, &full).await,
-                    (Some(sock), None) => {
-                        buildkit::push::push_from_engine(sock, &planned.image_ref, ctx.credentials).await
-                    }
-                    (None, None) => Err(anyhow!(
-                        "BuildKit at {} is a Docker engine's, reached without the engine's API: \
-                         it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
-                        node.address()
-                    )),
-                    }
-                };
                 // Dropped on an interrupt before its manifest is written: no tag is made.
                 tokio::select! {
-                    r = push => r,
-                    _ = ctx.cancel.cancelled() => Err(anyhow!("interrupted: the push was stopped")),
+                    r = parts.publisher.publish(&built) => r,
+                    _ = job.cancel.cancelled() => Err(anyhow!("interrupted: the push was stopped")),
                 }
             })
             .await;
         let Some(digest) = pushed else { return };
         report.pushed = true;
-        ctx.record_digest(&planned.key, &digest);
+        run.record_digest(job.key, &digest);
         report.digest = Some(digest);
 
-        if image.integration_tests {
-            let integ = run_suite(ctx, planned, &full, Suite::Integration).await;
+        if job.integration_tests {
+            let integ = parts
+                .tests
+                .run_suite(Suite::Integration, job.reference)
+                .await;
             if !record_suite(report, Step::IntegrationTests, integ) {
                 return;
             }
         }
 
-        if !crate::content_tags::publish::publish_step(
-            ctx,
-            &image.image_name,
-            &content_tags,
-            report,
-        )
-        .await
-        {
+        if !publish_content_tags(parts.publisher, &content_tags, report).await {
             return;
         }
 
-        let page_opts = PageOptions {
-            out_dir: ctx.dirs.manifests(),
-            wiki_dir: Some(ctx.dirs.wiki()),
-            registry: RegistryAccess {
-                credentials: ctx.credentials.clone(),
-                insecure: ctx.insecure_registries.to_vec(),
-            },
-            timeout: ctx.test_timeout,
-            cancel: ctx.cancel.clone(),
-            content_tags: report.content_tags.clone(),
-        };
         // A failed page is recorded in the report by run_step; it is the last step.
+        let content_tags = report.content_tags.clone();
         report
-            .run_step(
-                Step::Manifest,
-                manifest_page::write_page(spec, &planned.key, &full, &page_opts),
-            )
+            .run_step(Step::Manifest, parts.pages.write_page(&content_tags))
             .await;
     }
 }
 
-async fn run_suite(
-    ctx: &ImageJobContext<'_>,
-    planned: &PlannedImage,
-    image_ref: &str,
-    suite: Suite,
-) -> anyhow::Result<SuiteResult> {
-    let full = &planned.reference;
-    let (log, junit) = match suite {
-        Suite::Basic => (
-            ctx.dirs.basic_tests_log(full),
-            ctx.dirs.basic_tests_junit(full),
-        ),
-        Suite::Integration => (
-            ctx.dirs.integration_tests_log(full),
-            ctx.dirs.integration_tests_junit(full),
-        ),
+/// The step after the basic tests: compute the image's content tags in the tested image
+/// `test_ref`, record them as not pushed yet. None: the image failed (recorded).
+async fn compute_content_tags(
+    job: &ImageJob<'_>,
+    tests: &impl TestRunner,
+    test_ref: &str,
+    report: &mut ImageReport,
+) -> Option<Vec<Rendered>> {
+    if job.content_tags.is_empty() {
+        return Some(vec![]);
+    }
+    let rendered = report
+        .run_step(
+            Step::ContentTags,
+            tests.content_tag_values(test_ref, job.content_tags),
+        )
+        .await?;
+    report.content_tags = rendered
+        .iter()
+        .map(|r| Record {
+            tag: r.tag.clone(),
+            digest: None,
+            state: State::NotPushed,
+            moving: r.moving,
+            previous: None,
+        })
+        .collect();
+    Some(rendered)
+}
+
+/// The step once the image has its tag: push its content tags. False: failed (recorded in
+/// the report).
+async fn publish_content_tags(
+    publisher: &impl Publisher,
+    tags: &[Rendered],
+    report: &mut ImageReport,
+) -> bool {
+    if tags.is_empty() {
+        return true;
+    }
+    let Some(digest) = report.digest.clone() else {
+        report.fail(
+            Step::ContentTags,
+            "content tags: the pushed digest is not known",
+        );
+        return false;
     };
-    let opts = imagetest::Options {
-        timeout: ctx.test_timeout,
-        log_file: Some(log),
-        junit_file: Some(junit),
-        cancel: ctx.cancel.clone(),
-    };
-    imagetest::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
+    match report
+        .run_step(Step::ContentTags, publisher.content_tags(&digest, tags))
+        .await
+    {
+        Some((records, warnings)) => {
+            report.content_tags = records;
+            report.warnings.extend(warnings);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Record a suite's counts in the report, and its failure if it did not pass ("no tests"
@@ -370,15 +389,5 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     }
 }
 
-/// Give the tested image (`<repository>@<digest>`) its tag, read back before it is
-/// reported: the tag must name the tested digest.
-async fn tag_tested(
-    client: &RegistryClient,
-    repository: &str,
-    digest: &str,
-    full: &str,
-) -> anyhow::Result<String> {
-    let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
-    let dst = ImageRef::parse(full)?;
-    client.tag_digest(&src, &dst, full).await
-}
+#[cfg(test)]
+mod tests;

@@ -119,7 +119,6 @@ pub async fn run(
         dirs: &opts.dirs,
         push: opts.push,
         tag: plan.tag.clone(),
-        stable_tag,
         digests: std::sync::Mutex::new(digests),
         existing: &existing,
         test_timeout: opts.test_timeout,
@@ -233,8 +232,8 @@ async fn reclaim_space(
         let Some(buildkit) = outcome.builder.as_deref().and_then(|a| pool.by_address(a)) else {
             continue;
         };
-        let engine = match buildkit.address() {
-            buildkit::Address::Engine(sock) => Some(sock.clone()),
+        let engine = match buildkit.kind() {
+            buildkit::Kind::Engine(sock) => Some(sock),
             _ => None,
         };
         let t0 = std::time::Instant::now();

@@ -60,6 +60,27 @@ impl ImageSpec {
     pub fn dir(&self, spec: &Spec) -> PathBuf {
         spec.images_dir.join(&self.key)
     }
+
+    /// The build arguments of a build tagged `tag`: the spec's, plus, for a child image,
+    /// `BASE_TAG=<tag>` (`<tag>@<parent_digest>` when the parent's digest is known, so that
+    /// it builds FROM that exact image). A `BASE_TAG` the spec sets is kept as it is. Also
+    /// returns the parent digest `BASE_TAG` names, if any.
+    pub fn build_args_for(
+        &self,
+        tag: &str,
+        parent_digest: Option<&str>,
+    ) -> (IndexMap<String, String>, Option<String>) {
+        let mut args = self.build_args.clone();
+        if self.depend_on.is_none() || args.contains_key("BASE_TAG") {
+            return (args, None);
+        }
+        let (value, named) = match parent_digest {
+            Some(d) => (format!("{tag}@{d}"), Some(d.to_string())),
+            None => (tag.to_string(), None),
+        };
+        args.insert("BASE_TAG".into(), value);
+        (args, named)
+    }
 }
 
 /// An info command for manifest pages.

@@ -1,0 +1,246 @@
+//! The real parts an image's steps run against in `stackctl build` (the traits are in
+//! [`super::image`]): BuildKit builds the image, containers run its tests, the engine or the
+//! registry gives the tested image its tag, and the manifest page is written.
+
+use super::image::{Builder, Built, ImageJobContext, PageWriter, Parts, Publisher, TestRunner};
+use super::request::{build_request, Delivery, Overrides, Prepared, RequestInputs};
+use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
+use crate::content_tags::publish::{Record, Rendered};
+use crate::content_tags::TagTemplate;
+use crate::imagetest::{self, Suite, SuiteResult};
+use crate::manifest_page::{self, PageOptions, RegistryAccess};
+use crate::plan::PlannedImage;
+use crate::registry::{ImageRef, RegistryClient};
+use crate::spec::ImageSpec;
+use anyhow::anyhow;
+
+/// One image's real parts: it implements every trait of the step order.
+pub(crate) struct Real<'a, 'c> {
+    ctx: &'a ImageJobContext<'c>,
+    planned: &'a PlannedImage,
+    image: &'a ImageSpec,
+    node: &'a buildkit::Client,
+    kind: Kind,
+    prepared: Prepared,
+}
+
+impl<'a, 'c> Real<'a, 'c> {
+    /// The parts of `planned`, built on `node`; its build request is made here.
+    pub fn new(
+        ctx: &'a ImageJobContext<'c>,
+        planned: &'a PlannedImage,
+        image: &'a ImageSpec,
+        node: &'a buildkit::Client,
+    ) -> Self {
+        let kind = node.kind();
+        let parent_digest = image.depend_on.as_deref().and_then(|p| ctx.digest_of(p));
+        let prepared = build_request(&RequestInputs {
+            spec: ctx.spec,
+            image,
+            tag: &ctx.tag,
+            parent_digest: parent_digest.as_deref(),
+            existing: ctx.existing,
+            kind: &kind,
+            delivery: Delivery::Tested,
+            credentials: ctx.credentials.clone(),
+            log: Some(ctx.dirs.build_log(&planned.reference)),
+            overrides: &Overrides::default(),
+        });
+        if let Some(parent) = &image.depend_on {
+            match (&parent_digest, image.build_args.contains_key("BASE_TAG")) {
+                (Some(_), false) => {}
+                (Some(_), true) => tracing::info!(
+                    "[{}] BASE_TAG is set in the spec: the parent {parent} is taken as it names it",
+                    planned.key
+                ),
+                (None, _) => tracing::info!(
+                    "[{}] the digest of the parent {parent} is not known (no registry check, or \
+                     not pushed): built FROM its tag",
+                    planned.key
+                ),
+            }
+        }
+        Real {
+            ctx,
+            planned,
+            image,
+            node,
+            kind,
+            prepared,
+        }
+    }
+
+    /// Every part is this one.
+    pub fn parts(&self) -> Parts<'_, Self, Self, Self, Self> {
+        Parts {
+            builder: self,
+            tests: self,
+            publisher: self,
+            pages: self,
+        }
+    }
+
+    fn by_digest(&self) -> bool {
+        Delivery::Tested.by_digest(&self.kind)
+    }
+}
+
+impl Builder for Real<'_, '_> {
+    fn parent_digest(&self) -> Option<String> {
+        self.prepared.parent_digest.clone()
+    }
+
+    async fn build(&self) -> Result<Built, BuildError> {
+        // Concurrent builds share the terminal: their steps go to the build log only; the
+        // run prints one line per image.
+        let mut progress = Progress::new(ProgressMode::Quiet);
+        let outcome = self
+            .node
+            .build(&self.prepared.request, &mut progress)
+            .await?;
+        let by_digest = self.by_digest();
+        if by_digest && outcome.digest.is_none() {
+            return Err(BuildError::Failed(format!(
+                "BuildKit at {} pushed {} but reported no digest",
+                self.node.address(),
+                self.image.image_name
+            )));
+        }
+        tracing::info!(
+            "[{}] built in {:.1}s ({} of {} steps cached); log: {}",
+            self.planned.key,
+            outcome.seconds,
+            outcome.cached_steps,
+            outcome.total_steps,
+            self.ctx.dirs.build_log(&self.planned.reference).display()
+        );
+        // What the tests run: the image in the engine, or the pushed manifest by digest.
+        let pushed_digest = outcome.digest.clone().filter(|_| by_digest);
+        let test_ref = match &pushed_digest {
+            Some(d) => format!("{}@{d}", self.image.image_name),
+            None => self.planned.reference.clone(),
+        };
+        Ok(Built {
+            pushed_digest,
+            test_ref,
+        })
+    }
+}
+
+impl TestRunner for Real<'_, '_> {
+    async fn run_suite(&self, suite: Suite, image_ref: &str) -> anyhow::Result<SuiteResult> {
+        let ctx = self.ctx;
+        let full = &self.planned.reference;
+        let (log, junit) = match suite {
+            Suite::Basic => (
+                ctx.dirs.basic_tests_log(full),
+                ctx.dirs.basic_tests_junit(full),
+            ),
+            Suite::Integration => (
+                ctx.dirs.integration_tests_log(full),
+                ctx.dirs.integration_tests_junit(full),
+            ),
+        };
+        let opts = imagetest::Options {
+            timeout: ctx.test_timeout,
+            log_file: Some(log),
+            junit_file: Some(junit),
+            cancel: ctx.cancel.clone(),
+        };
+        imagetest::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await
+    }
+
+    async fn content_tag_values(
+        &self,
+        image_ref: &str,
+        templates: &[TagTemplate],
+    ) -> anyhow::Result<Vec<Rendered>> {
+        let ctx = self.ctx;
+        let commit: String = ctx.commit.chars().take(7).collect();
+        let date = ctx.build_time.format("%Y-%m-%d").to_string();
+        crate::content_tags::publish::compute(
+            image_ref,
+            templates,
+            &commit,
+            &date,
+            &ctx.spec.tag_prefix,
+            ctx.test_timeout,
+            &ctx.cancel,
+        )
+        .await
+    }
+}
+
+impl Publisher for Real<'_, '_> {
+    async fn publish(&self, built: &Built) -> anyhow::Result<String> {
+        let full = &self.planned.reference;
+        match (&self.kind, &built.pushed_digest) {
+            (_, Some(d)) => tag_tested(self.ctx.registry, &self.image.image_name, d, full).await,
+            (Kind::Engine(sock), None) => {
+                buildkit::push::push_from_engine(
+                    sock,
+                    &self.planned.image_ref,
+                    self.ctx.credentials,
+                )
+                .await
+            }
+            (_, None) => Err(anyhow!(
+                "BuildKit at {} is a Docker engine's, reached without the engine's API: \
+                 it cannot push; reach it with docker:// (or docker-unix://, docker-tcp://)",
+                self.node.address()
+            )),
+        }
+    }
+
+    async fn content_tags(
+        &self,
+        digest: &str,
+        tags: &[Rendered],
+    ) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+        crate::content_tags::publish::publish(
+            self.ctx.registry,
+            &self.image.image_name,
+            digest,
+            tags,
+        )
+        .await
+    }
+}
+
+impl PageWriter for Real<'_, '_> {
+    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let page_opts = PageOptions {
+            out_dir: ctx.dirs.manifests(),
+            wiki_dir: Some(ctx.dirs.wiki()),
+            registry: RegistryAccess {
+                credentials: ctx.credentials.clone(),
+                insecure: ctx.insecure_registries.to_vec(),
+            },
+            timeout: ctx.test_timeout,
+            cancel: ctx.cancel.clone(),
+            content_tags: content_tags.to_vec(),
+        };
+        manifest_page::write_page(
+            ctx.spec,
+            &self.planned.key,
+            &self.planned.reference,
+            &page_opts,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Give the tested image (`<repository>@<digest>`) its tag, read back before it is
+/// reported: the tag must name the tested digest.
+async fn tag_tested(
+    client: &RegistryClient,
+    repository: &str,
+    digest: &str,
+    full: &str,
+) -> anyhow::Result<String> {
+    let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
+    let dst = ImageRef::parse(full)?;
+    client.tag_digest(&src, &dst, full).await
+}

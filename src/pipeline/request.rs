@@ -1,0 +1,408 @@
+//! The BuildKit request for an image of the stack: one function for `stackctl build` and
+//! `stackctl build-image`, so that an image builds the same way through both (tag, build
+//! arguments and `BASE_TAG`, cache sources and export, platforms, where the image goes).
+
+use crate::buildkit::{BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress};
+use crate::credentials::CredentialStore;
+use crate::registry::{ImageRef, RegistryClient};
+use crate::spec::{ImageSpec, Spec};
+use indexmap::IndexMap;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+/// Where a build leaves the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// `stackctl build`: the image gets its tag only once it is tested. Through a buildkitd,
+    /// BuildKit pushes it by digest, without a tag (the tests pull `<repository>@<digest>`);
+    /// through an engine's BuildKit it stays in the engine, where the tests find it. The
+    /// publish step then gives the tested image its tag.
+    Tested,
+    /// It stays in the builder (the engine's store, or BuildKit's cache): `build-image`.
+    Local,
+    /// It is pushed under its tag as soon as it is built: `build-image --push`.
+    Tagged,
+}
+
+impl Delivery {
+    /// Whether BuildKit pushes the image by digest (no tag): a run through a buildkitd.
+    pub fn by_digest(self, kind: &Kind) -> bool {
+        self == Delivery::Tested && !kind.is_engine()
+    }
+}
+
+/// What `build-image` adds to an image's request (nothing for `stackctl build`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Cache sources read before the spec's (`--cache-from`).
+    pub cache_from: Vec<String>,
+    /// Build arguments set over the spec's and `BASE_TAG` (`--build-arg`), in order.
+    pub build_args: Vec<(String, String)>,
+    /// Where the cache goes instead of the spec's `cache:` (`--cache-to`).
+    pub cache_to: Option<CacheExport>,
+    /// The Dockerfile stage (`--target`).
+    pub target: Option<String>,
+    /// Target platforms (`--platform`); empty: BuildKit's own.
+    pub platforms: Vec<String>,
+    /// Run every step again (`--no-cache`).
+    pub no_cache: bool,
+}
+
+/// What an image's build request is made from.
+pub struct RequestInputs<'a> {
+    pub spec: &'a Spec,
+    pub image: &'a ImageSpec,
+    /// The tag the image gets (`<prefix>-<branch>`).
+    pub tag: &'a str,
+    /// The manifest digest of the parent image, when known: `BASE_TAG` then names it.
+    pub parent_digest: Option<&'a str>,
+    /// References known to exist in their registry: those of [`inline_cache_refs`] found
+    /// here are cache sources (their inline cache, without pulling the image).
+    pub existing: &'a HashSet<String>,
+    /// The BuildKit that builds it.
+    pub kind: &'a Kind,
+    pub delivery: Delivery,
+    pub credentials: CredentialStore,
+    /// Where the build log goes.
+    pub log: Option<PathBuf>,
+    pub overrides: &'a Overrides,
+}
+
+/// A request, and the parent digest its `BASE_TAG` names (None for a root image, a
+/// `BASE_TAG` set in the spec or on the command line, or a parent digest not known).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: BuildRequest,
+    pub parent_digest: Option<String>,
+}
+
+/// The image's own tag and its quarter-stable tag: when they exist, their inline cache is
+/// used (in this order, after the registry caches).
+pub fn inline_cache_refs(spec: &Spec, image: &ImageSpec, tag: &str) -> [String; 2] {
+    [
+        format!("{}:{tag}", image.image_name),
+        format!(
+            "{}:{}",
+            image.image_name,
+            crate::tag::quarter_stable_tag(&spec.tag_prefix)
+        ),
+    ]
+}
+
+/// The BuildKit request for one image of the stack.
+pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
+    let image = i.image;
+    let full = format!("{}:{}", image.image_name, i.tag);
+    let by_digest = i.delivery.by_digest(i.kind);
+
+    // Cache sources, in order: the command line's, the registry caches (this branch's, the
+    // quarter's stable one, main's; a missing one is skipped by a buildkitd, so only
+    // through one), then the image's own tag and its quarter-stable tag (inline cache)
+    // when they exist.
+    let mut cache_from = i.overrides.cache_from.clone();
+    let registry_caches = if i.kind.is_engine() {
+        vec![]
+    } else {
+        image.cache.imports(i.tag, &i.spec.tag_prefix)
+    };
+    let inline = inline_cache_refs(i.spec, image, i.tag)
+        .into_iter()
+        .filter(|r| i.existing.contains(r));
+    for r in registry_caches.into_iter().chain(inline) {
+        if !cache_from.contains(&r) {
+            cache_from.push(r);
+        }
+    }
+
+    // The exact parent: BASE_TAG (when stackctl sets it) names the parent's digest too.
+    let (mut build_args, parent_digest): (IndexMap<String, String>, _) =
+        image.build_args_for(i.tag, i.parent_digest);
+    for (k, v) in &i.overrides.build_args {
+        build_args.insert(k.clone(), v.clone());
+    }
+    let parent_digest = parent_digest.filter(|d| {
+        // A BASE_TAG from the command line replaces the one that named the digest.
+        build_args.get("BASE_TAG") == Some(&format!("{}@{d}", i.tag))
+    });
+
+    let request = BuildRequest {
+        label: image.key.clone(),
+        context: image.dir(i.spec),
+        dockerfile: None,
+        // Pushed by digest, the image has no tag: the name is its repository.
+        tags: vec![if by_digest {
+            image.image_name.clone()
+        } else {
+            full
+        }],
+        build_args,
+        target: i.overrides.target.clone(),
+        platforms: i.overrides.platforms.clone(),
+        cache_from,
+        no_cache: i.overrides.no_cache,
+        push: by_digest || i.delivery == Delivery::Tagged,
+        push_by_digest: by_digest,
+        cache_to: i
+            .overrides
+            .cache_to
+            .clone()
+            .unwrap_or_else(|| image.cache.export(i.tag)),
+        credentials: i.credentials.clone(),
+        log: i.log.clone(),
+    };
+    Prepared {
+        request,
+        parent_digest,
+    }
+}
+
+/// One image of the stack to build on its own (`stackctl build-image`).
+pub struct OneImage<'a> {
+    pub spec: &'a Spec,
+    pub image: &'a ImageSpec,
+    pub tag: &'a str,
+    /// Push it under its tag.
+    pub push: bool,
+    pub overrides: &'a Overrides,
+    pub credentials: CredentialStore,
+    /// Asked which of [`inline_cache_refs`] exist; None (it could not be set up): no such
+    /// cache source.
+    pub registry: Option<&'a RegistryClient>,
+    pub log: Option<PathBuf>,
+}
+
+/// Build one image on `node`, with the request `stackctl build` makes for it (and the
+/// overrides): same build arguments and `BASE_TAG`, same cache sources. No parent digest is
+/// known here: `BASE_TAG` names the parent's tag.
+pub async fn build_image(
+    one: &OneImage<'_>,
+    node: &crate::buildkit::Client,
+    progress: &mut Progress,
+) -> Result<BuildOutcome, BuildError> {
+    let existing = match one.registry {
+        Some(r) => existing_refs(r, &inline_cache_refs(one.spec, one.image, one.tag)).await,
+        None => HashSet::new(),
+    };
+    let kind = node.kind();
+    let prepared = build_request(&RequestInputs {
+        spec: one.spec,
+        image: one.image,
+        tag: one.tag,
+        parent_digest: None,
+        existing: &existing,
+        kind: &kind,
+        delivery: if one.push {
+            Delivery::Tagged
+        } else {
+            Delivery::Local
+        },
+        credentials: one.credentials.clone(),
+        log: one.log.clone(),
+        overrides: one.overrides,
+    });
+    node.build(&prepared.request, progress).await
+}
+
+/// Those of `refs` that exist in their registry (one HEAD each, concurrently). A registry
+/// that cannot be asked only costs the cache: a warning, and no such cache source.
+async fn existing_refs(client: &RegistryClient, refs: &[String]) -> HashSet<String> {
+    let parsed: Vec<ImageRef> = refs
+        .iter()
+        .filter_map(|r| ImageRef::parse(r).ok())
+        .collect();
+    let mut out = HashSet::new();
+    for r in crate::registry::exists_many(client, &parsed).await {
+        match (&r.error, r.exists) {
+            (Some(e), _) => tracing::warn!("{} not used as cache: {e}", r.reference),
+            (None, true) => {
+                out.insert(r.reference);
+            }
+            (None, false) => tracing::debug!("{} does not exist: not a cache source", r.reference),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buildkit::EngineSocket;
+
+    fn spec(yaml: &str) -> (tempfile::TempDir, Spec) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.yml");
+        std::fs::write(&path, yaml).unwrap();
+        for key in ["base", "child"] {
+            let d = dir.path().join("images").join(key);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("Dockerfile"), "FROM scratch\n").unwrap();
+        }
+        let spec = Spec::load(dir.path(), Some(&path)).unwrap();
+        (dir, spec)
+    }
+
+    const STACK: &str = "images:\n  base:\n    image_name: reg.example/s/base\n  child:\n    \
+        image_name: reg.example/s/child\n    depend_on: base\n    build_args: {A: spec}\n\
+        cache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n";
+
+    fn request(
+        spec: &Spec,
+        key: &str,
+        kind: &Kind,
+        delivery: Delivery,
+        parent_digest: Option<&str>,
+        existing: &HashSet<String>,
+        overrides: &Overrides,
+    ) -> Prepared {
+        build_request(&RequestInputs {
+            spec,
+            image: spec.image(key).unwrap(),
+            tag: "2026.3-feat",
+            parent_digest,
+            existing,
+            kind,
+            delivery,
+            credentials: CredentialStore::default(),
+            log: None,
+            overrides,
+        })
+    }
+
+    fn engine() -> Kind {
+        Kind::Engine(EngineSocket::Unix("/var/run/docker.sock".into()))
+    }
+
+    #[test]
+    fn a_run_through_a_buildkitd_pushes_by_digest_with_registry_caches() {
+        let (_d, spec) = spec(STACK);
+        let existing: HashSet<String> = ["reg.example/s/child:2026.3-stable".to_string()].into();
+        let p = request(
+            &spec,
+            "child",
+            &Kind::Buildkitd,
+            Delivery::Tested,
+            Some("sha256:abc"),
+            &existing,
+            &Overrides::default(),
+        );
+        let r = &p.request;
+        assert_eq!(r.tags, ["reg.example/s/child"]);
+        assert!(r.push && r.push_by_digest);
+        assert_eq!(r.build_args["BASE_TAG"], "2026.3-feat@sha256:abc");
+        assert_eq!(r.build_args["A"], "spec");
+        assert_eq!(p.parent_digest.as_deref(), Some("sha256:abc"));
+        let caches = spec
+            .image("child")
+            .unwrap()
+            .cache
+            .imports("2026.3-feat", "2026.3");
+        assert!(!caches.is_empty());
+        let mut want = caches.clone();
+        want.push("reg.example/s/child:2026.3-stable".into());
+        assert_eq!(r.cache_from, want);
+        assert_eq!(
+            r.cache_to,
+            spec.image("child").unwrap().cache.export("2026.3-feat")
+        );
+    }
+
+    #[test]
+    fn through_an_engine_the_image_stays_in_it_and_only_inline_caches_are_read() {
+        let (_d, spec) = spec(STACK);
+        let existing: HashSet<String> = ["reg.example/s/child:2026.3-feat".to_string()].into();
+        for delivery in [Delivery::Tested, Delivery::Local] {
+            let p = request(
+                &spec,
+                "child",
+                &engine(),
+                delivery,
+                None,
+                &existing,
+                &Overrides::default(),
+            );
+            let r = &p.request;
+            assert_eq!(r.tags, ["reg.example/s/child:2026.3-feat"]);
+            assert!(!r.push && !r.push_by_digest);
+            assert_eq!(r.cache_from, ["reg.example/s/child:2026.3-feat"]);
+            assert_eq!(r.build_args["BASE_TAG"], "2026.3-feat");
+            assert_eq!(p.parent_digest, None);
+        }
+        let p = request(
+            &spec,
+            "child",
+            &engine(),
+            Delivery::Tagged,
+            None,
+            &existing,
+            &Overrides::default(),
+        );
+        assert!(p.request.push && !p.request.push_by_digest);
+    }
+
+    #[test]
+    fn a_base_tag_set_in_the_spec_is_kept() {
+        let yaml = STACK.replace("{A: spec}", "{A: spec, BASE_TAG: pinned}");
+        let (_d, spec) = spec(&yaml);
+        for (kind, delivery) in [
+            (Kind::Buildkitd, Delivery::Tested),
+            (engine(), Delivery::Local),
+        ] {
+            let p = request(
+                &spec,
+                "child",
+                &kind,
+                delivery,
+                Some("sha256:abc"),
+                &HashSet::new(),
+                &Overrides::default(),
+            );
+            assert_eq!(p.request.build_args["BASE_TAG"], "pinned");
+            assert_eq!(p.parent_digest, None);
+        }
+    }
+
+    #[test]
+    fn command_line_options_come_first_or_win() {
+        let (_d, spec) = spec(STACK);
+        let overrides = Overrides {
+            cache_from: vec!["reg.example/cache:x".into()],
+            build_args: vec![
+                ("BASE_TAG".into(), "other".into()),
+                ("A".into(), "cli".into()),
+            ],
+            cache_to: Some(CacheExport::Inline),
+            target: Some("stage".into()),
+            platforms: vec!["linux/arm64".into()],
+            no_cache: true,
+        };
+        let p = request(
+            &spec,
+            "child",
+            &Kind::Buildkitd,
+            Delivery::Local,
+            Some("sha256:abc"),
+            &HashSet::new(),
+            &overrides,
+        );
+        let r = &p.request;
+        assert_eq!(r.build_args["BASE_TAG"], "other");
+        assert_eq!(r.build_args["A"], "cli");
+        assert_eq!(p.parent_digest, None);
+        assert_eq!(r.cache_from[0], "reg.example/cache:x");
+        assert_eq!(r.cache_to, CacheExport::Inline);
+        assert_eq!(r.target.as_deref(), Some("stage"));
+        assert_eq!(r.platforms, ["linux/arm64"]);
+        assert!(r.no_cache && !r.push);
+        // A root image has no BASE_TAG.
+        let p = request(
+            &spec,
+            "base",
+            &Kind::Buildkitd,
+            Delivery::Tested,
+            None,
+            &HashSet::new(),
+            &Overrides::default(),
+        );
+        assert!(!p.request.build_args.contains_key("BASE_TAG"));
+    }
+}
