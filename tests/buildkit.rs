@@ -318,6 +318,77 @@ async fn multi_stage_build_sends_the_context_faithfully() {
     remove_images(&d, &[image, format!("{base}:1")]).await;
 }
 
+/// `build-image` makes the request `stackctl build` makes: a `BASE_TAG` the spec sets is
+/// kept (it used to be overwritten with the build's tag), and `--build-arg` still wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_image_keeps_a_base_tag_the_spec_sets() {
+    let _g = ENGINE.lock().await;
+    let d = docker();
+    // The parent exists only as `:pinned` (and `:other`), never under the build's tag.
+    let parent = unique("stackctl-bk-test/pinparent");
+    import_busybox(&d, &parent, "pinned").await;
+    import_busybox(&d, &parent, "other").await;
+    let child = unique("stackctl-bk-test/pinchild");
+    let stack = Stack::new(&format!(
+        "images:\n  parent:\n    image_name: {parent}\n  child:\n    image_name: {child}\n    \
+         depend_on: parent\n    build_args: {{BASE_TAG: pinned}}\ntag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("parent", "FROM scratch\n");
+    stack.image(
+        "child",
+        &format!(
+            "ARG BASE_TAG\nFROM {parent}:${{BASE_TAG}}\nARG BASE_TAG\nRUN echo \"$BASE_TAG\" > /base_tag\n"
+        ),
+    );
+    let out = stackctl(
+        stack.path(),
+        &[
+            "build-image",
+            "child",
+            "--tag",
+            "2026.3-t1",
+            "--progress",
+            "plain",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let image = format!("{child}:2026.3-t1");
+    let (code, got) = run_in(&d, &image, "cat /base_tag").await;
+    assert_eq!((code, got.as_str()), (0, "pinned\n"));
+
+    let out = stackctl(
+        stack.path(),
+        &[
+            "build-image",
+            "child",
+            "--tag",
+            "2026.3-t2",
+            "--build-arg",
+            "BASE_TAG=other",
+            "--progress",
+            "plain",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let image2 = format!("{child}:2026.3-t2");
+    let (code, got) = run_in(&d, &image2, "cat /base_tag").await;
+    assert_eq!((code, got.as_str()), (0, "other\n"));
+    remove_images(
+        &d,
+        &[
+            image,
+            image2,
+            format!("{parent}:pinned"),
+            format!("{parent}:other"),
+        ],
+    )
+    .await;
+}
+
 /// Docker config with a credential for `host`.
 fn docker_config(dir: &Path, host: &str, user: &str, pw: &str) -> PathBuf {
     use base64::Engine;
