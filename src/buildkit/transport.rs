@@ -73,11 +73,6 @@ impl std::fmt::Display for Address {
 }
 
 impl Address {
-    /// Whether BuildKit runs inside a Docker engine (images land in the engine).
-    pub fn is_engine(&self) -> bool {
-        matches!(self, Address::Engine(_))
-    }
-
     /// Parse an address. `docker://` means the engine DOCKER_HOST names (else the default socket).
     pub fn parse(s: &str, tls: TlsFiles) -> anyhow::Result<Address> {
         let s = s.trim();
