@@ -416,7 +416,10 @@ reclaimed_bytes: null
             "built, tested and pushed by digest (awaiting merge)"
         );
         let yaml = r.to_yaml();
-        assert!(yaml.contains(&format!("commit: {}\n", "ab".repeat(20))), "{yaml}");
+        assert!(
+            yaml.contains(&format!("commit: {}\n", "ab".repeat(20))),
+            "{yaml}"
+        );
         assert!(yaml.contains("awaiting_merge: true\n"), "{yaml}");
         assert!(
             yaml.contains(&format!(
