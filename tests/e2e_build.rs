@@ -1280,3 +1280,260 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
         "{err}"
     );
 }
+
+// ---- Multi-platform stacks (issue 13): linux/amd64 + linux/arm64 through a buildkitd,
+// arm64 run through qemu-user-static's binfmt handler (scripts/dev-env).
+
+const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+/// A two-platform stack (`base` FROM the two-platform python base, `kid` FROM base) in a
+/// git repository; each image writes `uname -m` at build time, and its tests check that it
+/// runs on the machine it was built for. `kid_test` is the kid's test file.
+fn two_platform_stack(host: &str, kid_test: &str) -> support::git_repo::TestRepo {
+    let git = support::git_repo::TestRepo::new("main");
+    git.write(
+        "spec.yml",
+        &format!(
+            "platforms: [linux/amd64, linux/arm64]
+images:
+  base:
+    image_name: {host}/mp/base
+    build_args:
+      BASE_IMAGE: {host}/stackctl-local/debian-python:bookworm
+    info_cmds: [MACHINE]
+  kid:
+    image_name: {host}/mp/kid
+    depend_on: base
+    build_args:
+      BASE_IMAGE: {host}/mp/base
+    info_cmds: [MACHINE]
+tag:
+  prefix: \"{PREFIX}\"
+all_info_cmds:
+  MACHINE:
+    description: Machine
+    command: uname -m
+"
+        ),
+    )
+    .write(
+        "images/base/Dockerfile",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN uname -m > /base-arch\n",
+    )
+    .write(
+        "images/base/test/test_base.py",
+        "import platform\n\ndef test_built_for_this_machine():\n    assert open('/base-arch').read().strip() == platform.machine()\n",
+    )
+    .write(
+        "images/kid/Dockerfile",
+        "ARG BASE_IMAGE\nARG BASE_TAG=none\nFROM ${BASE_IMAGE}:${BASE_TAG}\nRUN uname -m > /kid-arch\n",
+    )
+    .write("images/kid/test/test_kid.py", kid_test);
+    git.commit("a two-platform stack");
+    git
+}
+
+const KID_TEST: &str = "import platform
+
+def test_parent_and_child_built_for_this_machine():
+    machine = platform.machine()
+    assert open('/base-arch').read().strip() == machine
+    assert open('/kid-arch').read().strip() == machine
+";
+
+/// Start a buildkitd, a registry with the two-platform python base, and the stack.
+fn two_platform_setup(
+    test: &str,
+    kid_test: &str,
+) -> Option<(
+    support::buildkitd::Buildkitd,
+    Registry,
+    support::git_repo::TestRepo,
+)> {
+    let bk = support::buildkitd::Buildkitd::start(test)?;
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(support::platforms::push_python_base(&reg.host()));
+    let git = two_platform_stack(&reg.host(), kid_test);
+    Some((bk, reg, git))
+}
+
+/// `stackctl build --json` of a repository through the buildkitd's tcp address.
+fn build_repo(
+    repo: &Path,
+    out: &Path,
+    bk: &support::buildkitd::Buildkitd,
+    extra: &[&str],
+) -> (i32, Value, String) {
+    let tls = bk.tcp_args();
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out)
+        .env_remove("GITHUB_ACTIONS")
+        .args(["build", "--json", "--repo"])
+        .arg(repo)
+        .args(&tls)
+        .args(["--branch", BRANCH, "--base", "HEAD"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let json: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
+    (o.status.code().unwrap_or(-1), json, stderr)
+}
+
+/// The platforms of an index in the registry: `linux/arm64` → its manifest digest.
+fn index_platforms(reference: &str) -> Vec<(String, String)> {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
+    let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    v["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} is not an index: {v}"))
+        .iter()
+        .filter(|e| e["platform"]["os"] != "unknown")
+        .map(|e| {
+            (
+                format!(
+                    "{}/{}",
+                    e["platform"]["os"].as_str().unwrap(),
+                    e["platform"]["architecture"].as_str().unwrap()
+                ),
+                e["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The artifact's `platforms` list as (platform, digest, success).
+fn artifact_platforms(yaml: &serde_yaml::Value) -> Vec<(String, String, bool)> {
+    yaml["platforms"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("no platforms in {yaml:?}"))
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_string(),
+                p["digest"].as_str().unwrap_or_default().to_string(),
+                p["success"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A root and a child built for two platforms through a buildkitd: each tag names an index
+/// of both platforms, the tests ran on each platform (arm64 through qemu), each platform of
+/// the child has its parent's layers of that platform, and the manifest page has a section
+/// per platform with that platform's layers.
+#[test]
+fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
+    let test = "two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes";
+    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+        return;
+    };
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{host}/mp/{k}:{tag}");
+    let mut per_platform = std::collections::HashMap::new();
+    for k in ["base", "kid"] {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        let index = report_digest(&summary, k);
+        assert_eq!(
+            digest_in_registry(&full(k)).as_deref(),
+            Some(index.as_str())
+        );
+        let listed = index_platforms(&full(k));
+        let names: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names, PLATFORMS,
+            "{k}: the tag names an index of both platforms"
+        );
+        let yaml = artifact(out.path(), &full(k));
+        let recorded = artifact_platforms(&yaml);
+        for ((p, d), (rp, rd, ok)) in listed.iter().zip(&recorded) {
+            assert_eq!((p, d, ok), (rp, rd, &true), "{k}: {yaml:?}");
+            // Each platform's tests ran, in their own log and JUnit file.
+            let stem = format!("{}.{}", safe(&full(k)), p.replace('/', "-"));
+            let log = read(
+                out.path()
+                    .join("logs")
+                    .join(format!("{stem}.basic-tests.log")),
+            );
+            assert!(log.contains("1 passed"), "{p}: {log}");
+            let junit = read(
+                out.path()
+                    .join("logs")
+                    .join(format!("{stem}.basic-tests.xml")),
+            );
+            assert!(junit.contains(&format!("name=\"basic {p}\"")), "{junit}");
+        }
+        let basic = &yaml["tests"]["basic"];
+        assert_eq!(
+            basic["passed"].as_u64(),
+            Some(2),
+            "one test on each platform"
+        );
+        assert_eq!(yaml["commit"].as_str().map(str::len), Some(40), "{yaml:?}");
+        per_platform.insert(k, listed);
+    }
+    // The child FROM the parent's index: each platform has the parent's layers of that
+    // platform below its own.
+    assert_eq!(
+        artifact(out.path(), &full("kid"))["parent_digest"].as_str(),
+        Some(report_digest(&summary, "base").as_str())
+    );
+    for ((p, base_m), (_, kid_m)) in per_platform["base"].iter().zip(&per_platform["kid"]) {
+        let base_layers = layers_of(&format!("{host}/mp/base@{base_m}"));
+        let kid_layers = layers_of(&format!("{host}/mp/kid@{kid_m}"));
+        assert_eq!(
+            &kid_layers[..base_layers.len()],
+            &base_layers[..],
+            "{p}: the child is built on the parent's {p} image"
+        );
+        assert_eq!(kid_layers.len(), base_layers.len() + 1);
+    }
+    let (amd, arm) = (&per_platform["kid"][0].1, &per_platform["kid"][1].1);
+    assert_ne!(
+        layers_of(&format!("{host}/mp/kid@{amd}")),
+        layers_of(&format!("{host}/mp/kid@{arm}"))
+    );
+
+    // The manifest page: a section per platform, each with its own digest and machine.
+    let page_text = read(
+        out.path()
+            .join("manifests")
+            .join(format!("{}.md", page(&full("kid")))),
+    );
+    let amd_at = page_text.find("\n## linux/amd64\n").expect(&page_text);
+    let arm_at = page_text.find("\n## linux/arm64\n").expect(&page_text);
+    assert!(amd_at < arm_at, "{page_text}");
+    let (amd_section, arm_section) = (&page_text[amd_at..arm_at], &page_text[arm_at..]);
+    assert!(
+        amd_section.contains(&format!("Manifest digest: `{amd}`")),
+        "{page_text}"
+    );
+    assert!(
+        arm_section.contains(&format!("Manifest digest: `{arm}`")),
+        "{page_text}"
+    );
+    assert!(
+        amd_section.contains("### Machine\n\n```\nx86_64\n```"),
+        "{page_text}"
+    );
+    assert!(
+        arm_section.contains("### Machine\n\n```\naarch64\n```"),
+        "{page_text}"
+    );
+    assert!(page_text.contains(&format!(
+        "Index digest: `{}`",
+        report_digest(&summary, "kid")
+    )));
+    remove_engine_images_of(&host);
+}
