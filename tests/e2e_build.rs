@@ -1537,3 +1537,164 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     )));
     remove_engine_images_of(&host);
 }
+
+/// A test that fails only on arm64 fails the image: its report names the arm64 failure,
+/// amd64's result is recorded as passed, and no tag appears for it (its parent, which
+/// passed on both, is tagged).
+#[test]
+fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
+    let test = "a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears";
+    let kid_test =
+        "import platform\n\ndef test_only_on_x86():\n    assert platform.machine() == 'x86_64'\n";
+    let Some((bk, reg, git)) = two_platform_setup(test, kid_test) else {
+        return;
+    };
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 1, "{summary:#}\n{stderr}");
+    assert_eq!(status_of(&summary, "base"), "done", "{summary:#}");
+    assert_eq!(status_of(&summary, "kid"), "failed", "{summary:#}");
+    let tag = format!("{PREFIX}-{BRANCH}");
+    assert_eq!(tags_of(&host, "mp/base"), vec![tag.clone()]);
+    assert!(
+        tags_of(&host, "mp/kid").is_empty(),
+        "no tag for the failed image"
+    );
+
+    let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));
+    assert_eq!(kid["failed_step"].as_str(), Some("basic-tests"));
+    let message = kid["message"].as_str().unwrap();
+    assert!(
+        message.contains("failed on 1 of 2 platforms: linux/arm64: failed:"),
+        "{message}"
+    );
+    assert!(!message.contains("linux/amd64"), "{message}");
+    let recorded = artifact_platforms(&kid);
+    assert_eq!(recorded[0].0, "linux/amd64");
+    assert!(recorded[0].2, "amd64 passed: {kid:?}");
+    assert_eq!(recorded[1].0, "linux/arm64");
+    assert!(!recorded[1].2, "arm64 failed: {kid:?}");
+    let failures = kid["tests"]["basic"]["failures"].as_sequence().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("[linux/arm64] "),
+        "{failures:?}"
+    );
+    remove_engine_images_of(&host);
+}
+
+/// `--platform linux/arm64` of a two-platform stack is a split build: each image is
+/// pushed by digest (arm64 only) and tested, gets no tag, and its artifact says what
+/// `stackctl merge` needs (commit, the platform's digest and result, awaiting_merge).
+/// The child is built FROM the parent's untagged arm64 image.
+#[test]
+fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
+    let test = "a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform";
+    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+        return;
+    };
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) =
+        build_repo(git.path(), out.path(), &bk, &["--platform", "linux/arm64"]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let head = git.repo.head().unwrap().target().unwrap().to_string();
+    let mut digests = vec![];
+    for k in ["base", "kid"] {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        assert!(tags_of(&host, &format!("mp/{k}")).is_empty(), "{k}: no tag");
+        let yaml = artifact(out.path(), &format!("{host}/mp/{k}:{tag}"));
+        assert_eq!(yaml["awaiting_merge"].as_bool(), Some(true), "{yaml:?}");
+        assert_eq!(yaml["pushed"].as_bool(), Some(false), "{yaml:?}");
+        assert_eq!(yaml["commit"].as_str(), Some(head.as_str()));
+        let recorded = artifact_platforms(&yaml);
+        assert_eq!(recorded.len(), 1, "{yaml:?}");
+        let (p, d, ok) = &recorded[0];
+        assert_eq!((p.as_str(), *ok), ("linux/arm64", true));
+        assert_eq!(yaml["digest"].as_str(), Some(d.as_str()));
+        let basic = &yaml["platforms"][0]["basic"];
+        assert_eq!(basic["passed"].as_u64(), Some(1), "{yaml:?}");
+        // The platform's manifest is in the registry, by digest, and is arm64's.
+        let config = config_of(&format!("{host}/mp/{k}@{d}"));
+        assert_eq!(config["architecture"], "arm64");
+        digests.push(d.clone());
+    }
+    let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));
+    assert_eq!(kid["parent_digest"].as_str(), Some(digests[0].as_str()));
+    assert!(
+        !out.path().join("manifests").exists()
+            || std::fs::read_dir(out.path().join("manifests"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no manifest page for an untagged image"
+    );
+    remove_engine_images_of(&host);
+}
+
+/// The config of a single image manifest.
+fn config_of(reference: &str) -> Value {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let m = client.get_manifest(&r).await.unwrap().unwrap();
+        let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+        let c = v["config"]["digest"].as_str().unwrap();
+        serde_json::from_slice(&client.get_blob(&r, c).await.unwrap()).unwrap()
+    })
+}
+
+/// Through the engine's BuildKit (v0.8 worker), two platforms, or a split build, are bad
+/// input: exit 2 before anything is built, naming the image and the alternative.
+#[test]
+fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let git = two_platform_stack(&reg.host(), KID_TEST);
+    let out = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--platform", "linux/arm64"][..]] {
+        let o = Command::cargo_bin("stackctl")
+            .unwrap()
+            .current_dir(out.path())
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--no-registry", "--repo"])
+            .arg(git.path())
+            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .args(["--branch", BRANCH])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("image `base`"), "{stderr}");
+        assert!(
+            stderr.contains("use a buildkitd: --buildkit tcp://"),
+            "{stderr}"
+        );
+        assert!(
+            !out.path().join("logs").exists()
+                || std::fs::read_dir(out.path().join("logs"))
+                    .unwrap()
+                    .all(|e| !e
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".build.log")),
+            "nothing was built"
+        );
+    }
+    // A bad --platform is refused by the argument parser (exit 2), naming the value.
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .args(["build", "--platform", "linux/aarch64"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(write arm64)"));
+}
