@@ -1698,3 +1698,54 @@ fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("(write arm64)"));
 }
+
+/// The no-python case on both platforms: an image FROM the two-platform busybox-static
+/// base builds for amd64 and arm64 (its RUN step through qemu on arm64), and its basic
+/// tests cannot run on either platform (no python): the image fails naming both, untagged.
+#[test]
+fn a_two_platform_image_without_python_fails_on_each_platform() {
+    let test = "a_two_platform_image_without_python_fails_on_each_platform";
+    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+        return;
+    };
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = rt.block_on(support::platforms::push_busybox_base(&host));
+    let git = support::git_repo::TestRepo::new("main");
+    git.write(
+        "spec.yml",
+        &format!(
+            "platforms: [linux/amd64, linux/arm64]\nimages:\n  tiny:\n    image_name: {host}/mp/tiny\ntag:\n  prefix: \"{PREFIX}\"\n"
+        ),
+    )
+    .write(
+        "images/tiny/Dockerfile",
+        &format!("FROM {host}/stackctl-local/busybox:static@{base}\nRUN uname -m > /arch\n"),
+    )
+    .write("images/tiny/test/test_tiny.py", "def test_x():\n    pass\n");
+    git.commit("a busybox image");
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 1, "{summary:#}\n{stderr}\n{}", bk.log());
+    let yaml = artifact(out.path(), &format!("{host}/mp/tiny:{PREFIX}-{BRANCH}"));
+    let message = yaml["message"].as_str().unwrap();
+    assert!(message.contains("failed on 2 of 2 platforms"), "{message}");
+    for p in PLATFORMS {
+        assert!(message.contains(&format!("{p}: ")), "{message}");
+    }
+    assert!(message.contains("python3"), "{message}");
+    let recorded = artifact_platforms(&yaml);
+    assert_eq!(recorded.len(), 2);
+    for (p, d, ok) in &recorded {
+        assert!(!ok, "{p}");
+        let config = config_of(&format!("{host}/mp/tiny@{d}"));
+        assert_eq!(
+            format!("linux/{}", config["architecture"].as_str().unwrap()),
+            *p
+        );
+    }
+    assert!(tags_of(&host, "mp/tiny").is_empty());
+    remove_engine_images_of(&host);
+}
