@@ -1626,6 +1626,11 @@ fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
     }
     let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));
     assert_eq!(kid["parent_digest"].as_str(), Some(digests[0].as_str()));
+    assert_eq!(
+        read(out.path().join("artifacts/IMAGES_BUILT")),
+        "",
+        "no tag to list"
+    );
     assert!(
         !out.path().join("manifests").exists()
             || std::fs::read_dir(out.path().join("manifests"))
