@@ -135,7 +135,8 @@ pub struct BuildImageOptions {
     /// The Dockerfile stage to build.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
-    /// A target platform (e.g. linux/amd64). Repeatable. Default: BuildKit's own.
+    /// A target platform (e.g. linux/amd64). Repeatable. Default: the image's `platforms:` in
+    /// the spec, else BuildKit's own.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Vec<String>,
     /// A cache source: `type=registry,ref=REF` (buildx syntax) or a bare REF, a registry

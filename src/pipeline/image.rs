@@ -8,6 +8,7 @@
 //! [`Publisher`], [`PageWriter`]): [`super::parts`] has the real ones (BuildKit, the
 //! registry, containers, manifest pages); the unit tests drive it with test doubles.
 
+use super::platforms::Selection;
 use crate::buildkit::BuildError;
 use crate::content_tags::publish::{Record, Rendered, State};
 use crate::content_tags::TagTemplate;
@@ -49,6 +50,8 @@ pub struct ImageJobContext<'a> {
     pub commit: String,
     /// When the run started (content tags' `{date}`).
     pub build_time: chrono::DateTime<chrono::Utc>,
+    /// `--platform`: build only these of each image's platforms (empty: all it declares).
+    pub platforms: Vec<String>,
 }
 
 impl ImageJobContext<'_> {
@@ -68,15 +71,32 @@ pub async fn run_image(
     let t0 = Instant::now();
     let mut report = ImageReport::started(&planned.key, &planned.reference);
     report.builder = Some(node.address().to_string());
-    match ctx.spec.image(&planned.key) {
-        Some(image) => {
-            let parts = super::parts::Real::new(ctx, planned, image, node);
+    report.commit = Some(ctx.commit.clone()).filter(|c| !c.is_empty());
+    let Some(image) = ctx.spec.image(&planned.key) else {
+        report.fail(
+            Step::Build,
+            format!("no image `{}` in the spec", planned.key),
+        );
+        report.finish(t0.elapsed());
+        return report;
+    };
+    // The platforms it builds in this run, and whether this node can build them.
+    let selection = super::platforms::select(image, &ctx.platforms).and_then(|s| {
+        let addr = node.address().to_string();
+        super::platforms::check_builder(&planned.key, &s, node.kind().is_engine(), &addr).map(|_| s)
+    });
+    match selection {
+        Ok(selection) => {
+            let parts = super::parts::Real::new(ctx, planned, image, node, &selection);
             let job = ImageJob {
                 key: &planned.key,
                 reference: &planned.reference,
+                repository: &image.image_name,
                 push: ctx.push,
                 integration_tests: image.integration_tests,
                 content_tags: &image.tags,
+                selection: &selection,
+                integration_platforms: &image.integration_platforms,
                 cancel: &ctx.cancel,
             };
             let run = RunState {
@@ -85,10 +105,7 @@ pub async fn run_image(
             };
             run_steps(&job, &parts.parts(), &run, &mut report).await;
         }
-        None => report.fail(
-            Step::Build,
-            format!("no image `{}` in the spec", planned.key),
-        ),
+        Err(e) => report.fail(Step::Build, e),
     }
     report.finish(t0.elapsed());
     report
@@ -99,11 +116,17 @@ pub(crate) struct ImageJob<'a> {
     pub key: &'a str,
     /// `<repository>:<tag>`, the tag the tested image gets.
     pub reference: &'a str,
+    /// The repository, without a tag.
+    pub repository: &'a str,
     /// Push the image (and then run integration tests, push content tags, write the page).
     pub push: bool,
     pub integration_tests: bool,
     /// The content tag templates (`tags:`).
     pub content_tags: &'a [TagTemplate],
+    /// The platforms built in this run, and whether the build is split (`--platform`).
+    pub selection: &'a Selection,
+    /// The platforms the integration tests run on (`integration_platforms:`).
+    pub integration_platforms: &'a [String],
     pub cancel: &'a CancellationToken,
 }
 
@@ -148,8 +171,14 @@ pub(crate) trait Builder {
 
 /// Runs what runs in containers of the image: its test suites, its content tags' commands.
 pub(crate) trait TestRunner {
-    /// Run `suite` against `image_ref`.
-    async fn run_suite(&self, suite: Suite, image_ref: &str) -> anyhow::Result<SuiteResult>;
+    /// Run `suite` against `image_ref`: one platform's manifest of a multi-platform build
+    /// (`platform`: its log and JUnit file are that platform's), else the image itself.
+    async fn run_suite(
+        &self,
+        suite: Suite,
+        image_ref: &str,
+        platform: Option<&str>,
+    ) -> anyhow::Result<SuiteResult>;
     /// Run the templates' commands in `image_ref` and render the content tags.
     async fn content_tag_values(
         &self,
@@ -164,6 +193,13 @@ pub(crate) trait Publisher {
     /// buildkitd, a manifest PUT tags the tested digest. Returns the digest the tag names,
     /// read back.
     async fn publish(&self, built: &Built) -> anyhow::Result<String>;
+    /// Each of `platforms`' manifest digest in the image BuildKit pushed as
+    /// `<repository>@<digest>`, read back from the registry.
+    async fn pushed_manifests(
+        &self,
+        digest: &str,
+        platforms: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>>;
     /// Push the content tags for the tested `digest`: the records and the warnings (a tag
     /// kept on another digest).
     async fn content_tags(
@@ -230,16 +266,32 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     let Some(built) = built else { return };
     report.built = true;
     let test_ref = &built.test_ref;
+    let platforms = &job.selection.platforms;
+    // Each built platform's manifest in the pushed index (none: the builder's own platform).
+    let manifests = match (&built.pushed_digest, platforms.is_empty()) {
+        (Some(d), false) => match parts.publisher.pushed_manifests(d, platforms).await {
+            Ok(m) => m,
+            Err(e) => return report.fail(Step::Build, format!("build failed: {e:#}")),
+        },
+        _ => vec![],
+    };
 
     if job.cancel.is_cancelled() {
         report.fail(Step::BasicTests, "interrupted: no later step was run");
         return;
     }
     // Basic tests, before the image gets its tag.
-    let basic = parts.tests.run_suite(Suite::Basic, test_ref).await;
-    if !record_suite(report, Step::BasicTests, basic) {
+    let passed = if manifests.is_empty() {
+        let basic = parts.tests.run_suite(Suite::Basic, test_ref, None).await;
+        record_suite(report, Step::BasicTests, basic)
+    } else {
+        let (repo, suite) = (job.repository, Suite::Basic);
+        super::platforms::run_tests(parts.tests, repo, &manifests, suite, report).await
+    };
+    if !passed {
         return;
     }
+    super::platforms::record_single(report, job.selection);
     if let Some(d) = &built.pushed_digest {
         // Children build FROM this digest, tagged or not.
         run.record_digest(job.key, d);
@@ -247,6 +299,10 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     let Some(content_tags) = compute_content_tags(job, parts.tests, test_ref, report).await else {
         return;
     };
+    if job.selection.split {
+        let digest = built.pushed_digest.as_deref();
+        return super::platforms::await_merge(report, job.key, digest);
+    }
 
     if job.push && job.cancel.is_cancelled() {
         report.fail(Step::Push, "interrupted: nothing was pushed");
@@ -266,13 +322,26 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         report.pushed = true;
         run.record_digest(job.key, &digest);
         report.digest = Some(digest);
+        super::platforms::record_single(report, job.selection);
 
         if job.integration_tests {
-            let integ = parts
-                .tests
-                .run_suite(Suite::Integration, job.reference)
-                .await;
-            if !record_suite(report, Step::IntegrationTests, integ) {
+            // On the spec's `integration_platforms`, else once on the native platform.
+            let on: Vec<_> = manifests
+                .iter()
+                .filter(|(p, _)| job.integration_platforms.contains(p))
+                .cloned()
+                .collect();
+            let passed = if on.is_empty() {
+                let integ = parts
+                    .tests
+                    .run_suite(Suite::Integration, job.reference, None)
+                    .await;
+                record_suite(report, Step::IntegrationTests, integ)
+            } else {
+                let (repo, suite) = (job.repository, Suite::Integration);
+                super::platforms::run_tests(parts.tests, repo, &on, suite, report).await
+            };
+            if !passed {
                 return;
             }
         }

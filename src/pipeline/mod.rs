@@ -9,6 +9,7 @@
 
 pub mod image;
 pub mod parts;
+pub mod platforms;
 pub mod prune;
 pub mod request;
 pub mod run;

@@ -3,6 +3,7 @@
 //! registry gives the tested image its tag, and the manifest page is written.
 
 use super::image::{Builder, Built, ImageJobContext, PageWriter, Parts, Publisher, TestRunner};
+use super::platforms::{pushed_manifests, run_platform_suite, Selection};
 use super::request::{build_request, Delivery, Overrides, Prepared, RequestInputs};
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
 use crate::content_tags::publish::{Record, Rendered};
@@ -31,6 +32,7 @@ impl<'a, 'c> Real<'a, 'c> {
         planned: &'a PlannedImage,
         image: &'a ImageSpec,
         node: &'a buildkit::Client,
+        selection: &Selection,
     ) -> Self {
         let kind = node.kind();
         let parent_digest = image.depend_on.as_deref().and_then(|p| ctx.digest_of(p));
@@ -44,7 +46,10 @@ impl<'a, 'c> Real<'a, 'c> {
             delivery: Delivery::Tested,
             credentials: ctx.credentials.clone(),
             log: Some(ctx.dirs.build_log(&planned.reference)),
-            overrides: &Overrides::default(),
+            overrides: &Overrides {
+                platforms: selection.platforms.clone(),
+                ..Default::default()
+            },
         });
         if let Some(parent) = &image.depend_on {
             match (&parent_digest, image.build_args.contains_key("BASE_TAG")) {
@@ -128,8 +133,16 @@ impl Builder for Real<'_, '_> {
 }
 
 impl TestRunner for Real<'_, '_> {
-    async fn run_suite(&self, suite: Suite, image_ref: &str) -> anyhow::Result<SuiteResult> {
+    async fn run_suite(
+        &self,
+        suite: Suite,
+        image_ref: &str,
+        platform: Option<&str>,
+    ) -> anyhow::Result<SuiteResult> {
         let ctx = self.ctx;
+        if let Some(p) = platform {
+            return run_platform_suite(ctx, self.planned, image_ref, suite, p).await;
+        }
         let full = &self.planned.reference;
         let (log, junit) = match suite {
             Suite::Basic => (
@@ -190,6 +203,15 @@ impl Publisher for Real<'_, '_> {
                 self.node.address()
             )),
         }
+    }
+
+    async fn pushed_manifests(
+        &self,
+        digest: &str,
+        platforms: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let (registry, repository) = (self.ctx.registry, &self.image.image_name);
+        pushed_manifests(registry, repository, digest, platforms).await
     }
 
     async fn content_tags(

@@ -42,7 +42,8 @@ pub struct Overrides {
     pub cache_to: Option<CacheExport>,
     /// The Dockerfile stage (`--target`).
     pub target: Option<String>,
-    /// Target platforms (`--platform`); empty: BuildKit's own.
+    /// Target platforms (`--platform`, or those of the image's that `build --platform`
+    /// selects); empty: the image's `platforms:` (empty too: BuildKit's own).
     pub platforms: Vec<String>,
     /// Run every step again (`--no-cache`).
     pub no_cache: bool,
@@ -137,7 +138,11 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         }],
         build_args,
         target: i.overrides.target.clone(),
-        platforms: i.overrides.platforms.clone(),
+        platforms: if i.overrides.platforms.is_empty() {
+            image.platforms.clone()
+        } else {
+            i.overrides.platforms.clone()
+        },
         cache_from,
         no_cache: i.overrides.no_cache,
         push: by_digest || i.delivery == Delivery::Tagged,
@@ -184,6 +189,17 @@ pub async fn build_image(
         None => HashSet::new(),
     };
     let kind = node.kind();
+    // The engine's BuildKit builds one platform into the engine, as for `stackctl build`.
+    let selection = super::platforms::Selection {
+        platforms: match one.overrides.platforms.as_slice() {
+            [] => one.image.platforms.clone(),
+            given => given.to_vec(),
+        },
+        split: false,
+    };
+    let address = node.address().to_string();
+    super::platforms::check_builder(&one.image.key, &selection, kind.is_engine(), &address)
+        .map_err(BuildError::Unavailable)?;
     let prepared = build_request(&RequestInputs {
         spec: one.spec,
         image: one.image,

@@ -28,6 +28,10 @@ enum Trouble {
     IntegrationTests(TestOutcome),
     ContentTags,
     Manifest,
+    /// The pushed index lacks a platform's manifest.
+    PushedManifests,
+    /// The basic tests fail on this platform only.
+    BasicTestsOn(&'static str),
     /// An interrupt arrives while the step runs (the step then never ends on its own).
     CancelDuringBuild,
     /// An interrupt arrives while the content tags' values are computed (which succeeds).
@@ -134,13 +138,22 @@ impl Builder for Fake {
 }
 
 impl TestRunner for Fake {
-    async fn run_suite(&self, s: Suite, image_ref: &str) -> anyhow::Result<SuiteResult> {
+    async fn run_suite(
+        &self,
+        s: Suite,
+        image_ref: &str,
+        platform: Option<&str>,
+    ) -> anyhow::Result<SuiteResult> {
         let name = match s {
             Suite::Basic => "basic-tests",
             Suite::Integration => "integration-tests",
         };
-        self.call(format!("{name} {image_ref}"));
+        match platform {
+            Some(p) => self.call(format!("{name} {image_ref} on {p}")),
+            None => self.call(format!("{name} {image_ref}")),
+        }
         let outcome = match (s, self.trouble) {
+            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform == Some(p) => TestOutcome::Failed,
             (Suite::Basic, Trouble::BasicTests(o)) => o,
             (Suite::Basic, Trouble::BasicTestsError) => {
                 anyhow::bail!("the Docker engine cannot be reached")
@@ -188,6 +201,21 @@ impl Publisher for Fake {
         }
         self.tags.borrow_mut().push(REFERENCE.into());
         Ok(built.pushed_digest.clone().unwrap_or(PUSHED_DIGEST.into()))
+    }
+
+    async fn pushed_manifests(
+        &self,
+        digest: &str,
+        platforms: &[String],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        self.call(format!("pushed-manifests {digest}"));
+        if self.trouble == Trouble::PushedManifests {
+            anyhow::bail!("the pushed index has no manifest for linux/arm64");
+        }
+        Ok(platforms
+            .iter()
+            .map(|p| (p.clone(), format!("sha256:{}", p.replace('/', "-"))))
+            .collect())
     }
 
     async fn content_tags(
@@ -240,13 +268,22 @@ struct Options {
     push: bool,
     by_digest: bool,
     cancelled: bool,
+    /// The platforms built (empty: the builder's own), and whether the build is split.
+    platforms: &'static [&'static str],
+    split: bool,
+    integration_platforms: &'static [&'static str],
 }
 
 const DEFAULT: Options = Options {
     push: true,
     by_digest: true,
     cancelled: false,
+    platforms: &[],
+    split: false,
+    integration_platforms: &[],
 };
+
+const TWO: &[&str] = &["linux/amd64", "linux/arm64"];
 
 async fn run_with(trouble: Trouble, o: Options) -> Ran {
     let mut fake = Fake::new(trouble);
@@ -258,12 +295,21 @@ async fn run_with(trouble: Trouble, o: Options) -> Ran {
         template: Template::parse("py-3.11").unwrap(),
         moving: false,
     }];
+    let strings = |l: &[&str]| l.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let selection = Selection {
+        platforms: strings(o.platforms),
+        split: o.split,
+    };
+    let integration_platforms = strings(o.integration_platforms);
     let job = ImageJob {
         key: "child",
         reference: REFERENCE,
+        repository: REPOSITORY,
         push: o.push,
         integration_tests: true,
         content_tags: &templates,
+        selection: &selection,
+        integration_platforms: &integration_platforms,
         cancel: &fake.cancel,
     };
     let digests = Mutex::new(HashMap::new());
@@ -646,4 +692,120 @@ async fn cancelled_during_the_push_stops_it_untagged() {
     );
     assert!(!r.report.pushed);
     assert!(r.tags.is_empty());
+}
+
+#[tokio::test]
+async fn each_platform_is_tested_on_its_own_manifest() {
+    let r = run_with(
+        Trouble::None,
+        Options {
+            platforms: TWO,
+            integration_platforms: &["linux/arm64"],
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(
+        r.calls,
+        [
+            "build".to_string(),
+            format!("pushed-manifests {BUILT_DIGEST}"),
+            format!("basic-tests {REPOSITORY}@sha256:linux-amd64 on linux/amd64"),
+            format!("basic-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
+            values(),
+            publish(),
+            format!("integration-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
+            content_tags(),
+            "manifest [py-3.11]".into(),
+        ]
+    );
+    assert!(r.report.success, "{:?}", r.report);
+    let platforms: Vec<(&str, bool)> = r
+        .report
+        .platforms
+        .iter()
+        .map(|p| (p.platform.as_str(), p.success))
+        .collect();
+    assert_eq!(platforms, [("linux/amd64", true), ("linux/arm64", true)]);
+    assert_eq!(r.report.tests.basic.as_ref().unwrap().passed, 4);
+    assert_eq!(r.tags, [REFERENCE, "reg.example/stack/child:py-3.11"]);
+}
+
+#[tokio::test]
+async fn one_failing_platform_fails_the_image_before_any_tag() {
+    let r = run_with(
+        Trouble::BasicTestsOn("linux/arm64"),
+        Options {
+            platforms: TWO,
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(r.calls.len(), 4, "{:?}", r.calls);
+    assert_failed(
+        &r,
+        Step::BasicTests,
+        "basic-tests failed on 1 of 2 platforms: linux/arm64: 1 failed",
+    );
+    let arm = r
+        .report
+        .platforms
+        .iter()
+        .find(|p| p.platform == "linux/arm64");
+    assert!(!arm.unwrap().success);
+    assert_eq!(
+        r.report.tests.basic.as_ref().unwrap().failures[0].name,
+        "[linux/arm64] test/test_x.py::test_y"
+    );
+    assert!(r.tags.is_empty() && r.digests.is_empty());
+}
+
+#[tokio::test]
+async fn a_pushed_index_without_a_platform_fails_the_build() {
+    let r = run_with(
+        Trouble::PushedManifests,
+        Options {
+            platforms: TWO,
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(
+        r.calls,
+        [
+            "build".to_string(),
+            format!("pushed-manifests {BUILT_DIGEST}")
+        ]
+    );
+    assert_failed(
+        &r,
+        Step::Build,
+        "build failed: the pushed index has no manifest for linux/arm64",
+    );
+    assert!(r.tags.is_empty() && r.digests.is_empty());
+}
+
+#[tokio::test]
+async fn a_split_build_is_tested_and_never_tagged() {
+    let r = run_with(
+        Trouble::None,
+        Options {
+            platforms: &["linux/arm64"],
+            split: true,
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(
+        r.calls,
+        [
+            "build".to_string(),
+            format!("pushed-manifests {BUILT_DIGEST}"),
+            format!("basic-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
+            values(),
+        ]
+    );
+    assert!(r.report.success && r.report.awaiting_merge && !r.report.pushed);
+    assert_eq!(r.report.digest.as_deref(), Some(BUILT_DIGEST));
+    assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
