@@ -1438,7 +1438,12 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     let host = reg.host();
     // The kid's integration tests run on arm64 only (`integration_platforms`): the service
     // and the runner are containers of its arm64 manifest.
-    let spec = read(git.path().join("spec.yml")).replace(
+    // A content tag is computed on the native platform and names the index.
+    let spec = format!(
+        "tags: [\"arch-{{uname -m}}\"]\n{}",
+        read(git.path().join("spec.yml"))
+    );
+    let spec = spec.replace(
         "    info_cmds: [MACHINE]\ntag:",
         "    info_cmds: [MACHINE]\n    integration_tests: true\n    integration_platforms: [linux/arm64]\n    tests:\n      integration: {wait_log: ready}\ntag:",
     );
@@ -1500,6 +1505,11 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
             "one test on each platform"
         );
         assert_eq!(yaml["commit"].as_str().map(str::len), Some(40), "{yaml:?}");
+        assert_eq!(
+            digest_in_registry(&format!("{host}/mp/{k}:arch-x86_64")).as_deref(),
+            Some(index.as_str()),
+            "{k}: the content tag, computed on amd64, names the index"
+        );
         per_platform.insert(k, listed);
     }
     // The child FROM the parent's index: each platform has the parent's layers of that

@@ -260,8 +260,9 @@ async fn run_steps(
         // Children build FROM this digest, tagged or not.
         ctx.record_digest(&planned.key, d);
     }
+    let native = super::platforms::native_ref(&image.image_name, &manifests, &test_ref);
     let Some(content_tags) =
-        crate::content_tags::publish::compute_step(ctx, &image.tags, &test_ref, report).await
+        crate::content_tags::publish::compute_step(ctx, &image.tags, &native, report).await
     else {
         return;
     };
