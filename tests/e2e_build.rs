@@ -1436,6 +1436,30 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
         return;
     };
     let host = reg.host();
+    // The kid's integration tests run on arm64 only (`integration_platforms`): the service
+    // and the runner are containers of its arm64 manifest.
+    // A content tag is computed on the native platform and names the index.
+    let spec = format!(
+        "tags: [\"arch-{{uname -m}}\"]\n{}",
+        read(git.path().join("spec.yml"))
+    );
+    let spec = spec.replace(
+        "    info_cmds: [MACHINE]\ntag:",
+        "    info_cmds: [MACHINE]\n    integration_tests: true\n    integration_platforms: [linux/arm64]\n    tests:\n      integration: {wait_log: ready}\ntag:",
+    );
+    git.write("spec.yml", &spec)
+        .write(
+            "images/kid/Dockerfile",
+            &format!(
+                "{}CMD [\"python3\", \"-c\", \"print('ready', flush=True); import time; time.sleep(600)\"]\n",
+                read(git.path().join("images/kid/Dockerfile"))
+            ),
+        )
+        .write(
+            "images/kid/integration_tests/test_service.py",
+            "import os, platform\n\ndef test_runs_on_arm64():\n    assert os.environ['SERVICE_NAME']\n    assert platform.machine() == 'aarch64'\n",
+        );
+    git.commit("kid: integration tests on arm64");
     let out = tempfile::tempdir().unwrap();
     let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
@@ -1481,6 +1505,11 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
             "one test on each platform"
         );
         assert_eq!(yaml["commit"].as_str().map(str::len), Some(40), "{yaml:?}");
+        assert_eq!(
+            digest_in_registry(&format!("{host}/mp/{k}:arch-x86_64")).as_deref(),
+            Some(index.as_str()),
+            "{k}: the content tag, computed on amd64, names the index"
+        );
         per_platform.insert(k, listed);
     }
     // The child FROM the parent's index: each platform has the parent's layers of that
@@ -1500,6 +1529,17 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
         assert_eq!(kid_layers.len(), base_layers.len() + 1);
     }
     let (amd, arm) = (&per_platform["kid"][0].1, &per_platform["kid"][1].1);
+    let kid = artifact(out.path(), &full("kid"));
+    assert_eq!(
+        kid["tests"]["integration"]["passed"].as_u64(),
+        Some(1),
+        "{kid:?}"
+    );
+    let integ_log = out.path().join("logs").join(format!(
+        "{}.linux-arm64.integration-tests.log",
+        safe(&full("kid"))
+    ));
+    assert!(read(integ_log).contains("1 passed"));
     assert_ne!(
         layers_of(&format!("{host}/mp/kid@{amd}")),
         layers_of(&format!("{host}/mp/kid@{arm}"))

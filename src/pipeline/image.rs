@@ -296,7 +296,8 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         // Children build FROM this digest, tagged or not.
         run.record_digest(job.key, d);
     }
-    let Some(content_tags) = compute_content_tags(job, parts.tests, test_ref, report).await else {
+    let native = super::platforms::native_ref(job.repository, &manifests, test_ref);
+    let Some(content_tags) = compute_content_tags(job, parts.tests, &native, report).await else {
         return;
     };
     if job.selection.split {

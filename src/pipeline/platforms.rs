@@ -303,6 +303,20 @@ pub fn record_single(report: &mut ImageReport, sel: &Selection) {
     }
 }
 
+/// What content tags are computed in: the native platform's manifest of a multi-platform
+/// image (else its first platform's, when it is not built for this machine), or `test_ref`.
+pub fn native_ref(repository: &str, manifests: &[(String, String)], test_ref: &str) -> String {
+    let native = platform::native();
+    match manifests
+        .iter()
+        .find(|(p, _)| *p == native)
+        .or(manifests.first())
+    {
+        Some((_, d)) => format!("{repository}@{d}"),
+        None => test_ref.to_string(),
+    }
+}
+
 /// A split build's image that passed its tests: pushed by digest, no tag; it waits for
 /// `stackctl merge`, which reads `awaiting_merge` and `platforms` from its artifact.
 pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
@@ -457,6 +471,18 @@ mod tests {
             split: false,
         };
         assert!(check_builder("base", &one, true, "docker").is_ok());
+    }
+
+    #[test]
+    fn content_tags_run_on_the_native_platform() {
+        let native = platform::native();
+        let m = vec![
+            ("linux/s390x".to_string(), "sha256:1".to_string()),
+            (native, "sha256:2".to_string()),
+        ];
+        assert_eq!(native_ref("r/x", &m, "r/x@sha256:i"), "r/x@sha256:2");
+        assert_eq!(native_ref("r/x", &m[..1], "r/x@sha256:i"), "r/x@sha256:1");
+        assert_eq!(native_ref("r/x", &[], "r/x@sha256:i"), "r/x@sha256:i");
     }
 
     #[test]
