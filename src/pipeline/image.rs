@@ -4,9 +4,9 @@
 //! which. Through a buildkitd, "build" pushes by digest and "push" is the manifest PUT that
 //! gives the tested digest its tag.
 //!
-//! The step order ([`run_steps`]) runs against small traits ([`Builder`], [`TestRunner`],
-//! [`Publisher`], [`PageWriter`]): [`super::parts`] has the real ones (BuildKit, the
-//! registry, containers, manifest pages); the unit tests drive it with test doubles.
+//! The step order (`run_steps`) runs against small traits (`Builder`, `TestRunner`,
+//! `Publisher`, `PageWriter`): [`super::parts`] has the real ones (BuildKit, the registry,
+//! containers, manifest pages); the unit tests (`image/tests.rs`) drive it with test doubles.
 
 use super::platforms::Selection;
 use crate::buildkit::BuildError;
@@ -187,7 +187,8 @@ pub(crate) trait TestRunner {
     ) -> anyhow::Result<Vec<Rendered>>;
 }
 
-/// Gives tested images their tags.
+/// The registry side (or the engine's push): reads a pushed image back, gives the tested
+/// image its tag and its content tags.
 pub(crate) trait Publisher {
     /// Give the tested image its tag: through an engine, the engine pushes it; through a
     /// buildkitd, a manifest PUT tags the tested digest. Returns the digest the tag names,
