@@ -267,6 +267,14 @@ async fn run_steps(
         return;
     };
     if selection.split {
+        let on =
+            super::platforms::split_integration_targets(&image.integration_platforms, &manifests);
+        if image.integration_tests && !on.is_empty() {
+            let (repo, suite) = (&image.image_name, Suite::Integration);
+            if !super::platforms::run_tests(ctx, planned, repo, &on, suite, report).await {
+                return;
+            }
+        }
         return super::platforms::await_merge(report, &planned.key, pushed_digest.as_deref());
     }
 
