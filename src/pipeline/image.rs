@@ -302,6 +302,13 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     };
     if job.selection.split {
+        let on = super::platforms::split_integration_targets(job.integration_platforms, &manifests);
+        if job.integration_tests && !on.is_empty() {
+            let (repo, suite) = (job.repository, Suite::Integration);
+            if !super::platforms::run_tests(parts.tests, repo, &on, suite, report).await {
+                return;
+            }
+        }
         let digest = built.pushed_digest.as_deref();
         return super::platforms::await_merge(report, job.key, digest);
     }

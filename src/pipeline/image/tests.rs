@@ -812,9 +812,32 @@ async fn a_split_build_is_tested_and_never_tagged() {
             format!("pushed-manifests {BUILT_DIGEST}"),
             format!("basic-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
             format!("content-tag-values {REPOSITORY}@sha256:linux-arm64"),
+            // No tag to run them against: on the pushed manifest.
+            format!("integration-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
         ]
     );
     assert!(r.report.success && r.report.awaiting_merge && !r.report.pushed);
     assert_eq!(r.report.digest.as_deref(), Some(BUILT_DIGEST));
+    assert!(r.tags.is_empty(), "{:?}", r.tags);
+}
+
+#[tokio::test]
+async fn a_split_build_failing_its_integration_tests_does_not_await_the_merge() {
+    let r = run_with(
+        Trouble::IntegrationTests(TestOutcome::Failed),
+        Options {
+            platforms: &["linux/arm64"],
+            split: true,
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(r.calls.len(), 5, "{:?}", r.calls);
+    assert_failed(
+        &r,
+        Step::IntegrationTests,
+        "integration-tests failed on 1 of 1 platforms: linux/arm64: 1 failed",
+    );
+    assert!(!r.report.awaiting_merge && !r.report.pushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
