@@ -12,8 +12,9 @@
 
 mod support;
 
+use stackctl::github_event::{Event, GithubEnv};
 use stackctl::plan::{
-    make_plan, reason, resolve_options, Base, Event, GithubEnv, Plan, PlanOptions, PlanRequest,
+    make_plan, reason, resolve_options, Base, Plan, PlanOptions, PlanRequest,
     RegistryCheck,
 };
 use stackctl::spec::Spec;

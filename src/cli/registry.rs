@@ -1,9 +1,9 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
-//! and [`crate::promotion`].
+//! and [`crate::stack_promotion`].
 use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
-use crate::promotion::{self, Kind};
+use crate::stack_promotion::{self, Kind};
 use crate::registry::{exists_many, ImageRef, RegistryClient};
 use std::path::PathBuf;
 
@@ -235,7 +235,7 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         o.retry.request_timeout = a.request_timeout;
         Some(RegistryClient::new(a.registry.credentials()?, o)?)
     };
-    let opts = promotion::Options {
+    let opts = stack_promotion::Options {
         kind,
         dry_run: a.dry_run,
         offline: a.offline,
@@ -247,6 +247,6 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
     };
-    promotion::run(client.as_ref(), &spec, &opts).await?;
+    stack_promotion::run(client.as_ref(), &spec, &opts).await?;
     Ok(ExitStatus::Success)
 }

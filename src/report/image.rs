@@ -5,7 +5,7 @@
 //! scheduler reads [`Outcome::succeeded`] from it, the postwork writes it.
 
 use super::dirs::{with_path, ArtifactDirs};
-use crate::pipeline::schedule::Outcome;
+use crate::outcome::Outcome;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;

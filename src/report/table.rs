@@ -3,7 +3,7 @@
 
 use super::image::{ImageReport, Step, TestCounts};
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
-use crate::pipeline::schedule::{Scheduled, ScheduledImage};
+use crate::outcome::{Scheduled, ScheduledImage};
 use std::time::Duration;
 
 /// How one image ended.
@@ -348,7 +348,7 @@ pub fn terminal(rows: &[SummaryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::schedule::Skip;
+    use crate::outcome::Skip;
     use crate::report::TestFailure;
 
     const REPO: &str = "127.0.0.1:5111/stackctl-example";
