@@ -23,7 +23,7 @@
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Instant;
+use tokio::time::Instant;
 
 pub use crate::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
 
