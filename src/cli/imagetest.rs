@@ -121,13 +121,13 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
             "{} tests of {}: {verdict} ({}) in {:.1}s",
             res.suite,
             res.image,
-            res.counts(),
+            res.counts.summary(),
             res.seconds
         );
         for n in &res.notices {
             outln!("  note: {n}");
         }
-        for f in &res.failures {
+        for f in &res.counts.failures {
             outln!("  failed: {}: {}", f.name, f.message);
         }
         if res.outcome == Outcome::CouldNotRun {

@@ -10,7 +10,7 @@ use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
 use crate::manifest_page::{self, PageOptions, RegistryAccess};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
+use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts};
 use crate::spec::Spec;
 use anyhow::anyhow;
 use std::collections::HashSet;
@@ -341,20 +341,7 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
         }
     };
     report.step_took(step, Duration::from_secs_f64(r.seconds));
-    let counts = TestCounts {
-        passed: r.passed,
-        failed: r.failed + r.errors,
-        skipped: r.skipped,
-        seconds: r.seconds,
-        failures: r
-            .failures
-            .iter()
-            .map(|f| TestFailure {
-                name: f.name.clone(),
-                message: f.message.clone(),
-            })
-            .collect(),
-    };
+    let counts = TestCounts::of_suite(&r.counts, r.seconds);
     if step == Step::IntegrationTests {
         report.tests.integration = Some(counts);
     } else {
