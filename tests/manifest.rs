@@ -219,6 +219,22 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         String::from_utf8_lossy(&out.stderr).contains(&missing),
         "{out:?}"
     );
+
+    // Credentials are read as by every other command: an empty --password-stdin is refused.
+    let out = Command::cargo_bin("stackctl")
+        .unwrap()
+        .arg("manifest")
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["m", "--ref", &missing, "--username", "u", "--password-stdin"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--password-stdin: standard input was empty"),
+        "{out:?}"
+    );
 }
 
 /// The page reads an index (OCI index, Docker manifest list) through stackctl's registry
