@@ -18,6 +18,7 @@
 //! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 //! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
+//! - [`human`]: byte sizes for people (`12.3 MB`).
 /// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
 /// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
 /// it, so that a peer closing a socket is an error the network code handles.
@@ -43,6 +44,7 @@ pub mod credentials;
 pub mod error;
 pub mod git;
 pub mod github_event;
+pub mod human;
 pub mod imagetest;
 pub mod manifest_page;
 pub mod mermaid;

@@ -5,7 +5,8 @@
 mod support;
 
 use assert_cmd::Command;
-use stackctl::manifest_page::history::{clean_command, human_size};
+use stackctl::human::human_size;
+use stackctl::manifest_page::history::clean_command;
 use stackctl::naming::page_name;
 use support::images;
 use support::{Registry, RegistryAuth};

@@ -9,7 +9,8 @@ use crate::content_tags::publish::{Record as ContentTag, State as ContentTagStat
 use crate::naming::page_name;
 use crate::spec::Spec;
 use anyhow::Context;
-pub use history::{human_duration, human_size, LayerRow};
+pub use crate::human::human_size;
+pub use history::{human_duration, LayerRow};
 pub use info::InfoOutput;
 pub use registry::{fetch_image, ImageMeta, RegistryAccess};
 use std::path::{Path, PathBuf};
