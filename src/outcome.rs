@@ -114,6 +114,21 @@ pub struct ScheduledImage<T> {
     pub result: Scheduled<T>,
 }
 
+impl<T> ScheduledImage<T> {
+    /// An image whose work ran from the start of the schedule for `took` (for tests and
+    /// fakes of a schedule).
+    pub fn ran_from_start(key: &str, outcome: T, took: Duration) -> Self {
+        ScheduledImage {
+            key: key.into(),
+            result: Scheduled::Ran {
+                outcome,
+                started: Duration::ZERO,
+                took,
+            },
+        }
+    }
+}
+
 /// What the scheduler tells an observer as it goes (for progress lines).
 #[derive(Debug)]
 pub enum Event<'a, T> {

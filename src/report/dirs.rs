@@ -61,34 +61,34 @@ impl ArtifactDirs {
         self.logs().join("run.log")
     }
 
+    /// `logs/<safe name><suffix>`: one of an image's logs.
+    fn image_log(&self, full_name: &str, suffix: &str) -> PathBuf {
+        self.logs().join(format!("{}{suffix}", safe_name(full_name)))
+    }
+
     /// `logs/<safe name>.build.log`: BuildKit's output for one image, with step times.
     pub fn build_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.build.log", safe_name(full_name)))
+        self.image_log(full_name, ".build.log")
     }
 
     /// `logs/<safe name>.basic-tests.log`: the basic tests' pytest output.
     pub fn basic_tests_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.basic-tests.log", safe_name(full_name)))
+        self.image_log(full_name, ".basic-tests.log")
     }
 
     /// `logs/<safe name>.integration-tests.log`: the integration tests' output.
     pub fn integration_tests_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.integration-tests.log", safe_name(full_name)))
+        self.image_log(full_name, ".integration-tests.log")
     }
 
     /// `logs/<safe name>.basic-tests.xml`: the basic tests' JUnit report.
     pub fn basic_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.basic-tests.xml", safe_name(full_name)))
+        self.image_log(full_name, ".basic-tests.xml")
     }
 
     /// `logs/<safe name>.integration-tests.xml`: the integration tests' JUnit report.
     pub fn integration_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.integration-tests.xml", safe_name(full_name)))
+        self.image_log(full_name, ".integration-tests.xml")
     }
 
     /// `manifests/<page>.md`: the image's manifest page.

@@ -142,14 +142,7 @@ mod tests {
             r.fail(Step::Build, "RUN exited 1");
         }
         r.finish(Duration::from_secs(2));
-        ScheduledImage {
-            key: key.into(),
-            result: Scheduled::Ran {
-                outcome: r,
-                started: Duration::ZERO,
-                took: Duration::from_secs(2),
-            },
-        }
+        ScheduledImage::ran_from_start(key, r, Duration::from_secs(2))
     }
 
     #[test]

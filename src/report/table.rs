@@ -381,14 +381,7 @@ mod tests {
             r.fail(Step::BasicTests, "basic tests failed: t::x | assert 1 == 2");
         }
         r.finish(Duration::from_millis(65_000));
-        ScheduledImage {
-            key: key.into(),
-            result: Scheduled::Ran {
-                outcome: r,
-                started: Duration::ZERO,
-                took: Duration::from_millis(65_400),
-            },
-        }
+        ScheduledImage::ran_from_start(key, r, Duration::from_millis(65_400))
     }
 
     fn rows() -> Vec<SummaryRow> {
