@@ -116,32 +116,33 @@ mod tests {
     fn paths_as_formats_md_names_them() {
         let d = ArtifactDirs::new("/out");
         let full = "ghcr.io/ucsd-ets/datascience-notebook:2026.3-main";
-        let p = |p: PathBuf| p.to_string_lossy().into_owned();
-        assert_eq!(
-            p(d.image_yaml(full)),
-            "/out/artifacts/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.yaml"
-        );
-        assert_eq!(
-            p(d.image_list("IMAGES_BUILT")),
-            "/out/artifacts/IMAGES_BUILT"
-        );
-        assert_eq!(p(d.run_log()), "/out/logs/run.log");
-        assert_eq!(
-            p(d.build_log(full)),
-            "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.build.log"
-        );
-        assert_eq!(
-            p(d.basic_tests_log(full)),
-            "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.basic-tests.log"
-        );
-        assert_eq!(
-            p(d.manifest_page(full)),
-            "/out/manifests/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md"
-        );
-        assert_eq!(
-            p(d.wiki_page(full)),
-            "/out/wiki/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md"
-        );
+        let cases = [
+            (
+                d.image_yaml(full),
+                "/out/artifacts/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.yaml",
+            ),
+            (d.image_list("IMAGES_BUILT"), "/out/artifacts/IMAGES_BUILT"),
+            (d.run_log(), "/out/logs/run.log"),
+            (
+                d.build_log(full),
+                "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.build.log",
+            ),
+            (
+                d.basic_tests_log(full),
+                "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.basic-tests.log",
+            ),
+            (
+                d.manifest_page(full),
+                "/out/manifests/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md",
+            ),
+            (
+                d.wiki_page(full),
+                "/out/wiki/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md",
+            ),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(path.to_string_lossy(), expected);
+        }
     }
 
     #[test]
