@@ -21,16 +21,13 @@ use crate::github_event::{payload_base, PayloadBase, PayloadError};
 use crate::github_event::{Event, GithubEnv};
 use crate::registry::ImageRef;
 use crate::spec::Spec;
-use crate::tag::{build_tag, TagError};
+use crate::tag::{build_tag, TagError, MAIN_BRANCH};
 use git2::{Oid, Repository};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
 use thiserror::Error;
-
-/// The branch whose builds always rebuild everything (they may go to production).
-pub const MAIN_BRANCH: &str = "main";
 
 /// How many changed files a `changed:` reason names before "and N more".
 const SHOWN_FILES: usize = 3;

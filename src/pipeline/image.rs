@@ -228,7 +228,7 @@ async fn run_steps(
         ctx.record_digest(&planned.key, d);
     }
     let Some(content_tags) =
-        crate::content_tags::publish::compute_step(ctx, &image.tags, &test_ref, report).await
+        super::content_tag_steps::compute_step(ctx, &image.tags, &test_ref, report).await
     else {
         return;
     };
@@ -272,7 +272,7 @@ async fn run_steps(
             }
         }
 
-        if !crate::content_tags::publish::publish_step(
+        if !super::content_tag_steps::publish_step(
             ctx,
             &image.image_name,
             &content_tags,
