@@ -153,4 +153,3 @@ pub enum Event<'a, T> {
         outcome: &'a T,
     },
 }
-

@@ -102,7 +102,10 @@ async fn basic_suites_with_images_from_a_registry() {
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
-    assert_eq!((r.counts.passed, r.counts.failed, r.counts.skipped), (2, 0, 1));
+    assert_eq!(
+        (r.counts.passed, r.counts.failed, r.counts.skipped),
+        (2, 0, 1)
+    );
     assert_eq!(r.exit_status().code(), 0);
     assert!(
         r.notices.iter().any(|n| n.contains("images/tests_common/")),

@@ -227,7 +227,14 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         .arg("manifest")
         .arg("--repo")
         .arg(repo.path())
-        .args(["m", "--ref", &missing, "--username", "u", "--password-stdin"])
+        .args([
+            "m",
+            "--ref",
+            &missing,
+            "--username",
+            "u",
+            "--password-stdin",
+        ])
         .write_stdin("")
         .output()
         .unwrap();

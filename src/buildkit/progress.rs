@@ -343,4 +343,3 @@ fn status_word(s: &Step) -> String {
         }
     }
 }
-

@@ -3,8 +3,8 @@
 use super::common::{RegistryApiArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
-use crate::stack_promotion::{self, Kind};
 use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::stack_promotion::{self, Kind};
 use std::path::PathBuf;
 
 /// `stackctl exists`.

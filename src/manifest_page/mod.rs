@@ -6,10 +6,10 @@ pub mod info;
 pub mod registry;
 
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+pub use crate::human::human_size;
 use crate::naming::page_name;
 use crate::spec::Spec;
 use anyhow::Context;
-pub use crate::human::human_size;
 pub use history::{human_duration, LayerRow};
 pub use info::InfoOutput;
 pub use registry::{fetch_image, ImageMeta, RegistryAccess};

@@ -272,13 +272,8 @@ async fn run_steps(
             }
         }
 
-        if !super::content_tag_steps::publish_step(
-            ctx,
-            &image.image_name,
-            &content_tags,
-            report,
-        )
-        .await
+        if !super::content_tag_steps::publish_step(ctx, &image.image_name, &content_tags, report)
+            .await
         {
             return;
         }

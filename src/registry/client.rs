@@ -446,9 +446,7 @@ impl RegistryClient {
         let mut url = self.url(r, "tags/list?n=1000");
         let mut out = vec![];
         loop {
-            let resp = self
-                .send(r, &[pull(r)], "GET", |h| h.get(&url))
-                .await?;
+            let resp = self.send(r, &[pull(r)], "GET", |h| h.get(&url)).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => return Ok(out),

@@ -63,7 +63,8 @@ impl ArtifactDirs {
 
     /// `logs/<safe name><suffix>`: one of an image's logs.
     fn image_log(&self, full_name: &str, suffix: &str) -> PathBuf {
-        self.logs().join(format!("{}{suffix}", safe_name(full_name)))
+        self.logs()
+            .join(format!("{}{suffix}", safe_name(full_name)))
     }
 
     /// `logs/<safe name>.build.log`: BuildKit's output for one image, with step times.

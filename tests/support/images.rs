@@ -78,8 +78,25 @@ pub async fn busybox_image(name: &str, tag: &str) -> String {
     .unwrap();
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("/bin/busybox (busybox-static)");
     for applet in [
-        "sh", "sleep", "echo", "cat", "ls", "seq", "dd", "mkdir", "rm", "true", "false", "head",
-        "wc", "env", "stat", "sha256sum", "test", "find", "sort",
+        "sh",
+        "sleep",
+        "echo",
+        "cat",
+        "ls",
+        "seq",
+        "dd",
+        "mkdir",
+        "rm",
+        "true",
+        "false",
+        "head",
+        "wc",
+        "env",
+        "stat",
+        "sha256sum",
+        "test",
+        "find",
+        "sort",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }

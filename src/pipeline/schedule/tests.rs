@@ -138,7 +138,11 @@ async fn a_free_slot_is_filled_at_once() {
     .await
     .unwrap();
     let t = trace.borrow();
-    assert_eq!(t.span("c").0, t.span("a").1, "c did not take a's slot at once");
+    assert_eq!(
+        t.span("c").0,
+        t.span("a").1,
+        "c did not take a's slot at once"
+    );
     assert!(t.span("c").1 < t.span("b").1);
     assert_eq!(t.max_running, 2);
 }
@@ -331,7 +335,11 @@ async fn results_carry_the_work_outcome_and_timings() {
         panic!("child did not run")
     };
     assert_eq!(outcome, &Err("child: test failed".to_string()));
-    assert_eq!(*s2, *started + *took, "the child starts when its parent ends");
+    assert_eq!(
+        *s2,
+        *started + *took,
+        "the child starts when its parent ends"
+    );
 }
 
 #[tokio::test(start_paused = true)]
