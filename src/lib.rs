@@ -7,7 +7,8 @@
 //! - [`plan`]: which images rebuild, and why; [`github_event`]: the GitHub Actions event
 //!   (variables, payload) a plan reads.
 //! - [`tag`]: image tags made from a prefix and a branch name.
-//! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages.
+//! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages;
+//!   [`image_commands`]: commands run in a container of an image (info commands, content tags).
 //! - [`pipeline`], [`report`]: the main job's scheduler, its artifacts and CI output;
 //!   [`outcome`]: what happened to each image (the scheduler writes it, the report reads it).
 //! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
@@ -45,6 +46,7 @@ pub mod error;
 pub mod git;
 pub mod github_event;
 pub mod human;
+pub mod image_commands;
 pub mod imagetest;
 pub mod manifest_page;
 pub mod mermaid;

@@ -229,8 +229,13 @@ pub async fn run(
                 .map(|r| (r.source.clone(), r.target.clone()))
                 .collect();
             let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
+            let images: Vec<(&str, &[crate::content_tags::TagTemplate])> = spec
+                .images
+                .values()
+                .map(|i| (i.image_name.as_str(), i.tags.as_slice()))
+                .collect();
             let found =
-                crate::content_tags::promoted::of_promoted(c, spec, &promoted, &digests).await;
+                crate::content_tags::promoted::of_promoted(c, &images, &promoted, &digests).await;
             match found {
                 Ok(lines) => {
                     crate::content_tags::promoted::write(&opts.artifacts, &lines)?;

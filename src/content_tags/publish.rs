@@ -12,9 +12,8 @@
 //! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, TagTemplate, Values};
-use crate::manifest_page::info::run_info_commands;
+use crate::image_commands::{run_info_commands, InfoCmd};
 use crate::registry::{ImageRef, RegistryClient};
-use crate::spec::InfoCmd;
 use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -2,16 +2,15 @@
 //! registry without pulling, and the output of its info commands.
 
 pub mod history;
-pub mod info;
 pub mod registry;
 
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
 pub use crate::human::human_size;
+pub use crate::image_commands::InfoOutput;
 use crate::naming::page_name;
 use crate::spec::Spec;
 use anyhow::Context;
 pub use history::{human_duration, LayerRow};
-pub use info::InfoOutput;
 pub use registry::{fetch_image, ImageMeta, RegistryAccess};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -81,9 +80,10 @@ pub async fn build_page(
         &meta.layer_sizes,
         reference.tag.as_ref().map(|_| image_ref),
     )?;
-    let infos = info::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
-        .await
-        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+    let infos =
+        crate::image_commands::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
+            .await
+            .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
