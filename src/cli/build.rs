@@ -45,6 +45,15 @@ registry (a manifest PUT, no data moved). No other tag is made but the spec's co
 its parent's digest (BASE_TAG=<tag>@<digest>), recorded as parent_digest in its artifact.
 The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 
+Platforms (spec `platforms:`, docs/spec.md): through a buildkitd, an image with several
+platforms is one build pushed as an index; its basic tests run once per platform (a
+foreign one through qemu-user-static), each with its own log and JUnit file
+(logs/<safe name>.<os>-<arch>.basic-tests.log/.xml), and it passes only if every platform
+passed; artifacts/<name>.yaml lists each platform's manifest digest and result. The
+engine's BuildKit builds one platform (more is exit 2). --platform builds only some of
+them: a split build pushes by digest, tests, and tags nothing (awaiting_merge: true in
+the artifact) until `stackctl merge`.
+
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
 
@@ -94,9 +103,19 @@ pub struct BuildArgs {
     /// Stable_Tag.md. A GitHub wiki renders at most 5,000 pages.
     #[arg(long, value_name = "N", default_value_t = 4500)]
     pub wiki_max_pages: usize,
+    /// Build and test only these of each image's `platforms:` (e.g. linux/arm64; repeatable
+    /// or a comma list). Naming only some of an image's platforms is a split build: its
+    /// images are pushed by digest and tested, get no tag, and wait for `stackctl merge`
+    /// (needs a buildkitd).
+    #[arg(long, value_name = "OS/ARCH", value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<String>,
     /// Print the summary as one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    crate::spec::platform::check(s).map(|_| s.to_string())
 }
 
 pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
@@ -127,6 +146,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         insecure_registries: args.registry.insecure_registry.clone(),
         build_time: chrono::Utc::now(),
         wiki_max_pages: args.wiki_max_pages,
+        platforms: args.platform.clone(),
     };
     let summary = run_stack(
         &spec,

@@ -8,6 +8,7 @@
 
 pub mod content_tag_steps;
 pub mod image;
+pub mod platforms;
 pub mod prune;
 pub mod run;
 pub mod schedule;
