@@ -357,23 +357,28 @@ async fn run_steps(
     }
 }
 
+/// The log and JUnit paths of an image's suite.
+pub(super) fn suite_files(
+    dirs: &ArtifactDirs,
+    full: &str,
+    suite: Suite,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    match suite {
+        Suite::Basic => (dirs.basic_tests_log(full), dirs.basic_tests_junit(full)),
+        Suite::Integration => (
+            dirs.integration_tests_log(full),
+            dirs.integration_tests_junit(full),
+        ),
+    }
+}
+
 async fn run_suite(
     ctx: &ImageJobContext<'_>,
     planned: &PlannedImage,
     image_ref: &str,
     suite: Suite,
 ) -> anyhow::Result<SuiteResult> {
-    let full = &planned.reference;
-    let (log, junit) = match suite {
-        Suite::Basic => (
-            ctx.dirs.basic_tests_log(full),
-            ctx.dirs.basic_tests_junit(full),
-        ),
-        Suite::Integration => (
-            ctx.dirs.integration_tests_log(full),
-            ctx.dirs.integration_tests_junit(full),
-        ),
-    };
+    let (log, junit) = suite_files(ctx.dirs, &planned.reference, suite);
     let opts = imagetest::Options {
         timeout: ctx.test_timeout,
         log_file: Some(log),

@@ -350,16 +350,7 @@ fn files(
     suite: Suite,
     p: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (log, junit) = match suite {
-        Suite::Basic => (
-            ctx.dirs.basic_tests_log(full),
-            ctx.dirs.basic_tests_junit(full),
-        ),
-        Suite::Integration => (
-            ctx.dirs.integration_tests_log(full),
-            ctx.dirs.integration_tests_junit(full),
-        ),
-    };
+    let (log, junit) = super::image::suite_files(ctx.dirs, full, suite);
     (with_platform(&log, p), with_platform(&junit, p))
 }
 
