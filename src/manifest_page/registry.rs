@@ -29,13 +29,13 @@ pub struct ImageMeta {
 impl RegistryAccess {
     /// A registry client with these credentials and plain-http hosts.
     fn client(&self) -> anyhow::Result<RegistryClient> {
-        Ok(RegistryClient::new(
+        RegistryClient::new(
             self.credentials.clone(),
             ClientOptions {
                 insecure_registries: self.insecure.clone(),
                 ..Default::default()
             },
-        )?)
+        )
     }
 }
 
