@@ -7,11 +7,13 @@
 //!   is a manifest PUT of the tested digest (`<repository>@<digest>`, no data moves), read
 //!   back before it is reported. An existing tag that names another digest is kept,
 //!   unless its template says `moving: true`; the image is not failed, it gets a warning.
+//!
+//! The build's steps that call them, recording in the image's report, are
+//! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, TagTemplate, Values};
-use crate::manifest_page::info::run_info_commands;
+use crate::image_commands::{run_info_commands, InfoCmd};
 use crate::registry::{ImageRef, RegistryClient};
-use crate::spec::InfoCmd;
 use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -10,13 +10,13 @@
 
 use super::platforms::Selection;
 use crate::buildkit::BuildError;
-use crate::content_tags::publish::{Record, Rendered, State};
+use crate::content_tags::publish::{Record, Rendered};
 use crate::content_tags::TagTemplate;
 use crate::credentials::CredentialStore;
 use crate::imagetest::{Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
 use crate::registry::RegistryClient;
-use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
+use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts};
 use crate::spec::Spec;
 use anyhow::anyhow;
 use std::collections::{HashMap, HashSet};
@@ -298,7 +298,8 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         run.record_digest(job.key, d);
     }
     let native = super::platforms::native_ref(job.repository, &manifests, test_ref);
-    let Some(content_tags) = compute_content_tags(job, parts.tests, &native, report).await else {
+    let content_tags = super::content_tag_steps::compute_step(job, parts.tests, &native, report);
+    let Some(content_tags) = content_tags.await else {
         return;
     };
     if job.selection.split {
@@ -355,7 +356,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
             }
         }
 
-        if !publish_content_tags(parts.publisher, &content_tags, report).await {
+        if !super::content_tag_steps::publish_step(parts.publisher, &content_tags, report).await {
             return;
         }
 
@@ -367,63 +368,18 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     }
 }
 
-/// The step after the basic tests: compute the image's content tags in the tested image
-/// `test_ref`, record them as not pushed yet. None: the image failed (recorded).
-async fn compute_content_tags(
-    job: &ImageJob<'_>,
-    tests: &impl TestRunner,
-    test_ref: &str,
-    report: &mut ImageReport,
-) -> Option<Vec<Rendered>> {
-    if job.content_tags.is_empty() {
-        return Some(vec![]);
-    }
-    let rendered = report
-        .run_step(
-            Step::ContentTags,
-            tests.content_tag_values(test_ref, job.content_tags),
-        )
-        .await?;
-    report.content_tags = rendered
-        .iter()
-        .map(|r| Record {
-            tag: r.tag.clone(),
-            digest: None,
-            state: State::NotPushed,
-            moving: r.moving,
-            previous: None,
-        })
-        .collect();
-    Some(rendered)
-}
-
-/// The step once the image has its tag: push its content tags. False: failed (recorded in
-/// the report).
-async fn publish_content_tags(
-    publisher: &impl Publisher,
-    tags: &[Rendered],
-    report: &mut ImageReport,
-) -> bool {
-    if tags.is_empty() {
-        return true;
-    }
-    let Some(digest) = report.digest.clone() else {
-        report.fail(
-            Step::ContentTags,
-            "content tags: the pushed digest is not known",
-        );
-        return false;
-    };
-    match report
-        .run_step(Step::ContentTags, publisher.content_tags(&digest, tags))
-        .await
-    {
-        Some((records, warnings)) => {
-            report.content_tags = records;
-            report.warnings.extend(warnings);
-            true
-        }
-        None => false,
+/// The log and JUnit paths of an image's suite.
+pub(super) fn suite_files(
+    dirs: &ArtifactDirs,
+    full: &str,
+    suite: Suite,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    match suite {
+        Suite::Basic => (dirs.basic_tests_log(full), dirs.basic_tests_junit(full)),
+        Suite::Integration => (
+            dirs.integration_tests_log(full),
+            dirs.integration_tests_junit(full),
+        ),
     }
 }
 
@@ -438,20 +394,7 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
         }
     };
     report.step_took(step, Duration::from_secs_f64(r.seconds));
-    let counts = TestCounts {
-        passed: r.passed,
-        failed: r.failed + r.errors,
-        skipped: r.skipped,
-        seconds: r.seconds,
-        failures: r
-            .failures
-            .iter()
-            .map(|f| TestFailure {
-                name: f.name.clone(),
-                message: f.message.clone(),
-            })
-            .collect(),
-    };
+    let counts = TestCounts::of_suite(&r.counts, r.seconds);
     if step == Step::IntegrationTests {
         report.tests.integration = Some(counts);
     } else {

@@ -2,11 +2,13 @@
 //! rebuilds, parents first, its steps; then the artifacts.
 //! - [`schedule`]: which image runs when (parents first, `--jobs`, `--keep-going`).
 //! - [`image`]: one image's step order (build, tests, push, manifest page), against small
-//!   traits; [`parts`]: their real implementations (BuildKit, containers, the registry).
+//!   traits; [`parts`]: their real implementations (BuildKit, containers, the registry);
+//!   [`content_tag_steps`]: its content tag steps.
 //! - [`request`]: the BuildKit request for an image, shared by `build` and `build-image`.
 //! - [`prune`]: reclaiming builder space.
 //! - [`run`]: the whole run, from options to the files it leaves.
 
+pub mod content_tag_steps;
 pub mod image;
 pub mod parts;
 pub mod platforms;

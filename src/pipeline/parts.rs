@@ -144,16 +144,7 @@ impl TestRunner for Real<'_, '_> {
             return run_platform_suite(ctx, self.planned, image_ref, suite, p).await;
         }
         let full = &self.planned.reference;
-        let (log, junit) = match suite {
-            Suite::Basic => (
-                ctx.dirs.basic_tests_log(full),
-                ctx.dirs.basic_tests_junit(full),
-            ),
-            Suite::Integration => (
-                ctx.dirs.integration_tests_log(full),
-                ctx.dirs.integration_tests_junit(full),
-            ),
-        };
+        let (log, junit) = super::image::suite_files(ctx.dirs, full, suite);
         let opts = imagetest::Options {
             timeout: ctx.test_timeout,
             log_file: Some(log),

@@ -1,18 +1,18 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
 //! [`reference`] (names); [`transport`], a stack of small layers every request goes
 //! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
-//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag); [`promote`]
-//! (all-or-nothing retag of a whole stack).
+//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag);
+//! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back).
 
 pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod debuglog;
 pub mod http;
-pub mod promote;
 pub mod reference;
 pub mod retry;
 pub mod scheme;
+pub mod tag_transaction;
 pub mod transport;
 pub mod useragent;
 

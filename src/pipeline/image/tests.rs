@@ -80,17 +80,19 @@ fn suite(suite: Suite, image: &str, outcome: TestOutcome) -> SuiteResult {
         suite,
         image: image.into(),
         outcome,
-        passed: 2,
-        failed,
-        errors: 0,
-        skipped: 1,
-        failures: (failed > 0)
-            .then(|| crate::imagetest::TestFailure {
-                name: "test/test_x.py::test_y".into(),
-                message: "assert 1 == 2".into(),
-            })
-            .into_iter()
-            .collect(),
+        counts: crate::imagetest::JunitReport {
+            passed: 2,
+            failed,
+            errors: 0,
+            skipped: 1,
+            failures: (failed > 0)
+                .then(|| crate::imagetest::TestFailure {
+                    name: "test/test_x.py::test_y".into(),
+                    message: "assert 1 == 2".into(),
+                })
+                .into_iter()
+                .collect(),
+        },
         message: match outcome {
             TestOutcome::Failed => "1 failed: test/test_x.py::test_y".into(),
             TestOutcome::CouldNotRun => "could not run: no python in the image".into(),
