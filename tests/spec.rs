@@ -368,3 +368,55 @@ fn bad_content_tag_templates_name_file_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn platforms_of_the_stack_and_of_an_image() {
+    let spec = format!(
+        "platforms: [linux/amd64, linux/arm64]\nimages:\n  base:\n    image_name: r/base\n  kid:\n    image_name: r/kid\n    depend_on: base\n    platforms: [linux/arm64]\n    integration_platforms: [linux/arm64]\n  plain:\n    image_name: r/plain\n    platforms: []\n{TAG}"
+    );
+    let dir = stack(&spec, &["base", "kid", "plain"]);
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(s.images["base"].platforms, ["linux/amd64", "linux/arm64"]);
+    assert!(s.images["base"].integration_platforms.is_empty());
+    assert_eq!(s.images["kid"].platforms, ["linux/arm64"]);
+    assert_eq!(s.images["kid"].integration_platforms, ["linux/arm64"]);
+    // An empty list: the builder's own platform.
+    assert!(s.images["plain"].platforms.is_empty());
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn a_bad_platform_names_file_line_and_key() {
+    let spec = format!(
+        "platforms: [linux/amd64, linux/aarch64]\nimages:\n  base:\n    image_name: r/base\n{TAG}"
+    );
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(err.contains(&format!("{file}:1: `platforms`")), "{err}");
+    assert!(err.contains("`aarch64` (write arm64)"), "{err}");
+
+    let spec = format!("images:\n  base:\n    image_name: r/base\n\n    platforms:\n      - linux/amd64\n      - amd64\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(
+        err.contains(&format!("{file}:5: image `base`: `images.base.platforms`")),
+        "{err}"
+    );
+    assert!(err.contains("\"amd64\" is not `os/arch`"), "{err}");
+
+    let spec =
+        format!("images:\n  base:\n    image_name: r/base\n    platforms: linux/amd64\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(
+        err.contains(&format!("{file}:4")) && err.contains("must be a list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn integration_platforms_must_be_built() {
+    let spec = format!("platforms: [linux/amd64]\nintegration_platforms: [linux/arm64]\nimages:\n  base:\n    image_name: r/base\n{TAG}");
+    let (err, file) = problems(&spec, &["base"]);
+    assert!(
+        err.contains(&format!("{file}:2: image `base`: `integration_platforms` names linux/arm64, which is not in its `platforms` (linux/amd64)")),
+        "{err}"
+    );
+}

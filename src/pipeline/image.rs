@@ -68,6 +68,7 @@ pub async fn run_image(
     let t0 = Instant::now();
     let mut report = ImageReport::started(&planned.key, &planned.reference);
     report.builder = Some(node.address().to_string());
+    report.commit = Some(ctx.commit.clone()).filter(|c| !c.is_empty());
     run_steps(ctx, planned, node, &mut report).await;
     report.finish(t0.elapsed());
     report

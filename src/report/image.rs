@@ -81,6 +81,20 @@ pub struct TestResults {
     pub integration: Option<TestCounts>,
 }
 
+/// One platform's result in a multi-platform build (or a build with `--platform`): what
+/// `stackctl merge` reads to put an image's index together from split builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatformReport {
+    /// `os/arch[/variant]`, e.g. `linux/arm64`.
+    pub platform: String,
+    /// That platform's image manifest in the image's repository (`sha256:...`), once pushed.
+    pub digest: Option<String>,
+    /// Whether this platform's basic tests passed.
+    pub success: bool,
+    /// This platform's basic test counts, when they ran.
+    pub basic: Option<TestCounts>,
+}
+
 /// How long one step took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepTime {
@@ -105,8 +119,20 @@ pub struct ImageReport {
     pub pushed: bool,
     /// The step that failed, if one did.
     pub failed_step: Option<Step>,
-    /// The pushed image's digest.
+    /// The pushed image's digest: for a multi-platform build, the index's (what the tag
+    /// names); each platform's manifest is in `platforms`.
     pub digest: Option<String>,
+    /// The full git commit the run built, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Each built platform's manifest digest and basic test result, for a build with declared
+    /// platforms or `--platform` (empty for a build of the builder's own platform).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformReport>,
+    /// A split build's image (`--platform` named only some of its platforms) that passed:
+    /// pushed by digest, untagged, waiting for `stackctl merge`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_merge: bool,
     /// The digest of the parent image this one was built FROM (`BASE_TAG=<tag>@<digest>`):
     /// the parent built and tested in this run, or the one its tag named when the run
     /// started. None for a root image, or when the parent's digest was not known.
@@ -153,6 +179,9 @@ impl ImageReport {
             pushed: false,
             failed_step: None,
             digest: None,
+            commit: None,
+            platforms: vec![],
+            awaiting_merge: false,
             parent_digest: None,
             steps: vec![],
             seconds: 0.0,
@@ -216,6 +245,9 @@ impl ImageReport {
             self.success = true;
             self.message = match (self.built, self.pushed) {
                 (true, true) => "built, tested and pushed".into(),
+                (true, false) if self.awaiting_merge => {
+                    "built, tested and pushed by digest (awaiting merge)".into()
+                }
                 (true, false) => "built and tested (not pushed)".into(),
                 _ => "done".into(),
             };
@@ -361,6 +393,46 @@ reclaimed_bytes: null
         assert!(yaml.contains(&format!("digest: sha256:{}\n", "ab".repeat(32))));
         // No failures list when there are none.
         assert!(!yaml.contains("failures"));
+    }
+
+    #[test]
+    fn a_split_build_lists_its_platforms_and_awaits_merge() {
+        let mut r = ImageReport::started("base", "127.0.0.1:5111/ex/base:2026.3-main");
+        r.built = true;
+        r.commit = Some("ab".repeat(20));
+        r.awaiting_merge = true;
+        r.platforms.push(PlatformReport {
+            platform: "linux/arm64".into(),
+            digest: Some(format!("sha256:{}", "cd".repeat(32))),
+            success: true,
+            basic: Some(TestCounts {
+                passed: 2,
+                ..Default::default()
+            }),
+        });
+        r.finish(Duration::from_secs(1));
+        assert_eq!(
+            r.message,
+            "built, tested and pushed by digest (awaiting merge)"
+        );
+        let yaml = r.to_yaml();
+        assert!(
+            yaml.contains(&format!("commit: {}\n", "ab".repeat(20))),
+            "{yaml}"
+        );
+        assert!(yaml.contains("awaiting_merge: true\n"), "{yaml}");
+        assert!(
+            yaml.contains(&format!(
+                "platforms:\n- platform: linux/arm64\n  digest: sha256:{}\n  success: true\n  basic:\n    passed: 2\n",
+                "cd".repeat(32)
+            )),
+            "{yaml}"
+        );
+        let back: ImageReport = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, r);
+        // A one-platform build of the builder's own platform keeps the old shape.
+        let plain = failed_analysis().to_yaml();
+        assert!(!plain.contains("platforms") && !plain.contains("awaiting_merge"));
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ pub mod runlog;
 pub mod table;
 
 pub use dirs::ArtifactDirs;
-pub use image::{ImageReport, Step, TestCounts, TestFailure};
+pub use image::{ImageReport, PlatformReport, Step, TestCounts, TestFailure};
 pub use postwork::{write_postwork, PostworkOutput};
 pub use runlog::RunLog;
 pub use table::SummaryRow;

@@ -102,6 +102,11 @@ struct RawSpec {
     /// Content tag templates (see crate::content_tags).
     #[serde(default)]
     tags: Option<Value>,
+    /// Target platforms (see super::platform).
+    #[serde(default)]
+    platforms: Option<Value>,
+    #[serde(default)]
+    integration_platforms: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -147,6 +152,11 @@ struct RawImage {
     /// Content tag templates (see crate::content_tags).
     #[serde(default)]
     tags: Option<Value>,
+    /// Target platforms (see super::platform).
+    #[serde(default)]
+    platforms: Option<Value>,
+    #[serde(default)]
+    integration_platforms: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -209,6 +219,28 @@ fn lines_of_keys(text: &str, indent: usize) -> std::collections::HashMap<&str, u
         }
     }
     out
+}
+
+/// The 1-based line of `key:` inside the block of the image whose key is on line
+/// `image_line` (the lines below it that are indented deeper).
+fn line_in_image(text: &str, image_line: Option<usize>, key: &str) -> Option<usize> {
+    let start = image_line?;
+    let mut lines = text.lines().enumerate().skip(start - 1);
+    let (_, head) = lines.next()?;
+    let indent = head.len() - head.trim_start().len();
+    for (i, l) in lines {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if l.len() - trimmed.len() <= indent {
+            break;
+        }
+        if trimmed.starts_with(&format!("{key}:")) {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// What kind of YAML value this is, for messages.
@@ -339,6 +371,18 @@ impl Spec {
             }),
             None => vec![],
         };
+        // Platforms: the stack's list, which an image's own list replaces.
+        let mut stack_platforms = |key: &str, v: &Option<Value>| match v {
+            Some(v) => super::platform::parse_list(v, key).unwrap_or_else(|errs| {
+                let here = at(line_of_key(text, key, 0));
+                problems.extend(errs.into_iter().map(|e| format!("{here}: {e}")));
+                vec![]
+            }),
+            None => vec![],
+        };
+        let stack_platform_list = stack_platforms("platforms", &raw.platforms);
+        let stack_integration_platforms =
+            stack_platforms("integration_platforms", &raw.integration_platforms);
         let indent = image_indent(text);
         // One pass over the text for every key's line (a search per image made loading
         // 8,000 images take seconds).
@@ -408,6 +452,41 @@ impl Spec {
                         }
                         None => stack_tags.clone(),
                     };
+                    let mut image_platforms =
+                        |name: &str, v: &Option<Value>, stack: &[String]| match v {
+                            Some(v) => {
+                                super::platform::parse_list(v, &format!("images.{key}.{name}"))
+                                    .unwrap_or_else(|errs| {
+                                        let here = at(line_in_image(text, line, name).or(line));
+                                        problems.extend(
+                                            errs.into_iter()
+                                                .map(|e| format!("{here}: image `{key}`: {e}")),
+                                        );
+                                        vec![]
+                                    })
+                            }
+                            None => stack.to_vec(),
+                        };
+                    let platforms =
+                        image_platforms("platforms", &ri.platforms, &stack_platform_list);
+                    let integration_platforms = image_platforms(
+                        "integration_platforms",
+                        &ri.integration_platforms,
+                        &stack_integration_platforms,
+                    );
+                    // Integration tests run on platforms the image is built for.
+                    for p in &integration_platforms {
+                        if !platforms.contains(p) {
+                            let l = line_in_image(text, line, "integration_platforms")
+                                .or_else(|| line_of_key(text, "integration_platforms", 0))
+                                .or(line);
+                            problems.push(format!(
+                                "{}: image `{key}`: `integration_platforms` names {p}, which is not in its `platforms` ({})",
+                                at(l),
+                                if platforms.is_empty() { "none: the builder's own".to_string() } else { platforms.join(", ") }
+                            ));
+                        }
+                    }
                     images.insert(
                         key.clone(),
                         ImageSpec {
@@ -422,6 +501,8 @@ impl Spec {
                             tests: ri.tests.unwrap_or_default(),
                             cache,
                             tags,
+                            platforms,
+                            integration_platforms,
                             line,
                         },
                     );

@@ -7,6 +7,7 @@
 pub mod cache;
 mod load;
 mod model;
+pub mod platform;
 mod validate;
 
 pub use cache::CacheSpec;

@@ -1,0 +1,145 @@
+//! Target platforms (`platforms:` in the spec, `--platform` of `stackctl build`): `os/arch`
+//! or `os/arch/variant`, as BuildKit and the OCI image index name them.
+
+use serde_yaml::Value;
+
+/// Architectures BuildKit builds for (Go's names, as OCI uses them).
+const ARCHES: [&str; 12] = [
+    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le", "mips64",
+    "loong64", "wasm",
+];
+/// Operating systems an image index names.
+const OSES: [&str; 5] = ["linux", "windows", "freebsd", "darwin", "wasip1"];
+
+/// Check one platform (`linux/arm64`, `linux/arm/v7`); the message says what is wrong.
+pub fn check(p: &str) -> Result<(), String> {
+    let parts: Vec<&str> = p.split('/').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "platform {p:?} is not `os/arch` or `os/arch/variant` (e.g. linux/amd64, linux/arm64, linux/arm/v7)"
+        ));
+    }
+    let (os, arch) = (parts[0], parts[1]);
+    if !OSES.contains(&os) {
+        return Err(format!(
+            "platform {p:?}: unknown operating system `{os}` (known: {})",
+            OSES.join(", ")
+        ));
+    }
+    if !ARCHES.contains(&arch) {
+        let hint = match arch {
+            "x86_64" | "x86-64" | "x64" => " (write amd64)",
+            "aarch64" | "arm64v8" => " (write arm64)",
+            _ => "",
+        };
+        return Err(format!(
+            "platform {p:?}: unknown architecture `{arch}`{hint} (known: {})",
+            ARCHES.join(", ")
+        ));
+    }
+    if let Some(v) = parts.get(2) {
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return Err(format!(
+                "platform {p:?}: the variant `{v}` must be lower-case letters and digits (e.g. v7, v8)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A YAML list of platforms, checked one by one; duplicates are refused too.
+pub(super) fn parse_list(v: &Value, key: &str) -> Result<Vec<String>, Vec<String>> {
+    let Value::Sequence(items) = v else {
+        return Err(vec![format!(
+            "`{key}` must be a list such as [linux/amd64, linux/arm64]"
+        )]);
+    };
+    let mut out: Vec<String> = vec![];
+    let mut errs = vec![];
+    for item in items {
+        match item {
+            Value::String(s) => match check(s) {
+                Ok(()) if out.contains(s) => errs.push(format!("`{key}`: {s} is listed twice")),
+                Ok(()) => out.push(s.clone()),
+                Err(e) => errs.push(format!("`{key}`: {e}")),
+            },
+            _ => errs.push(format!(
+                "`{key}`: every entry must be a string such as linux/arm64"
+            )),
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+/// The platform of this machine (where the engine runs tests natively), e.g. `linux/amd64`.
+pub fn native() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// `linux/amd64` → `linux-amd64`: a platform as part of a file name.
+pub fn file_part(p: &str) -> String {
+    p.replace('/', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_and_bad_platforms() {
+        for ok in [
+            "linux/amd64",
+            "linux/arm64",
+            "linux/arm/v7",
+            "linux/arm64/v8",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        let e = check("linux/aarch64").unwrap_err();
+        assert!(
+            e.contains("unknown architecture `aarch64` (write arm64)"),
+            "{e}"
+        );
+        let e = check("linux/x86_64").unwrap_err();
+        assert!(e.contains("(write amd64)"), "{e}");
+        assert!(check("amd64").unwrap_err().contains("not `os/arch`"));
+        assert!(check("linux/").unwrap_err().contains("not `os/arch`"));
+        assert!(check("linux/arm/v7/x")
+            .unwrap_err()
+            .contains("not `os/arch`"));
+        assert!(check("plan9/amd64")
+            .unwrap_err()
+            .contains("unknown operating system"));
+        assert!(check("linux/arm/V7").unwrap_err().contains("variant"));
+    }
+
+    #[test]
+    fn lists() {
+        let v: Value = serde_yaml::from_str("[linux/amd64, linux/arm64]").unwrap();
+        assert_eq!(
+            parse_list(&v, "platforms").unwrap(),
+            ["linux/amd64", "linux/arm64"]
+        );
+        let v: Value = serde_yaml::from_str("linux/amd64").unwrap();
+        assert!(parse_list(&v, "platforms").unwrap_err()[0].contains("must be a list"));
+        let v: Value = serde_yaml::from_str("[linux/amd64, linux/amd64, 3]").unwrap();
+        let errs = parse_list(&v, "platforms").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("listed twice"));
+        assert!(native().starts_with("linux/"));
+    }
+}
