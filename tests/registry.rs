@@ -1829,3 +1829,103 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
     );
     assert_eq!(head_digest(&c, &image), None);
 }
+
+/// A two-platform image built here (a buildkitd: FROM scratch + COPY, no RUN, so no
+/// emulation is needed) keeps its index digest through `stackctl retag` (same repository
+/// and another one), the quarter promotion and the global one: every tag names exactly the
+/// index the build pushed, and it still lists both platforms.
+#[test]
+fn a_two_platform_image_is_promoted_with_its_index_digest() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "a_two_platform_image_is_promoted_with_its_index_digest",
+    ) else {
+        return;
+    };
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_platform_spec(dir.path(), &host, "[linux/amd64, linux/arm64]");
+    std::fs::write(
+        dir.path().join("images/base/Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("images/base/hello.txt"), "hello\n").unwrap();
+    let spec = dir.path().join("spec.yml");
+    let mut args = vec![
+        "build-image",
+        "base",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "--tag",
+        "2026.3-main",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "--push",
+        "--progress",
+        "plain",
+    ];
+    let bk_args = bk.tcp_args();
+    args.extend(bk_args.iter().map(String::as_str));
+    let out = stackctl(&args, None, &[]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), bk.log());
+    let built = format!("{host}/split/base:2026.3-main");
+    let c = client(None);
+    let index = rt().block_on(c.get_manifest(&r(&built))).unwrap().unwrap();
+    let digest = index.digest.clone();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{built}@{digest}"),
+        "build-image prints the index digest"
+    );
+    let arches = |m: &Manifest| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+        let mut a: Vec<String> = v["manifests"]
+            .as_array()
+            .expect("an index")
+            .iter()
+            .filter(|d| d["platform"]["os"] == "linux")
+            .map(|d| d["platform"]["architecture"].as_str().unwrap().to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    assert_eq!(arches(&index), ["amd64", "arm64"], "{}", text(&index.bytes));
+
+    // retag: same repository, and another one (children and blobs mounted).
+    let copy = format!("{host}/elsewhere/base:copy");
+    for dst in ["2026.3-copy", copy.as_str()] {
+        let out = stackctl(&["retag", &built, dst], None, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), digest);
+    }
+    // The quarter promotion, then the global one.
+    let out = promote_main(dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = promote_tag(dir.path(), "--global-stable=2026.3", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for tag in [
+        format!("{host}/split/base:2026.3-copy"),
+        copy.clone(),
+        format!("{host}/split/base:2026.3-stable"),
+        format!("{host}/split/base:stable"),
+    ] {
+        let m = rt().block_on(c.get_manifest(&r(&tag))).unwrap().unwrap();
+        assert_eq!(m.digest, digest, "{tag}");
+        assert_eq!(m.media_type, index.media_type, "{tag}");
+        assert_eq!(arches(&m), ["amd64", "arm64"], "{tag}");
+    }
+    // Every child is in the other repository too.
+    let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    for d in v["manifests"].as_array().unwrap() {
+        let child = r(&copy).with_digest(d["digest"].as_str().unwrap());
+        assert!(
+            rt().block_on(c.head_manifest(&child)).unwrap().is_some(),
+            "{child}"
+        );
+    }
+}
