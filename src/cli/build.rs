@@ -94,9 +94,19 @@ pub struct BuildArgs {
     /// Stable_Tag.md. A GitHub wiki renders at most 5,000 pages.
     #[arg(long, value_name = "N", default_value_t = 4500)]
     pub wiki_max_pages: usize,
+    /// Build and test only these of each image's `platforms:` (e.g. linux/arm64; repeatable
+    /// or a comma list). Naming only some of an image's platforms is a split build: its
+    /// images are pushed by digest and tested, get no tag, and wait for `stackctl merge`
+    /// (needs a buildkitd).
+    #[arg(long, value_name = "OS/ARCH", value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<String>,
     /// Print the summary as one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    crate::spec::platform::check(s).map(|_| s.to_string())
 }
 
 pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
@@ -127,6 +137,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         insecure_registries: args.registry.insecure_registry.clone(),
         build_time: chrono::Utc::now(),
         wiki_max_pages: args.wiki_max_pages,
+        platforms: args.platform.clone(),
     };
     let summary = run_stack(
         &spec,

@@ -44,6 +44,8 @@ pub struct ImageJobContext<'a> {
     pub commit: String,
     /// When the run started (content tags' `{date}`).
     pub build_time: chrono::DateTime<chrono::Utc>,
+    /// `--platform`: build only these of each image's platforms (empty: all it declares).
+    pub platforms: Vec<String>,
 }
 
 impl ImageJobContext<'_> {
@@ -103,6 +105,13 @@ async fn run_steps(
     // tested image gets its tag, by a manifest PUT. No tag ever has to be taken back. An
     // engine's BuildKit leaves the image in the engine, where the tests find it.
     let by_digest = !node.is_moby_worker();
+    let selection = super::platforms::select(image, &ctx.platforms).and_then(|s| {
+        let addr = node.address().to_string();
+        super::platforms::check_builder(&planned.key, &s, !by_digest, &addr).map(|_| s)
+    });
+    let Ok(selection) = selection.map_err(|e| report.fail(Step::Build, e)) else {
+        return;
+    };
 
     // Cache sources, in order: the registry caches (this branch's, the quarter's stable
     // one, main's; a missing one is skipped by a buildkitd, so only through one), then the
@@ -151,7 +160,7 @@ async fn run_steps(
         }],
         build_args,
         target: None,
-        platforms: vec![],
+        platforms: selection.platforms.clone(),
         cache_from,
         no_cache: false,
         push: by_digest,
@@ -214,16 +223,39 @@ async fn run_steps(
         Some(d) => format!("{}@{d}", image.image_name),
         None => full.clone(),
     };
+    // Each built platform's manifest in the pushed index (none: the builder's own platform).
+    let manifests = match (&pushed_digest, selection.platforms.is_empty()) {
+        (Some(d), false) => {
+            let read = super::platforms::pushed_manifests(
+                ctx.registry,
+                &image.image_name,
+                d,
+                &selection.platforms,
+            );
+            match read.await {
+                Ok(m) => m,
+                Err(e) => return report.fail(Step::Build, format!("build failed: {e:#}")),
+            }
+        }
+        _ => vec![],
+    };
 
     if ctx.cancel.is_cancelled() {
         report.fail(Step::BasicTests, "interrupted: no later step was run");
         return;
     }
     // Basic tests, before the image gets its tag.
-    let basic = run_suite(ctx, planned, &test_ref, Suite::Basic).await;
-    if !record_suite(report, Step::BasicTests, basic) {
+    let passed = if manifests.is_empty() {
+        let basic = run_suite(ctx, planned, &test_ref, Suite::Basic).await;
+        record_suite(report, Step::BasicTests, basic)
+    } else {
+        let (repo, suite) = (&image.image_name, Suite::Basic);
+        super::platforms::run_tests(ctx, planned, repo, &manifests, suite, report).await
+    };
+    if !passed {
         return;
     }
+    super::platforms::record_single(report, &selection);
     if let Some(d) = &pushed_digest {
         // Children build FROM this digest, tagged or not.
         ctx.record_digest(&planned.key, d);
@@ -233,6 +265,9 @@ async fn run_steps(
     else {
         return;
     };
+    if selection.split {
+        return super::platforms::await_merge(report, &planned.key, pushed_digest.as_deref());
+    }
 
     if ctx.push && ctx.cancel.is_cancelled() {
         report.fail(Step::Push, "interrupted: nothing was pushed");
@@ -265,10 +300,23 @@ async fn run_steps(
         report.pushed = true;
         ctx.record_digest(&planned.key, &digest);
         report.digest = Some(digest);
+        super::platforms::record_single(report, &selection);
 
         if image.integration_tests {
-            let integ = run_suite(ctx, planned, &full, Suite::Integration).await;
-            if !record_suite(report, Step::IntegrationTests, integ) {
+            // On the spec's `integration_platforms`, else once on the native platform.
+            let on: Vec<_> = manifests
+                .iter()
+                .filter(|(p, _)| image.integration_platforms.contains(p))
+                .cloned()
+                .collect();
+            let passed = if on.is_empty() {
+                let integ = run_suite(ctx, planned, &full, Suite::Integration).await;
+                record_suite(report, Step::IntegrationTests, integ)
+            } else {
+                let (repo, suite) = (&image.image_name, Suite::Integration);
+                super::platforms::run_tests(ctx, planned, repo, &on, suite, report).await
+            };
+            if !passed {
                 return;
             }
         }

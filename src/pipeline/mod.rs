@@ -6,6 +6,7 @@
 //! - [`run`]: the whole run, from options to the files it leaves.
 
 pub mod image;
+pub mod platforms;
 pub mod prune;
 pub mod run;
 pub mod schedule;

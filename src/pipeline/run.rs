@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub build_time: chrono::DateTime<chrono::Utc>,
     /// At most this many manifest pages stay in the wiki folder (the oldest go).
     pub wiki_max_pages: usize,
+    /// `--platform`: build only these of each image's platforms (empty: all it declares).
+    pub platforms: Vec<String>,
 }
 
 /// What a run did.
@@ -109,6 +111,16 @@ pub async fn run(
         plan.image(key).is_some_and(|i| i.rebuild)
             && (opts.only.is_empty() || opts.only.iter().any(|k| k == key))
     };
+    // Platforms: what `--platform` asks of each image that rebuilds, and whether every node
+    // can build it, checked before anything is built (bad input: exit 2).
+    for img in spec.images.values().filter(|i| rebuild(&i.key)) {
+        let sel = super::platforms::select(img, &opts.platforms).map_err(anyhow::Error::msg)?;
+        for node in &pool.nodes {
+            let addr = node.address().to_string();
+            super::platforms::check_builder(&img.key, &sel, node.is_moby_worker(), &addr)
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
     let jobs = Job::from_spec(spec, rebuild);
     opts.dirs.create()?;
     let ctx = ImageJobContext {
@@ -127,6 +139,7 @@ pub async fn run(
         service_error: std::sync::Mutex::new(None),
         commit: plan.head.clone(),
         build_time: opts.build_time,
+        platforms: opts.platforms.clone(),
     };
     let gha = GithubActions::from_env();
     let full_name = |key: &str| {

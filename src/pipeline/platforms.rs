@@ -1,0 +1,493 @@
+//! The per-platform part of one image's work (issue 13), kept apart from the step order
+//! in [`super::image`]: which platforms an image builds in this run (its `platforms:`,
+//! narrowed by `--platform`), whether the builder can, each platform's manifest in the
+//! pushed index, and the tests run once per platform, folded into the image's report.
+
+use super::image::ImageJobContext;
+use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
+use crate::plan::PlannedImage;
+use crate::registry::{ImageRef, RegistryClient};
+use crate::report::{ImageReport, PlatformReport, Step, TestCounts, TestFailure};
+use crate::spec::{platform, ImageSpec};
+use anyhow::{anyhow, Context as _};
+use std::time::Instant;
+
+/// The platforms one image builds in this run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Passed to BuildKit; empty: the builder's own platform (nothing declared).
+    pub platforms: Vec<String>,
+    /// `--platform` named only some of the image's platforms: the image is pushed by
+    /// digest and tested, and gets no tag (it waits for `stackctl merge`).
+    pub split: bool,
+}
+
+/// The platforms of `image` this run builds: all it declares, or those of `wanted`
+/// (`--platform`). An error names the image and what it declares.
+pub fn select(image: &ImageSpec, wanted: &[String]) -> Result<Selection, String> {
+    if wanted.is_empty() {
+        return Ok(Selection {
+            platforms: image.platforms.clone(),
+            split: false,
+        });
+    }
+    if image.platforms.is_empty() {
+        return Err(format!(
+            "--platform {}: image `{}` declares no `platforms:` in the spec (declare them for \
+             the stack or the image, so that a split build knows what the merge must find)",
+            wanted.join(","),
+            image.key
+        ));
+    }
+    let platforms: Vec<String> = image
+        .platforms
+        .iter()
+        .filter(|p| wanted.contains(p))
+        .cloned()
+        .collect();
+    if platforms.is_empty() {
+        return Err(format!(
+            "--platform {}: image `{}` is not built for it (its platforms: {})",
+            wanted.join(","),
+            image.key,
+            image.platforms.join(", ")
+        ));
+    }
+    Ok(Selection {
+        split: platforms.len() < image.platforms.len(),
+        platforms,
+    })
+}
+
+/// Whether the builder can build `sel`: the engine's v0.8 worker (moby exporter) loads
+/// one platform's image into the engine and cannot push by digest, so more than one
+/// platform, or a split build, needs a buildkitd. The message names the alternative.
+pub fn check_builder(
+    key: &str,
+    sel: &Selection,
+    moby_worker: bool,
+    address: &str,
+) -> Result<(), String> {
+    if !moby_worker {
+        return Ok(());
+    }
+    if sel.platforms.len() > 1 {
+        return Err(format!(
+            "image `{key}` is built for {} platforms ({}): the Docker engine's BuildKit at \
+             {address} builds one platform into the engine and cannot push an index; use a \
+             buildkitd: --buildkit tcp://HOST:PORT (or unix:///run/buildkit/buildkitd.sock)",
+            sel.platforms.len(),
+            sel.platforms.join(", ")
+        ));
+    }
+    if sel.split {
+        return Err(format!(
+            "image `{key}`: a split build (--platform {}) pushes by digest without a tag, which \
+             the Docker engine's BuildKit at {address} cannot; use a buildkitd: --buildkit \
+             tcp://HOST:PORT (or unix:///run/buildkit/buildkitd.sock)",
+            sel.platforms.join(",")
+        ));
+    }
+    Ok(())
+}
+
+/// Each wanted platform's image manifest digest in the pushed `repository@digest`: the
+/// index's entries, or the manifest itself when one platform was built. Read back from the
+/// registry, so that what is reported is what is there.
+pub async fn pushed_manifests(
+    registry: &RegistryClient,
+    repository: &str,
+    digest: &str,
+    wanted: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let r = ImageRef::parse(&format!("{repository}@{digest}"))?;
+    let m = registry
+        .get_manifest(&r)
+        .await?
+        .with_context(|| format!("{r}: pushed by BuildKit but not found in the registry"))?;
+    let is_index = m.media_type == crate::registry::client::OCI_INDEX
+        || m.media_type == crate::registry::client::DOCKER_MANIFEST_LIST;
+    if !is_index {
+        return match wanted {
+            [one] => Ok(vec![(one.clone(), m.digest)]),
+            _ => Err(anyhow!(
+                "{r} is one image manifest ({}), not an index of {}",
+                m.media_type,
+                wanted.join(", ")
+            )),
+        };
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let mut out = vec![];
+    for p in wanted {
+        let found = entries
+            .iter()
+            .find(|e| entry_is(&e["platform"], p))
+            .and_then(|e| e["digest"].as_str())
+            .with_context(|| {
+                format!(
+                    "{r}: the pushed index has no manifest for {p} (it lists: {})",
+                    entries
+                        .iter()
+                        .map(|e| describe_platform(&e["platform"]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        out.push((p.clone(), found.to_string()));
+    }
+    Ok(out)
+}
+
+/// Whether an index entry's `platform` object is `wanted` (`os/arch[/variant]`). A wanted
+/// platform without a variant matches any variant; `linux/arm64/v8` matches an entry
+/// without one (BuildKit leaves arm64's default variant out).
+fn entry_is(p: &serde_json::Value, wanted: &str) -> bool {
+    let mut w = wanted.split('/');
+    let (os, arch, variant) = (w.next(), w.next(), w.next());
+    if p["os"].as_str() != os || p["architecture"].as_str() != arch {
+        return false;
+    }
+    match (variant, p["variant"].as_str()) {
+        (None, _) => true,
+        (Some(v), Some(e)) => v == e,
+        (Some(v), None) => arch == Some("arm64") && v == "v8",
+    }
+}
+
+fn describe_platform(p: &serde_json::Value) -> String {
+    let mut s = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap_or("?"),
+        p["architecture"].as_str().unwrap_or("?")
+    );
+    if let Some(v) = p["variant"].as_str() {
+        s.push('/');
+        s.push_str(v);
+    }
+    s
+}
+
+/// Run `suite` once per platform, each in a container of that platform's manifest
+/// (`<repository>@<digest>`; the engine runs a foreign one through qemu-user-static's
+/// binfmt handler), concurrently. Each platform's log and JUnit file carry the platform
+/// in their names, and the JUnit suite is named `<suite> <platform>`. The results go into
+/// `report.platforms` and the image's counts (summed, failures prefixed with the
+/// platform); the image passes only if every platform passed. Returns whether it goes on.
+pub async fn run_tests(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    repository: &str,
+    manifests: &[(String, String)],
+    suite: Suite,
+    report: &mut ImageReport,
+) -> bool {
+    let step = match suite {
+        Suite::Basic => Step::BasicTests,
+        Suite::Integration => Step::IntegrationTests,
+    };
+    let t0 = Instant::now();
+    let runs = manifests.iter().map(|(p, d)| async move {
+        let image_ref = format!("{repository}@{d}");
+        let (log, junit) = files(ctx, &planned.reference, suite, p);
+        let opts = imagetest::Options {
+            timeout: ctx.test_timeout,
+            log_file: Some(log),
+            junit_file: None,
+            cancel: ctx.cancel.clone(),
+        };
+        let r = imagetest::run_suite(ctx.spec, &planned.key, &image_ref, suite, &opts).await;
+        if let Ok(res) = &r {
+            if let Some(xml) = &res.junit_xml {
+                let named = name_junit_suite(xml, &format!("{suite} {p}"));
+                if let Err(e) = write_file(&junit, &named) {
+                    tracing::warn!("[{}] {e:#}", planned.key);
+                }
+            }
+        }
+        r
+    });
+    let results = futures::future::join_all(runs).await;
+    report.step_took(step, t0.elapsed());
+
+    let mut total = TestCounts::default();
+    let mut failed: Vec<String> = vec![];
+    for ((p, d), r) in manifests.iter().zip(results) {
+        let (counts, ok, why) = match r {
+            Ok(r) => {
+                let counts = counts_of(&r, p);
+                let ok = matches!(r.outcome, TestOutcome::Passed | TestOutcome::NoTests);
+                (Some(counts), ok, r.message)
+            }
+            Err(e) => (None, false, format!("{e:#}")),
+        };
+        if let Some(c) = &counts {
+            total.passed += c.passed;
+            total.failed += c.failed;
+            total.skipped += c.skipped;
+            total.seconds = total.seconds.max(c.seconds);
+            total.failures.extend(c.failures.iter().cloned());
+        }
+        if !ok {
+            failed.push(format!("{p}: {why}"));
+        }
+        let entry = platform_entry(report, p);
+        entry.digest = Some(d.clone());
+        match suite {
+            Suite::Basic => {
+                entry.basic = counts;
+                entry.success = ok;
+            }
+            Suite::Integration => entry.success &= ok,
+        }
+    }
+    match suite {
+        Suite::Basic => report.tests.basic = Some(total),
+        Suite::Integration => report.tests.integration = Some(total),
+    }
+    if failed.is_empty() {
+        return true;
+    }
+    report.fail(
+        step,
+        format!(
+            "{step} failed on {} of {} platforms: {}",
+            failed.len(),
+            manifests.len(),
+            failed.join("; ")
+        ),
+    );
+    false
+}
+
+/// The report's entry for platform `p`, made when missing.
+fn platform_entry<'a>(report: &'a mut ImageReport, p: &str) -> &'a mut PlatformReport {
+    let i = match report.platforms.iter().position(|e| e.platform == p) {
+        Some(i) => i,
+        None => {
+            report.platforms.push(PlatformReport {
+                platform: p.to_string(),
+                digest: None,
+                success: false,
+                basic: None,
+            });
+            report.platforms.len() - 1
+        }
+    };
+    &mut report.platforms[i]
+}
+
+/// One platform's image through an engine's BuildKit (one declared platform): tested the
+/// usual way; its entry is recorded from the image's own results (the digest once pushed).
+pub fn record_single(report: &mut ImageReport, sel: &Selection) {
+    if let [p] = sel.platforms.as_slice() {
+        let basic = report.tests.basic.clone();
+        let digest = report.digest.clone();
+        let e = platform_entry(report, p);
+        e.success = true;
+        e.basic = basic;
+        e.digest = e.digest.clone().or(digest);
+    }
+}
+
+/// A split build's image that passed its tests: pushed by digest, no tag; it waits for
+/// `stackctl merge`, which reads `awaiting_merge` and `platforms` from its artifact.
+pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
+    report.awaiting_merge = true;
+    report.digest = digest.map(str::to_string);
+    tracing::info!(
+        "[{key}] split build: pushed by digest ({}), no tag; waiting for `stackctl merge`",
+        digest.unwrap_or("?")
+    );
+}
+
+/// The log and JUnit paths of one platform's suite: the image's own, with the platform
+/// before the suite (`<name>.linux-arm64.basic-tests.log`).
+fn files(
+    ctx: &ImageJobContext<'_>,
+    full: &str,
+    suite: Suite,
+    p: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (log, junit) = match suite {
+        Suite::Basic => (
+            ctx.dirs.basic_tests_log(full),
+            ctx.dirs.basic_tests_junit(full),
+        ),
+        Suite::Integration => (
+            ctx.dirs.integration_tests_log(full),
+            ctx.dirs.integration_tests_junit(full),
+        ),
+    };
+    (with_platform(&log, p), with_platform(&junit, p))
+}
+
+/// `<name>.basic-tests.log` → `<name>.linux-arm64.basic-tests.log` (the safe name may
+/// hold dots, `...-2026.3-main`, so the platform goes before the known suffix).
+fn with_platform(path: &std::path::Path, p: &str) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let file = [
+        "basic-tests.log",
+        "basic-tests.xml",
+        "integration-tests.log",
+        "integration-tests.xml",
+    ]
+    .into_iter()
+    .find_map(|s| {
+        name.strip_suffix(s)
+            .map(|stem| format!("{stem}{}.{s}", platform::file_part(p)))
+    })
+    .unwrap_or_else(|| format!("{name}.{}", platform::file_part(p)));
+    path.with_file_name(file)
+}
+
+/// One suite's counts, failures prefixed with the platform.
+fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
+    TestCounts {
+        passed: r.passed,
+        failed: r.failed + r.errors,
+        skipped: r.skipped,
+        seconds: (r.seconds * 1000.0).round() / 1000.0,
+        failures: r
+            .failures
+            .iter()
+            .map(|f| TestFailure {
+                name: format!("[{p}] {}", f.name),
+                message: f.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The JUnit XML with its (first) `<testsuite name="...">` renamed, so that a CI's test
+/// view tells the platforms apart.
+fn name_junit_suite(xml: &str, name: &str) -> String {
+    static SUITE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(<testsuite\b[^>]*?\sname=")[^"]*(")"#).unwrap()
+    });
+    let escaped = name
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    SUITE
+        .replace(xml, |c: &regex::Captures| {
+            format!("{}{escaped}{}", &c[1], &c[2])
+        })
+        .into_owned()
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(platforms: &[&str]) -> ImageSpec {
+        let text = "tag: {prefix: \"1\"}\nimages:\n  base:\n    image_name: r/base\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images/base")).unwrap();
+        std::fs::write(dir.path().join("images/base/Dockerfile"), "FROM scratch\n").unwrap();
+        let spec = crate::spec::Spec::from_str_at(text, &dir.path().join("spec.yml")).unwrap();
+        let mut i = spec.images["base"].clone();
+        i.platforms = platforms.iter().map(|s| s.to_string()).collect();
+        i
+    }
+
+    #[test]
+    fn selections() {
+        let both = image(&["linux/amd64", "linux/arm64"]);
+        let s = |w: &[&str]| select(&both, &w.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(s(&[]).unwrap().platforms, ["linux/amd64", "linux/arm64"]);
+        assert!(!s(&[]).unwrap().split);
+        let arm = s(&["linux/arm64"]).unwrap();
+        assert_eq!(
+            (arm.platforms.as_slice(), arm.split),
+            (&["linux/arm64".to_string()][..], true)
+        );
+        assert!(!s(&["linux/arm64", "linux/amd64"]).unwrap().split);
+        let e = s(&["linux/s390x"]).unwrap_err();
+        assert!(
+            e.contains(
+                "image `base` is not built for it (its platforms: linux/amd64, linux/arm64)"
+            ),
+            "{e}"
+        );
+        let e = select(&image(&[]), &["linux/arm64".into()]).unwrap_err();
+        assert!(e.contains("declares no `platforms:`"), "{e}");
+    }
+
+    #[test]
+    fn the_engine_builds_one_platform() {
+        let two = Selection {
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            split: false,
+        };
+        let e =
+            check_builder("base", &two, true, "docker-unix:///var/run/docker.sock").unwrap_err();
+        assert!(e.contains("--buildkit tcp://"), "{e}");
+        assert!(check_builder("base", &two, false, "tcp://x:1").is_ok());
+        let split = Selection {
+            platforms: vec!["linux/arm64".into()],
+            split: true,
+        };
+        assert!(check_builder("base", &split, true, "docker")
+            .unwrap_err()
+            .contains("split build"));
+        let one = Selection {
+            platforms: vec!["linux/arm64".into()],
+            split: false,
+        };
+        assert!(check_builder("base", &one, true, "docker").is_ok());
+    }
+
+    #[test]
+    fn index_entries() {
+        let p = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert!(entry_is(
+            &p(r#"{"os":"linux","architecture":"arm64"}"#),
+            "linux/arm64"
+        ));
+        assert!(entry_is(
+            &p(r#"{"os":"linux","architecture":"arm64"}"#),
+            "linux/arm64/v8"
+        ));
+        assert!(entry_is(
+            &p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#),
+            "linux/arm/v7"
+        ));
+        assert!(!entry_is(
+            &p(r#"{"os":"linux","architecture":"arm","variant":"v6"}"#),
+            "linux/arm/v7"
+        ));
+        assert!(!entry_is(
+            &p(r#"{"os":"unknown","architecture":"unknown"}"#),
+            "linux/amd64"
+        ));
+    }
+
+    #[test]
+    fn junit_suite_names_and_files() {
+        let xml = r#"<?xml version="1.0"?><testsuites><testsuite name="pytest" errors="0"><testcase name="a"/></testsuite></testsuites>"#;
+        let named = name_junit_suite(xml, "basic linux/arm64");
+        assert!(
+            named.contains(r#"<testsuite name="basic linux/arm64" errors="0">"#),
+            "{named}"
+        );
+        let log =
+            std::path::Path::new("/o/logs/127.0.0.1-5111-ex-base-2026.3-main.basic-tests.log");
+        assert_eq!(
+            with_platform(log, "linux/arm64"),
+            std::path::Path::new(
+                "/o/logs/127.0.0.1-5111-ex-base-2026.3-main.linux-arm64.basic-tests.log"
+            )
+        );
+    }
+}
