@@ -59,6 +59,8 @@ pub fn read_run(dir: &Path) -> anyhow::Result<RunArtifacts> {
 #[derive(Debug, Clone)]
 pub struct ImageMerge {
     pub key: String,
+    /// The parent's key (`depend_on`).
+    pub parent: Option<String>,
     /// The full image name with its tag, as the runs recorded it.
     pub image: String,
     pub platforms: Vec<(Platform, String)>,
@@ -259,6 +261,7 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
         report.platforms = reports;
         images.push(ImageMerge {
             key: key.clone(),
+            parent: image_spec.depend_on.clone(),
             image,
             platforms,
             report,
@@ -286,6 +289,8 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Merged {
     pub key: String,
+    #[serde(skip)]
+    parent: Option<String>,
     /// The full image name with its tag.
     pub image: String,
     /// The index's digest (what the tag names).
@@ -323,6 +328,7 @@ pub async fn make_indexes(
             .with_context(|| format!("{}: cannot make its index", m.image))?;
         out.push(Merged {
             key: m.key.clone(),
+            parent: m.parent.clone(),
             image: m.image.clone(),
             digest: index.manifest.digest.clone(),
             media_type: index.manifest.media_type.clone(),
@@ -350,6 +356,7 @@ pub async fn publish(client: &RegistryClient, merged: &mut [Merged]) -> anyhow::
         tracing::info!("{}: index {} put by digest", m.image, m.digest);
         at.push((by_digest, r));
     }
+    let mut indexes: BTreeMap<String, String> = BTreeMap::new();
     for (m, (src, dst)) in merged.iter_mut().zip(at) {
         let digest = client
             .tag_digest(&src, &dst, &m.image)
@@ -366,11 +373,17 @@ pub async fn publish(client: &RegistryClient, merged: &mut [Merged]) -> anyhow::
         report.awaiting_merge = false;
         report.pushed = true;
         report.success = true;
+        // Each platform was built FROM the parent's image of that platform: merged here,
+        // the parent's index holds them all.
+        if let Some(d) = m.parent.as_ref().and_then(|p| indexes.get(p)) {
+            report.parent_digest = Some(d.clone());
+        }
         report.message = format!(
             "merged: {} platforms in one index, tagged",
             m.platforms.len()
         );
         tracing::info!("{} -> {}", m.image, m.digest);
+        indexes.insert(m.key.clone(), m.digest.clone());
     }
     Ok(())
 }

@@ -1478,6 +1478,11 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
         assert_eq!(a["platforms"].as_sequence().unwrap().len(), 2);
         assert_eq!(tags_of(&host, &format!("split/{k}")), vec![tag.clone()]);
     }
+    // The child's parent is the base's index (each platform FROM that platform's base).
+    assert_eq!(
+        artifact(merged.path(), &full("child"))["parent_digest"].as_str(),
+        json["images"][0]["digest"].as_str()
+    );
     assert_eq!(
         read(merged.path().join("artifacts/IMAGES_BUILT")),
         format!("{}\n{}\n", full("base"), full("child"))

@@ -19,6 +19,7 @@ use std::str::FromStr;
 pub struct Platform {
     pub os: String,
     pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
 
