@@ -344,8 +344,13 @@ pub async fn make_indexes(
 /// PUT every index by digest, then (only when all are in) give each image its tag, read
 /// back before it is reported ([`RegistryClient::tag_digest`]). A tag that fails leaves the
 /// images tagged so far as they are: the same merge run again completes it (the indexes are
-/// the same bytes, so the same digests).
-pub async fn publish(client: &RegistryClient, merged: &mut [Merged]) -> anyhow::Result<()> {
+/// the same bytes, so the same digests). Once `cancel` is cancelled (SIGINT, SIGTERM), no
+/// further tag is given.
+pub async fn publish(
+    client: &RegistryClient,
+    merged: &mut [Merged],
+    cancel: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let mut at = Vec::with_capacity(merged.len());
     for m in merged.iter() {
         let r = repository_of(&m.image)?;
@@ -358,6 +363,9 @@ pub async fn publish(client: &RegistryClient, merged: &mut [Merged]) -> anyhow::
     }
     let mut indexes: BTreeMap<String, String> = BTreeMap::new();
     for (m, (src, dst)) in merged.iter_mut().zip(at) {
+        if cancel.is_cancelled() {
+            anyhow::bail!("interrupted before {} was tagged", m.image);
+        }
         let digest = client
             .tag_digest(&src, &dst, &m.image)
             .await

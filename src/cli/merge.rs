@@ -101,7 +101,7 @@ async fn merge_and_report(
     let mut merged = merge::make_indexes(&client, &plan).await?;
     let mut status = ExitStatus::Success;
     if !a.dry_run {
-        merge::publish(&client, &mut merged).await?;
+        merge::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
         let out = ArtifactDirs::new(&a.out);
         if !a.no_pages {
             for m in merged.iter_mut() {
