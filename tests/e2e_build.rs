@@ -1281,6 +1281,510 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
     );
 }
 
+// ---- Multi-platform stacks (issue 13): linux/amd64 + linux/arm64 through a buildkitd,
+// arm64 run through qemu-user-static's binfmt handler (scripts/dev-env).
+
+const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+/// A two-platform stack (`base` FROM the two-platform python base, `kid` FROM base) in a
+/// git repository; each image writes `uname -m` at build time, and its tests check that it
+/// runs on the machine it was built for. `kid_test` is the kid's test file.
+fn two_platform_stack(host: &str, kid_test: &str) -> support::git_repo::TestRepo {
+    let git = support::git_repo::TestRepo::new("main");
+    git.write(
+        "spec.yml",
+        &format!(
+            "platforms: [linux/amd64, linux/arm64]
+images:
+  base:
+    image_name: {host}/mp/base
+    build_args:
+      BASE_IMAGE: {host}/stackctl-local/debian-python:bookworm
+    info_cmds: [MACHINE]
+  kid:
+    image_name: {host}/mp/kid
+    depend_on: base
+    build_args:
+      BASE_IMAGE: {host}/mp/base
+    info_cmds: [MACHINE]
+tag:
+  prefix: \"{PREFIX}\"
+all_info_cmds:
+  MACHINE:
+    description: Machine
+    command: uname -m
+"
+        ),
+    )
+    .write(
+        "images/base/Dockerfile",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN uname -m > /base-arch\n",
+    )
+    .write(
+        "images/base/test/test_base.py",
+        "import platform\n\ndef test_built_for_this_machine():\n    assert open('/base-arch').read().strip() == platform.machine()\n",
+    )
+    .write(
+        "images/kid/Dockerfile",
+        "ARG BASE_IMAGE\nARG BASE_TAG=none\nFROM ${BASE_IMAGE}:${BASE_TAG}\nRUN uname -m > /kid-arch\n",
+    )
+    .write("images/kid/test/test_kid.py", kid_test);
+    git.commit("a two-platform stack");
+    git
+}
+
+const KID_TEST: &str = "import platform
+
+def test_parent_and_child_built_for_this_machine():
+    machine = platform.machine()
+    assert open('/base-arch').read().strip() == machine
+    assert open('/kid-arch').read().strip() == machine
+";
+
+/// Start a buildkitd, a registry with the two-platform python base, and the stack.
+fn two_platform_setup(
+    test: &str,
+    kid_test: &str,
+) -> Option<(
+    support::buildkitd::Buildkitd,
+    Registry,
+    support::git_repo::TestRepo,
+)> {
+    let bk = support::buildkitd::Buildkitd::start(test)?;
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(support::platforms::push_python_base(&reg.host()));
+    let git = two_platform_stack(&reg.host(), kid_test);
+    Some((bk, reg, git))
+}
+
+/// `stackctl build --json` of a repository through the buildkitd's tcp address.
+fn build_repo(
+    repo: &Path,
+    out: &Path,
+    bk: &support::buildkitd::Buildkitd,
+    extra: &[&str],
+) -> (i32, Value, String) {
+    let tls = bk.tcp_args();
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .current_dir(out)
+        .env_remove("GITHUB_ACTIONS")
+        .args(["build", "--json", "--repo"])
+        .arg(repo)
+        .args(&tls)
+        .args(["--branch", BRANCH, "--base", "HEAD"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let json: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
+    (o.status.code().unwrap_or(-1), json, stderr)
+}
+
+/// The platforms of an index in the registry: `linux/arm64` → its manifest digest.
+fn index_platforms(reference: &str) -> Vec<(String, String)> {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
+    let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    v["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} is not an index: {v}"))
+        .iter()
+        .filter(|e| e["platform"]["os"] != "unknown")
+        .map(|e| {
+            (
+                format!(
+                    "{}/{}",
+                    e["platform"]["os"].as_str().unwrap(),
+                    e["platform"]["architecture"].as_str().unwrap()
+                ),
+                e["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The artifact's `platforms` list as (platform, digest, success).
+fn artifact_platforms(yaml: &serde_yaml::Value) -> Vec<(String, String, bool)> {
+    yaml["platforms"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("no platforms in {yaml:?}"))
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_string(),
+                p["digest"].as_str().unwrap_or_default().to_string(),
+                p["success"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A root and a child built for two platforms through a buildkitd: each tag names an index
+/// of both platforms, the tests ran on each platform (arm64 through qemu), each platform of
+/// the child has its parent's layers of that platform, and the manifest page has a section
+/// per platform with that platform's layers.
+#[test]
+fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
+    let test = "two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes";
+    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+        return;
+    };
+    let host = reg.host();
+    // The kid's integration tests run on arm64 only (`integration_platforms`): the service
+    // and the runner are containers of its arm64 manifest.
+    let spec = read(git.path().join("spec.yml")).replace(
+        "    info_cmds: [MACHINE]\ntag:",
+        "    info_cmds: [MACHINE]\n    integration_tests: true\n    integration_platforms: [linux/arm64]\n    tests:\n      integration: {wait_log: ready}\ntag:",
+    );
+    git.write("spec.yml", &spec)
+        .write(
+            "images/kid/Dockerfile",
+            &format!(
+                "{}CMD [\"python3\", \"-c\", \"print('ready', flush=True); import time; time.sleep(600)\"]\n",
+                read(git.path().join("images/kid/Dockerfile"))
+            ),
+        )
+        .write(
+            "images/kid/integration_tests/test_service.py",
+            "import os, platform\n\ndef test_runs_on_arm64():\n    assert os.environ['SERVICE_NAME']\n    assert platform.machine() == 'aarch64'\n",
+        );
+    git.commit("kid: integration tests on arm64");
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{host}/mp/{k}:{tag}");
+    let mut per_platform = std::collections::HashMap::new();
+    for k in ["base", "kid"] {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        let index = report_digest(&summary, k);
+        assert_eq!(
+            digest_in_registry(&full(k)).as_deref(),
+            Some(index.as_str())
+        );
+        let listed = index_platforms(&full(k));
+        let names: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            names, PLATFORMS,
+            "{k}: the tag names an index of both platforms"
+        );
+        let yaml = artifact(out.path(), &full(k));
+        let recorded = artifact_platforms(&yaml);
+        for ((p, d), (rp, rd, ok)) in listed.iter().zip(&recorded) {
+            assert_eq!((p, d, ok), (rp, rd, &true), "{k}: {yaml:?}");
+            // Each platform's tests ran, in their own log and JUnit file.
+            let stem = format!("{}.{}", safe(&full(k)), p.replace('/', "-"));
+            let log = read(
+                out.path()
+                    .join("logs")
+                    .join(format!("{stem}.basic-tests.log")),
+            );
+            assert!(log.contains("1 passed"), "{p}: {log}");
+            let junit = read(
+                out.path()
+                    .join("logs")
+                    .join(format!("{stem}.basic-tests.xml")),
+            );
+            assert!(junit.contains(&format!("name=\"basic {p}\"")), "{junit}");
+        }
+        let basic = &yaml["tests"]["basic"];
+        assert_eq!(
+            basic["passed"].as_u64(),
+            Some(2),
+            "one test on each platform"
+        );
+        assert_eq!(yaml["commit"].as_str().map(str::len), Some(40), "{yaml:?}");
+        per_platform.insert(k, listed);
+    }
+    // The child FROM the parent's index: each platform has the parent's layers of that
+    // platform below its own.
+    assert_eq!(
+        artifact(out.path(), &full("kid"))["parent_digest"].as_str(),
+        Some(report_digest(&summary, "base").as_str())
+    );
+    for ((p, base_m), (_, kid_m)) in per_platform["base"].iter().zip(&per_platform["kid"]) {
+        let base_layers = layers_of(&format!("{host}/mp/base@{base_m}"));
+        let kid_layers = layers_of(&format!("{host}/mp/kid@{kid_m}"));
+        assert_eq!(
+            &kid_layers[..base_layers.len()],
+            &base_layers[..],
+            "{p}: the child is built on the parent's {p} image"
+        );
+        assert_eq!(kid_layers.len(), base_layers.len() + 1);
+    }
+    let (amd, arm) = (&per_platform["kid"][0].1, &per_platform["kid"][1].1);
+    let kid = artifact(out.path(), &full("kid"));
+    assert_eq!(
+        kid["tests"]["integration"]["passed"].as_u64(),
+        Some(1),
+        "{kid:?}"
+    );
+    let integ_log = out.path().join("logs").join(format!(
+        "{}.linux-arm64.integration-tests.log",
+        safe(&full("kid"))
+    ));
+    assert!(read(integ_log).contains("1 passed"));
+    assert_ne!(
+        layers_of(&format!("{host}/mp/kid@{amd}")),
+        layers_of(&format!("{host}/mp/kid@{arm}"))
+    );
+
+    // The manifest page: a section per platform, each with its own digest and machine.
+    let page_text = read(
+        out.path()
+            .join("manifests")
+            .join(format!("{}.md", page(&full("kid")))),
+    );
+    let amd_at = page_text.find("\n## linux/amd64\n").expect(&page_text);
+    let arm_at = page_text.find("\n## linux/arm64\n").expect(&page_text);
+    assert!(amd_at < arm_at, "{page_text}");
+    let (amd_section, arm_section) = (&page_text[amd_at..arm_at], &page_text[arm_at..]);
+    assert!(
+        amd_section.contains(&format!("Manifest digest: `{amd}`")),
+        "{page_text}"
+    );
+    assert!(
+        arm_section.contains(&format!("Manifest digest: `{arm}`")),
+        "{page_text}"
+    );
+    assert!(
+        amd_section.contains("### Machine\n\n```\nx86_64\n```"),
+        "{page_text}"
+    );
+    assert!(
+        arm_section.contains("### Machine\n\n```\naarch64\n```"),
+        "{page_text}"
+    );
+    assert!(page_text.contains(&format!(
+        "Index digest: `{}`",
+        report_digest(&summary, "kid")
+    )));
+    remove_engine_images_of(&host);
+}
+
+/// A test that fails only on arm64 fails the image: its report names the arm64 failure,
+/// amd64's result is recorded as passed, and no tag appears for it (its parent, which
+/// passed on both, is tagged).
+#[test]
+fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
+    let test = "a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears";
+    let kid_test =
+        "import platform\n\ndef test_only_on_x86():\n    assert platform.machine() == 'x86_64'\n";
+    let Some((bk, reg, git)) = two_platform_setup(test, kid_test) else {
+        return;
+    };
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 1, "{summary:#}\n{stderr}");
+    assert_eq!(status_of(&summary, "base"), "done", "{summary:#}");
+    assert_eq!(status_of(&summary, "kid"), "failed", "{summary:#}");
+    let tag = format!("{PREFIX}-{BRANCH}");
+    assert_eq!(tags_of(&host, "mp/base"), vec![tag.clone()]);
+    assert!(
+        tags_of(&host, "mp/kid").is_empty(),
+        "no tag for the failed image"
+    );
+
+    let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));
+    assert_eq!(kid["failed_step"].as_str(), Some("basic-tests"));
+    let message = kid["message"].as_str().unwrap();
+    assert!(
+        message.contains("failed on 1 of 2 platforms: linux/arm64: failed:"),
+        "{message}"
+    );
+    assert!(!message.contains("linux/amd64"), "{message}");
+    let recorded = artifact_platforms(&kid);
+    assert_eq!(recorded[0].0, "linux/amd64");
+    assert!(recorded[0].2, "amd64 passed: {kid:?}");
+    assert_eq!(recorded[1].0, "linux/arm64");
+    assert!(!recorded[1].2, "arm64 failed: {kid:?}");
+    let failures = kid["tests"]["basic"]["failures"].as_sequence().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("[linux/arm64] "),
+        "{failures:?}"
+    );
+    remove_engine_images_of(&host);
+}
+
+/// `--platform linux/arm64` of a two-platform stack is a split build: each image is
+/// pushed by digest (arm64 only) and tested, gets no tag, and its artifact says what
+/// `stackctl merge` needs (commit, the platform's digest and result, awaiting_merge).
+/// The child is built FROM the parent's untagged arm64 image.
+#[test]
+fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
+    let test = "a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform";
+    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+        return;
+    };
+    let host = reg.host();
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) =
+        build_repo(git.path(), out.path(), &bk, &["--platform", "linux/arm64"]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let head = git.repo.head().unwrap().target().unwrap().to_string();
+    let mut digests = vec![];
+    for k in ["base", "kid"] {
+        assert_eq!(status_of(&summary, k), "done", "{summary:#}");
+        assert!(tags_of(&host, &format!("mp/{k}")).is_empty(), "{k}: no tag");
+        let yaml = artifact(out.path(), &format!("{host}/mp/{k}:{tag}"));
+        assert_eq!(yaml["awaiting_merge"].as_bool(), Some(true), "{yaml:?}");
+        assert_eq!(yaml["pushed"].as_bool(), Some(false), "{yaml:?}");
+        assert_eq!(yaml["commit"].as_str(), Some(head.as_str()));
+        let recorded = artifact_platforms(&yaml);
+        assert_eq!(recorded.len(), 1, "{yaml:?}");
+        let (p, d, ok) = &recorded[0];
+        assert_eq!((p.as_str(), *ok), ("linux/arm64", true));
+        assert_eq!(yaml["digest"].as_str(), Some(d.as_str()));
+        let basic = &yaml["platforms"][0]["basic"];
+        assert_eq!(basic["passed"].as_u64(), Some(1), "{yaml:?}");
+        // The platform's manifest is in the registry, by digest, and is arm64's.
+        let config = config_of(&format!("{host}/mp/{k}@{d}"));
+        assert_eq!(config["architecture"], "arm64");
+        digests.push(d.clone());
+    }
+    let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));
+    assert_eq!(kid["parent_digest"].as_str(), Some(digests[0].as_str()));
+    assert_eq!(
+        read(out.path().join("artifacts/IMAGES_BUILT")),
+        "",
+        "no tag to list"
+    );
+    assert!(
+        !out.path().join("manifests").exists()
+            || std::fs::read_dir(out.path().join("manifests"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no manifest page for an untagged image"
+    );
+    remove_engine_images_of(&host);
+}
+
+/// The config of a single image manifest.
+fn config_of(reference: &str) -> Value {
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let m = client.get_manifest(&r).await.unwrap().unwrap();
+        let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+        let c = v["config"]["digest"].as_str().unwrap();
+        serde_json::from_slice(&client.get_blob(&r, c).await.unwrap()).unwrap()
+    })
+}
+
+/// Through the engine's BuildKit (v0.8 worker), two platforms, or a split build, are bad
+/// input: exit 2 before anything is built, naming the image and the alternative.
+#[test]
+fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let git = two_platform_stack(&reg.host(), KID_TEST);
+    let out = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--platform", "linux/arm64"][..]] {
+        let o = Command::cargo_bin("stackctl")
+            .unwrap()
+            .current_dir(out.path())
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--no-registry", "--repo"])
+            .arg(git.path())
+            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .args(["--branch", BRANCH])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains("image `base`"), "{stderr}");
+        assert!(
+            stderr.contains("use a buildkitd: --buildkit tcp://"),
+            "{stderr}"
+        );
+        assert!(
+            !out.path().join("logs").exists()
+                || std::fs::read_dir(out.path().join("logs"))
+                    .unwrap()
+                    .all(|e| !e
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".build.log")),
+            "nothing was built"
+        );
+    }
+    // A bad --platform is refused by the argument parser (exit 2), naming the value.
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .args(["build", "--platform", "linux/aarch64"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(write arm64)"));
+}
+
+/// The no-python case on both platforms: an image FROM the two-platform busybox-static
+/// base builds for amd64 and arm64 (its RUN step through qemu on arm64), and its basic
+/// tests cannot run on either platform (no python): the image fails naming both, untagged.
+#[test]
+fn a_two_platform_image_without_python_fails_on_each_platform() {
+    let test = "a_two_platform_image_without_python_fails_on_each_platform";
+    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+        return;
+    };
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = rt.block_on(support::platforms::push_busybox_base(&host));
+    let git = support::git_repo::TestRepo::new("main");
+    git.write(
+        "spec.yml",
+        &format!(
+            "platforms: [linux/amd64, linux/arm64]\nimages:\n  tiny:\n    image_name: {host}/mp/tiny\ntag:\n  prefix: \"{PREFIX}\"\n"
+        ),
+    )
+    .write(
+        "images/tiny/Dockerfile",
+        &format!("FROM {host}/stackctl-local/busybox:static@{base}\nRUN uname -m > /arch\n"),
+    )
+    .write("images/tiny/test/test_tiny.py", "def test_x():\n    pass\n");
+    git.commit("a busybox image");
+    let out = tempfile::tempdir().unwrap();
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    assert_eq!(code, 1, "{summary:#}\n{stderr}\n{}", bk.log());
+    let yaml = artifact(out.path(), &format!("{host}/mp/tiny:{PREFIX}-{BRANCH}"));
+    let message = yaml["message"].as_str().unwrap();
+    assert!(message.contains("failed on 2 of 2 platforms"), "{message}");
+    for p in PLATFORMS {
+        assert!(message.contains(&format!("{p}: ")), "{message}");
+    }
+    assert!(message.contains("python3"), "{message}");
+    let recorded = artifact_platforms(&yaml);
+    assert_eq!(recorded.len(), 2);
+    for (p, d, ok) in &recorded {
+        assert!(!ok, "{p}");
+        let config = config_of(&format!("{host}/mp/tiny@{d}"));
+        assert_eq!(
+            format!("linux/{}", config["architecture"].as_str().unwrap()),
+            *p
+        );
+    }
+    assert!(tags_of(&host, "mp/tiny").is_empty());
+    remove_engine_images_of(&host);
+}
+
 // ---- Split builds (one run per platform) merged by `stackctl merge`.
 
 /// A two-image stack for linux/amd64 and linux/arm64 without RUN steps (no emulation

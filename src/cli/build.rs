@@ -45,6 +45,15 @@ registry (a manifest PUT, no data moved). No other tag is made but the spec's co
 its parent's digest (BASE_TAG=<tag>@<digest>), recorded as parent_digest in its artifact.
 The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 
+Platforms (spec `platforms:`, docs/spec.md): through a buildkitd, an image with several
+platforms is one build pushed as an index; its basic tests run once per platform (a
+foreign one through qemu-user-static), each with its own log and JUnit file
+(logs/<safe name>.<os>-<arch>.basic-tests.log/.xml), and it passes only if every platform
+passed; artifacts/<name>.yaml lists each platform's manifest digest and result. The
+engine's BuildKit builds one platform (more is exit 2). --platform builds only some of
+them: a split build pushes by digest, tests, and tags nothing (awaiting_merge: true in
+the artifact) until `stackctl merge`.
+
 GitHub Actions (GITHUB_ACTIONS=true): a collapsible group per image, failures as
 annotations, a table in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.
 

@@ -11,7 +11,7 @@ use crate::spec::Spec;
 use anyhow::Context;
 pub use history::{human_duration, human_size, LayerRow};
 pub use info::InfoOutput;
-pub use registry::{fetch_image, ImageMeta, RegistryAccess};
+pub use registry::{fetch_image, fetch_platforms, ImageMeta, RegistryAccess};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +69,23 @@ pub async fn build_page(
     }
     // Registry and engine get the normalized reference; the page names it as written.
     let reference = crate::registry::ImageRef::parse(image_ref)?;
+    let platforms = tokio::select! {
+        m = tokio::time::timeout(opts.timeout, registry::fetch_platforms(&reference, &opts.registry)) => {
+            m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
+        }
+        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
+    };
+    if let Some((index_digest, platforms)) = platforms.filter(|(_, p)| p.len() > 1) {
+        return platform_pages(
+            image_ref,
+            &reference,
+            &index_digest,
+            &platforms,
+            &cmds,
+            opts,
+        )
+        .await;
+    }
     let meta = tokio::select! {
         m = tokio::time::timeout(opts.timeout, registry::fetch_image(&reference, &opts.registry)) => {
             m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
@@ -84,6 +101,39 @@ pub async fn build_page(
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
+    page.push_str(&content_tags_section(&opts.content_tags));
+    Ok(page)
+}
+
+/// The page of a multi-platform image: the index digest, then for each platform its own
+/// section (`## linux/arm64`) with its manifest digest, its layer table (that platform's
+/// sizes) and its info commands, run in a container of that platform's manifest.
+async fn platform_pages(
+    image_ref: &str,
+    reference: &crate::registry::ImageRef,
+    index_digest: &str,
+    platforms: &[(String, ImageMeta)],
+    cmds: &[crate::spec::InfoCmd],
+    opts: &PageOptions,
+) -> anyhow::Result<String> {
+    let names: Vec<&str> = platforms.iter().map(|(p, _)| p.as_str()).collect();
+    let mut page = format!(
+        "# {image_ref}\n\nIndex digest: `{index_digest}`\n\nPlatforms: {}\n",
+        names.join(", ")
+    );
+    for (p, meta) in platforms {
+        let rows = history::rows(
+            &meta.config,
+            &meta.layer_sizes,
+            reference.tag.as_ref().map(|_| image_ref),
+        )?;
+        let at = reference.with_digest(&meta.digest);
+        let infos = info::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
+            .await
+            .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+        page.push_str(&format!("\n## {p}\n\n"));
+        page.push_str(&render_body(&meta.digest, &rows, &infos, "###"));
+    }
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
 }
@@ -199,7 +249,16 @@ pub fn layer_chart(rows: &[LayerRow]) -> Option<String> {
 
 /// The page's markdown.
 pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOutput]) -> String {
-    let mut md = format!("# {image_ref}\n\nManifest digest: `{digest}`\n\n");
+    format!(
+        "# {image_ref}\n\n{}",
+        render_body(digest, rows, infos, "##")
+    )
+}
+
+/// The manifest digest, the layer chart and table and the info commands' sections (their
+/// headings at `heading`, `##` on a one-platform page).
+fn render_body(digest: &str, rows: &[LayerRow], infos: &[InfoOutput], heading: &str) -> String {
+    let mut md = format!("Manifest digest: `{digest}`\n\n");
     if let Some(chart) = layer_chart(rows) {
         md.push_str(&crate::mermaid::fenced(&chart));
         md.push('\n');
@@ -220,7 +279,7 @@ pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOut
         ));
     }
     for i in infos {
-        md.push_str(&format!("\n## {}\n\n", i.description));
+        md.push_str(&format!("\n{heading} {}\n\n", i.description));
         let text = i.text.trim_end_matches('\n');
         let fence = fence_for(text);
         let block = format!("{fence}\n{text}\n{fence}\n");

@@ -73,6 +73,46 @@ pub async fn fetch_image(r: &ImageRef, access: &RegistryAccess) -> anyhow::Resul
     })
 }
 
+/// Each platform's manifest and config when `r` names an image index (`linux/arm64` →
+/// its [`ImageMeta`], in the index's order; entries without a real platform, such as
+/// attestations, are left out), with the index's digest. None when `r` is one manifest.
+pub async fn fetch_platforms(
+    r: &ImageRef,
+    access: &RegistryAccess,
+) -> anyhow::Result<Option<(String, Vec<(String, ImageMeta)>)>> {
+    let client = RegistryClient::new(
+        access.credentials.clone(),
+        ClientOptions {
+            insecure_registries: access.insecure.clone(),
+            ..Default::default()
+        },
+    )?;
+    let m = client
+        .get_manifest(r)
+        .await?
+        .with_context(|| format!("{r}: not found in its registry"))?;
+    if !is_index(&m.media_type) {
+        return Ok(None);
+    }
+    let index = ImageIndex::from_reader(&m.bytes[..])
+        .with_context(|| format!("the image index of {r} is not valid"))?;
+    let mut out = vec![];
+    for d in index.manifests() {
+        let Some(p) = d.platform() else { continue };
+        if p.os().to_string() == "unknown" {
+            continue;
+        }
+        let mut name = format!("{}/{}", p.os(), p.architecture());
+        if let Some(v) = p.variant() {
+            name.push('/');
+            name.push_str(v);
+        }
+        let at = r.with_digest(d.digest().as_ref());
+        out.push((name, fetch_image(&at, access).await?));
+    }
+    Ok(Some((m.digest, out)))
+}
+
 fn is_index(media_type: &str) -> bool {
     media_type == crate::registry::client::OCI_INDEX
         || media_type == crate::registry::client::DOCKER_MANIFEST_LIST

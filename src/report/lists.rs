@@ -23,11 +23,12 @@ pub fn write_image_list<S: AsRef<str>>(
     Ok(path)
 }
 
-/// The images a build built and that passed every step, in the reports' order.
+/// The images a build built and that passed every step, in the reports' order; not a split
+/// build's images (`awaiting_merge`), whose tag does not exist until `stackctl merge`.
 pub fn built_images(reports: &[&ImageReport]) -> Vec<String> {
     reports
         .iter()
-        .filter(|r| r.built && r.success)
+        .filter(|r| r.built && r.success && !r.awaiting_merge)
         .map(|r| r.image.clone())
         .collect()
 }
@@ -71,6 +72,16 @@ mod tests {
             std::fs::read_to_string(path).unwrap(),
             "127.0.0.1:5111/ex/base:2026.3-main\n127.0.0.1:5111/ex/service:2026.3-main\n"
         );
+    }
+
+    #[test]
+    fn a_split_builds_images_are_not_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path());
+        let mut waiting = report("base", true);
+        waiting.awaiting_merge = true;
+        let path = write_images_built(&dirs, &[&waiting]).unwrap();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "");
     }
 
     #[test]

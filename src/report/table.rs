@@ -1,7 +1,7 @@
 //! The build's summary: one row per image of the stack (built, failed, skipped or up
 //! to date), as a markdown table (GITHUB_STEP_SUMMARY) and as a terminal table.
 
-use super::image::{ImageReport, Step, TestCounts};
+use super::image::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
 use crate::pipeline::schedule::{Scheduled, ScheduledImage};
 use std::time::Duration;
@@ -57,6 +57,8 @@ pub struct SummaryRow {
     pub content_tags: Vec<ContentTag>,
     /// Warnings that did not fail the image (a content tag kept on another digest).
     pub warnings: Vec<String>,
+    /// Each platform's result, for an image built for declared platforms.
+    pub platforms: Vec<PlatformReport>,
 }
 
 impl SummaryRow {
@@ -79,6 +81,7 @@ impl SummaryRow {
             integration: None,
             content_tags: vec![],
             warnings: vec![],
+            platforms: vec![],
         };
         match &scheduled.result {
             Scheduled::UpToDate => {}
@@ -108,6 +111,7 @@ impl SummaryRow {
                 row.integration = r.tests.integration.clone();
                 row.content_tags = r.content_tags.clone();
                 row.warnings = r.warnings.clone();
+                row.platforms = r.platforms.clone();
             }
         }
         row
@@ -115,7 +119,24 @@ impl SummaryRow {
 
     /// `3 passed, 1 failed, 0 skipped` for the basic tests, and the integration
     /// tests after ` / ` when they ran; `-` when no test ran.
+    /// With more than one platform, the basic tests of each: `linux/amd64: 3 passed, ...;
+    /// linux/arm64: 2 passed, 1 failed, ...`.
     pub fn test_counts(&self) -> String {
+        if self.platforms.len() > 1 {
+            let each: Vec<String> = self
+                .platforms
+                .iter()
+                .map(|p| match &p.basic {
+                    Some(c) => format!("{}: {}", p.platform, c.summary()),
+                    None => format!("{}: -", p.platform),
+                })
+                .collect();
+            let mut text = each.join("; ");
+            if let Some(i) = &self.integration {
+                text.push_str(&format!(" / integration: {}", i.summary()));
+            }
+            return text;
+        }
         match (&self.basic, &self.integration) {
             (None, None) => "-".into(),
             (Some(b), None) => b.summary(),
@@ -525,5 +546,30 @@ IMAGE                                                 RESULT                    
 "
         );
         assert_eq!(t, expected);
+    }
+
+    #[test]
+    fn each_platform_has_its_test_results() {
+        let mut s = ran("kid", false);
+        let Scheduled::Ran { outcome, .. } = &mut s.result else {
+            unreachable!()
+        };
+        for (p, passed, failed) in [("linux/amd64", 1, 0), ("linux/arm64", 0, 1)] {
+            outcome.platforms.push(PlatformReport {
+                platform: p.into(),
+                digest: None,
+                success: failed == 0,
+                basic: Some(TestCounts {
+                    passed,
+                    failed,
+                    ..Default::default()
+                }),
+            });
+        }
+        let row = SummaryRow::from_scheduled(&format!("{REPO}/kid"), "2026.3-main", &s);
+        let expected = "linux/amd64: 1 passed, 0 failed, 0 skipped; linux/arm64: 0 passed, 1 failed, 0 skipped";
+        assert_eq!(row.test_counts(), expected);
+        assert!(terminal(std::slice::from_ref(&row)).contains(expected));
+        assert!(markdown("run", &[row]).contains(expected));
     }
 }

@@ -17,6 +17,7 @@ pub mod example;
 pub mod git_repo;
 pub mod hand_made;
 pub mod images;
+pub mod platforms;
 pub mod proxy;
 pub mod token_server;
 
