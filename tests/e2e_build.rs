@@ -1981,6 +1981,23 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
         assert!(a.get("awaiting_merge").is_none() || a["awaiting_merge"] == false);
         assert_eq!(a["platforms"].as_sequence().unwrap().len(), 2);
         assert_eq!(tags_of(&host, &format!("split/{k}")), vec![tag.clone()]);
+        // The manifest page: the index, then a section per platform with its digest.
+        let page = read(
+            merged
+                .path()
+                .join("manifests")
+                .join(format!("{}.md", page(&full(k)))),
+        );
+        assert!(
+            page.contains(&format!("Index digest: `{}`", index.digest)),
+            "{page}"
+        );
+        for (p, d) in &want {
+            let at = page
+                .find(&format!("\n## {p}\n"))
+                .unwrap_or_else(|| panic!("{page}"));
+            assert!(page[at..].contains(d.as_str()), "{p}: {page}");
+        }
     }
     // The child's parent is the base's index (each platform FROM that platform's base).
     assert_eq!(
