@@ -2009,3 +2009,85 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
         format!("{}\n{}\n", full("base"), full("child"))
     );
 }
+
+/// Integration tests wait for the merge: the split builds of an HTTP service (FROM the
+/// two-platform python base, no RUN) run none; `stackctl merge` runs them against the new
+/// tag, on this machine's platform, and records them in the merged artifact and its logs.
+#[test]
+fn merge_runs_the_integration_tests_split_builds_left() {
+    let test = "merge_runs_the_integration_tests_split_builds_left";
+    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+        return;
+    };
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = rt.block_on(support::platforms::push_python_base(&host));
+    let repo = support::git_repo::TestRepo::new("main");
+    repo.write(
+        "spec.yml",
+        &format!(
+            "images:\n  svc:\n    image_name: {host}/split/svc\n    integration_tests: true\n    tests:\n      integration:\n        port: 8000\nplatforms: [linux/amd64, linux/arm64]\ntag:\n  prefix: \"{PREFIX}\"\n"
+        ),
+    )
+    .write(
+        "images/svc/Dockerfile",
+        &format!(
+            "FROM {host}/stackctl-local/debian-python:bookworm@{base}\nARG TARGETARCH\nCOPY arch-${{TARGETARCH}}.txt /www/arch.txt\nCMD [\"python3\", \"-m\", \"http.server\", \"8000\", \"--directory\", \"/www\"]\n"
+        ),
+    )
+    .write("images/svc/arch-amd64.txt", "amd64\n")
+    .write("images/svc/arch-arm64.txt", "arm64\n")
+    .write(
+        "images/svc/integration_tests/test_http.py",
+        "import os, urllib.request\n\ndef test_native_platform_served():\n    with urllib.request.urlopen(os.environ['SERVICE_URL'].rstrip('/') + '/arch.txt', timeout=10) as r:\n        assert r.read() == b'amd64\\n'\n",
+    );
+    repo.commit("a service");
+    let tls = bk.tcp_args();
+    let full = format!("{host}/split/svc:{PREFIX}-main");
+    let runs = tempfile::tempdir().unwrap();
+    let mut dirs = vec![];
+    for arch in ["amd64", "arm64"] {
+        let out = runs.path().join(arch);
+        std::fs::create_dir_all(&out).unwrap();
+        let o = Command::cargo_bin("stackctl")
+            .unwrap()
+            .current_dir(&out)
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--repo"])
+            .arg(repo.path())
+            .args(&tls)
+            .args(["--branch", "main", "--platform", &format!("linux/{arch}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
+        let a = artifact(&out, &full);
+        assert_eq!(a["awaiting_merge"], true, "{a:?}");
+        assert!(a["tests"]["integration"].is_null(), "{arch}: {a:?}");
+        dirs.push(out);
+    }
+    let merged = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = merge(
+        repo.path(),
+        merged.path(),
+        &dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let a = artifact(merged.path(), &full);
+    assert_eq!(a["success"], true, "{a:?}");
+    assert_eq!(
+        a["tests"]["integration"]["passed"].as_u64(),
+        Some(1),
+        "{a:?}"
+    );
+    let log = read(
+        merged
+            .path()
+            .join("logs")
+            .join(format!("{}.integration-tests.log", safe(&full))),
+    );
+    assert!(log.contains("1 passed"), "{log}");
+    remove_engine_images_of(&host);
+}

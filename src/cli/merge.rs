@@ -20,7 +20,9 @@ any run. Any problem refuses the whole merge, before any registry write (exit 2)
   - reads each platform's manifest and config (no layer is pulled), makes a Docker manifest \
 list (an OCI index when the images are OCI) whose entries carry each platform (os, \
 architecture, variant), PUTs it by digest;\n\
-  - once every index is in, gives each image its tag and reads the tag back.\n\
+  - once every index is in, gives each image its tag and reads the tag back;\n\
+  - runs the integration tests a split build leaves for the merge (`integration_tests: true`: \
+against the tag, or each of `integration_platforms:`), logs in --out/logs/.\n\
 Then it writes into --out: artifacts/<image>.yaml (digest: the index; each platform's digest \
 and test result), artifacts/IMAGES_BUILT, and manifests/<page>.md and wiki/<page>.md (one \
 section per platform; info commands run in the Docker engine at DOCKER_HOST; --no-pages \
@@ -29,8 +31,8 @@ A merge stopped half way (a tag refused, a lost connection) is completed by runn
 again: the same artifacts make the same indexes, the same digests.\n\n\
 GitHub Actions (GITHUB_ACTIONS=true): a refusal or failure as an error annotation, a table \
 in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.\n\n\
-Exit codes: 0 merged and tagged (or nothing awaited a merge; with --dry-run: checked); 1 a \
-manifest page failed (the tags are in place); 2 refused (a missing platform, different \
+Exit codes: 0 merged and tagged (or nothing awaited a merge; with --dry-run: checked); 1 \
+integration tests or a manifest page failed (the tags are in place, as after a build's push); 2 refused (a missing platform, different \
 commits, a failure in a run, bad artifacts), or a registry that refused or could not be \
 reached.";
 
@@ -57,6 +59,9 @@ pub struct MergeArgs {
     /// Write no manifest pages (a merge job without a Docker engine).
     #[arg(long)]
     pub no_pages: bool,
+    /// Bound on each image's integration tests (image pulls included).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub test_timeout: std::time::Duration,
     /// Bound on each manifest page's info commands.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
     pub page_timeout: std::time::Duration,
@@ -103,8 +108,19 @@ async fn merge_and_report(
     if !a.dry_run {
         merge::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
         let out = ArtifactDirs::new(&a.out);
+        let cancel = super::common::cancel_on_ctrl_c();
+        if !merge::integration_tests(&spec, &out, &mut merged, a.test_timeout, &cancel).await {
+            for m in merged.iter().filter(|m| !m.report.success) {
+                tracing::error!("{}: {}", m.image, m.report.message);
+                if gha.is_some() {
+                    eprint!("{}", github::error(&m.image, &m.report.message));
+                }
+            }
+            status = ExitStatus::Failed;
+        }
         if !a.no_pages {
-            for m in merged.iter_mut() {
+            // As in a build: no page for an image whose integration tests failed.
+            for m in merged.iter_mut().filter(|m| m.report.success) {
                 let opts = PageOptions {
                     out_dir: out.manifests(),
                     wiki_dir: Some(out.wiki()),
