@@ -4,6 +4,7 @@
 //! index is made from the recorded digests and PUT by digest ([`make_indexes`],
 //! [`publish`]: no image is pulled), and only then tagged, each tag read back.
 
+use crate::content_tags::publish::{Rendered, State as ContentTagState};
 use crate::registry::index::{IndexEntry, MadeIndex, Platform};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::image::PlatformReport;
@@ -61,6 +62,10 @@ pub struct ImageMerge {
     pub key: String,
     /// The parent's key (`depend_on`).
     pub parent: Option<String>,
+    /// The spec's `image_name` (the repository, as written).
+    pub repository: String,
+    /// The content tags the runs computed (`tags:`), pushed once the index is tested.
+    pub content_tags: Vec<Rendered>,
     /// The full image name with its tag, as the runs recorded it.
     pub image: String,
     pub platforms: Vec<(Platform, String)>,
@@ -257,11 +262,47 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
                 },
             }
         }
+        // Content tags: computed in each run's own platform image, they must agree (one
+        // tag names the one index).
+        let tags_of = |r: &ImageReport| -> Vec<(String, bool)> {
+            let mut t: Vec<(String, bool)> = r
+                .content_tags
+                .iter()
+                .filter(|c| c.state == ContentTagState::NotPushed)
+                .map(|c| (c.tag.clone(), c.moving))
+                .collect();
+            t.sort();
+            t
+        };
+        let content_tags = tags_of(first);
+        for (dir, _, r) in &found[1..] {
+            let other = tags_of(r);
+            if other != content_tags {
+                let list = |t: &[(String, bool)]| {
+                    t.iter()
+                        .map(|(t, _)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                problems.push(format!(
+                    "{image}: the runs computed different content tags: [{}] in {}, [{}] in {}",
+                    list(&content_tags),
+                    found[0].0.display(),
+                    list(&other),
+                    dir.display()
+                ));
+            }
+        }
         let mut report = first.clone();
         report.platforms = reports;
         images.push(ImageMerge {
             key: key.clone(),
             parent: image_spec.depend_on.clone(),
+            repository: image_spec.image_name.clone(),
+            content_tags: content_tags
+                .into_iter()
+                .map(|(tag, moving)| Rendered { tag, moving })
+                .collect(),
             image,
             platforms,
             report,
@@ -291,6 +332,10 @@ pub struct Merged {
     pub key: String,
     #[serde(skip)]
     parent: Option<String>,
+    #[serde(skip)]
+    repository: String,
+    #[serde(skip)]
+    content_tags: Vec<Rendered>,
     /// The full image name with its tag.
     pub image: String,
     /// The index's digest (what the tag names).
@@ -329,6 +374,8 @@ pub async fn make_indexes(
         out.push(Merged {
             key: m.key.clone(),
             parent: m.parent.clone(),
+            repository: m.repository.clone(),
+            content_tags: m.content_tags.clone(),
             image: m.image.clone(),
             digest: index.manifest.digest.clone(),
             media_type: index.manifest.media_type.clone(),
@@ -501,6 +548,37 @@ pub async fn integration_tests(
                 crate::report::Step::IntegrationTests,
                 format!("integration-tests failed: {}", failed.join("; ")),
             );
+        }
+    }
+    all
+}
+
+/// Push the content tags the runs computed (`tags:` in the spec) for each tagged image that
+/// passed its tests, naming the index ([`crate::content_tags::publish::publish`]: an
+/// existing tag on another digest is kept unless it is `moving`). A failure is recorded in
+/// the report; returns whether every image's tags went through.
+pub async fn content_tags(client: &RegistryClient, merged: &mut [Merged]) -> bool {
+    let mut all = true;
+    for m in merged
+        .iter_mut()
+        .filter(|m| m.tagged && m.report.success && !m.content_tags.is_empty())
+    {
+        let push = crate::content_tags::publish::publish(
+            client,
+            &m.repository,
+            &m.digest,
+            &m.content_tags,
+        );
+        match m
+            .report
+            .run_step(crate::report::Step::ContentTags, push)
+            .await
+        {
+            Some((records, warnings)) => {
+                m.report.content_tags = records;
+                m.report.warnings.extend(warnings);
+            }
+            None => all = false,
         }
     }
     all
@@ -714,6 +792,40 @@ tag:
         );
         assert!(
             e.contains("127.0.0.1:5999/ex/child:2026.3-main: platform linux/arm64 was built, but images.child"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn runs_that_computed_different_content_tags_are_refused() {
+        use crate::content_tags::publish::Record;
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = spec(tmp.path());
+        let c = "1".repeat(40);
+        let tagged = |platform: &str, d: char, tag: &str| {
+            let mut r = report("base", platform, d, &c);
+            r.content_tags.push(Record {
+                tag: tag.into(),
+                digest: None,
+                state: ContentTagState::NotPushed,
+                moving: false,
+                previous: None,
+            });
+            r
+        };
+        let same = [
+            run(tmp.path(), "a", &[tagged("linux/amd64", 'a', "py-3.11")]),
+            run(tmp.path(), "b", &[tagged("linux/arm64", 'b', "py-3.11")]),
+        ];
+        let p = plan(&spec, &same).unwrap();
+        assert_eq!(p.images[0].content_tags.len(), 1);
+        let differ = [
+            run(tmp.path(), "c", &[tagged("linux/amd64", 'a', "py-3.11")]),
+            run(tmp.path(), "d", &[tagged("linux/arm64", 'b', "py-3.12")]),
+        ];
+        let e = refusal(&spec, &differ);
+        assert!(
+            e.contains("different content tags: [py-3.11] in") && e.contains("[py-3.12] in"),
             "{e}"
         );
     }

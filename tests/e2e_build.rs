@@ -2010,9 +2010,10 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
     );
 }
 
-/// Integration tests wait for the merge: the split builds of an HTTP service (FROM the
-/// two-platform python base, no RUN) run none; `stackctl merge` runs them against the new
-/// tag, on this machine's platform, and records them in the merged artifact and its logs.
+/// Integration tests and content tags wait for the merge: the split builds of an HTTP
+/// service (FROM the two-platform python base, no RUN) run and push none; `stackctl merge`
+/// runs the tests against the new tag, on this machine's platform, records them in the
+/// merged artifact and its logs, and gives the content tag to the index.
 #[test]
 fn merge_runs_the_integration_tests_split_builds_left() {
     let test = "merge_runs_the_integration_tests_split_builds_left";
@@ -2028,7 +2029,7 @@ fn merge_runs_the_integration_tests_split_builds_left() {
     repo.write(
         "spec.yml",
         &format!(
-            "images:\n  svc:\n    image_name: {host}/split/svc\n    integration_tests: true\n    tests:\n      integration:\n        port: 8000\nplatforms: [linux/amd64, linux/arm64]\ntag:\n  prefix: \"{PREFIX}\"\n"
+            "images:\n  svc:\n    image_name: {host}/split/svc\n    integration_tests: true\n    tests:\n      integration:\n        port: 8000\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
         ),
     )
     .write(
@@ -2066,6 +2067,11 @@ fn merge_runs_the_integration_tests_split_builds_left() {
         let a = artifact(&out, &full);
         assert_eq!(a["awaiting_merge"], true, "{a:?}");
         assert!(a["tests"]["integration"].is_null(), "{arch}: {a:?}");
+        assert_eq!(
+            a["content_tags"][0]["state"].as_str(),
+            Some("not-pushed"),
+            "{a:?}"
+        );
         dirs.push(out);
     }
     let merged = tempfile::tempdir().unwrap();
@@ -2089,5 +2095,18 @@ fn merge_runs_the_integration_tests_split_builds_left() {
             .join(format!("{}.integration-tests.log", safe(&full))),
     );
     assert!(log.contains("1 passed"), "{log}");
+    let commit: String = repo.repo.head().unwrap().target().unwrap().to_string()[..7].into();
+    let index = digest_in_registry(&full).unwrap();
+    assert_eq!(a["digest"].as_str(), Some(index.as_str()));
+    assert_eq!(
+        digest_in_registry(&format!("{host}/split/svc:svc-{commit}")).as_deref(),
+        Some(index.as_str()),
+        "the content tag names the index"
+    );
+    assert_eq!(
+        a["content_tags"][0]["state"].as_str(),
+        Some("created"),
+        "{a:?}"
+    );
     remove_engine_images_of(&host);
 }

@@ -22,7 +22,8 @@ list (an OCI index when the images are OCI) whose entries carry each platform (o
 architecture, variant), PUTs it by digest;\n\
   - once every index is in, gives each image its tag and reads the tag back;\n\
   - runs the integration tests a split build leaves for the merge (`integration_tests: true`: \
-against the tag, or each of `integration_platforms:`), logs in --out/logs/.\n\
+against the tag, or each of `integration_platforms:`), logs in --out/logs/, then pushes the \
+content tags the runs computed (spec `tags:`; the runs must agree on them) naming the index.\n\
 Then it writes into --out: artifacts/<image>.yaml (digest: the index; each platform's digest \
 and test result), artifacts/IMAGES_BUILT, and manifests/<page>.md and wiki/<page>.md (one \
 section per platform; info commands run in the Docker engine at DOCKER_HOST; --no-pages \
@@ -32,7 +33,7 @@ again: the same artifacts make the same indexes, the same digests.\n\n\
 GitHub Actions (GITHUB_ACTIONS=true): a refusal or failure as an error annotation, a table \
 in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.\n\n\
 Exit codes: 0 merged and tagged (or nothing awaited a merge; with --dry-run: checked); 1 \
-integration tests or a manifest page failed (the tags are in place, as after a build's push); 2 refused (a missing platform, different \
+integration tests, a content tag or a manifest page failed (the tags are in place, as after a build's push); 2 refused (a missing platform, different \
 commits, a failure in a run, bad artifacts), or a registry that refused or could not be \
 reached.";
 
@@ -109,17 +110,11 @@ async fn merge_and_report(
         merge::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
         let out = ArtifactDirs::new(&a.out);
         let cancel = super::common::cancel_on_ctrl_c();
-        if !merge::integration_tests(&spec, &out, &mut merged, a.test_timeout, &cancel).await {
-            for m in merged.iter().filter(|m| !m.report.success) {
-                tracing::error!("{}: {}", m.image, m.report.message);
-                if gha.is_some() {
-                    eprint!("{}", github::error(&m.image, &m.report.message));
-                }
-            }
-            status = ExitStatus::Failed;
-        }
+        // As in a build, after the tag: integration tests, content tags, the page; an image
+        // that fails a step goes no further.
+        merge::integration_tests(&spec, &out, &mut merged, a.test_timeout, &cancel).await;
+        merge::content_tags(&client, &mut merged).await;
         if !a.no_pages {
-            // As in a build: no page for an image whose integration tests failed.
             for m in merged.iter_mut().filter(|m| m.report.success) {
                 let opts = PageOptions {
                     out_dir: out.manifests(),
@@ -129,18 +124,19 @@ async fn merge_and_report(
                         insecure: a.registry.insecure_registry.clone(),
                     },
                     timeout: a.page_timeout,
-                    cancel: super::common::cancel_on_ctrl_c(),
+                    cancel: cancel.clone(),
                     content_tags: m.report.content_tags.clone(),
                 };
                 let page = manifest_page::write_page(&spec, &m.key, &m.image, &opts);
-                if m.report.run_step(Step::Manifest, page).await.is_none() {
-                    tracing::error!("{}: {}", m.image, m.report.message);
-                    if gha.is_some() {
-                        eprint!("{}", github::error(&m.image, &m.report.message));
-                    }
-                    status = ExitStatus::Failed;
-                }
+                m.report.run_step(Step::Manifest, page).await;
             }
+        }
+        for m in merged.iter().filter(|m| !m.report.success) {
+            tracing::error!("{}: {}", m.image, m.report.message);
+            if gha.is_some() {
+                eprint!("{}", github::error(&m.image, &m.report.message));
+            }
+            status = ExitStatus::Failed;
         }
         for p in merge::write_artifacts(&out, &merged)? {
             tracing::debug!("wrote {}", p.display());
