@@ -1436,25 +1436,7 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
         return;
     };
     let host = reg.host();
-    // The kid's integration tests run on arm64 only (`integration_platforms`): the service
-    // and the runner are containers of its arm64 manifest.
-    let spec = read(git.path().join("spec.yml")).replace(
-        "    info_cmds: [MACHINE]\ntag:",
-        "    info_cmds: [MACHINE]\n    integration_tests: true\n    integration_platforms: [linux/arm64]\n    tests:\n      integration: {wait_log: ready}\ntag:",
-    );
-    git.write("spec.yml", &spec)
-        .write(
-            "images/kid/Dockerfile",
-            &format!(
-                "{}CMD [\"python3\", \"-c\", \"print('ready', flush=True); import time; time.sleep(600)\"]\n",
-                read(git.path().join("images/kid/Dockerfile"))
-            ),
-        )
-        .write(
-            "images/kid/integration_tests/test_service.py",
-            "import os, platform\n\ndef test_runs_on_arm64():\n    assert os.environ['SERVICE_NAME']\n    assert platform.machine() == 'aarch64'\n",
-        );
-    git.commit("kid: integration tests on arm64");
+    with_kid_integration(&git, Some("linux/arm64"));
     let out = tempfile::tempdir().unwrap();
     let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
@@ -1500,6 +1482,11 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
             "one test on each platform"
         );
         assert_eq!(yaml["commit"].as_str().map(str::len), Some(40), "{yaml:?}");
+        assert_eq!(
+            digest_in_registry(&format!("{host}/mp/{k}:arch-x86_64")).as_deref(),
+            Some(index.as_str()),
+            "{k}: the content tag, computed on amd64, names the index"
+        );
         per_platform.insert(k, listed);
     }
     // The child FROM the parent's index: each platform has the parent's layers of that
@@ -1568,6 +1555,37 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     remove_engine_images_of(&host);
 }
 
+/// Give the kid a service (a CMD that says `ready`) and an integration test that asserts
+/// it runs on arm64; `integration_platforms` in its spec when given. A content tag
+/// `arch-<uname -m>` for the stack. Committed.
+fn with_kid_integration(git: &support::git_repo::TestRepo, integration_platforms: Option<&str>) {
+    let on = integration_platforms
+        .map(|p| format!("    integration_platforms: [{p}]\n"))
+        .unwrap_or_default();
+    // A content tag is computed on the native platform and names the index.
+    let spec = format!(
+        "tags: [\"arch-{{uname -m}}\"]\n{}",
+        read(git.path().join("spec.yml"))
+    );
+    let spec = spec.replace(
+        "    info_cmds: [MACHINE]\ntag:",
+        &format!("    info_cmds: [MACHINE]\n    integration_tests: true\n{on}    tests:\n      integration: {{wait_log: ready}}\ntag:"),
+    );
+    git.write("spec.yml", &spec)
+        .write(
+            "images/kid/Dockerfile",
+            &format!(
+                "{}CMD [\"python3\", \"-c\", \"print('ready', flush=True); import time; time.sleep(600)\"]\n",
+                read(git.path().join("images/kid/Dockerfile"))
+            ),
+        )
+        .write(
+            "images/kid/integration_tests/test_service.py",
+            "import os, platform\n\ndef test_runs_on_arm64():\n    assert os.environ['SERVICE_NAME']\n    assert platform.machine() == 'aarch64'\n",
+        );
+    git.commit("kid: integration tests");
+}
+
 /// A test that fails only on arm64 fails the image: its report names the arm64 failure,
 /// amd64's result is recorded as passed, and no tag appears for it (its parent, which
 /// passed on both, is tagged).
@@ -1628,6 +1646,9 @@ fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
         return;
     };
     let host = reg.host();
+    // The kid's integration tests: this (amd64) runner does not build its native platform,
+    // so they run once on the arm64 image it built.
+    with_kid_integration(&git, None);
     let out = tempfile::tempdir().unwrap();
     let (code, summary, stderr) =
         build_repo(git.path(), out.path(), &bk, &["--platform", "linux/arm64"]);

@@ -260,12 +260,21 @@ async fn run_steps(
         // Children build FROM this digest, tagged or not.
         ctx.record_digest(&planned.key, d);
     }
+    let native = super::platforms::native_ref(&image.image_name, &manifests, &test_ref);
     let Some(content_tags) =
-        crate::content_tags::publish::compute_step(ctx, &image.tags, &test_ref, report).await
+        crate::content_tags::publish::compute_step(ctx, &image.tags, &native, report).await
     else {
         return;
     };
     if selection.split {
+        let on =
+            super::platforms::split_integration_targets(&image.integration_platforms, &manifests);
+        if image.integration_tests && !on.is_empty() {
+            let (repo, suite) = (&image.image_name, Suite::Integration);
+            if !super::platforms::run_tests(ctx, planned, repo, &on, suite, report).await {
+                return;
+            }
+        }
         return super::platforms::await_merge(report, &planned.key, pushed_digest.as_deref());
     }
 

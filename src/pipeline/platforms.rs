@@ -292,6 +292,45 @@ pub fn record_single(report: &mut ImageReport, sel: &Selection) {
     }
 }
 
+/// What content tags are computed in: the native platform's manifest of a multi-platform
+/// image (else its first platform's, when it is not built for this machine), or `test_ref`.
+pub fn native_ref(repository: &str, manifests: &[(String, String)], test_ref: &str) -> String {
+    let native = platform::native();
+    match manifests
+        .iter()
+        .find(|(p, _)| *p == native)
+        .or(manifests.first())
+    {
+        Some((_, d)) => format!("{repository}@{d}"),
+        None => test_ref.to_string(),
+    }
+}
+
+/// Where a split build runs the integration tests (no tag to run them against): on the
+/// spec's `integration_platforms` built in this run (none built here: they run on the
+/// runner that builds them), else once, on the native platform's manifest, or the first
+/// platform's when this run does not build the native one.
+pub fn split_integration_targets(
+    integration_platforms: &[String],
+    manifests: &[(String, String)],
+) -> Vec<(String, String)> {
+    if !integration_platforms.is_empty() {
+        return manifests
+            .iter()
+            .filter(|(p, _)| integration_platforms.contains(p))
+            .cloned()
+            .collect();
+    }
+    let native = platform::native();
+    manifests
+        .iter()
+        .find(|(p, _)| *p == native)
+        .or(manifests.first())
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
 /// A split build's image that passed its tests: pushed by digest, no tag; it waits for
 /// `stackctl merge`, which reads `awaiting_merge` and `platforms` from its artifact.
 pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
@@ -446,6 +485,34 @@ mod tests {
             split: false,
         };
         assert!(check_builder("base", &one, true, "docker").is_ok());
+    }
+
+    #[test]
+    fn content_tags_run_on_the_native_platform() {
+        let native = platform::native();
+        let m = vec![
+            ("linux/s390x".to_string(), "sha256:1".to_string()),
+            (native, "sha256:2".to_string()),
+        ];
+        assert_eq!(native_ref("r/x", &m, "r/x@sha256:i"), "r/x@sha256:2");
+        assert_eq!(native_ref("r/x", &m[..1], "r/x@sha256:i"), "r/x@sha256:1");
+        assert_eq!(native_ref("r/x", &[], "r/x@sha256:i"), "r/x@sha256:i");
+    }
+
+    #[test]
+    fn a_split_builds_integration_tests() {
+        let native = platform::native();
+        let m = |ps: &[&str]| -> Vec<(String, String)> {
+            ps.iter()
+                .map(|p| (p.to_string(), format!("sha256:{p}")))
+                .collect()
+        };
+        let both = m(&["linux/s390x", &native]);
+        assert_eq!(split_integration_targets(&[], &both), m(&[&native]));
+        assert_eq!(split_integration_targets(&[], &both[..1]), both[..1]);
+        let on = vec!["linux/s390x".to_string()];
+        assert_eq!(split_integration_targets(&on, &both), both[..1]);
+        assert!(split_integration_targets(&on, &both[1..]).is_empty());
     }
 
     #[test]
