@@ -443,120 +443,11 @@ pub async fn publish(
     Ok(())
 }
 
-/// The integration tests a split build left for the merge (`integration_tests: true`), run
-/// once the tags are given, as `stackctl build` runs them after its push: against the tag
-/// (the engine's native platform), or with `integration_platforms:` against each listed
-/// platform's manifest (`<repository>@<digest>`). Logs and JUnit files go to `out/logs/`
-/// (`<name>.integration-tests.log`, with the platform before the suffix per platform).
-/// A failure is recorded in the image's report (the tag stays, as in a build); returns
-/// whether every image passed.
-pub async fn integration_tests(
-    spec: &Spec,
-    out: &ArtifactDirs,
-    merged: &mut [Merged],
-    timeout: std::time::Duration,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> bool {
-    use crate::imagetest::{self, Outcome, Suite};
-    let mut all = true;
-    for m in merged.iter_mut().filter(|m| m.tagged) {
-        let Some(image) = spec.image(&m.key).filter(|i| i.integration_tests) else {
-            continue;
-        };
-        // (platform, reference, log, junit)
-        let targets: Vec<(String, String, PathBuf, PathBuf)> =
-            if image.integration_platforms.is_empty() {
-                vec![(
-                    String::new(),
-                    m.image.clone(),
-                    out.integration_tests_log(&m.image),
-                    out.integration_tests_junit(&m.image),
-                )]
-            } else {
-                let repository = &image.image_name;
-                m.platforms
-                    .iter()
-                    .filter(|e| {
-                        image
-                            .integration_platforms
-                            .contains(&e.platform.to_string())
-                    })
-                    .map(|e| {
-                        let p = e.platform.to_string();
-                        let part = crate::spec::platform::file_part(&p);
-                        let with = |path: PathBuf| {
-                            let name = path.file_name().unwrap_or_default().to_string_lossy();
-                            let stem = name.trim_end_matches(".integration-tests.log");
-                            let stem = stem.trim_end_matches(".integration-tests.xml");
-                            let ext = &name[stem.len()..];
-                            path.with_file_name(format!("{stem}.{part}{ext}"))
-                        };
-                        (
-                            p,
-                            format!("{repository}@{}", e.digest),
-                            with(out.integration_tests_log(&m.image)),
-                            with(out.integration_tests_junit(&m.image)),
-                        )
-                    })
-                    .collect()
-            };
-        let t0 = std::time::Instant::now();
-        let mut total = crate::report::TestCounts::default();
-        let mut failed = vec![];
-        for (p, reference, log, junit) in targets {
-            let opts = imagetest::Options {
-                timeout,
-                log_file: Some(log),
-                junit_file: Some(junit),
-                cancel: cancel.clone(),
-            };
-            let (ok, why) =
-                match imagetest::run_suite(spec, &m.key, &reference, Suite::Integration, &opts)
-                    .await
-                {
-                    Ok(r) => {
-                        let c = crate::pipeline::platforms::counts_of(&r, &p);
-                        total.passed += c.passed;
-                        total.failed += c.failed;
-                        total.skipped += c.skipped;
-                        total.seconds += c.seconds;
-                        total.failures.extend(c.failures);
-                        (
-                            matches!(r.outcome, Outcome::Passed | Outcome::NoTests),
-                            r.message,
-                        )
-                    }
-                    Err(e) => (false, format!("{e:#}")),
-                };
-            if let Some(entry) = m.report.platforms.iter_mut().find(|e| e.platform == p) {
-                entry.success &= ok;
-            }
-            if !ok {
-                failed.push(if p.is_empty() {
-                    why
-                } else {
-                    format!("{p}: {why}")
-                });
-            }
-        }
-        m.report
-            .step_took(crate::report::Step::IntegrationTests, t0.elapsed());
-        m.report.tests.integration = Some(total);
-        if !failed.is_empty() {
-            all = false;
-            m.report.fail(
-                crate::report::Step::IntegrationTests,
-                format!("integration-tests failed: {}", failed.join("; ")),
-            );
-        }
-    }
-    all
-}
-
 /// Push the content tags the runs computed (`tags:` in the spec) for each tagged image that
 /// passed its tests, naming the index ([`crate::content_tags::publish::publish`]: an
 /// existing tag on another digest is kept unless it is `moving`). A failure is recorded in
-/// the report; returns whether every image's tags went through.
+/// the report; returns whether every image's tags went through. (Each split run has run
+/// the integration tests already, against its pushed digest.)
 pub async fn content_tags(client: &RegistryClient, merged: &mut [Merged]) -> bool {
     let mut all = true;
     for m in merged
@@ -586,7 +477,7 @@ pub async fn content_tags(client: &RegistryClient, merged: &mut [Merged]) -> boo
 
 /// Write the merged images' artifacts into `out`: each `artifacts/<safe name>.yaml` (the
 /// index digest, every platform's result) and `artifacts/IMAGES_BUILT` (the images tagged
-/// whose integration tests and page passed, as a build lists them).
+/// whose content tags and page went through, as a build lists them).
 pub fn write_artifacts(out: &ArtifactDirs, merged: &[Merged]) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = vec![];
     for m in merged {

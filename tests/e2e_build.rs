@@ -2031,13 +2031,12 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
     );
 }
 
-/// Integration tests and content tags wait for the merge: the split builds of an HTTP
-/// service (FROM the two-platform python base, no RUN) run and push none; `stackctl merge`
-/// runs the tests against the new tag, on this machine's platform, records them in the
-/// merged artifact and its logs, and gives the content tag to the index.
+/// Content tags wait for the merge: the split builds of a small image (FROM the
+/// two-platform python base, no RUN) compute them and push none; `stackctl merge` gives
+/// them to the index.
 #[test]
-fn merge_runs_the_integration_tests_split_builds_left() {
-    let test = "merge_runs_the_integration_tests_split_builds_left";
+fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
+    let test = "merge_gives_the_content_tags_split_builds_left_to_the_index";
     let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
         return;
     };
@@ -2050,7 +2049,7 @@ fn merge_runs_the_integration_tests_split_builds_left() {
     repo.write(
         "spec.yml",
         &format!(
-            "images:\n  svc:\n    image_name: {host}/split/svc\n    integration_tests: true\n    tests:\n      integration:\n        port: 8000\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
+            "images:\n  svc:\n    image_name: {host}/split/svc\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
         ),
     )
     .write(
@@ -2060,11 +2059,7 @@ fn merge_runs_the_integration_tests_split_builds_left() {
         ),
     )
     .write("images/svc/arch-amd64.txt", "amd64\n")
-    .write("images/svc/arch-arm64.txt", "arm64\n")
-    .write(
-        "images/svc/integration_tests/test_http.py",
-        "import os, urllib.request\n\ndef test_native_platform_served():\n    with urllib.request.urlopen(os.environ['SERVICE_URL'].rstrip('/') + '/arch.txt', timeout=10) as r:\n        assert r.read() == b'amd64\\n'\n",
-    );
+    .write("images/svc/arch-arm64.txt", "arm64\n");
     repo.commit("a service");
     let tls = bk.tcp_args();
     let full = format!("{host}/split/svc:{PREFIX}-main");
@@ -2087,7 +2082,6 @@ fn merge_runs_the_integration_tests_split_builds_left() {
         assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
         let a = artifact(&out, &full);
         assert_eq!(a["awaiting_merge"], true, "{a:?}");
-        assert!(a["tests"]["integration"].is_null(), "{arch}: {a:?}");
         assert_eq!(
             a["content_tags"][0]["state"].as_str(),
             Some("not-pushed"),
@@ -2104,18 +2098,6 @@ fn merge_runs_the_integration_tests_split_builds_left() {
     assert_eq!(code, 0, "{stderr}");
     let a = artifact(merged.path(), &full);
     assert_eq!(a["success"], true, "{a:?}");
-    assert_eq!(
-        a["tests"]["integration"]["passed"].as_u64(),
-        Some(1),
-        "{a:?}"
-    );
-    let log = read(
-        merged
-            .path()
-            .join("logs")
-            .join(format!("{}.integration-tests.log", safe(&full))),
-    );
-    assert!(log.contains("1 passed"), "{log}");
     let commit: String = repo.repo.head().unwrap().target().unwrap().to_string()[..7].into();
     let index = digest_in_registry(&full).unwrap();
     assert_eq!(a["digest"].as_str(), Some(index.as_str()));

@@ -21,9 +21,8 @@ any run. Any problem refuses the whole merge, before any registry write (exit 2)
 list (an OCI index when the images are OCI) whose entries carry each platform (os, \
 architecture, variant), PUTs it by digest;\n\
   - once every index is in, gives each image its tag and reads the tag back;\n\
-  - runs the integration tests a split build leaves for the merge (`integration_tests: true`: \
-against the tag, or each of `integration_platforms:`), logs in --out/logs/, then pushes the \
-content tags the runs computed (spec `tags:`; the runs must agree on them) naming the index.\n\
+  - pushes the content tags the runs computed (spec `tags:`; the runs must agree on them) \
+naming the index. (Each split run has run the integration tests against its digest.)\n\
 Then it writes into --out: artifacts/<image>.yaml (digest: the index; each platform's digest \
 and test result), artifacts/IMAGES_BUILT, and manifests/<page>.md and wiki/<page>.md (one \
 section per platform; info commands run in the Docker engine at DOCKER_HOST; --no-pages \
@@ -33,7 +32,7 @@ again: the same artifacts make the same indexes, the same digests.\n\n\
 GitHub Actions (GITHUB_ACTIONS=true): a refusal or failure as an error annotation, a table \
 in GITHUB_STEP_SUMMARY, `images` and `tag` in GITHUB_OUTPUT.\n\n\
 Exit codes: 0 merged and tagged (or nothing awaited a merge; with --dry-run: checked); 1 \
-integration tests, a content tag or a manifest page failed (the tags are in place, as after a build's push); 2 refused (a missing platform, different \
+a content tag or a manifest page failed (the tags are in place, as after a build's push); 2 refused (a missing platform, different \
 commits, a failure in a run, bad artifacts), or a registry that refused or could not be \
 reached.";
 
@@ -60,9 +59,6 @@ pub struct MergeArgs {
     /// Write no manifest pages (a merge job without a Docker engine).
     #[arg(long)]
     pub no_pages: bool,
-    /// Bound on each image's integration tests (image pulls included).
-    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
-    pub test_timeout: std::time::Duration,
     /// Bound on each manifest page's info commands.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = humantime::parse_duration)]
     pub page_timeout: std::time::Duration,
@@ -110,9 +106,8 @@ async fn merge_and_report(
         merge::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
         let out = ArtifactDirs::new(&a.out);
         let cancel = super::common::cancel_on_ctrl_c();
-        // As in a build, after the tag: integration tests, content tags, the page; an image
-        // that fails a step goes no further.
-        merge::integration_tests(&spec, &out, &mut merged, a.test_timeout, &cancel).await;
+        // As in a build, after the tag: content tags, then the page (the split runs have run
+        // the integration tests against their digests); a failed step ends the image.
         merge::content_tags(&client, &mut merged).await;
         if !a.no_pages {
             for m in merged.iter_mut().filter(|m| m.report.success) {

@@ -383,7 +383,7 @@ fn with_platform(path: &std::path::Path, p: &str) -> std::path::PathBuf {
 }
 
 /// One suite's counts, failures prefixed with the platform.
-pub(crate) fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
+fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
     TestCounts {
         passed: r.passed,
         failed: r.failed + r.errors,
