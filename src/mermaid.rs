@@ -216,11 +216,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tree_with_two_roots_a_failed_child_and_a_skipped_grandchild() {
-        let nodes = [
-            node("base", None, NodeState::Built, &["built"]),
-            node("r-2", None, NodeState::UpToDate, &["up to date"]),
+    /// A task from `start_ms` to `end_ms`.
+    fn task(section: &str, name: &str, start_ms: u64, end_ms: u64, failed: bool) -> GanttTask {
+        GanttTask {
+            section: section.into(),
+            name: name.into(),
+            start: Duration::from_millis(start_ms),
+            end: Duration::from_millis(end_ms),
+            failed,
+        }
+    }
+
+    /// `analysis` (under `base`) failed, so `deep` below it was skipped.
+    fn failed_branch() -> [TreeNode; 2] {
+        [
             node(
                 "analysis",
                 Some("base"),
@@ -233,6 +242,17 @@ mod tests {
                 NodeState::Skipped,
                 &["skipped: parent analysis failed"],
             ),
+        ]
+    }
+
+    #[test]
+    fn tree_with_two_roots_a_failed_child_and_a_skipped_grandchild() {
+        let [analysis, deep] = failed_branch();
+        let nodes = [
+            node("base", None, NodeState::Built, &["built"]),
+            node("r-2", None, NodeState::UpToDate, &["up to date"]),
+            analysis,
+            deep,
             node(
                 "x",
                 Some("r-2"),
@@ -262,36 +282,11 @@ mod tests {
 
     #[test]
     fn gantt_of_two_concurrent_siblings() {
-        let s = Duration::from_millis;
         let tasks = [
-            GanttTask {
-                section: "base".into(),
-                name: "build".into(),
-                start: s(0),
-                end: s(4000),
-                failed: false,
-            },
-            GanttTask {
-                section: "a".into(),
-                name: "build".into(),
-                start: s(4100),
-                end: s(6000),
-                failed: false,
-            },
-            GanttTask {
-                section: "a".into(),
-                name: "basic tests".into(),
-                start: s(6000),
-                end: s(9000),
-                failed: true,
-            },
-            GanttTask {
-                section: "b".into(),
-                name: "build".into(),
-                start: s(4100),
-                end: s(7000),
-                failed: false,
-            },
+            task("base", "build", 0, 4000, false),
+            task("a", "build", 4100, 6000, false),
+            task("a", "basic tests", 6000, 9000, true),
+            task("b", "build", 4100, 7000, false),
         ];
         assert_eq!(
             gantt("stackctl build: 2026.3-main", &tasks),
@@ -346,7 +341,7 @@ mod tests {
             eprintln!("SKIPPED mermaid_cli_renders_every_diagram: no mmdc or no {chromium}");
             return;
         }
-        let s = Duration::from_millis;
+        let [analysis, deep] = failed_branch();
         let diagrams = [
             flowchart(&[
                 node(
@@ -362,18 +357,8 @@ mod tests {
                     &["REBUILD", "changed: images/other-root/x"],
                 ),
                 node("kept", None, NodeState::Keep, &["keep"]),
-                node(
-                    "analysis",
-                    Some("base"),
-                    NodeState::Failed,
-                    &["failed: basic-tests"],
-                ),
-                node(
-                    "deep",
-                    Some("analysis"),
-                    NodeState::Skipped,
-                    &["skipped: parent analysis failed"],
-                ),
+                analysis,
+                deep,
                 node(
                     "up",
                     Some("base"),
@@ -390,27 +375,9 @@ mod tests {
             gantt(
                 "stackctl build: 2026.3-main",
                 &[
-                    GanttTask {
-                        section: "base".into(),
-                        name: "build".into(),
-                        start: s(0),
-                        end: s(4000),
-                        failed: false,
-                    },
-                    GanttTask {
-                        section: "a".into(),
-                        name: "basic-tests".into(),
-                        start: s(4100),
-                        end: s(4100),
-                        failed: true,
-                    },
-                    GanttTask {
-                        section: "b".into(),
-                        name: "integration-tests".into(),
-                        start: s(4100),
-                        end: s(7000),
-                        failed: false,
-                    },
+                    task("base", "build", 0, 4000, false),
+                    task("a", "basic-tests", 4100, 4100, true),
+                    task("b", "integration-tests", 4100, 7000, false),
                 ],
             ),
             bar_chart(

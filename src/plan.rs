@@ -13,21 +13,21 @@
 //! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]).
 //!
 //! [`make_plan`] does the git work and the decisions; [`resolve_options`] turns command
-//! line choices plus GitHub Actions variables ([`GithubEnv`]) into [`PlanOptions`].
+//! line choices plus GitHub Actions variables ([`GithubEnv`], from [`crate::github_event`])
+//! into [`PlanOptions`].
 
 use crate::git::{self, ChangedFile, GitError};
+use crate::github_event::{payload_base, PayloadBase, PayloadError};
+use crate::github_event::{Event, GithubEnv};
 use crate::registry::ImageRef;
 use crate::spec::Spec;
-use crate::tag::{build_tag, TagError};
+use crate::tag::{build_tag, TagError, MAIN_BRANCH};
 use git2::{Oid, Repository};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use thiserror::Error;
-
-/// The branch whose builds always rebuild everything (they may go to production).
-pub const MAIN_BRANCH: &str = "main";
 
 /// How many changed files a `changed:` reason names before "and N more".
 const SHOWN_FILES: usize = 3;
@@ -58,26 +58,6 @@ pub mod reason {
             s.push_str(&format!(" and {} more", files.len() - shown));
         }
         s
-    }
-}
-
-/// What triggered the workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    /// Commits pushed to a branch: the files changed between base and head.
-    Push,
-    /// A pull request: every file it changes (merge-base of base and head, to head).
-    #[value(name = "pull_request", alias = "pull-request")]
-    PullRequest,
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Event::Push => "push",
-            Event::PullRequest => "pull_request",
-        })
     }
 }
 
@@ -119,43 +99,6 @@ impl Default for PlanOptions {
     }
 }
 
-/// The GitHub Actions variables a plan reads, as values (so that tests and callers
-/// need not touch the process environment). Empty values count as unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GithubEnv {
-    /// GITHUB_EVENT_NAME: `push`, `pull_request`, `pull_request_target`, ...
-    pub event_name: Option<String>,
-    /// GITHUB_HEAD_REF: the source branch of a pull request.
-    pub head_ref: Option<String>,
-    /// GITHUB_REF_NAME: the branch (or tag) that was pushed.
-    pub ref_name: Option<String>,
-    /// GITHUB_EVENT_PATH: the JSON payload of the event.
-    pub event_path: Option<PathBuf>,
-}
-
-impl GithubEnv {
-    /// Read the variables from the process environment.
-    pub fn from_process() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        GithubEnv {
-            event_name: var("GITHUB_EVENT_NAME"),
-            head_ref: var("GITHUB_HEAD_REF"),
-            ref_name: var("GITHUB_REF_NAME"),
-            event_path: var("GITHUB_EVENT_PATH").map(PathBuf::from),
-        }
-    }
-
-    /// The event GITHUB_EVENT_NAME names: `pull_request` and `pull_request_target` are
-    /// pull requests; any other event is treated as a push.
-    pub fn event(&self) -> Option<Event> {
-        let name = self.event_name.as_deref().filter(|s| !s.is_empty())?;
-        Some(match name {
-            "pull_request" | "pull_request_target" => Event::PullRequest,
-            _ => Event::Push,
-        })
-    }
-}
-
 /// The choices made on the command line; `None` means "use the default".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanRequest {
@@ -176,8 +119,8 @@ pub enum PlanError {
     /// An image name and tag that do not make a reference (the spec checks names, so rare).
     #[error(transparent)]
     Reference(#[from] crate::registry::reference::RefError),
-    #[error("{}: cannot read the GitHub event payload (GITHUB_EVENT_PATH): {detail}", .path.display())]
-    Payload { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
 }
 
 /// Explicit choices win; then GitHub Actions variables; then the local defaults
@@ -215,28 +158,15 @@ pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions
     })
 }
 
-/// The base the event payload gives: `before` (push) or `pull_request.base.sha`.
+/// The base a plan takes from the event payload (see [`payload_base`]).
 fn base_from_payload(path: &Path, event: Event) -> Result<Base, PlanError> {
-    let bad = |detail: String| PlanError::Payload {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let (pointer, origin) = match event {
-        Event::Push => ("/before", "`before` in GITHUB_EVENT_PATH"),
-        Event::PullRequest => (
-            "/pull_request/base/sha",
-            "`pull_request.base.sha` in GITHUB_EVENT_PATH",
-        ),
-    };
-    Ok(match json.pointer(pointer).and_then(|v| v.as_str()) {
-        Some(sha) if git::is_zero_rev(sha) => Base::NewBranch,
-        Some(sha) if !sha.is_empty() => Base::Rev {
-            rev: sha.to_string(),
+    Ok(match payload_base(path, event)? {
+        Some(PayloadBase { sha, .. }) if git::is_zero_rev(&sha) => Base::NewBranch,
+        Some(PayloadBase { sha, origin }) => Base::Rev {
+            rev: sha,
             origin: origin.to_string(),
         },
-        _ => Base::FirstParent,
+        None => Base::FirstParent,
     })
 }
 

@@ -121,6 +121,10 @@ pub fn quarter_stable_tag(prefix: &str) -> String {
 /// The global stable tag.
 pub const GLOBAL_STABLE_TAG: &str = "stable";
 
+/// The branch whose builds always rebuild everything (they may go to production), and
+/// whose `<prefix>-main` registry cache every branch imports.
+pub const MAIN_BRANCH: &str = "main";
+
 #[cfg(test)]
 mod tests {
     use super::*;

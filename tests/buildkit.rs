@@ -23,95 +23,6 @@ fn docker() -> Docker {
     Docker::connect_with_unix(&sock.to_string_lossy(), 600, bollard::API_DEFAULT_VERSION).unwrap()
 }
 
-/// A minimal ustar archive writer for the busybox root filesystem (no tar crate in the deps).
-struct Tar(Vec<u8>);
-
-impl Tar {
-    fn header(&mut self, name: &str, mode: u32, size: u64, kind: u8, link: &str) {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        let oct = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
-            let s = format!("{:0width$o}\0", v, width = len - 1);
-            h[at..at + len].copy_from_slice(s.as_bytes());
-        };
-        oct(&mut h, 100, 8, mode as u64);
-        oct(&mut h, 108, 8, 0);
-        oct(&mut h, 116, 8, 0);
-        oct(&mut h, 124, 12, size);
-        oct(&mut h, 136, 12, 1_700_000_000);
-        h[156] = kind;
-        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        self.0.extend_from_slice(&h);
-    }
-    fn dir(&mut self, name: &str) {
-        self.header(name, 0o755, 0, b'5', "");
-    }
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.header(name, mode, data.len() as u64, b'0', "");
-        self.0.extend_from_slice(data);
-        let pad = (512 - data.len() % 512) % 512;
-        self.0.extend(std::iter::repeat_n(0u8, pad));
-    }
-    fn symlink(&mut self, name: &str, target: &str) {
-        self.header(name, 0o777, 0, b'2', target);
-    }
-    fn finish(mut self) -> Vec<u8> {
-        self.0.extend(std::iter::repeat_n(0u8, 1024));
-        self.0
-    }
-}
-
-/// Import a busybox root filesystem (from the host's static /bin/busybox) as `repo:tag`.
-async fn import_busybox(d: &Docker, repo: &str, tag: &str) {
-    let mut t = Tar(Vec::new());
-    for dir in ["bin/", "tmp/", "etc/", "root/"] {
-        t.dir(dir);
-    }
-    t.file(
-        "bin/busybox",
-        0o755,
-        &std::fs::read("/bin/busybox").unwrap(),
-    );
-    for applet in [
-        "sh",
-        "ls",
-        "cat",
-        "stat",
-        "sha256sum",
-        "echo",
-        "sleep",
-        "test",
-        "find",
-        "wc",
-        "sort",
-        "true",
-        "false",
-    ] {
-        t.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    t.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
-    let opts = CreateImageOptions {
-        from_src: Some("-".into()),
-        repo: Some(repo.into()),
-        tag: Some(tag.into()),
-        ..Default::default()
-    };
-    let mut s = d.create_image(
-        Some(opts),
-        Some(bollard::body_full(t.finish().into())),
-        None,
-    );
-    while let Some(r) = s.next().await {
-        r.expect("docker import of the busybox rootfs");
-    }
-}
-
 /// Remove test images (errors ignored: they may be gone already).
 async fn remove_images(d: &Docker, refs: &[String]) {
     for r in refs {
@@ -226,7 +137,7 @@ async fn multi_stage_build_sends_the_context_faithfully() {
     let _g = ENGINE.lock().await;
     let d = docker();
     let base = unique("stackctl-bk-test/busybox");
-    import_busybox(&d, &base, "1").await;
+    support::images::busybox_image(&base, "1").await;
     let name = unique("stackctl-bk-test/ctx");
     let stack = Stack::new(&format!(
         "images:\n  ctx:\n    image_name: {name}\n    build_args: {{GREETING: hello-from-spec}}\ntag:\n  prefix: \"2026.3\"\n"
@@ -349,7 +260,7 @@ async fn child_from_pushed_parent_then_cache_from() {
     };
     // The parent: busybox imported, pushed to the registry under the branch tag.
     let local = unique("stackctl-bk-test/parent");
-    import_busybox(&d, &local, "1").await;
+    support::images::busybox_image(&local, "1").await;
     let parent = format!("{host}/stack/parent");
     d.tag_image(
         &format!("{local}:1"),
@@ -582,7 +493,7 @@ async fn tcp_transport_with_session_over_control() {
 
     let d = docker();
     let base = unique("stackctl-bk-test/tcpbase");
-    import_busybox(&d, &base, "1").await;
+    support::images::busybox_image(&base, "1").await;
     let name = unique("stackctl-bk-test/tcp");
     let stack = Stack::new(&format!(
         "images:\n  viatcp:\n    image_name: {name}\ntag:\n  prefix: \"2026.3\"\n"
@@ -779,7 +690,7 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
     let _g = ENGINE.lock().await;
     let d = docker();
     let base = unique("stackctl-bk-test/failbase");
-    import_busybox(&d, &base, "1").await;
+    support::images::busybox_image(&base, "1").await;
     let stack = Stack::new(
         "images:\n  broken:\n    image_name: stackctl-bk-test/broken\ntag:\n  prefix: \"2026.3\"\n",
     );
@@ -1152,7 +1063,7 @@ async fn engine_cannot_export_registry_cache_says_so_and_builds_inline() {
     let _g = ENGINE.lock().await;
     let d = docker();
     let base = unique("stackctl-bk-test/cachebase");
-    import_busybox(&d, &base, "1").await;
+    support::images::busybox_image(&base, "1").await;
     let name = unique("stackctl-bk-test/enginecache");
     let stack = Stack::new(&format!(
         "images:\n  ec:\n    image_name: {name}\ncache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n"

@@ -102,7 +102,10 @@ async fn basic_suites_with_images_from_a_registry() {
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
-    assert_eq!((r.passed, r.failed, r.skipped), (2, 0, 1));
+    assert_eq!(
+        (r.counts.passed, r.counts.failed, r.counts.skipped),
+        (2, 0, 1)
+    );
     assert_eq!(r.exit_status().code(), 0);
     assert!(
         r.notices.iter().any(|n| n.contains("images/tests_common/")),
@@ -120,17 +123,17 @@ async fn basic_suites_with_images_from_a_registry() {
         .unwrap();
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}\n{}", r.output);
     assert_eq!(r.exit_status().code(), 1);
-    assert_eq!((r.passed, r.failed), (1, 1));
-    assert_eq!(r.failures.len(), 1);
+    assert_eq!((r.counts.passed, r.counts.failed), (1, 1));
+    assert_eq!(r.counts.failures.len(), 1);
     assert!(
-        r.failures[0].name.ends_with("test_bad::test_broken"),
+        r.counts.failures[0].name.ends_with("test_bad::test_broken"),
         "{:?}",
-        r.failures
+        r.counts.failures
     );
     assert!(
-        r.failures[0].message.contains("fruit mismatch"),
+        r.counts.failures[0].message.contains("fruit mismatch"),
         "{:?}",
-        r.failures
+        r.counts.failures
     );
     assert!(!r.output.contains("test_never_reached PASSED"));
 
@@ -243,7 +246,7 @@ async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
-    assert_eq!(r.passed, 2);
+    assert_eq!(r.counts.passed, 2);
     assert!(r.notices.is_empty(), "{:?}", r.notices);
     assert!(
         r.output.contains("tests_common/test_common.py"),
@@ -309,7 +312,7 @@ def test_service_answers():
             .await
             .unwrap();
         assert_eq!(r.outcome, Outcome::Passed, "{key}: {r:?}\n{}", r.output);
-        assert_eq!(r.passed, 1);
+        assert_eq!(r.counts.passed, 1);
         let log = std::fs::read_to_string(logs.path().join(format!("{key}.log"))).unwrap();
         // The service's own output (the request the test made) is in the log too.
         assert!(log.contains("GET /index.html"), "{log}");

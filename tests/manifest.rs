@@ -5,7 +5,8 @@
 mod support;
 
 use assert_cmd::Command;
-use stackctl::manifest_page::history::{clean_command, human_size};
+use stackctl::human::human_size;
+use stackctl::manifest_page::history::clean_command;
 use stackctl::naming::page_name;
 use support::images;
 use support::{Registry, RegistryAuth};
@@ -217,6 +218,29 @@ async fn unknown_info_command_and_missing_image_are_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&missing),
+        "{out:?}"
+    );
+
+    // Credentials are read as by every other command: an empty --password-stdin is refused.
+    let out = Command::cargo_bin("stackctl")
+        .unwrap()
+        .arg("manifest")
+        .arg("--repo")
+        .arg(repo.path())
+        .args([
+            "m",
+            "--ref",
+            &missing,
+            "--username",
+            "u",
+            "--password-stdin",
+        ])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--password-stdin: standard input was empty"),
         "{out:?}"
     );
 }

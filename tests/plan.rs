@@ -12,9 +12,9 @@
 
 mod support;
 
+use stackctl::github_event::{Event, GithubEnv};
 use stackctl::plan::{
-    make_plan, reason, resolve_options, Base, Event, GithubEnv, Plan, PlanOptions, PlanRequest,
-    RegistryCheck,
+    make_plan, reason, resolve_options, Base, Plan, PlanOptions, PlanRequest, RegistryCheck,
 };
 use stackctl::spec::Spec;
 use support::git_repo::TestRepo;

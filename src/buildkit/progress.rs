@@ -7,6 +7,7 @@
 //! Record: every vertex (step) with its start, end, cached or not, error and output; written to
 //! the log file with a closing table of the time each step took.
 
+use crate::human::human_size;
 use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -172,8 +173,8 @@ impl Progress {
                         "{}  {} {}/{}",
                         self.steps[&st.vertex].name,
                         st.id,
-                        human(st.current),
-                        human(st.total)
+                        human_size(st.current.max(0) as u64),
+                        human_size(st.total.max(0) as u64)
                     ));
                 }
             }
@@ -340,18 +341,5 @@ fn status_word(s: &Step) -> String {
             Some(d) => format!("DONE {:.1}s", d.as_secs_f64()),
             None => "DONE".into(),
         }
-    }
-}
-
-fn human(n: i64) -> String {
-    let n = n as f64;
-    if n >= 1e9 {
-        format!("{:.2}GB", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1}MB", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.1}kB", n / 1e3)
-    } else {
-        format!("{n}B")
     }
 }

@@ -189,7 +189,7 @@ pub enum BuildkitCommand {
 pub fn current_branch(repo: &std::path::Path) -> anyhow::Result<String> {
     let opts = crate::plan::resolve_options(
         &crate::plan::PlanRequest::default(),
-        &crate::plan::GithubEnv::from_process(),
+        &crate::github_event::GithubEnv::from_process(),
     )?;
     match opts.branch {
         Some(b) => Ok(b),

@@ -43,28 +43,33 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub insecure_registry: Vec<String>,
     /// Set by the commands whose registry work is all through the registry API (exists,
-    /// retag, tag) from their `--registry-endpoint` options; see [`EndpointArgs`].
+    /// retag, tag) from their `--registry-endpoint` options; see [`RegistryApiArgs`].
     #[arg(skip)]
     pub endpoints: Vec<(String, String)>,
 }
 
-/// `--registry-endpoint`, for the commands that only talk to registries through the registry
-/// API (`exists`, `retag`, `tag`): a build's pushes go through BuildKit, which would not
-/// follow it, so `build` and `build-image` do not offer it.
+/// The registry options with `--registry-endpoint`, for the commands that only talk to
+/// registries through the registry API (`exists`, `retag`, `tag`): a build's pushes go
+/// through BuildKit, which would not follow it, so `build` and `build-image` do not offer it.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct EndpointArgs {
+pub struct RegistryApiArgs {
     /// Send the requests for registry NAME (as in references: docker.io for Docker Hub
     /// names such as ucsdets/notebook, ghcr.io, ...) to HOST:PORT instead: a mirror or a
     /// test registry. Names printed and written (wiki, IMAGES_* lists) stay as written.
     /// Repeatable.
     #[arg(long = "registry-endpoint", value_name = "NAME=HOST:PORT", value_parser = parse_endpoint)]
     pub registry_endpoint: Vec<(String, String)>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
-impl EndpointArgs {
-    /// `registry` with these endpoints set.
-    pub fn apply(&self, registry: &mut RegistryArgs) {
-        registry.endpoints = self.registry_endpoint.clone();
+impl RegistryApiArgs {
+    /// The registry options, with these endpoints set.
+    pub fn with_endpoints(&self) -> RegistryArgs {
+        RegistryArgs {
+            endpoints: self.registry_endpoint.clone(),
+            ..self.registry.clone()
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! `stackctl test` and `stackctl manifest` (issue 5).
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::credentials::{Credential, CredentialStore, Secret};
 use crate::error::ExitStatus;
 use crate::imagetest::{self, Options, Outcome, Suite};
 use crate::manifest_page::{self, PageOptions, RegistryAccess};
@@ -121,13 +120,13 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
             "{} tests of {}: {verdict} ({}) in {:.1}s",
             res.suite,
             res.image,
-            res.counts(),
+            res.counts.summary(),
             res.seconds
         );
         for n in &res.notices {
             outln!("  note: {n}");
         }
-        for f in &res.failures {
+        for f in &res.counts.failures {
             outln!("  failed: {}: {}", f.name, f.message);
         }
         if res.outcome == Outcome::CouldNotRun {
@@ -140,32 +139,15 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
     Ok(res.exit_status())
 }
 
-/// The registry access the flags ask for (password read from stdin when asked).
-fn registry_access(r: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
-    let explicit = match (&r.username, r.password_stdin) {
-        (Some(user), true) => {
-            let mut pw = String::new();
-            std::io::stdin().read_line(&mut pw)?;
-            Some(Credential {
-                username: user.clone(),
-                secret: Secret::new(pw.trim_end_matches(['\n', '\r'])),
-                source: "--password-stdin".into(),
-            })
-        }
-        _ => None,
-    };
-    Ok(RegistryAccess {
-        credentials: CredentialStore::from_env(explicit)?,
-        insecure: r.insecure_registry.clone(),
-    })
-}
-
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
     let opts = PageOptions {
         out_dir: a.out.clone(),
         wiki_dir: a.wiki.clone(),
-        registry: registry_access(&a.registry)?,
+        registry: RegistryAccess {
+            credentials: a.registry.credentials()?,
+            insecure: a.registry.insecure_registry.clone(),
+        },
         timeout: a.timeout,
         cancel: super::common::cancel_on_ctrl_c(),
         content_tags: vec![],

@@ -1,7 +1,8 @@
 //! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
 use super::GlobalArgs;
 use crate::error::ExitStatus;
-use crate::plan::{self, Event, GithubEnv, PlanRequest};
+use crate::github_event::{Event, GithubEnv};
+use crate::plan::{self, PlanRequest};
 
 /// What decides a rebuild, shown after the options in `--help`.
 const RULES: &str = "\

@@ -1,10 +1,10 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
-//! and [`crate::promotion`].
-use super::common::{EndpointArgs, RegistryArgs, SpecArgs};
+//! and [`crate::stack_promotion`].
+use super::common::{RegistryApiArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::error::{ExitStatus, Failed};
-use crate::promotion::{self, Kind};
 use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::stack_promotion::{self, Kind};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -24,9 +24,7 @@ pub struct ExistsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryApiArgs,
 }
 
 /// `stackctl retag`.
@@ -52,9 +50,7 @@ pub struct RetagArgs {
     #[arg(value_name = "DST")]
     pub dst: String,
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryApiArgs,
 }
 
 /// `stackctl tag`.
@@ -128,19 +124,17 @@ pub struct TagArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
     #[command(flatten)]
-    pub endpoints: EndpointArgs,
-    #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryApiArgs,
 }
 
-pub async fn run_exists(mut a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    a.endpoints.apply(&mut a.registry);
+pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let registry = a.registry.with_endpoints();
     let refs = a
         .refs
         .iter()
         .map(|r| ImageRef::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = a.registry.client()?;
+    let client = registry.client()?;
     let results = exists_many(&client, &refs).await;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&results)?);
@@ -170,11 +164,11 @@ pub async fn run_exists(mut a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
     })
 }
 
-pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    a.endpoints.apply(&mut a.registry);
+pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let registry = a.registry.with_endpoints();
     let src = ImageRef::parse(&a.src)?;
     let dst = ImageRef::parse_destination(&a.dst, &src)?;
-    let client = a.registry.client()?;
+    let client = registry.client()?;
     let rep = client.retag(&src, &dst).await.map_err(|e| {
         if e.is_not_found() {
             anyhow::Error::new(Failed(e.to_string()))
@@ -210,8 +204,8 @@ pub async fn run_retag(mut a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<Exit
     Ok(ExitStatus::Success)
 }
 
-pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
-    a.endpoints.apply(&mut a.registry);
+pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let registry = a.registry.with_endpoints();
     let spec = a.spec.load()?;
     for (what, t) in [
         ("ORIGINAL_TAG", a.original_tag.as_deref()),
@@ -231,11 +225,11 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
     let client = if a.offline {
         None
     } else {
-        let mut o = a.registry.client_options();
+        let mut o = registry.client_options();
         o.retry.request_timeout = a.request_timeout;
-        Some(RegistryClient::new(a.registry.credentials()?, o)?)
+        Some(RegistryClient::new(registry.credentials()?, o)?)
     };
-    let opts = promotion::Options {
+    let opts = stack_promotion::Options {
         kind,
         dry_run: a.dry_run,
         offline: a.offline,
@@ -247,6 +241,6 @@ pub async fn run_tag(mut a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
     };
-    promotion::run(client.as_ref(), &spec, &opts).await?;
+    stack_promotion::run(client.as_ref(), &spec, &opts).await?;
     Ok(ExitStatus::Success)
 }

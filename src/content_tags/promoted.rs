@@ -6,8 +6,8 @@
 //! templates can give (their literal parts, see [`super::Template::matcher`]), and one
 //! HEAD each to compare digests. No data moves.
 
+use super::TagTemplate;
 use crate::registry::{exists_many, ImageRef, RegistryClient};
-use crate::spec::Spec;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
@@ -16,9 +16,10 @@ pub const CONTENT_TAGS: &str = "CONTENT_TAGS";
 
 /// For each promoted `(source, target)` whose source has `digest`: the content tags of
 /// the source's repository that name that digest, as `(target, content tag ref)`.
+/// `images` are the spec's images as `(image_name, tag templates)`.
 pub async fn of_promoted(
     client: &RegistryClient,
-    spec: &Spec,
+    images: &[(&str, &[TagTemplate])],
     pairs: &[(String, String)],
     digests: &[String],
 ) -> anyhow::Result<Vec<(String, String)>> {
@@ -26,15 +27,15 @@ pub async fn of_promoted(
     for ((source, target), digest) in pairs.iter().zip(digests) {
         let src = ImageRef::parse(source)?;
         let name = src.name();
-        let Some(image) = spec.images.values().find(|i| {
-            i.image_name == name || ImageRef::parse(&i.image_name).is_ok_and(|r| r.name() == name)
+        let Some((_, templates)) = images.iter().find(|(image_name, _)| {
+            *image_name == name || ImageRef::parse(image_name).is_ok_and(|r| r.name() == name)
         }) else {
             continue;
         };
-        if image.tags.is_empty() {
+        if templates.is_empty() {
             continue;
         }
-        let matchers: Vec<regex::Regex> = image.tags.iter().map(|t| t.template.matcher()).collect();
+        let matchers: Vec<regex::Regex> = templates.iter().map(|t| t.template.matcher()).collect();
         let tags = client
             .list_tags(&src)
             .await

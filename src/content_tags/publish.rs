@@ -1,19 +1,19 @@
 //! One image's content tags in `stackctl build`.
 //!
-//! - [`compute_step`], right after the basic tests: the templates' commands run in one
+//! - [`compute`], right after the basic tests: the templates' commands run in one
 //!   container of the tested image, the tags are rendered and checked. A bad value fails
 //!   the image before it gets any tag (so no tag has to be taken back).
-//! - [`publish_step`], once the image passed every test and has its tag: each content tag
+//! - [`publish`], once the image passed every test and has its tag: each content tag
 //!   is a manifest PUT of the tested digest (`<repository>@<digest>`, no data moves), read
 //!   back before it is reported. An existing tag that names another digest is kept,
 //!   unless its template says `moving: true`; the image is not failed, it gets a warning.
+//!
+//! The build's steps that call them, recording in the image's report, are
+//! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, TagTemplate, Values};
-use crate::manifest_page::info::run_info_commands;
-use crate::pipeline::image::ImageJobContext;
+use crate::image_commands::{run_info_commands, InfoCmd};
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ImageReport, Step};
-use crate::spec::InfoCmd;
 use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -192,78 +192,4 @@ pub async fn publish(
         });
     }
     Ok((records, warnings))
-}
-
-/// The build's step after the basic tests: compute the image's content tags in the tested
-/// image `test_ref`, record them as not pushed yet. None: the image failed (recorded).
-pub async fn compute_step(
-    ctx: &ImageJobContext<'_>,
-    templates: &[TagTemplate],
-    test_ref: &str,
-    report: &mut ImageReport,
-) -> Option<Vec<Rendered>> {
-    if templates.is_empty() {
-        return Some(vec![]);
-    }
-    let commit: String = ctx.commit.chars().take(7).collect();
-    let date = ctx.build_time.format("%Y-%m-%d").to_string();
-    let rendered = report
-        .run_step(
-            Step::ContentTags,
-            compute(
-                test_ref,
-                templates,
-                &commit,
-                &date,
-                &ctx.spec.tag_prefix,
-                ctx.test_timeout,
-                &ctx.cancel,
-            ),
-        )
-        .await?;
-    report.content_tags = rendered
-        .iter()
-        .map(|r| Record {
-            tag: r.tag.clone(),
-            digest: None,
-            state: State::NotPushed,
-            moving: r.moving,
-            previous: None,
-        })
-        .collect();
-    Some(rendered)
-}
-
-/// The build's step once the image has its tag: push its content tags. False: failed
-/// (recorded in the report).
-pub async fn publish_step(
-    ctx: &ImageJobContext<'_>,
-    repository: &str,
-    tags: &[Rendered],
-    report: &mut ImageReport,
-) -> bool {
-    if tags.is_empty() {
-        return true;
-    }
-    let Some(digest) = report.digest.clone() else {
-        report.fail(
-            Step::ContentTags,
-            "content tags: the pushed digest is not known",
-        );
-        return false;
-    };
-    match report
-        .run_step(
-            Step::ContentTags,
-            publish(ctx.registry, repository, &digest, tags),
-        )
-        .await
-    {
-        Some((records, warnings)) => {
-            report.content_tags = records;
-            report.warnings.extend(warnings);
-            true
-        }
-        None => false,
-    }
 }

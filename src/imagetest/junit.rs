@@ -22,8 +22,25 @@ pub struct JunitReport {
     pub failures: Vec<TestFailure>,
 }
 
-/// One failing test case.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+impl JunitReport {
+    /// Failed and erroring test cases together (a suite fails on either).
+    pub fn failed_or_errored(&self) -> u32 {
+        self.failed + self.errors
+    }
+
+    /// `12 passed, 1 failed, 2 skipped` (errors counted with failed).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed,
+            self.failed_or_errored(),
+            self.skipped
+        )
+    }
+}
+
+/// One failing test case; the build's artifacts record the same ([`crate::report::TestCounts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestFailure {
     /// `classname::name` (pytest: `test.test_x::test_y`).
     pub name: String,

@@ -97,12 +97,9 @@ pub struct SuiteResult {
     pub suite: Suite,
     pub image: String,
     pub outcome: Outcome,
-    pub passed: u32,
-    pub failed: u32,
-    pub errors: u32,
-    pub skipped: u32,
-    /// Failing tests with their messages.
-    pub failures: Vec<TestFailure>,
+    /// The counts and failing tests of its JUnit report (zero when it did not run).
+    #[serde(flatten)]
+    pub counts: JunitReport,
     /// One line saying what happened.
     pub message: String,
     /// Remarks such as skipped (missing) test folders.
@@ -124,11 +121,7 @@ impl SuiteResult {
             suite,
             image: image.to_string(),
             outcome: Outcome::CouldNotRun,
-            passed: 0,
-            failed: 0,
-            errors: 0,
-            skipped: 0,
-            failures: vec![],
+            counts: JunitReport::default(),
             message: String::new(),
             notices: vec![],
             exit_code: None,
@@ -151,16 +144,6 @@ impl SuiteResult {
             Outcome::Failed => ExitStatus::Failed,
             Outcome::CouldNotRun => ExitStatus::Error,
         }
-    }
-
-    /// `12 passed, 1 failed, 2 skipped` (errors counted with failed).
-    pub fn counts(&self) -> String {
-        format!(
-            "{} passed, {} failed, {} skipped",
-            self.passed,
-            self.failed + self.errors,
-            self.skipped
-        )
     }
 }
 
@@ -594,24 +577,19 @@ fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> SuiteResult
             format!("{why}: {t}")
         });
     };
-    let report = match junit::parse(&xml) {
+    res.counts = match junit::parse(&xml) {
         Ok(r) => r,
         Err(e) => return res.could_not_run(format!("unreadable JUnit report: {e}")),
     };
-    res.passed = report.passed;
-    res.failed = report.failed;
-    res.errors = report.errors;
-    res.skipped = report.skipped;
-    res.failures = report.failures;
-    if res.failed + res.errors > 0 || code == 1 {
+    if res.counts.failed_or_errored() > 0 || code == 1 {
         res.outcome = Outcome::Failed;
-        res.message = match res.failures.first() {
+        res.message = match res.counts.failures.first() {
             Some(f) => format!("failed: {} ({})", f.name, f.message),
             None => format!("failed (exit code {code})"),
         };
     } else if code == 0 {
         res.outcome = Outcome::Passed;
-        res.message = if res.passed + res.skipped == 0 {
+        res.message = if res.counts.passed + res.counts.skipped == 0 {
             "no tests".into()
         } else {
             "passed".into()
@@ -646,7 +624,7 @@ fn write_files(res: &SuiteResult, opts: &Options) -> anyhow::Result<()> {
             res.suite,
             res.image,
             res.message,
-            res.counts()
+            res.counts.summary()
         ));
         write(log, &text)?;
     }

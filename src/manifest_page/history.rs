@@ -130,21 +130,6 @@ pub fn clean_command(created_by: &str) -> String {
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `12.3 MB`: decimal units (kB, MB, GB), one decimal from kB on.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 /// `1h2m3s`, `1m3s`, `4s`, `0s` (whole seconds; negative durations as `0s`).
 pub fn human_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds().max(0);
@@ -190,12 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(999), "999 B");
-        assert_eq!(human_size(1_500), "1.5 kB");
-        assert_eq!(human_size(123_456_789), "123.5 MB");
-        assert_eq!(human_size(2_000_000_000), "2.0 GB");
+    fn durations() {
         assert_eq!(human_duration(chrono::Duration::seconds(63)), "1m3s");
         assert_eq!(human_duration(chrono::Duration::seconds(4)), "4s");
         assert_eq!(human_duration(chrono::Duration::seconds(3723)), "1h2m3s");

@@ -2,15 +2,15 @@
 //! registry without pulling, and the output of its info commands.
 
 pub mod history;
-pub mod info;
 pub mod registry;
 
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+pub use crate::human::human_size;
+pub use crate::image_commands::InfoOutput;
 use crate::naming::page_name;
 use crate::spec::Spec;
 use anyhow::Context;
-pub use history::{human_duration, human_size, LayerRow};
-pub use info::InfoOutput;
+pub use history::{human_duration, LayerRow};
 pub use registry::{fetch_image, fetch_platforms, ImageMeta, RegistryAccess};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -97,9 +97,10 @@ pub async fn build_page(
         &meta.layer_sizes,
         reference.tag.as_ref().map(|_| image_ref),
     )?;
-    let infos = info::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
-        .await
-        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+    let infos =
+        crate::image_commands::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
+            .await
+            .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
@@ -128,7 +129,7 @@ async fn platform_pages(
             reference.tag.as_ref().map(|_| image_ref),
         )?;
         let at = reference.with_digest(&meta.digest);
-        let infos = info::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
+        let infos = crate::image_commands::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
             .await
             .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
         page.push_str(&format!("\n## {p}\n\n"));

@@ -26,15 +26,22 @@ pub struct ImageMeta {
     pub digest: String,
 }
 
+impl RegistryAccess {
+    /// A registry client with these credentials and plain-http hosts.
+    fn client(&self) -> anyhow::Result<RegistryClient> {
+        RegistryClient::new(
+            self.credentials.clone(),
+            ClientOptions {
+                insecure_registries: self.insecure.clone(),
+                ..Default::default()
+            },
+        )
+    }
+}
+
 /// Fetch the manifest and config of `r` without pulling its layers.
 pub async fn fetch_image(r: &ImageRef, access: &RegistryAccess) -> anyhow::Result<ImageMeta> {
-    let client = RegistryClient::new(
-        access.credentials.clone(),
-        ClientOptions {
-            insecure_registries: access.insecure.clone(),
-            ..Default::default()
-        },
-    )?;
+    let client = access.client()?;
     let mut m = client
         .get_manifest(r)
         .await?
@@ -80,13 +87,7 @@ pub async fn fetch_platforms(
     r: &ImageRef,
     access: &RegistryAccess,
 ) -> anyhow::Result<Option<(String, Vec<(String, ImageMeta)>)>> {
-    let client = RegistryClient::new(
-        access.credentials.clone(),
-        ClientOptions {
-            insecure_registries: access.insecure.clone(),
-            ..Default::default()
-        },
-    )?;
+    let client = access.client()?;
     let m = client
         .get_manifest(r)
         .await?

@@ -10,7 +10,7 @@ use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
 use crate::manifest_page::{self, PageOptions, RegistryAccess};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts, TestFailure};
+use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts};
 use crate::spec::Spec;
 use anyhow::anyhow;
 use std::collections::HashSet;
@@ -262,7 +262,7 @@ async fn run_steps(
     }
     let native = super::platforms::native_ref(&image.image_name, &manifests, &test_ref);
     let Some(content_tags) =
-        crate::content_tags::publish::compute_step(ctx, &image.tags, &native, report).await
+        super::content_tag_steps::compute_step(ctx, &image.tags, &native, report).await
     else {
         return;
     };
@@ -330,13 +330,8 @@ async fn run_steps(
             }
         }
 
-        if !crate::content_tags::publish::publish_step(
-            ctx,
-            &image.image_name,
-            &content_tags,
-            report,
-        )
-        .await
+        if !super::content_tag_steps::publish_step(ctx, &image.image_name, &content_tags, report)
+            .await
         {
             return;
         }
@@ -362,23 +357,28 @@ async fn run_steps(
     }
 }
 
+/// The log and JUnit paths of an image's suite.
+pub(super) fn suite_files(
+    dirs: &ArtifactDirs,
+    full: &str,
+    suite: Suite,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    match suite {
+        Suite::Basic => (dirs.basic_tests_log(full), dirs.basic_tests_junit(full)),
+        Suite::Integration => (
+            dirs.integration_tests_log(full),
+            dirs.integration_tests_junit(full),
+        ),
+    }
+}
+
 async fn run_suite(
     ctx: &ImageJobContext<'_>,
     planned: &PlannedImage,
     image_ref: &str,
     suite: Suite,
 ) -> anyhow::Result<SuiteResult> {
-    let full = &planned.reference;
-    let (log, junit) = match suite {
-        Suite::Basic => (
-            ctx.dirs.basic_tests_log(full),
-            ctx.dirs.basic_tests_junit(full),
-        ),
-        Suite::Integration => (
-            ctx.dirs.integration_tests_log(full),
-            ctx.dirs.integration_tests_junit(full),
-        ),
-    };
+    let (log, junit) = suite_files(ctx.dirs, &planned.reference, suite);
     let opts = imagetest::Options {
         timeout: ctx.test_timeout,
         log_file: Some(log),
@@ -399,20 +399,7 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
         }
     };
     report.step_took(step, Duration::from_secs_f64(r.seconds));
-    let counts = TestCounts {
-        passed: r.passed,
-        failed: r.failed + r.errors,
-        skipped: r.skipped,
-        seconds: r.seconds,
-        failures: r
-            .failures
-            .iter()
-            .map(|f| TestFailure {
-                name: f.name.clone(),
-                message: f.message.clone(),
-            })
-            .collect(),
-    };
+    let counts = TestCounts::of_suite(&r.counts, r.seconds);
     if step == Step::IntegrationTests {
         report.tests.integration = Some(counts);
     } else {

@@ -1,10 +1,12 @@
 //! The main job (`stackctl build`): plan, registry check, then for every image that
 //! rebuilds, parents first, its steps; then the artifacts.
 //! - [`schedule`]: which image runs when (parents first, `--jobs`, `--keep-going`).
-//! - [`image`]: one image's steps (build, tests, push, manifest page, prune).
+//! - [`image`]: one image's steps (build, tests, push, manifest page, prune);
+//!   [`content_tag_steps`]: its content tag steps.
 //! - [`prune`]: reclaiming builder space.
 //! - [`run`]: the whole run, from options to the files it leaves.
 
+pub mod content_tag_steps;
 pub mod image;
 pub mod platforms;
 pub mod prune;

@@ -7,7 +7,7 @@ use super::image::ImageJobContext;
 use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ImageReport, PlatformReport, Step, TestCounts, TestFailure};
+use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::spec::{platform, ImageSpec};
 use anyhow::{anyhow, Context as _};
 use std::time::Instant;
@@ -350,16 +350,7 @@ fn files(
     suite: Suite,
     p: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (log, junit) = match suite {
-        Suite::Basic => (
-            ctx.dirs.basic_tests_log(full),
-            ctx.dirs.basic_tests_junit(full),
-        ),
-        Suite::Integration => (
-            ctx.dirs.integration_tests_log(full),
-            ctx.dirs.integration_tests_junit(full),
-        ),
-    };
+    let (log, junit) = super::image::suite_files(ctx.dirs, full, suite);
     (with_platform(&log, p), with_platform(&junit, p))
 }
 
@@ -384,20 +375,11 @@ fn with_platform(path: &std::path::Path, p: &str) -> std::path::PathBuf {
 
 /// One suite's counts, failures prefixed with the platform.
 fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
-    TestCounts {
-        passed: r.passed,
-        failed: r.failed + r.errors,
-        skipped: r.skipped,
-        seconds: (r.seconds * 1000.0).round() / 1000.0,
-        failures: r
-            .failures
-            .iter()
-            .map(|f| TestFailure {
-                name: format!("[{p}] {}", f.name),
-                message: f.message.clone(),
-            })
-            .collect(),
+    let mut counts = TestCounts::of_suite(&r.counts, (r.seconds * 1000.0).round() / 1000.0);
+    for f in &mut counts.failures {
+        f.name = format!("[{p}] {}", f.name);
     }
+    counts
 }
 
 /// The JUnit XML with its (first) `<testsuite name="...">` renamed, so that a CI's test

@@ -259,7 +259,7 @@ async fn reclaim_space(
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
                     s.key,
-                    crate::manifest_page::history::human_size(bytes)
+                    crate::human::human_size(bytes)
                 );
             }
             Err(e) => tracing::warn!(

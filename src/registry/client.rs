@@ -205,25 +205,37 @@ impl RegistryClient {
         self.schemes.url(r, tail)
     }
 
+    /// The URL of `r`'s manifest (by tag or digest).
+    fn manifest_url(&self, r: &ImageRef) -> String {
+        self.url(r, &format!("manifests/{}", r.manifest_ref()))
+    }
+
+    /// The URL of blob `digest` in `r`'s repository.
+    fn blob_url(&self, r: &ImageRef, digest: &str) -> String {
+        self.url(r, &format!("blobs/{digest}"))
+    }
+
     /// The host requests for `r` go to: its endpoint if one is set, else its API host.
     pub(super) fn host<'a>(&'a self, r: &'a ImageRef) -> &'a str {
         self.schemes.host(r)
     }
 
-    /// Send a request through the transport stack (auth, retries, log).
+    /// Send a request through the transport stack (auth, retries, log), bounded by the
+    /// per-request timeout.
     async fn send(
         &self,
         r: &ImageRef,
         scopes: &[String],
         what: &str,
-        timeout: Option<Duration>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let timeout = Some(self.opts.retry.request_timeout);
         self.send_noting(r, scopes, what, timeout, build, None)
             .await
     }
 
-    /// [`send`](Self::send), noting attempts that got no answer in `unanswered`.
+    /// Send a request through the transport stack with `timeout` (`None`: unbounded, for a
+    /// streamed blob), noting attempts that got no answer in `unanswered`.
     async fn send_noting(
         &self,
         r: &ImageRef,
@@ -289,10 +301,9 @@ impl RegistryClient {
 
     /// HEAD a manifest: its digest and media type, or `None` when it does not exist.
     pub async fn head_manifest(&self, r: &ImageRef) -> Result<Option<Descriptor>, RegistryError> {
-        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
-        let t = self.opts.retry.request_timeout;
+        let url = self.manifest_url(r);
         let resp = self
-            .send(r, &[pull(r)], "HEAD", Some(t), |h| {
+            .send(r, &[pull(r)], "HEAD", |h| {
                 h.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
@@ -329,10 +340,9 @@ impl RegistryClient {
 
     /// GET a manifest's exact bytes, or `None` when it does not exist.
     pub async fn get_manifest(&self, r: &ImageRef) -> Result<Option<Manifest>, RegistryError> {
-        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
-        let t = self.opts.retry.request_timeout;
+        let url = self.manifest_url(r);
         let resp = self
-            .send(r, &[pull(r)], "GET", Some(t), |h| {
+            .send(r, &[pull(r)], "GET", |h| {
                 h.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
@@ -389,14 +399,13 @@ impl RegistryClient {
         m: &Manifest,
         unanswered: Option<&Unanswered>,
     ) -> Result<String, RegistryError> {
-        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
-        let t = self.opts.retry.request_timeout;
+        let url = self.manifest_url(r);
         let resp = self
             .send_noting(
                 r,
                 &[push(r)],
                 "PUT",
-                Some(t),
+                Some(self.opts.retry.request_timeout),
                 |h| {
                     h.put(&url)
                         .header(CONTENT_TYPE, &m.media_type)
@@ -434,13 +443,10 @@ impl RegistryClient {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
-        let t = self.opts.retry.request_timeout;
         let mut url = self.url(r, "tags/list?n=1000");
         let mut out = vec![];
         loop {
-            let resp = self
-                .send(r, &[pull(r)], "GET", Some(t), |h| h.get(&url))
-                .await?;
+            let resp = self.send(r, &[pull(r)], "GET", |h| h.get(&url)).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND => return Ok(out),
@@ -471,10 +477,9 @@ impl RegistryClient {
     /// DELETE a tag. `Ok(Err("HTTP <status> (<registry's reason>)"))` when the registry
     /// refuses deleting tags (GHCR answers 405; Distribution 2.8 only deletes by digest).
     pub async fn delete_tag(&self, r: &ImageRef) -> Result<Result<(), String>, RegistryError> {
-        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()));
-        let t = self.opts.retry.request_timeout;
+        let url = self.manifest_url(r);
         let resp = self
-            .send(r, &[push(r)], "DELETE", Some(t), |h| h.delete(&url))
+            .send(r, &[push(r)], "DELETE", |h| h.delete(&url))
             .await?;
         match resp.status().as_u16() {
             200 | 202 | 204 => Ok(Ok(())),
@@ -486,10 +491,9 @@ impl RegistryClient {
 
     /// Whether blob `digest` is in `r`'s repository.
     pub async fn blob_exists(&self, r: &ImageRef, digest: &str) -> Result<bool, RegistryError> {
-        let url = self.url(r, &format!("blobs/{digest}"));
-        let t = self.opts.retry.request_timeout;
+        let url = self.blob_url(r, digest);
         let resp = self
-            .send(r, &[pull(r)], "HEAD blob", Some(t), |h| h.head(&url))
+            .send(r, &[pull(r)], "HEAD blob", |h| h.head(&url))
             .await?;
         match resp.status() {
             StatusCode::OK => Ok(true),
@@ -500,10 +504,9 @@ impl RegistryClient {
 
     /// GET a small blob (a config) whole, checked against `digest`.
     pub async fn get_blob(&self, r: &ImageRef, digest: &str) -> Result<Bytes, RegistryError> {
-        let url = self.url(r, &format!("blobs/{digest}"));
-        let t = self.opts.retry.request_timeout;
+        let url = self.blob_url(r, digest);
         let resp = self
-            .send(r, &[pull(r)], "GET blob", Some(t), |h| h.get(&url))
+            .send(r, &[pull(r)], "GET blob", |h| h.get(&url))
             .await?;
         if resp.status() != StatusCode::OK {
             return Err(self.fail(r, &format!("GET of blob {digest}"), resp).await);
@@ -542,9 +545,8 @@ impl RegistryClient {
                 .append_pair("from", &from.repository);
             scopes.push(pull(from));
         }
-        let t = self.opts.retry.request_timeout;
         let resp = self
-            .send(r, &scopes, "POST upload", Some(t), |h| {
+            .send(r, &scopes, "POST upload", |h| {
                 h.post(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await?;
@@ -576,9 +578,8 @@ impl RegistryClient {
         }
         let mut loc = self.start_upload(r, None).await?.expect("not a mount");
         loc.query_pairs_mut().append_pair("digest", &digest);
-        let t = self.opts.retry.request_timeout;
         let resp = self
-            .send(r, &[push(r)], "PUT blob", Some(t), |h| {
+            .send(r, &[push(r)], "PUT blob", |h| {
                 h.put(loc.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(data.clone())
@@ -600,9 +601,16 @@ impl RegistryClient {
         size: u64,
         mut loc: url::Url,
     ) -> Result<(), RegistryError> {
-        let get_url = self.url(src, &format!("blobs/{digest}"));
+        let get_url = self.blob_url(src, digest);
         let resp = self
-            .send(src, &[pull(src)], "GET blob", None, |h| h.get(&get_url))
+            .send_noting(
+                src,
+                &[pull(src)],
+                "GET blob",
+                None,
+                |h| h.get(&get_url),
+                None,
+            )
             .await?;
         if resp.status() != StatusCode::OK {
             return Err(self.fail(src, &format!("GET of blob {digest}"), resp).await);

@@ -1,9 +1,9 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
 //! [`reference`] (names); [`transport`], a stack of small layers every request goes
 //! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
-//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag); [`promote`]
-//! (all-or-nothing retag of a whole stack); [`index`] (a multi-platform index put together
-//! from images already in the repository).
+//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag);
+//! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back); [`index`]
+//! (a multi-platform index put together from images already in the repository).
 
 pub mod auth;
 pub mod client;
@@ -11,10 +11,10 @@ pub mod copy;
 pub mod debuglog;
 pub mod http;
 pub mod index;
-pub mod promote;
 pub mod reference;
 pub mod retry;
 pub mod scheme;
+pub mod tag_transaction;
 pub mod transport;
 pub mod useragent;
 

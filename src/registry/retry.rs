@@ -246,18 +246,15 @@ mod tests {
                 .build()
                 .unwrap()
         };
-        let resp = t
-            .round_trip(Call::new(get("busy"), &[], "GET"))
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 502);
-        assert_eq!(srv.seen().len(), 3);
-        let resp = t
-            .round_trip(Call::new(get("gone"), &[], "GET"))
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 404);
-        assert_eq!(srv.seen().len(), 4);
+        // 502 three times (the bound), then a 404 once: requests seen in all, 3 then 4.
+        for (path, status, seen) in [("busy", 502, 3), ("gone", 404, 4)] {
+            let resp = t
+                .round_trip(Call::new(get(path), &[], "GET"))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), status, "{path}");
+            assert_eq!(srv.seen().len(), seen, "{path}");
+        }
     }
 
     #[tokio::test]
@@ -268,14 +265,18 @@ mod tests {
         drop(free);
         let t = Retry::new(Http::new().unwrap(), quick(2));
         let u = Unanswered::default();
-        let req = reqwest::Client::new()
-            .put(format!("http://{addr}/v2/a/manifests/t"))
-            .body("{}")
-            .build()
-            .unwrap();
-        let mut call = Call::new(req, &[], "PUT");
-        call.unanswered = Some(&u);
-        assert!(t.round_trip(call).await.is_err());
+        let put = |addr: std::net::SocketAddr| {
+            let req = reqwest::Client::new()
+                .put(format!("http://{addr}/v2/a/manifests/t"))
+                .timeout(Duration::from_millis(200))
+                .body("{}")
+                .build()
+                .unwrap();
+            let mut call = Call::new(req, &[], "PUT");
+            call.unanswered = Some(&u);
+            call
+        };
+        assert!(t.round_trip(put(addr)).await.is_err());
         assert!(u.get().is_none());
         assert!(!u.in_flight());
 
@@ -288,15 +289,7 @@ mod tests {
                 held.push(s);
             }
         });
-        let req = reqwest::Client::new()
-            .put(format!("http://{addr}/v2/a/manifests/t"))
-            .timeout(Duration::from_millis(200))
-            .body("{}")
-            .build()
-            .unwrap();
-        let mut call = Call::new(req, &[], "PUT");
-        call.unanswered = Some(&u);
-        assert!(t.round_trip(call).await.is_err());
+        assert!(t.round_trip(put(addr)).await.is_err());
         assert_eq!(u.get().map(|(n, _)| n), Some(2));
         assert!(!u.in_flight());
     }

@@ -61,34 +61,35 @@ impl ArtifactDirs {
         self.logs().join("run.log")
     }
 
+    /// `logs/<safe name><suffix>`: one of an image's logs.
+    fn image_log(&self, full_name: &str, suffix: &str) -> PathBuf {
+        self.logs()
+            .join(format!("{}{suffix}", safe_name(full_name)))
+    }
+
     /// `logs/<safe name>.build.log`: BuildKit's output for one image, with step times.
     pub fn build_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.build.log", safe_name(full_name)))
+        self.image_log(full_name, ".build.log")
     }
 
     /// `logs/<safe name>.basic-tests.log`: the basic tests' pytest output.
     pub fn basic_tests_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.basic-tests.log", safe_name(full_name)))
+        self.image_log(full_name, ".basic-tests.log")
     }
 
     /// `logs/<safe name>.integration-tests.log`: the integration tests' output.
     pub fn integration_tests_log(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.integration-tests.log", safe_name(full_name)))
+        self.image_log(full_name, ".integration-tests.log")
     }
 
     /// `logs/<safe name>.basic-tests.xml`: the basic tests' JUnit report.
     pub fn basic_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.basic-tests.xml", safe_name(full_name)))
+        self.image_log(full_name, ".basic-tests.xml")
     }
 
     /// `logs/<safe name>.integration-tests.xml`: the integration tests' JUnit report.
     pub fn integration_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.logs()
-            .join(format!("{}.integration-tests.xml", safe_name(full_name)))
+        self.image_log(full_name, ".integration-tests.xml")
     }
 
     /// `manifests/<page>.md`: the image's manifest page.
@@ -116,32 +117,33 @@ mod tests {
     fn paths_as_formats_md_names_them() {
         let d = ArtifactDirs::new("/out");
         let full = "ghcr.io/ucsd-ets/datascience-notebook:2026.3-main";
-        let p = |p: PathBuf| p.to_string_lossy().into_owned();
-        assert_eq!(
-            p(d.image_yaml(full)),
-            "/out/artifacts/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.yaml"
-        );
-        assert_eq!(
-            p(d.image_list("IMAGES_BUILT")),
-            "/out/artifacts/IMAGES_BUILT"
-        );
-        assert_eq!(p(d.run_log()), "/out/logs/run.log");
-        assert_eq!(
-            p(d.build_log(full)),
-            "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.build.log"
-        );
-        assert_eq!(
-            p(d.basic_tests_log(full)),
-            "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.basic-tests.log"
-        );
-        assert_eq!(
-            p(d.manifest_page(full)),
-            "/out/manifests/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md"
-        );
-        assert_eq!(
-            p(d.wiki_page(full)),
-            "/out/wiki/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md"
-        );
+        let cases = [
+            (
+                d.image_yaml(full),
+                "/out/artifacts/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.yaml",
+            ),
+            (d.image_list("IMAGES_BUILT"), "/out/artifacts/IMAGES_BUILT"),
+            (d.run_log(), "/out/logs/run.log"),
+            (
+                d.build_log(full),
+                "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.build.log",
+            ),
+            (
+                d.basic_tests_log(full),
+                "/out/logs/ghcr.io-ucsd-ets-datascience-notebook-2026.3-main.basic-tests.log",
+            ),
+            (
+                d.manifest_page(full),
+                "/out/manifests/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md",
+            ),
+            (
+                d.wiki_page(full),
+                "/out/wiki/ghcr-io-ucsd-ets-datascience-notebook-2026.3-main.md",
+            ),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(path.to_string_lossy(), expected);
+        }
     }
 
     #[test]

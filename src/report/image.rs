@@ -5,7 +5,8 @@
 //! scheduler reads [`Outcome::succeeded`] from it, the postwork writes it.
 
 use super::dirs::{with_path, ArtifactDirs};
-use crate::pipeline::schedule::Outcome;
+use crate::imagetest::JunitReport;
+use crate::outcome::Outcome;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,12 +46,8 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// A failed test: its id (`test/test_x.py::test_y`) and message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestFailure {
-    pub name: String,
-    pub message: String,
-}
+/// A failed test: its id (`test/test_x.py::test_y`) and message, as the JUnit report gave it.
+pub use crate::imagetest::TestFailure;
 
 /// The counts of one test suite (from pytest's JUnit XML).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,6 +62,17 @@ pub struct TestCounts {
 }
 
 impl TestCounts {
+    /// The counts of a suite's JUnit report that took `seconds` (errors counted with failed).
+    pub fn of_suite(junit: &JunitReport, seconds: f64) -> Self {
+        TestCounts {
+            passed: junit.passed,
+            failed: junit.failed_or_errored(),
+            skipped: junit.skipped,
+            seconds,
+            failures: junit.failures.clone(),
+        }
+    }
+
     /// `3 passed, 1 failed, 0 skipped`.
     pub fn summary(&self) -> String {
         format!(

@@ -8,7 +8,7 @@ use super::image::{ImageReport, Step};
 use super::lists::{built_images, write_image_list, IMAGES_BUILT};
 use super::table::{markdown_with_pictures, RowStatus, SummaryRow};
 use crate::mermaid::{self, GanttTask, NodeState, TreeNode};
-use crate::pipeline::schedule::{Scheduled, ScheduledImage};
+use crate::outcome::{Scheduled, ScheduledImage};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ pub fn write_postwork(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::schedule::Skip;
+    use crate::outcome::Skip;
     use std::time::Duration;
 
     fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
@@ -142,14 +142,7 @@ mod tests {
             r.fail(Step::Build, "RUN exited 1");
         }
         r.finish(Duration::from_secs(2));
-        ScheduledImage {
-            key: key.into(),
-            result: Scheduled::Ran {
-                outcome: r,
-                started: Duration::ZERO,
-                took: Duration::from_secs(2),
-            },
-        }
+        ScheduledImage::ran_from_start(key, r, Duration::from_secs(2))
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::image::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
-use crate::pipeline::schedule::{Scheduled, ScheduledImage};
+use crate::outcome::{Scheduled, ScheduledImage};
 use std::time::Duration;
 
 /// How one image ended.
@@ -369,7 +369,7 @@ pub fn terminal(rows: &[SummaryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::schedule::Skip;
+    use crate::outcome::Skip;
     use crate::report::TestFailure;
 
     const REPO: &str = "127.0.0.1:5111/stackctl-example";
@@ -402,14 +402,7 @@ mod tests {
             r.fail(Step::BasicTests, "basic tests failed: t::x | assert 1 == 2");
         }
         r.finish(Duration::from_millis(65_000));
-        ScheduledImage {
-            key: key.into(),
-            result: Scheduled::Ran {
-                outcome: r,
-                started: Duration::ZERO,
-                took: Duration::from_millis(65_400),
-            },
-        }
+        ScheduledImage::ran_from_start(key, r, Duration::from_millis(65_400))
     }
 
     fn rows() -> Vec<SummaryRow> {

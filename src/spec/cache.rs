@@ -90,7 +90,7 @@ impl CacheSpec {
         for t in [
             tag.to_string(),
             crate::tag::quarter_stable_tag(prefix),
-            format!("{prefix}-{}", crate::plan::MAIN_BRANCH),
+            format!("{prefix}-{}", crate::tag::MAIN_BRANCH),
         ] {
             let r = self.reference(&t);
             if !out.contains(&r) {

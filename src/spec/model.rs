@@ -68,12 +68,8 @@ impl ImageSpec {
     }
 }
 
-/// An info command for manifest pages.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InfoCmd {
-    pub description: String,
-    pub command: String,
-}
+/// An info command for manifest pages (run by [`crate::image_commands`]).
+pub use crate::image_commands::InfoCmd;
 
 /// How an image's tests run. Every field is optional in the spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

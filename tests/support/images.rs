@@ -57,7 +57,8 @@ pub fn tar_dir(dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
-/// A busybox image without python, `name:tag`, imported from a rootfs of /bin/busybox.
+/// A busybox image without python, `name:tag`, imported from a rootfs of /bin/busybox
+/// (with the applets the tests' scripts and Dockerfiles use, and a root user).
 pub async fn busybox_image(name: &str, tag: &str) -> String {
     let d = docker().await;
     let full = format!("{name}:{tag}");
@@ -67,11 +68,35 @@ pub async fn busybox_image(name: &str, tag: &str) -> String {
     let root = tempfile::tempdir().unwrap();
     let bin = root.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+    for dir in ["tmp", "etc", "root"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    std::fs::write(
+        root.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
     std::fs::copy("/bin/busybox", bin.join("busybox")).expect("/bin/busybox (busybox-static)");
     for applet in [
-        "sh", "sleep", "echo", "cat", "ls", "seq", "dd", "mkdir", "rm", "true", "false", "head",
-        "wc", "env",
+        "sh",
+        "sleep",
+        "echo",
+        "cat",
+        "ls",
+        "seq",
+        "dd",
+        "mkdir",
+        "rm",
+        "true",
+        "false",
+        "head",
+        "wc",
+        "env",
+        "stat",
+        "sha256sum",
+        "test",
+        "find",
+        "sort",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }

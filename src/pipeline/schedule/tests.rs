@@ -1,8 +1,14 @@
 //! The scheduler with real async work: tokio timers stand in for BuildKit's time.
+//!
+//! Every test runs on tokio's paused clock: time moves only when every task waits on a
+//! timer, straight to the next deadline. So spans are exact (a 40 ms sleep takes 40 ms of
+//! the test's clock) and the order and overlap asserted below cannot depend on the load of
+//! the machine.
 
 use super::*;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 fn job(key: &str, parent: Option<&str>) -> Job {
     Job {
@@ -69,7 +75,7 @@ fn fan_out() -> Vec<Job> {
     ]
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn siblings_run_concurrently_up_to_the_job_limit() {
     for limit in [1, 2, 4] {
         let trace = Rc::new(RefCell::new(Trace::default()));
@@ -96,7 +102,7 @@ async fn siblings_run_concurrently_up_to_the_job_limit() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn siblings_overlap_in_time() {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let jobs = vec![
@@ -112,12 +118,12 @@ async fn siblings_overlap_in_time() {
     .await
     .unwrap();
     let t = trace.borrow();
-    let (a0, a1) = t.span("a");
-    let (b0, b1) = t.span("b");
-    assert!(a0 < b1 && b0 < a1, "a and b did not overlap");
+    let (_, base_end) = t.span("base");
+    assert_eq!(t.span("a").0, base_end, "a waited");
+    assert_eq!(t.span("a"), t.span("b"), "a and b did not run side by side");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_free_slot_is_filled_at_once() {
     // jobs=2: a (short) and b (long) start together; c takes a's slot when a ends,
     // long before b ends.
@@ -132,12 +138,16 @@ async fn a_free_slot_is_filled_at_once() {
     .await
     .unwrap();
     let t = trace.borrow();
-    assert!(t.span("c").0 >= t.span("a").1);
-    assert!(t.span("c").0 < t.span("b").1);
+    assert_eq!(
+        t.span("c").0,
+        t.span("a").1,
+        "c did not take a's slot at once"
+    );
+    assert!(t.span("c").1 < t.span("b").1);
     assert_eq!(t.max_running, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn up_to_date_images_are_not_run_and_their_children_are() {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let mut jobs = fan_out();
@@ -169,7 +179,7 @@ fn two_branches() -> Vec<Job> {
     ]
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn keep_going_skips_only_the_failed_branch() {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let opts = ScheduleOptions {
@@ -223,7 +233,7 @@ async fn keep_going_skips_only_the_failed_branch() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_keep_going_started_images_finish_and_nothing_new_starts() {
     // jobs=2: a (fails fast) and b (slow) start together after base; c waits for a slot.
     let trace = Rc::new(RefCell::new(Trace::default()));
@@ -263,7 +273,7 @@ async fn without_keep_going_started_images_finish_and_nothing_new_starts() {
     assert!(out.iter().filter(|s| s.result.is_failure()).count() == 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_root_skips_everything_below_it() {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let jobs = vec![
@@ -288,7 +298,7 @@ async fn a_failed_root_skips_everything_below_it() {
     assert_eq!(trace.borrow().calls, ["r1", "r2", "y"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn results_carry_the_work_outcome_and_timings() {
     let jobs = vec![job("base", None), job("child", Some("base"))];
     let out = run_schedule(
@@ -314,7 +324,8 @@ async fn results_carry_the_work_outcome_and_timings() {
         panic!("base did not run")
     };
     assert_eq!(outcome, &Ok(4));
-    assert!(*took >= Duration::from_millis(40));
+    assert_eq!(*started, Duration::ZERO);
+    assert_eq!(*took, Duration::from_millis(40));
     let Scheduled::Ran {
         outcome,
         started: s2,
@@ -324,10 +335,14 @@ async fn results_carry_the_work_outcome_and_timings() {
         panic!("child did not run")
     };
     assert_eq!(outcome, &Err("child: test failed".to_string()));
-    assert!(*s2 >= *started + *took);
+    assert_eq!(
+        *s2,
+        *started + *took,
+        "the child starts when its parent ends"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn parents_outside_the_run_count_as_ready() {
     // `--only child`: the parent is not among the jobs.
     let jobs = vec![job("child", Some("base"))];
@@ -340,7 +355,7 @@ async fn parents_outside_the_run_count_as_ready() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_observer_sees_every_image_once() {
     let mut jobs = two_branches();
     jobs[5].rebuild = false;
@@ -379,7 +394,7 @@ async fn the_observer_sees_every_image_once() {
     assert_eq!(seen.iter().filter(|s| s.starts_with("start")).count(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bad_job_lists_are_refused() {
     let dup = vec![job("a", None), job("a", None)];
     let e = run_schedule(&dup, ScheduleOptions::default(), |_k| async { true })
@@ -401,7 +416,7 @@ async fn bad_job_lists_are_refused() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn zero_jobs_means_one() {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let opts = ScheduleOptions {
@@ -414,7 +429,7 @@ async fn zero_jobs_means_one() {
     assert_eq!(trace.borrow().max_running, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn descendants_are_reported_skipped_as_soon_as_their_ancestor_fails() {
     // keep-going: a fails fast; b is slow. a1 and a11 are reported before b ends.
     let seen = RefCell::new(Vec::new());
@@ -478,7 +493,7 @@ fn node_of(out: &[ScheduledImage<OnNode>], key: &str) -> usize {
         .node
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn siblings_spread_over_nodes_and_a_child_follows_its_parent() {
     // base, then a and b (siblings); a1 under a. Two nodes, one job each.
     let jobs = vec![
@@ -527,13 +542,10 @@ async fn siblings_spread_over_nodes_and_a_child_follows_its_parent() {
     let tr = trace.borrow();
     let (a_start, _) = tr.span("a");
     let (b_start, _) = tr.span("b");
-    assert!(
-        b_start.duration_since(a_start) < Duration::from_millis(30),
-        "the siblings ran at the same time"
-    );
+    assert_eq!(b_start, a_start, "the siblings ran at the same time");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn jobs_is_per_node() {
     let opts = ScheduleOptions {
         jobs: 2,
@@ -571,7 +583,7 @@ async fn jobs_is_per_node() {
     assert_eq!(on0, 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lost_node_moves_its_image_once_then_no_node_is_left() {
     let opts = ScheduleOptions {
         jobs: 1,

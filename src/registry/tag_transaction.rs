@@ -1,5 +1,6 @@
-//! Promotion of a stack: retag every source to its target, with a verdict read from the
-//! registry, never assumed.
+//! The tag transaction under a promotion: retag every source to its target, all or nothing
+//! as far as a registry allows, with a verdict read from the registry, never assumed.
+//! What is promoted, and the files it leaves, is [`crate::stack_promotion`].
 //!
 //! A registry has no transactions and no locks, and a new tag often cannot be deleted
 //! (GHCR answers 405, Distribution 2.8 400 to a DELETE by tag), so stackctl never deletes a

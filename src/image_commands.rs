@@ -1,13 +1,21 @@
-//! Info commands (`info_cmds`), run in order in one container of the image.
+//! Commands run in order in one container of an image: a manifest page's info commands
+//! (`info_cmds`, [`crate::manifest_page`]) and the commands of content tag templates
+//! ([`crate::content_tags`]).
 
 use crate::containers::{self, bounded, RunScope, Stop};
 use crate::registry::ImageRef;
-use crate::spec::InfoCmd;
 use std::time::Duration;
 use testcontainers::core::ExecCommand;
 use testcontainers::ImageExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// A command to run in an image, with what it is for (an info command of the spec).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InfoCmd {
+    pub description: String,
+    pub command: String,
+}
 
 /// What one info command printed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Stack promotion (`stackctl tag`): which images go where, the registry promotion, and the
-//! files it leaves (artifacts and wiki pages).
+//! Stack promotion (`stackctl tag`): which images go where, the registry promotion (through
+//! [`crate::registry::tag_transaction`]), and the files it leaves (artifacts and wiki pages).
 //!
 //! - quarter: every image of the spec, `<image>:ORIGINAL_TAG` → `<image>:<prefix>-stable`
 //!   (prefix = the spec's `tag.prefix` when ORIGINAL_TAG starts with it and a `-`, else
@@ -13,7 +13,7 @@
 //! (`docker.io/ucsdets/...`).
 
 use crate::error::{ExitStatus, WithStatus};
-use crate::registry::promote::{self, promote, Step};
+use crate::registry::tag_transaction::{self, promote, Step};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::Spec;
 use crate::tag::{quarter_stable_tag, GLOBAL_STABLE_TAG};
@@ -176,7 +176,7 @@ pub async fn run(
             }
         }
         (Some(c), false) => {
-            let popts = promote::Options {
+            let popts = tag_transaction::Options {
                 dry_run: opts.dry_run,
                 deadline: tokio::time::Instant::now() + opts.timeout,
                 settle: opts.request_timeout,
@@ -229,8 +229,13 @@ pub async fn run(
                 .map(|r| (r.source.clone(), r.target.clone()))
                 .collect();
             let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
+            let images: Vec<(&str, &[crate::content_tags::TagTemplate])> = spec
+                .images
+                .values()
+                .map(|i| (i.image_name.as_str(), i.tags.as_slice()))
+                .collect();
             let found =
-                crate::content_tags::promoted::of_promoted(c, spec, &promoted, &digests).await;
+                crate::content_tags::promoted::of_promoted(c, &images, &promoted, &digests).await;
             match found {
                 Ok(lines) => {
                     crate::content_tags::promoted::write(&opts.artifacts, &lines)?;
