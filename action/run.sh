@@ -11,8 +11,8 @@ stackctl="$bin_dir/stackctl"
 
 command=${INPUT_COMMAND:-}
 case "$command" in
-  build|tag|plan|retag|exists) ;;
-  *) echo "::error title=stackctl::input 'command' must be one of build, tag, plan, retag, exists (got '${command}')"; exit 2 ;;
+  build|merge|tag|plan|retag|exists) ;;
+  *) echo "::error title=stackctl::input 'command' must be one of build, merge, tag, plan, retag, exists (got '${command}')"; exit 2 ;;
 esac
 
 # `args` is split as a shell splits words (quotes group), without running anything:
@@ -67,7 +67,7 @@ else
 fi
 rm -f "$work"/buildkit-*.pem
 
-# `build` writes its own outputs (images, tag) to GITHUB_OUTPUT. For `tag`, the promotion
+# `build` and `merge` write their own outputs (images, tag) to GITHUB_OUTPUT. For `tag`, the promotion
 # as `SOURCE -> TARGET` lines, from the lists it wrote.
 if [ "$command" = tag ] && [ -n "$artifacts" ]; then
   for pair in "IMAGES_ORIGINAL IMAGES_TAGGED" "IMAGES_ORIGINAL_STABLE IMAGES_GLOBAL_STABLE"; do

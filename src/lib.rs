@@ -15,6 +15,7 @@
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 //! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
 //! - [`content_tags`]: tags computed inside a built image (`tags:`), pushed without moving.
+//! - [`merge`]: `stackctl merge`: split builds' per-platform images put together in one index.
 //! - [`stack_promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
 //! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
@@ -49,6 +50,7 @@ pub mod human;
 pub mod image_commands;
 pub mod imagetest;
 pub mod manifest_page;
+pub mod merge;
 pub mod mermaid;
 pub mod naming;
 pub mod outcome;

@@ -1805,3 +1805,311 @@ fn a_two_platform_image_without_python_fails_on_each_platform() {
     assert!(tags_of(&host, "mp/tiny").is_empty());
     remove_engine_images_of(&host);
 }
+
+// ---- Split builds (one run per platform) merged by `stackctl merge`.
+
+/// A two-image stack for linux/amd64 and linux/arm64 without RUN steps (no emulation
+/// needed to build it) and without tests: `base` copies a file named after the target
+/// architecture, so each platform's layer differs; `child` is built FROM it.
+fn two_platform_repo(host: &str) -> support::git_repo::TestRepo {
+    let repo = support::git_repo::TestRepo::new("main");
+    repo.write(
+        "spec.yml",
+        &format!(
+            "root: base\nimages:\n  base:\n    image_name: {host}/split/base\n  child:\n    image_name: {host}/split/child\n    depend_on: base\n    build_args:\n      BASE_IMAGE: {host}/split/base\nplatforms: [linux/amd64, linux/arm64]\ntag:\n  prefix: \"{PREFIX}\"\n"
+        ),
+    )
+    .write(
+        "images/base/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY arch-${TARGETARCH}.txt /arch.txt\n",
+    )
+    .write("images/base/arch-amd64.txt", "amd64\n")
+    .write("images/base/arch-arm64.txt", "arm64\n")
+    .write(
+        "images/child/Dockerfile",
+        "ARG BASE_IMAGE\nARG BASE_TAG\nFROM ${BASE_IMAGE}:${BASE_TAG}\nCOPY child.txt /child.txt\n",
+    )
+    .write("images/child/child.txt", "child\n");
+    repo.commit("two-platform stack");
+    repo
+}
+
+/// `stackctl merge --json --repo REPO --out OUT DIRS...`: exit code, stdout, stderr.
+fn merge(repo: &Path, out: &Path, dirs: &[&Path]) -> (i32, String, String) {
+    let o = Command::cargo_bin("stackctl")
+        .unwrap()
+        .env_remove("GITHUB_ACTIONS")
+        .args(["merge", "--json", "--repo"])
+        .arg(repo)
+        .arg("--out")
+        .arg(out)
+        .args(dirs)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Two split builds of one commit through a buildkitd (`build --platform linux/amd64`, then
+/// `--platform linux/arm64`, two output folders) leave no tag; `stackctl merge` of one
+/// folder is refused (exit 2, the missing platform named) and tags nothing; of both, each
+/// tag names an index listing exactly the digests the runs recorded, each child platform
+/// built FROM its parent's image of that platform.
+#[test]
+fn split_builds_are_merged_and_a_missing_platform_is_refused() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "split_builds_are_merged_and_a_missing_platform_is_refused",
+    ) else {
+        return;
+    };
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let repo = two_platform_repo(&host);
+    let tls = bk.tcp_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let tag = format!("{PREFIX}-main");
+    let full = |k: &str| format!("{host}/split/{k}:{tag}");
+    let commit = repo.repo.head().unwrap().target().unwrap().to_string();
+
+    let runs = tempfile::tempdir().unwrap();
+    let mut recorded: std::collections::BTreeMap<(String, String), String> = Default::default();
+    for arch in ["amd64", "arm64"] {
+        let out = runs.path().join(arch);
+        std::fs::create_dir_all(&out).unwrap();
+        let mut cmd = Command::cargo_bin("stackctl").unwrap();
+        let o = cmd
+            .current_dir(&out)
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--json", "--repo"])
+            .arg(repo.path())
+            .args(&tls)
+            .args(["--branch", "main", "--platform", &format!("linux/{arch}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
+        for k in ["base", "child"] {
+            let a = artifact(&out, &full(k));
+            assert_eq!(a["awaiting_merge"], true, "{k}: {a:?}");
+            assert_eq!(a["commit"].as_str(), Some(commit.as_str()), "{k}");
+            let p = &a["platforms"][0];
+            assert_eq!(
+                p["platform"].as_str(),
+                Some(format!("linux/{arch}").as_str())
+            );
+            recorded.insert(
+                (k.to_string(), arch.to_string()),
+                p["digest"].as_str().unwrap().to_string(),
+            );
+            assert_eq!(
+                digest_in_registry(&full(k)),
+                None,
+                "{k}: a split build tags nothing"
+            );
+        }
+    }
+    // Each platform's child was built FROM its parent's image of that platform.
+    for arch in ["amd64", "arm64"] {
+        let at = |k: &str| {
+            format!(
+                "{host}/split/{k}@{}",
+                recorded[&(k.to_string(), arch.to_string())]
+            )
+        };
+        assert_eq!(
+            layers_of(&at("child"))[0],
+            layers_of(&at("base"))[0],
+            "{arch}"
+        );
+    }
+    assert_ne!(
+        layers_of(&format!(
+            "{host}/split/base@{}",
+            recorded[&("base".into(), "amd64".into())]
+        )),
+        layers_of(&format!(
+            "{host}/split/base@{}",
+            recorded[&("base".into(), "arm64".into())]
+        )),
+    );
+
+    // One folder only: refused, nothing tagged, nothing written.
+    let amd = runs.path().join("amd64");
+    let arm = runs.path().join("arm64");
+    let merged = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = merge(repo.path(), merged.path(), &[&amd]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: platform linux/arm64", full("base")))
+            && stderr.contains(&amd.display().to_string()),
+        "{stderr}"
+    );
+    for k in ["base", "child"] {
+        assert_eq!(digest_in_registry(&full(k)), None, "{k}");
+    }
+    assert!(!merged.path().join("artifacts").exists());
+
+    // Both: one index per image, tagged.
+    let (code, stdout, stderr) = merge(repo.path(), merged.path(), &[&amd, &arm]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["commit"].as_str(), Some(commit.as_str()));
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (i, k) in ["base", "child"].into_iter().enumerate() {
+        let index = rt
+            .block_on(client.get_manifest(&ImageRef::parse(&full(k)).unwrap()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(json["images"][i]["key"], k);
+        assert_eq!(
+            json["images"][i]["digest"].as_str(),
+            Some(index.digest.as_str())
+        );
+        let v: Value = serde_json::from_slice(&index.bytes).unwrap();
+        let listed: Vec<(String, String)> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap(),
+                        m["platform"]["architecture"].as_str().unwrap()
+                    ),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = ["amd64", "arm64"]
+            .iter()
+            .map(|a| {
+                (
+                    format!("linux/{a}"),
+                    recorded[&(k.to_string(), a.to_string())].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(listed, want, "{k}");
+        let a = artifact(merged.path(), &full(k));
+        assert_eq!(a["digest"].as_str(), Some(index.digest.as_str()), "{k}");
+        assert_eq!(a["pushed"], true);
+        assert!(a.get("awaiting_merge").is_none() || a["awaiting_merge"] == false);
+        assert_eq!(a["platforms"].as_sequence().unwrap().len(), 2);
+        assert_eq!(tags_of(&host, &format!("split/{k}")), vec![tag.clone()]);
+        // The manifest page: the index, then a section per platform with its digest.
+        let page = read(
+            merged
+                .path()
+                .join("manifests")
+                .join(format!("{}.md", page(&full(k)))),
+        );
+        assert!(
+            page.contains(&format!("Index digest: `{}`", index.digest)),
+            "{page}"
+        );
+        for (p, d) in &want {
+            let at = page
+                .find(&format!("\n## {p}\n"))
+                .unwrap_or_else(|| panic!("{page}"));
+            assert!(page[at..].contains(d.as_str()), "{p}: {page}");
+        }
+    }
+    // The child's parent is the base's index (each platform FROM that platform's base).
+    assert_eq!(
+        artifact(merged.path(), &full("child"))["parent_digest"].as_str(),
+        json["images"][0]["digest"].as_str()
+    );
+    assert_eq!(
+        read(merged.path().join("artifacts/IMAGES_BUILT")),
+        format!("{}\n{}\n", full("base"), full("child"))
+    );
+}
+
+/// Content tags wait for the merge: the split builds of a small image (FROM the
+/// two-platform python base, no RUN) compute them and push none; `stackctl merge` gives
+/// them to the index.
+#[test]
+fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
+    let test = "merge_gives_the_content_tags_split_builds_left_to_the_index";
+    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+        return;
+    };
+    support::docker_socket();
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let base = rt.block_on(support::platforms::push_python_base(&host));
+    let repo = support::git_repo::TestRepo::new("main");
+    repo.write(
+        "spec.yml",
+        &format!(
+            "images:\n  svc:\n    image_name: {host}/split/svc\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
+        ),
+    )
+    .write(
+        "images/svc/Dockerfile",
+        &format!(
+            "FROM {host}/stackctl-local/debian-python:bookworm@{base}\nARG TARGETARCH\nCOPY arch-${{TARGETARCH}}.txt /www/arch.txt\nCMD [\"python3\", \"-m\", \"http.server\", \"8000\", \"--directory\", \"/www\"]\n"
+        ),
+    )
+    .write("images/svc/arch-amd64.txt", "amd64\n")
+    .write("images/svc/arch-arm64.txt", "arm64\n");
+    repo.commit("a service");
+    let tls = bk.tcp_args();
+    let full = format!("{host}/split/svc:{PREFIX}-main");
+    let runs = tempfile::tempdir().unwrap();
+    let mut dirs = vec![];
+    for arch in ["amd64", "arm64"] {
+        let out = runs.path().join(arch);
+        std::fs::create_dir_all(&out).unwrap();
+        let o = Command::cargo_bin("stackctl")
+            .unwrap()
+            .current_dir(&out)
+            .env_remove("GITHUB_ACTIONS")
+            .args(["build", "--repo"])
+            .arg(repo.path())
+            .args(&tls)
+            .args(["--branch", "main", "--platform", &format!("linux/{arch}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
+        let a = artifact(&out, &full);
+        assert_eq!(a["awaiting_merge"], true, "{a:?}");
+        assert_eq!(
+            a["content_tags"][0]["state"].as_str(),
+            Some("not-pushed"),
+            "{a:?}"
+        );
+        dirs.push(out);
+    }
+    let merged = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = merge(
+        repo.path(),
+        merged.path(),
+        &dirs.iter().map(|d| d.as_path()).collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let a = artifact(merged.path(), &full);
+    assert_eq!(a["success"], true, "{a:?}");
+    let commit: String = repo.repo.head().unwrap().target().unwrap().to_string()[..7].into();
+    let index = digest_in_registry(&full).unwrap();
+    assert_eq!(a["digest"].as_str(), Some(index.as_str()));
+    assert_eq!(
+        digest_in_registry(&format!("{host}/split/svc:svc-{commit}")).as_deref(),
+        Some(index.as_str()),
+        "the content tag names the index"
+    );
+    assert_eq!(
+        a["content_tags"][0]["state"].as_str(),
+        Some("created"),
+        "{a:?}"
+    );
+    remove_engine_images_of(&host);
+}

@@ -1536,7 +1536,7 @@ fn github_action_runs_commands_and_keeps_secrets() {
     assert_eq!(run.exit_code, Some(2));
     assert!(run
         .printed
-        .contains("must be one of build, tag, plan, retag, exists"));
+        .contains("must be one of build, merge, tag, plan, retag, exists"));
 }
 
 /// action.yml and every workflow in docs/github-actions.md (the ```yaml blocks under a
@@ -1591,10 +1591,17 @@ fn github_action_and_doc_workflows_match_githubs_schemas() {
             workflows.push(path);
         }
     }
-    assert!(
-        workflows.len() >= 3,
-        "found only {workflows:?} in docs/github-actions.md"
-    );
+    for name in [
+        "build.yml",
+        "tag.yml",
+        "tag_global_stable.yml",
+        "build-split.yml",
+    ] {
+        assert!(
+            workflows.iter().any(|w| w.ends_with(name)),
+            "no {name} in docs/github-actions.md (found {workflows:?})"
+        );
+    }
     check("vendor.github-workflows", &workflows);
 }
 
@@ -1619,4 +1626,313 @@ fn tag_lists_name_every_tag() {
         let absent = r(&format!("{}/listed/absent:x", reg.host()));
         assert!(c.list_tags(&absent).await.unwrap().is_empty());
     });
+}
+
+/// A spec of one image `host/split/base` declaring `platforms`, in `dir`.
+fn write_platform_spec(dir: &Path, host: &str, platforms: &str) {
+    std::fs::create_dir_all(dir.join("images/base")).unwrap();
+    std::fs::write(dir.join("images/base/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        dir.join("spec.yml"),
+        format!("images:\n  base:\n    image_name: {host}/split/base\nplatforms: {platforms}\ntag:\n  prefix: \"2026.3\"\n"),
+    )
+    .unwrap();
+}
+
+/// What a split run leaves for one image: `run/artifacts/<image>.yaml`, awaiting a merge.
+/// (Written here as input data; tests/e2e_build.rs merges real split builds.)
+fn write_split_artifact(run: &Path, image: &str, commit: &str, platform: &str, digest: &str) {
+    use stackctl::report::image::PlatformReport;
+    use stackctl::report::{ArtifactDirs, ImageReport};
+    let mut r = ImageReport::started("base", image);
+    r.built = true;
+    r.commit = Some(commit.into());
+    r.awaiting_merge = true;
+    r.platforms.push(PlatformReport {
+        platform: platform.into(),
+        digest: Some(digest.into()),
+        success: true,
+        basic: None,
+    });
+    r.finish(std::time::Duration::from_secs(1));
+    r.write(&ArtifactDirs::new(run)).unwrap();
+}
+
+/// `stackctl merge` on hand-made per-platform images pushed by digest: the tag names an
+/// index (a Docker manifest list for Docker children, an OCI index for OCI ones) listing
+/// each platform's digest with its platform, made without a blob GET but the configs; a
+/// rerun gives the same digest. Refused with exit 2 and no tag: a declared platform
+/// missing, different commits, a digest recorded for the wrong platform.
+#[test]
+fn merge_puts_platform_images_together_and_refuses_gaps() {
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let c = client(None);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yml");
+    let commit = "c0ffee".repeat(6) + "c0ff";
+    for (oci, want_type) in [
+        (false, stackctl::registry::client::DOCKER_MANIFEST_LIST),
+        (true, stackctl::registry::client::OCI_INDEX),
+    ] {
+        let tag = if oci { "2026.3-oci" } else { "2026.3-docker" };
+        let image = format!("{host}/split/base:{tag}");
+        write_platform_spec(dir.path(), &host, "[linux/amd64, linux/arm64]");
+        let repo = r(&image);
+        let (amd, arm) = rt().block_on(async {
+            (
+                support::hand_made::push_single(&c, &repo, oci, tag, "amd64", 2, 512).await,
+                support::hand_made::push_single(&c, &repo, oci, tag, "arm64", 2, 512).await,
+            )
+        });
+        let runs = tempfile::tempdir().unwrap();
+        let (amd_dir, arm_dir) = (runs.path().join("amd64"), runs.path().join("arm64"));
+        write_split_artifact(&amd_dir, &image, &commit, "linux/amd64", &amd.digest);
+        write_split_artifact(&arm_dir, &image, &commit, "linux/arm64", &arm.digest);
+        let merge = |dirs: &[&Path], out: &Path| {
+            let mut args = vec!["merge", "--json", "--spec", spec.to_str().unwrap()];
+            args.extend(["--repo", dir.path().to_str().unwrap()]);
+            args.extend(["--out", out.to_str().unwrap()]);
+            args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+            stackctl(&args, None, &[])
+        };
+
+        // One platform only: refused, nothing tagged.
+        let out = tempfile::tempdir().unwrap();
+        let o = merge(&[&amd_dir], out.path());
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("{image}: platform linux/arm64"))
+                && err.contains(&amd_dir.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(head_digest(&c, &image), None);
+        assert!(!out.path().join("artifacts").exists());
+
+        // Both: one index, tagged.
+        let before = blob_gets(&reg);
+        let o = merge(&[&amd_dir, &arm_dir], out.path());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let digest = json["images"][0]["digest"].as_str().unwrap().to_string();
+        assert_eq!(json["commit"], commit.as_str());
+        assert_eq!(json["images"][0]["tagged"], true);
+        // No layer was read (the configs are: the platform check, the manifest page).
+        let log = reg.log();
+        for m in [&amd, &arm] {
+            let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+            for l in v["layers"].as_array().unwrap() {
+                let d = l["digest"].as_str().unwrap();
+                assert!(
+                    !log.contains(&format!("GET /v2/split/base/blobs/{d}")),
+                    "{d} was read"
+                );
+            }
+        }
+        assert!(blob_gets(&reg) > before, "the configs are read");
+        let index = rt().block_on(c.get_manifest(&repo)).unwrap().unwrap();
+        assert_eq!(index.digest, digest);
+        assert_eq!(index.media_type, want_type);
+        let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+        let listed: Vec<(String, String, u64)> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["platform"]["architecture"].as_str().unwrap().to_string(),
+                    m["digest"].as_str().unwrap().to_string(),
+                    m["size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("amd64".into(), amd.digest.clone(), amd.bytes.len() as u64),
+                ("arm64".into(), arm.digest.clone(), arm.bytes.len() as u64)
+            ]
+        );
+        assert_eq!(v["manifests"][0]["mediaType"], amd.media_type.as_str());
+        // The merged artifact and IMAGES_BUILT.
+        let merged = stackctl::report::ImageReport::read(
+            &stackctl::report::ArtifactDirs::new(out.path()).image_yaml(&image),
+        )
+        .unwrap();
+        assert_eq!(merged.digest.as_deref(), Some(digest.as_str()));
+        assert!(merged.pushed && merged.success && !merged.awaiting_merge);
+        let platforms: Vec<(&str, Option<&str>)> = merged
+            .platforms
+            .iter()
+            .map(|p| (p.platform.as_str(), p.digest.as_deref()))
+            .collect();
+        assert_eq!(
+            platforms,
+            [
+                ("linux/amd64", Some(amd.digest.as_str())),
+                ("linux/arm64", Some(arm.digest.as_str()))
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("artifacts/IMAGES_BUILT")).unwrap(),
+            format!("{image}\n")
+        );
+        assert!(out
+            .path()
+            .join("manifests")
+            .join(format!("{}.md", stackctl::naming::page_name(&image)))
+            .is_file());
+        // Run again: the same index, the same digest.
+        let o = merge(&[&arm_dir, &amd_dir], out.path());
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        assert_eq!(head_digest(&c, &image).as_deref(), Some(digest.as_str()));
+    }
+
+    // Different commits, and an arm64 digest recorded as the amd64 image: refused.
+    let image = format!("{host}/split/base:2026.3-bad");
+    let repo = r(&image);
+    let (amd, arm) = rt().block_on(async {
+        (
+            support::hand_made::push_single(&c, &repo, false, "bad", "amd64", 1, 64).await,
+            support::hand_made::push_single(&c, &repo, false, "bad", "arm64", 1, 64).await,
+        )
+    });
+    let runs = tempfile::tempdir().unwrap();
+    let (a, b) = (runs.path().join("a"), runs.path().join("b"));
+    let other = "1".repeat(40);
+    write_split_artifact(&a, &image, &commit, "linux/amd64", &amd.digest);
+    write_split_artifact(&b, &image, &other, "linux/arm64", &arm.digest);
+    let out = tempfile::tempdir().unwrap();
+    let args = |dirs: [&Path; 2]| {
+        let mut v: Vec<String> = ["merge", "--spec", spec.to_str().unwrap(), "--repo"]
+            .map(String::from)
+            .to_vec();
+        v.push(dir.path().display().to_string());
+        v.extend(["--out".into(), out.path().display().to_string()]);
+        v.extend(dirs.iter().map(|d| d.display().to_string()));
+        v
+    };
+    let run =
+        |v: Vec<String>| stackctl(&v.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+    let o = run(args([&a, &b]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("different commits")
+            && err.contains(&format!("{commit} ({})", a.display()))
+            && err.contains(&format!("{other} ({})", b.display())),
+        "{err}"
+    );
+    write_split_artifact(&b, &image, &commit, "linux/arm64", &amd.digest);
+    std::fs::remove_dir_all(&a).unwrap();
+    write_split_artifact(&a, &image, &commit, "linux/amd64", &arm.digest);
+    let o = run(args([&a, &b]));
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("recorded as the linux/amd64 image, but its config says linux/arm64"),
+        "{err}"
+    );
+    assert_eq!(head_digest(&c, &image), None);
+}
+
+/// A two-platform image built here (a buildkitd: FROM scratch + COPY, no RUN, so no
+/// emulation is needed) keeps its index digest through `stackctl retag` (same repository
+/// and another one), the quarter promotion and the global one: every tag names exactly the
+/// index the build pushed, and it still lists both platforms.
+#[test]
+fn a_two_platform_image_is_promoted_with_its_index_digest() {
+    let Some(bk) = support::buildkitd::Buildkitd::start(
+        "a_two_platform_image_is_promoted_with_its_index_digest",
+    ) else {
+        return;
+    };
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_platform_spec(dir.path(), &host, "[linux/amd64, linux/arm64]");
+    std::fs::write(
+        dir.path().join("images/base/Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("images/base/hello.txt"), "hello\n").unwrap();
+    let spec = dir.path().join("spec.yml");
+    let mut args = vec![
+        "build-image",
+        "base",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--repo",
+        dir.path().to_str().unwrap(),
+        "--tag",
+        "2026.3-main",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "--push",
+        "--progress",
+        "plain",
+    ];
+    let bk_args = bk.tcp_args();
+    args.extend(bk_args.iter().map(String::as_str));
+    let out = stackctl(&args, None, &[]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), bk.log());
+    let built = format!("{host}/split/base:2026.3-main");
+    let c = client(None);
+    let index = rt().block_on(c.get_manifest(&r(&built))).unwrap().unwrap();
+    let digest = index.digest.clone();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{built}@{digest}"),
+        "build-image prints the index digest"
+    );
+    let arches = |m: &Manifest| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+        let mut a: Vec<String> = v["manifests"]
+            .as_array()
+            .expect("an index")
+            .iter()
+            .filter(|d| d["platform"]["os"] == "linux")
+            .map(|d| d["platform"]["architecture"].as_str().unwrap().to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    assert_eq!(arches(&index), ["amd64", "arm64"], "{}", text(&index.bytes));
+
+    // retag: same repository, and another one (children and blobs mounted).
+    let copy = format!("{host}/elsewhere/base:copy");
+    for dst in ["2026.3-copy", copy.as_str()] {
+        let out = stackctl(&["retag", &built, dst], None, &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), digest);
+    }
+    // The quarter promotion, then the global one.
+    let out = promote_main(dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = promote_tag(dir.path(), "--global-stable=2026.3", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for tag in [
+        format!("{host}/split/base:2026.3-copy"),
+        copy.clone(),
+        format!("{host}/split/base:2026.3-stable"),
+        format!("{host}/split/base:stable"),
+    ] {
+        let m = rt().block_on(c.get_manifest(&r(&tag))).unwrap().unwrap();
+        assert_eq!(m.digest, digest, "{tag}");
+        assert_eq!(m.media_type, index.media_type, "{tag}");
+        assert_eq!(arches(&m), ["amd64", "arm64"], "{tag}");
+    }
+    // Every child is in the other repository too.
+    let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    for d in v["manifests"].as_array().unwrap() {
+        let child = r(&copy).with_digest(d["digest"].as_str().unwrap());
+        assert!(
+            rt().block_on(c.head_manifest(&child)).unwrap().is_some(),
+            "{child}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod common;
 pub mod imagetest;
 pub mod interrupt;
 pub mod manual;
+pub mod merge;
 pub mod plan;
 pub mod registry;
 
@@ -79,6 +80,8 @@ pub enum Command {
     Manifest(imagetest::ManifestArgs),
     /// Run the whole stack: plan, build, test, push, manifest pages, artifacts.
     Build(build::BuildArgs),
+    /// Put split builds' platforms together: one index per image, tagged (no pull).
+    Merge(merge::MergeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(manual::CompletionsArgs),
     /// Write the manual pages (roff) of stackctl and every command.
@@ -119,6 +122,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Test(a) => imagetest::run_test(a, &g).await,
         Command::Manifest(a) => imagetest::run_manifest(a, &g).await,
         Command::Build(a) => build::run(a, &g).await,
+        Command::Merge(a) => merge::run(a, &g).await,
         Command::Completions(a) => manual::run_completions(a, &g),
         Command::Man(a) => manual::run_man(a, &g),
     }

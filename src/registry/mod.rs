@@ -2,13 +2,15 @@
 //! [`reference`] (names); [`transport`], a stack of small layers every request goes
 //! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
 //! [`client`] (operation-sized functions over it); [`copy`] (copy and retag);
-//! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back).
+//! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back); [`index`]
+//! (a multi-platform index put together from images already in the repository).
 
 pub mod auth;
 pub mod client;
 pub mod copy;
 pub mod debuglog;
 pub mod http;
+pub mod index;
 pub mod reference;
 pub mod retry;
 pub mod scheme;
