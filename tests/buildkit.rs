@@ -300,6 +300,28 @@ async fn build_image_keeps_a_base_tag_the_spec_sets() {
     .await;
 }
 
+/// `build-image` builds for the spec's `platforms:` as `build` does: two of them through the
+/// engine's BuildKit is exit 2 before any build, naming a buildkitd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_image_of_two_platforms_through_the_engine_is_exit_2() {
+    let name = unique("stackctl-bk-test/twoplat");
+    let stack = Stack::new(&format!(
+        "images:\n  two:\n    image_name: {name}\nplatforms: [linux/amd64, linux/arm64]\n\
+         tag:\n  prefix: \"2026.3\"\n"
+    ));
+    stack.image("two", "FROM scratch\n");
+    let out = stackctl(
+        stack.path(),
+        &["build-image", "two", "--tag", "t1", "--progress", "plain"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 platforms"), "{}", text(&out));
+    assert!(err.contains("--buildkit tcp://"), "{}", text(&out));
+}
+
 /// Docker config with a credential for `host`.
 fn docker_config(dir: &Path, host: &str, user: &str, pw: &str) -> PathBuf {
     use base64::Engine;
