@@ -104,6 +104,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         timeout: a.timeout,
         log_file: a.log.clone(),
         junit_file: a.junit.clone(),
+        junit_suite_name: None,
         cancel: super::common::cancel_on_ctrl_c(),
     };
     let res = imagetest::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;

@@ -72,6 +72,22 @@ fn attr(e: &BytesStart, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The JUnit XML with its (first) `<testsuite name="...">` renamed to `name`.
+pub fn rename_suite(xml: &str, name: &str) -> String {
+    static SUITE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"(<testsuite\b[^>]*?\sname=")[^"]*(")"#).unwrap()
+    });
+    let escaped = name
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    SUITE
+        .replace(xml, |c: &regex::Captures| {
+            format!("{}{escaped}{}", &c[1], &c[2])
+        })
+        .into_owned()
+}
+
 /// Parse a JUnit XML document.
 pub fn parse(xml: &str) -> anyhow::Result<JunitReport> {
     let mut reader = Reader::from_str(xml);
@@ -181,6 +197,16 @@ pub fn parse(xml: &str) -> anyhow::Result<JunitReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rename_suite_names_the_first_testsuite() {
+        let xml = r#"<?xml version="1.0"?><testsuites><testsuite name="pytest" errors="0"><testcase name="a"/></testsuite></testsuites>"#;
+        let named = rename_suite(xml, "basic linux/arm64");
+        assert!(
+            named.contains(r#"<testsuite name="basic linux/arm64" errors="0">"#),
+            "{named}"
+        );
+    }
 
     #[test]
     fn pytest_report() {

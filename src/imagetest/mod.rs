@@ -62,6 +62,9 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// Where the JUnit XML report is copied, if anywhere.
     pub junit_file: Option<PathBuf>,
+    /// The name the copy gives its test suite (`basic linux/arm64`), so that a CI's test
+    /// view tells one platform's run from another's; None keeps pytest's.
+    pub junit_suite_name: Option<String>,
     /// Cancelling it (e.g. on Ctrl-C) stops the suite; its containers are still removed.
     pub cancel: CancellationToken,
 }
@@ -72,6 +75,7 @@ impl Default for Options {
             timeout: DEFAULT_TIMEOUT,
             log_file: None,
             junit_file: None,
+            junit_suite_name: None,
             cancel: CancellationToken::new(),
         }
     }
@@ -629,7 +633,10 @@ fn write_files(res: &SuiteResult, opts: &Options) -> anyhow::Result<()> {
         write(log, &text)?;
     }
     if let (Some(path), Some(xml)) = (&opts.junit_file, &res.junit_xml) {
-        write(path, xml)?;
+        match &opts.junit_suite_name {
+            Some(name) => write(path, &junit::rename_suite(xml, name))?,
+            None => write(path, xml)?,
+        }
     }
     Ok(())
 }

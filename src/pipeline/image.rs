@@ -368,21 +368,6 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     }
 }
 
-/// The log and JUnit paths of an image's suite.
-pub(super) fn suite_files(
-    dirs: &ArtifactDirs,
-    full: &str,
-    suite: Suite,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    match suite {
-        Suite::Basic => (dirs.basic_tests_log(full), dirs.basic_tests_junit(full)),
-        Suite::Integration => (
-            dirs.integration_tests_log(full),
-            dirs.integration_tests_junit(full),
-        ),
-    }
-}
-
 /// Record a suite's counts in the report, and its failure if it did not pass ("no tests"
 /// passes). Returns whether the image's work goes on.
 fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<SuiteResult>) -> bool {

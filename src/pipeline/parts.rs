@@ -144,11 +144,12 @@ impl TestRunner for Real<'_, '_> {
             return run_platform_suite(ctx, self.planned, image_ref, suite, p).await;
         }
         let full = &self.planned.reference;
-        let (log, junit) = super::image::suite_files(ctx.dirs, full, suite);
+        let (log, junit) = ctx.dirs.suite_files(full, &suite.to_string(), None);
         let opts = imagetest::Options {
             timeout: ctx.test_timeout,
             log_file: Some(log),
             junit_file: Some(junit),
+            junit_suite_name: None,
             cancel: ctx.cancel.clone(),
         };
         imagetest::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await

@@ -254,23 +254,18 @@ pub(crate) async fn run_platform_suite(
     suite: Suite,
     p: &str,
 ) -> anyhow::Result<SuiteResult> {
-    let (log, junit) = files(ctx, &planned.reference, suite, p);
+    let part = platform::file_part(p);
+    let (log, junit) = ctx
+        .dirs
+        .suite_files(&planned.reference, &suite.to_string(), Some(&part));
     let opts = imagetest::Options {
         timeout: ctx.test_timeout,
         log_file: Some(log),
-        junit_file: None,
+        junit_file: Some(junit),
+        junit_suite_name: Some(format!("{suite} {p}")),
         cancel: ctx.cancel.clone(),
     };
-    let r = imagetest::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await;
-    if let Ok(res) = &r {
-        if let Some(xml) = &res.junit_xml {
-            let named = name_junit_suite(xml, &format!("{suite} {p}"));
-            if let Err(e) = write_file(&junit, &named) {
-                tracing::warn!("[{}] {e:#}", planned.key);
-            }
-        }
-    }
-    r
+    imagetest::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
 }
 
 /// The report's entry for platform `p`, made when missing.
@@ -353,37 +348,6 @@ pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
     );
 }
 
-/// The log and JUnit paths of one platform's suite: the image's own, with the platform
-/// before the suite (`<name>.linux-arm64.basic-tests.log`).
-fn files(
-    ctx: &ImageJobContext<'_>,
-    full: &str,
-    suite: Suite,
-    p: &str,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (log, junit) = super::image::suite_files(ctx.dirs, full, suite);
-    (with_platform(&log, p), with_platform(&junit, p))
-}
-
-/// `<name>.basic-tests.log` → `<name>.linux-arm64.basic-tests.log` (the safe name may
-/// hold dots, `...-2026.3-main`, so the platform goes before the known suffix).
-fn with_platform(path: &std::path::Path, p: &str) -> std::path::PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let file = [
-        "basic-tests.log",
-        "basic-tests.xml",
-        "integration-tests.log",
-        "integration-tests.xml",
-    ]
-    .into_iter()
-    .find_map(|s| {
-        name.strip_suffix(s)
-            .map(|stem| format!("{stem}{}.{s}", platform::file_part(p)))
-    })
-    .unwrap_or_else(|| format!("{name}.{}", platform::file_part(p)));
-    path.with_file_name(file)
-}
-
 /// One suite's counts, failures prefixed with the platform.
 fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
     let mut counts = TestCounts::of_suite(&r.counts, (r.seconds * 1000.0).round() / 1000.0);
@@ -391,31 +355,6 @@ fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
         f.name = format!("[{p}] {}", f.name);
     }
     counts
-}
-
-/// The JUnit XML with its (first) `<testsuite name="...">` renamed, so that a CI's test
-/// view tells the platforms apart.
-fn name_junit_suite(xml: &str, name: &str) -> String {
-    static SUITE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"(<testsuite\b[^>]*?\sname=")[^"]*(")"#).unwrap()
-    });
-    let escaped = name
-        .replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;");
-    SUITE
-        .replace(xml, |c: &regex::Captures| {
-            format!("{}{escaped}{}", &c[1], &c[2])
-        })
-        .into_owned()
-}
-
-fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -531,23 +470,5 @@ mod tests {
             &p(r#"{"os":"unknown","architecture":"unknown"}"#),
             "linux/amd64"
         ));
-    }
-
-    #[test]
-    fn junit_suite_names_and_files() {
-        let xml = r#"<?xml version="1.0"?><testsuites><testsuite name="pytest" errors="0"><testcase name="a"/></testsuite></testsuites>"#;
-        let named = name_junit_suite(xml, "basic linux/arm64");
-        assert!(
-            named.contains(r#"<testsuite name="basic linux/arm64" errors="0">"#),
-            "{named}"
-        );
-        let log =
-            std::path::Path::new("/o/logs/127.0.0.1-5111-ex-base-2026.3-main.basic-tests.log");
-        assert_eq!(
-            with_platform(log, "linux/arm64"),
-            std::path::Path::new(
-                "/o/logs/127.0.0.1-5111-ex-base-2026.3-main.linux-arm64.basic-tests.log"
-            )
-        );
     }
 }

@@ -74,22 +74,23 @@ impl ArtifactDirs {
 
     /// `logs/<safe name>.basic-tests.log`: the basic tests' pytest output.
     pub fn basic_tests_log(&self, full_name: &str) -> PathBuf {
-        self.image_log(full_name, ".basic-tests.log")
+        self.suite_files(full_name, "basic", None).0
     }
 
-    /// `logs/<safe name>.integration-tests.log`: the integration tests' output.
-    pub fn integration_tests_log(&self, full_name: &str) -> PathBuf {
-        self.image_log(full_name, ".integration-tests.log")
-    }
-
-    /// `logs/<safe name>.basic-tests.xml`: the basic tests' JUnit report.
-    pub fn basic_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.image_log(full_name, ".basic-tests.xml")
-    }
-
-    /// `logs/<safe name>.integration-tests.xml`: the integration tests' JUnit report.
-    pub fn integration_tests_junit(&self, full_name: &str) -> PathBuf {
-        self.image_log(full_name, ".integration-tests.xml")
+    /// A test suite's log and JUnit report: `logs/<safe name>[.<platform>].<suite>-tests.log`
+    /// and `.xml` (`suite`: `basic` or `integration`; `platform`: its file form,
+    /// `linux-arm64`, for one platform's run of a multi-platform image).
+    pub fn suite_files(
+        &self,
+        full_name: &str,
+        suite: &str,
+        platform: Option<&str>,
+    ) -> (PathBuf, PathBuf) {
+        let middle = platform.map(|p| format!(".{p}")).unwrap_or_default();
+        (
+            self.image_log(full_name, &format!("{middle}.{suite}-tests.log")),
+            self.image_log(full_name, &format!("{middle}.{suite}-tests.xml")),
+        )
     }
 
     /// `manifests/<page>.md`: the image's manifest page.
@@ -144,6 +145,20 @@ mod tests {
         for (path, expected) in cases {
             assert_eq!(path.to_string_lossy(), expected);
         }
+        // One platform's run: the platform before the suffix (the safe name holds dots).
+        let (log, junit) = d.suite_files(
+            "127.0.0.1:5111/ex/base:2026.3-main",
+            "basic",
+            Some("linux-arm64"),
+        );
+        assert_eq!(
+            log.to_string_lossy(),
+            "/out/logs/127.0.0.1-5111-ex-base-2026.3-main.linux-arm64.basic-tests.log"
+        );
+        assert_eq!(
+            junit.to_string_lossy(),
+            "/out/logs/127.0.0.1-5111-ex-base-2026.3-main.linux-arm64.basic-tests.xml"
+        );
     }
 
     #[test]
