@@ -74,59 +74,72 @@ impl Buildkitd {
     }
 
     fn start_with(bin: &Path) -> Buildkitd {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("stackctl-buildkitd-")
             .tempdir()
             .unwrap();
         let certs = dir.path().join("certs");
         make_certs(&certs);
-        let port = super::free_port();
-        let tcp = format!("tcp://127.0.0.1:{port}");
-        let sock = dir.path().join("buildkitd.sock");
-        let unix = format!("unix://{}", sock.display());
-        let log = std::fs::File::create(dir.path().join("buildkitd.log")).unwrap();
-        let child = Command::new(bin)
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .args(["--addr", &unix, "--addr", &tcp])
-            .arg("--tlscacert")
-            .arg(certs.join("ca.pem"))
-            .arg("--tlscert")
-            .arg(certs.join("server.pem"))
-            .arg("--tlskey")
-            .arg(certs.join("server.key"))
-            .args(["--oci-worker=true", "--containerd-worker=false"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut d = Buildkitd {
-            dir,
-            tcp,
-            unix,
-            child,
-            killed: false,
-        };
-        // Ready when it says it serves on both addresses.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let tcp_line = format!("running server on 127.0.0.1:{port}");
-        let unix_line = format!("running server on {}", sock.display());
+        // free_port() lets the port go before buildkitd binds it, so a test starting at the
+        // same time may take it first: then buildkitd exits with "address already in use",
+        // and it is started again on another port. Any other early exit fails at once.
+        let mut attempt = 1;
         loop {
-            let log = d.log();
-            if log.contains(&tcp_line) && log.contains(&unix_line) {
-                break;
+            let port = super::free_port();
+            let tcp = format!("tcp://127.0.0.1:{port}");
+            let sock = dir.path().join("buildkitd.sock");
+            let unix = format!("unix://{}", sock.display());
+            let log = std::fs::File::create(dir.path().join("buildkitd.log")).unwrap();
+            let child = Command::new(bin)
+                .arg("--root")
+                .arg(dir.path().join("root"))
+                .args(["--addr", &unix, "--addr", &tcp])
+                .arg("--tlscacert")
+                .arg(certs.join("ca.pem"))
+                .arg("--tlscert")
+                .arg(certs.join("server.pem"))
+                .arg("--tlskey")
+                .arg(certs.join("server.key"))
+                .args(["--oci-worker=true", "--containerd-worker=false"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut d = Buildkitd {
+                dir,
+                tcp,
+                unix,
+                child,
+                killed: false,
+            };
+            // Ready when it says it serves on both addresses.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let tcp_line = format!("running server on 127.0.0.1:{port}");
+            let unix_line = format!("running server on {}", sock.display());
+            loop {
+                let log = d.log();
+                if log.contains(&tcp_line) && log.contains(&unix_line) {
+                    return d;
+                }
+                if let Ok(Some(status)) = d.child.try_wait() {
+                    if attempt < 3 && log.contains("address already in use") {
+                        break;
+                    }
+                    panic!("buildkitd exited ({status}) before serving:\n{log}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "buildkitd did not start in 60s:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
             }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("buildkitd exited ({status}) before serving:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "buildkitd did not start in 60s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            eprintln!("buildkitd: port {port} was taken before it bound it; another port");
+            attempt += 1;
+            // The exited daemon gives back its folder (certificates and root) for the next try.
+            d.killed = true;
+            dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
         }
-        d
     }
 
     /// The daemon's log so far.
