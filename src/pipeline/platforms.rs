@@ -6,6 +6,7 @@
 use super::image::{ImageJobContext, TestRunner};
 use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
+use crate::registry::index::Platform;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::spec::{platform, ImageSpec};
@@ -117,57 +118,39 @@ pub async fn pushed_manifests(
             )),
         };
     }
-    let index: serde_json::Value =
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<Platform>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    let index: Index =
         serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
     let mut out = vec![];
     for p in wanted {
-        let found = entries
+        let want: Platform = p.parse().map_err(|e: String| anyhow!(e))?;
+        let found = index
+            .manifests
             .iter()
-            .find(|e| entry_is(&e["platform"], p))
-            .and_then(|e| e["digest"].as_str())
+            .find(|e| e.platform.as_ref().is_some_and(|q| q.is(&want)))
             .with_context(|| {
                 format!(
                     "{r}: the pushed index has no manifest for {p} (it lists: {})",
-                    entries
+                    index
+                        .manifests
                         .iter()
-                        .map(|e| describe_platform(&e["platform"]))
+                        .map(|e| e.platform.as_ref().map_or("?/?".into(), |q| q.to_string()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
             })?;
-        out.push((p.clone(), found.to_string()));
+        out.push((p.clone(), found.digest.clone()));
     }
     Ok(out)
-}
-
-/// Whether an index entry's `platform` object is `wanted` (`os/arch[/variant]`). A wanted
-/// platform without a variant matches any variant; `linux/arm64/v8` matches an entry
-/// without one (BuildKit leaves arm64's default variant out).
-fn entry_is(p: &serde_json::Value, wanted: &str) -> bool {
-    let mut w = wanted.split('/');
-    let (os, arch, variant) = (w.next(), w.next(), w.next());
-    if p["os"].as_str() != os || p["architecture"].as_str() != arch {
-        return false;
-    }
-    match (variant, p["variant"].as_str()) {
-        (None, _) => true,
-        (Some(v), Some(e)) => v == e,
-        (Some(v), None) => arch == Some("arm64") && v == "v8",
-    }
-}
-
-fn describe_platform(p: &serde_json::Value) -> String {
-    let mut s = format!(
-        "{}/{}",
-        p["os"].as_str().unwrap_or("?"),
-        p["architecture"].as_str().unwrap_or("?")
-    );
-    if let Some(v) = p["variant"].as_str() {
-        s.push('/');
-        s.push_str(v);
-    }
-    s
 }
 
 /// Run `suite` once per platform, each in a container of that platform's manifest
@@ -449,25 +432,29 @@ mod tests {
 
     #[test]
     fn index_entries() {
-        let p = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
-        assert!(entry_is(
-            &p(r#"{"os":"linux","architecture":"arm64"}"#),
+        let is = |entry: &str, wanted: &str| {
+            serde_json::from_str::<Platform>(entry)
+                .unwrap()
+                .is(&wanted.parse().unwrap())
+        };
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm64"}"#,
             "linux/arm64"
         ));
-        assert!(entry_is(
-            &p(r#"{"os":"linux","architecture":"arm64"}"#),
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm64"}"#,
             "linux/arm64/v8"
         ));
-        assert!(entry_is(
-            &p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#),
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm","variant":"v7"}"#,
             "linux/arm/v7"
         ));
-        assert!(!entry_is(
-            &p(r#"{"os":"linux","architecture":"arm","variant":"v6"}"#),
+        assert!(!is(
+            r#"{"os":"linux","architecture":"arm","variant":"v6"}"#,
             "linux/arm/v7"
         ));
-        assert!(!entry_is(
-            &p(r#"{"os":"unknown","architecture":"unknown"}"#),
+        assert!(!is(
+            r#"{"os":"unknown","architecture":"unknown"}"#,
             "linux/amd64"
         ));
     }

@@ -14,13 +14,35 @@ use oci_spec::image::{
 };
 use std::str::FromStr;
 
-/// A platform as written on the command line and in the spec: `os/arch[/variant]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+/// A platform as written on the command line and in the spec: `os/arch[/variant]`; also
+/// read from an index entry's `platform` or an image config (their `os`, `architecture`,
+/// `variant`).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Platform {
+    #[serde(default)]
     pub os: String,
+    #[serde(default)]
     pub architecture: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Whether this platform (an index entry's) is `wanted`. A wanted platform without a
+    /// variant matches any variant; `linux/arm64/v8` matches an entry without one (BuildKit
+    /// leaves arm64's default variant out).
+    pub fn is(&self, wanted: &Platform) -> bool {
+        if self.os != wanted.os || self.architecture != wanted.architecture {
+            return false;
+        }
+        match (&wanted.variant, &self.variant) {
+            (None, _) => true,
+            (Some(w), Some(v)) => w == v,
+            (Some(w), None) => wanted.architecture == "arm64" && w == "v8",
+        }
+    }
 }
 
 impl FromStr for Platform {
@@ -141,39 +163,23 @@ impl RegistryClient {
         struct Image {
             config: Desc,
         }
-        #[derive(serde::Deserialize)]
-        struct Config {
-            #[serde(default)]
-            os: String,
-            #[serde(default)]
-            architecture: String,
-            #[serde(default)]
-            variant: Option<String>,
-        }
         let image: Image = serde_json::from_slice(&m.bytes)
             .map_err(|e| invalid(at, format!("the manifest has no config: {e}")))?;
         let config = self.get_blob(at, &image.config.digest).await?;
-        let config: Config = serde_json::from_slice(&config)
+        // An image config holds its platform's fields at its top level.
+        let said: Platform = serde_json::from_slice(&config)
             .map_err(|e| invalid(at, format!("its config is not an image config: {e}")))?;
         let variant_differs = matches!(
-            (&platform.variant, &config.variant),
+            (&platform.variant, &said.variant),
             (Some(a), Some(b)) if a != b
         );
-        if config.os != platform.os
-            || config.architecture != platform.architecture
-            || variant_differs
-        {
-            let said = Platform {
-                os: config.os,
-                architecture: config.architecture,
-                variant: config.variant,
-            };
+        if said.os != platform.os || said.architecture != platform.architecture || variant_differs {
             return Err(invalid(
                 at,
                 format!("recorded as the {platform} image, but its config says {said}"),
             ));
         }
-        Ok(config.variant)
+        Ok(said.variant)
     }
 
     /// PUT an index made by [`make_index`](Self::make_index) by digest into `repository`
