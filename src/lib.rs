@@ -37,28 +37,17 @@ macro_rules! out {
     };
 }
 
-pub mod build_history;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;
 pub mod content_tags;
 pub mod credentials;
-pub mod error;
-pub mod git;
-pub mod github_event;
-pub mod human;
-pub mod image_commands;
-pub mod imagetest;
-pub mod manifest_page;
-pub mod merge;
-pub mod mermaid;
-pub mod naming;
-pub mod outcome;
+pub mod exit;
 pub mod pipeline;
 pub mod plan;
+pub mod promote;
 pub mod registry;
 pub mod report;
 pub mod spec;
-pub mod stack_promotion;
 pub mod tag;
 pub mod wiki;

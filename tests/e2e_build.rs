@@ -107,11 +107,11 @@ fn read(p: impl AsRef<Path>) -> String {
 }
 
 fn safe(full: &str) -> String {
-    stackctl::naming::safe_name(full)
+    stackctl::report::names::safe_name(full)
 }
 
 fn page(full: &str) -> String {
-    stackctl::naming::page_name(full)
+    stackctl::report::names::page_name(full)
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod support;
 
 use assert_cmd::Command;
-use stackctl::imagetest::{run_suite, Options, Outcome, Suite};
+use stackctl::containers::suite::{run_suite, Options, Outcome, Suite};
 use stackctl::spec::Spec;
 use std::time::{Duration, Instant};
 use support::images;

@@ -5,9 +5,9 @@
 mod support;
 
 use assert_cmd::Command;
-use stackctl::human::human_size;
-use stackctl::manifest_page::history::clean_command;
-use stackctl::naming::page_name;
+use stackctl::report::names::page_name;
+use stackctl::report::sizes::human_size;
+use stackctl::wiki::image_page::history::clean_command;
 use support::images;
 use support::{Registry, RegistryAuth};
 
@@ -250,8 +250,8 @@ async fn unknown_info_command_and_missing_image_are_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_is_read_for_this_machines_platform() {
     use stackctl::credentials::CredentialStore;
-    use stackctl::manifest_page::{fetch_image, RegistryAccess};
     use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
+    use stackctl::wiki::image_page::{fetch_image, RegistryAccess};
     use support::hand_made::{push_kind, Kind};
 
     let reg = Registry::start(RegistryAuth::None);

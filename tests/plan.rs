@@ -12,7 +12,7 @@
 
 mod support;
 
-use stackctl::github_event::{Event, GithubEnv};
+use stackctl::plan::github_event::{Event, GithubEnv};
 use stackctl::plan::{
     make_plan, reason, resolve_options, Base, Plan, PlanOptions, PlanRequest, RegistryCheck,
 };
@@ -678,7 +678,7 @@ fn stack_in_a_subfolder_of_the_repository() {
         .write("stacks/images/child-b/Dockerfile", "FROM scratch\n# v2\n")
         .commit("change");
     let spec = Spec::load(&r.path().join("stacks"), None).unwrap();
-    let repo = stackctl::git::open(&r.path().join("stacks")).unwrap();
+    let repo = stackctl::plan::git::open(&r.path().join("stacks")).unwrap();
     let p = make_plan(
         &spec,
         &repo,

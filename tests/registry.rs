@@ -735,7 +735,7 @@ fn promotion_writes_wiki_and_artifacts() {
     std::fs::write(wiki.join("Home.md"), &home_before).unwrap();
     // Pages for the first two sources; the third is missing (a warning).
     for n in &names[..2] {
-        let page = stackctl::naming::page_name(&format!("{n}:2026.3-main"));
+        let page = stackctl::report::names::page_name(&format!("{n}:2026.3-main"));
         std::fs::write(wiki.join(format!("{page}.md")), format!("page of {n}\n")).unwrap();
     }
     std::fs::write(wiki.join("Stable_Tag.md"), "old stable page\n").unwrap();
@@ -806,7 +806,7 @@ fn promotion_writes_wiki_and_artifacts() {
             .iter()
             .map(|s| format!(
                 "[Link](https://github.com/o/r/wiki/{})",
-                stackctl::naming::page_name(s)
+                stackctl::report::names::page_name(s)
             ))
             .collect::<Vec<_>>()
             .join("<br>")
@@ -819,7 +819,7 @@ fn promotion_writes_wiki_and_artifacts() {
         expected
     );
     for n in &names[..2] {
-        let page = stackctl::naming::page_name(&format!("{n}:2026.3-stable"));
+        let page = stackctl::report::names::page_name(&format!("{n}:2026.3-stable"));
         assert_eq!(
             std::fs::read_to_string(wiki.join(format!("{page}.md"))).unwrap(),
             format!("page of {n}\n")
@@ -863,7 +863,7 @@ fn promotion_writes_wiki_and_artifacts() {
             .iter()
             .map(|s| format!(
                 "[Link](https://github.com/o/r/wiki/{})",
-                stackctl::naming::page_name(s)
+                stackctl::report::names::page_name(s)
             ))
             .collect::<Vec<_>>()
             .join("<br>")
@@ -877,7 +877,7 @@ fn promotion_writes_wiki_and_artifacts() {
         expected
     );
     for n in &names[..2] {
-        let page = stackctl::naming::page_name(&format!("{n}:stable"));
+        let page = stackctl::report::names::page_name(&format!("{n}:stable"));
         assert_eq!(
             std::fs::read_to_string(wiki.join(format!("{page}.md"))).unwrap(),
             format!("page of {n}\n")
@@ -1781,7 +1781,7 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
         assert!(out
             .path()
             .join("manifests")
-            .join(format!("{}.md", stackctl::naming::page_name(&image)))
+            .join(format!("{}.md", stackctl::report::names::page_name(&image)))
             .is_file());
         // Run again: the same index, the same digest.
         let o = merge(&[&arm_dir, &amd_dir], out.path());

@@ -3,7 +3,7 @@ use super::buildkit::BuildkitArgs;
 use super::common::{RegistryArgs, SpecArgs};
 use super::plan::PlanSelection;
 use super::GlobalArgs;
-use crate::error::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::pipeline::run::{run as run_stack, RunOptions};
 use crate::pipeline::schedule::ScheduleOptions;
 use crate::report::{table, ArtifactDirs, RunLog};

@@ -2,7 +2,7 @@
 use super::common::SpecArgs;
 use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};
-use crate::error::{ExitStatus, Failed};
+use crate::exit::{ExitStatus, Failed};
 use crate::pipeline::request::{build_image, OneImage, Overrides};
 use anyhow::{anyhow, bail, Context as _};
 use std::path::PathBuf;
@@ -191,12 +191,14 @@ pub enum BuildkitCommand {
 pub fn current_branch(repo: &std::path::Path) -> anyhow::Result<String> {
     let opts = crate::plan::resolve_options(
         &crate::plan::PlanRequest::default(),
-        &crate::github_event::GithubEnv::from_process(),
+        &crate::plan::github_event::GithubEnv::from_process(),
     )?;
     match opts.branch {
         Some(b) => Ok(b),
-        None => Ok(crate::git::current_branch(&crate::git::open(repo)?)
-            .context("no branch to make the tag from; give --tag")?),
+        None => Ok(
+            crate::plan::git::current_branch(&crate::plan::git::open(repo)?)
+                .context("no branch to make the tag from; give --tag")?,
+        ),
     }
 }
 
@@ -237,8 +239,8 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
             }
             crate::tag::TagSuffix::Commit => {
                 // `tag.suffix: commit`: the checked-out commit, as `plan` tags it.
-                let repo = crate::git::open(&a.spec.repo)?;
-                let head = crate::git::resolve_commit(&repo, "HEAD", "HEAD")
+                let repo = crate::plan::git::open(&a.spec.repo)?;
+                let head = crate::plan::git::resolve_commit(&repo, "HEAD", "HEAD")
                     .context("no commit to make the tag from; give --tag")?;
                 crate::tag::commit_tag(&spec.tag_prefix, &head.to_string())?
             }

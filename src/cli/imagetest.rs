@@ -1,9 +1,9 @@
 //! `stackctl test` and `stackctl manifest` (issue 5).
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::error::ExitStatus;
-use crate::imagetest::{self, Options, Outcome, Suite};
-use crate::manifest_page::{self, PageOptions, RegistryAccess};
+use crate::containers::suite::{self, Options, Outcome, Suite};
+use crate::exit::ExitStatus;
+use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -107,7 +107,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         junit_suite_name: None,
         cancel: super::common::cancel_on_ctrl_c(),
     };
-    let res = imagetest::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
+    let res = suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&res)?);
     } else {
@@ -153,7 +153,7 @@ pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
         cancel: super::common::cancel_on_ctrl_c(),
         content_tags: vec![],
     };
-    let written = manifest_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
+    let written = image_page::write_page(&spec, &a.key, &a.image_ref, &opts).await?;
     for p in written {
         outln!("{}", p.display());
     }

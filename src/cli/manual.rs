@@ -2,7 +2,7 @@
 //! roff manual pages (clap_mangen), both made from the same clap definition as `--help`, so
 //! they can never list a command or option that does not exist.
 use super::{Cli, GlobalArgs};
-use crate::error::ExitStatus;
+use crate::exit::ExitStatus;
 use clap::CommandFactory;
 use std::path::PathBuf;
 

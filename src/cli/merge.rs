@@ -1,11 +1,11 @@
-//! `stackctl merge`: a thin layer over [`crate::merge`].
+//! `stackctl merge`: a thin layer over [`crate::promote::assemble`].
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::error::ExitStatus;
-use crate::manifest_page::{self, PageOptions, RegistryAccess};
-use crate::merge;
+use crate::exit::ExitStatus;
+use crate::promote::assemble;
 use crate::report::github::{self, GithubActions};
 use crate::report::{ArtifactDirs, Step};
+use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 
 const AFTER: &str = "\
@@ -92,23 +92,23 @@ async fn merge_and_report(
     let runs = a
         .dirs
         .iter()
-        .map(|d| merge::read_run(d))
+        .map(|d| assemble::read_run(d))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let plan = merge::plan(&spec, &runs)?;
+    let plan = assemble::plan(&spec, &runs)?;
     if plan.images.is_empty() {
         tracing::info!("no image awaits a merge in {} folder(s)", runs.len());
     }
     let credentials = a.registry.credentials()?;
     let client = a.registry.client_with(credentials.clone())?;
-    let mut merged = merge::make_indexes(&client, &plan).await?;
+    let mut merged = assemble::make_indexes(&client, &plan).await?;
     let mut status = ExitStatus::Success;
     if !a.dry_run {
-        merge::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
+        assemble::publish(&client, &mut merged, &super::common::cancel_on_ctrl_c()).await?;
         let out = ArtifactDirs::new(&a.out);
         let cancel = super::common::cancel_on_ctrl_c();
         // As in a build, after the tag: content tags, then the page (the split runs have run
         // the integration tests against their digests); a failed step ends the image.
-        merge::content_tags(&client, &mut merged).await;
+        assemble::content_tags(&client, &mut merged).await;
         if !a.no_pages {
             for m in merged.iter_mut().filter(|m| m.report.success) {
                 let opts = PageOptions {
@@ -122,7 +122,7 @@ async fn merge_and_report(
                     cancel: cancel.clone(),
                     content_tags: m.report.content_tags.clone(),
                 };
-                let page = manifest_page::write_page(&spec, &m.key, &m.image, &opts);
+                let page = image_page::write_page(&spec, &m.key, &m.image, &opts);
                 m.report.run_step(Step::Manifest, page).await;
             }
         }
@@ -133,7 +133,7 @@ async fn merge_and_report(
             }
             status = ExitStatus::Failed;
         }
-        for p in merge::write_artifacts(&out, &merged)? {
+        for p in assemble::write_artifacts(&out, &merged)? {
             tracing::debug!("wrote {}", p.display());
         }
     }

@@ -1,7 +1,7 @@
 //! The command line: argument parsing and dispatch. Each command lives in its own
 //! file and is a thin layer over the library.
 
-use crate::error::{exit_status_of, ExitStatus};
+use crate::exit::{exit_status_of, ExitStatus};
 use clap::{Parser, Subcommand};
 
 pub mod build;

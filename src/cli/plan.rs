@@ -1,7 +1,7 @@
 //! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
 use super::GlobalArgs;
-use crate::error::ExitStatus;
-use crate::github_event::{Event, GithubEnv};
+use crate::exit::ExitStatus;
+use crate::plan::github_event::{Event, GithubEnv};
 use crate::plan::{self, PlanRequest};
 
 /// What decides a rebuild, shown after the options in `--help`.
@@ -54,9 +54,9 @@ pub enum PlanFormat {
     Mermaid,
 }
 
-/// The plan's image tree for [`crate::mermaid::flowchart`]: REBUILD with the reasons, or keep.
-pub fn plan_tree(plan: &plan::Plan) -> Vec<crate::mermaid::TreeNode> {
-    use crate::mermaid::{NodeState, TreeNode};
+/// The plan's image tree for [`crate::report::mermaid::flowchart`]: REBUILD with the reasons, or keep.
+pub fn plan_tree(plan: &plan::Plan) -> Vec<crate::report::mermaid::TreeNode> {
+    use crate::report::mermaid::{NodeState, TreeNode};
     plan.images
         .iter()
         .map(|i| TreeNode {
@@ -117,7 +117,7 @@ impl PlanSelection {
         spec: &crate::spec::Spec,
         repo: &std::path::Path,
     ) -> anyhow::Result<plan::Plan> {
-        let git = crate::git::open(repo)?;
+        let git = crate::plan::git::open(repo)?;
         let request = PlanRequest {
             head: self.head.clone(),
             base: self.base.clone(),
@@ -145,7 +145,7 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     match format {
         PlanFormat::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
         PlanFormat::Text => outln!("{plan}"),
-        PlanFormat::Mermaid => out!("{}", crate::mermaid::flowchart(&plan_tree(&plan))),
+        PlanFormat::Mermaid => out!("{}", crate::report::mermaid::flowchart(&plan_tree(&plan))),
     }
     Ok(ExitStatus::Success)
 }

@@ -1,10 +1,10 @@
 //! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
-//! and [`crate::stack_promotion`].
+//! and [`crate::promote::stack`].
 use super::common::{RegistryApiArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::error::{ExitStatus, Failed};
+use crate::exit::{ExitStatus, Failed};
+use crate::promote::stack::{self, Kind};
 use crate::registry::{exists_many, ImageRef, RegistryClient};
-use crate::stack_promotion::{self, Kind};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -229,7 +229,7 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         o.retry.request_timeout = a.request_timeout;
         Some(RegistryClient::new(registry.credentials()?, o)?)
     };
-    let opts = stack_promotion::Options {
+    let opts = stack::Options {
         kind,
         dry_run: a.dry_run,
         offline: a.offline,
@@ -241,6 +241,6 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
     };
-    stack_promotion::run(client.as_ref(), &spec, &opts).await?;
+    stack::run(client.as_ref(), &spec, &opts).await?;
     Ok(ExitStatus::Success)
 }

@@ -12,7 +12,7 @@
 //! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, TagTemplate, Values};
-use crate::image_commands::{run_info_commands, InfoCmd};
+use crate::containers::commands::{run_info_commands, InfoCmd};
 use crate::registry::{ImageRef, RegistryClient};
 use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};

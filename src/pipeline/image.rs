@@ -5,15 +5,15 @@
 //! gives the tested digest its tag.
 //!
 //! The step order (`run_steps`) runs against small traits (`Builder`, `TestRunner`,
-//! `Publisher`, `PageWriter`): [`super::parts`] has the real ones (BuildKit, the registry,
+//! `Publisher`, `PageWriter`): [`super::services`] has the real ones (BuildKit, the registry,
 //! containers, manifest pages); the unit tests (`image/tests.rs`) drive it with test doubles.
 
 use super::platforms::Selection;
 use crate::buildkit::BuildError;
+use crate::containers::suite::{Outcome as TestOutcome, Suite, SuiteResult};
 use crate::content_tags::publish::{Record, Rendered};
 use crate::content_tags::TagTemplate;
 use crate::credentials::CredentialStore;
-use crate::imagetest::{Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
 use crate::registry::RegistryClient;
 use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts};
@@ -87,7 +87,7 @@ pub async fn run_image(
     });
     match selection {
         Ok(selection) => {
-            let parts = super::parts::Real::new(ctx, planned, image, node, &selection);
+            let parts = super::services::Real::new(ctx, planned, image, node, &selection);
             let job = ImageJob {
                 key: &planned.key,
                 reference: &planned.reference,

@@ -10,9 +10,9 @@
 
 pub mod content_tag_steps;
 pub mod image;
-pub mod parts;
 pub mod platforms;
 pub mod prune;
 pub mod request;
 pub mod run;
 pub mod schedule;
+pub mod services;

@@ -4,7 +4,7 @@
 //! pushed index, and the tests run once per platform, folded into the image's report.
 
 use super::image::{ImageJobContext, TestRunner};
-use crate::imagetest::{self, Outcome as TestOutcome, Suite, SuiteResult};
+use crate::containers::suite::{self, Outcome as TestOutcome, Suite, SuiteResult};
 use crate::plan::PlannedImage;
 use crate::registry::index::Platform;
 use crate::registry::{ImageRef, RegistryClient};
@@ -241,14 +241,14 @@ pub(crate) async fn run_platform_suite(
     let (log, junit) = ctx
         .dirs
         .suite_files(&planned.reference, &suite.to_string(), Some(&part));
-    let opts = imagetest::Options {
+    let opts = suite::Options {
         timeout: ctx.test_timeout,
         log_file: Some(log),
         junit_file: Some(junit),
         junit_suite_name: Some(format!("{suite} {p}")),
         cancel: ctx.cancel.clone(),
     };
-    imagetest::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
+    suite::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
 }
 
 /// The report's entry for platform `p`, made when missing.

@@ -206,7 +206,7 @@ pub async fn run(
         |key| spec.image(key).and_then(|i| i.depend_on.clone()),
         gha.as_ref(),
     )?;
-    crate::build_history::after_build(
+    crate::wiki::history::after_build(
         &opts.dirs,
         opts.build_time,
         &plan.head,
@@ -258,7 +258,7 @@ async fn reclaim_space(
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
                     s.key,
-                    crate::human::human_size(bytes)
+                    crate::report::sizes::human_size(bytes)
                 );
             }
             Err(e) => tracing::warn!(

@@ -3,14 +3,14 @@
 //! [`super::transport`]; copy and retag are above them, in [`super::copy`]. Manifests are
 //! kept as the exact bytes and media type the registry stores.
 
-use super::auth::{describe, Auth};
-use super::debuglog::DebugLog;
-use super::http::Http;
 use super::reference::ImageRef;
-use super::retry::{Retry, RetryPolicy, Unanswered};
-use super::scheme::Schemes;
+use super::transport::auth::{describe, Auth};
+use super::transport::debuglog::DebugLog;
+use super::transport::http::Http;
+use super::transport::retry::{Retry, RetryPolicy, Unanswered};
+use super::transport::scheme::Schemes;
+use super::transport::useragent::UserAgent;
 use super::transport::{Call, Transport, TransportError};
-use super::useragent::UserAgent;
 use crate::credentials::CredentialStore;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -71,7 +71,7 @@ pub enum RegistryError {
     #[error("{reference}: {reason}")]
     Invalid { reference: String, reason: String },
     #[error(transparent)]
-    Auth(#[from] super::auth::AuthError),
+    Auth(#[from] super::transport::auth::AuthError),
 }
 
 impl RegistryError {
@@ -112,7 +112,7 @@ pub fn sha256_digest(b: &[u8]) -> String {
 }
 
 pub use super::copy::{BlobCopy, BlobStats, RetagReport};
-pub use super::scheme::is_loopback;
+pub use super::transport::scheme::is_loopback;
 
 /// The layers every request goes through, outermost first (see [`super::transport`]).
 type Stack = Auth<UserAgent<Retry<DebugLog<Http>>>>;

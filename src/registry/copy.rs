@@ -5,7 +5,7 @@
 
 use super::client::{Manifest, RegistryClient, RegistryError};
 use super::reference::ImageRef;
-use super::retry::Unanswered;
+use super::transport::retry::Unanswered;
 use futures::StreamExt;
 
 /// How a blob got into the target repository.

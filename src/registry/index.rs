@@ -1,7 +1,7 @@
 //! A multi-platform index put together from images already in a repository, without
 //! pulling: each platform's manifest is read (with its small config blob, to check that it
 //! is the platform it is said to be), a manifest list or OCI index listing them is made and
-//! PUT by digest. `stackctl merge` ([`crate::merge`]) builds on it.
+//! PUT by digest. `stackctl merge` ([`crate::promote::assemble`]) builds on it.
 
 use super::client::{
     sha256_digest, Manifest, RegistryClient, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,

@@ -5,18 +5,11 @@
 //! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back); [`index`]
 //! (a multi-platform index put together from images already in the repository).
 
-pub mod auth;
 pub mod client;
 pub mod copy;
-pub mod debuglog;
-pub mod http;
 pub mod index;
 pub mod reference;
-pub mod retry;
-pub mod scheme;
-pub mod tag_transaction;
 pub mod transport;
-pub mod useragent;
 
 pub use client::{
     exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,

@@ -2,7 +2,7 @@
 //! default, `--artifacts DIR` otherwise):
 //! `artifacts/`, `logs/`, `manifests/`, `wiki/`, named as the old tool named them.
 
-use crate::naming::{page_name, safe_name};
+use crate::report::names::{page_name, safe_name};
 use std::path::{Path, PathBuf};
 
 /// The folders of one build's output.

@@ -5,8 +5,8 @@
 //! scheduler reads [`Outcome::succeeded`] from it, the postwork writes it.
 
 use super::dirs::{with_path, ArtifactDirs};
-use crate::imagetest::JunitReport;
-use crate::outcome::Outcome;
+use crate::containers::suite::JunitReport;
+use crate::report::outcome::Outcome;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,7 +47,7 @@ impl std::fmt::Display for Step {
 }
 
 /// A failed test: its id (`test/test_x.py::test_y`) and message, as the JUnit report gave it.
-pub use crate::imagetest::TestFailure;
+pub use crate::containers::suite::TestFailure;
 
 /// The counts of one test suite (from pytest's JUnit XML).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

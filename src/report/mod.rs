@@ -15,9 +15,13 @@ pub mod dirs;
 pub mod github;
 pub mod image;
 pub mod lists;
+pub mod mermaid;
+pub mod names;
+pub mod outcome;
 pub mod postwork;
 pub mod progress;
 pub mod runlog;
+pub mod sizes;
 pub mod table;
 
 pub use dirs::ArtifactDirs;

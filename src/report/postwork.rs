@@ -7,8 +7,8 @@ use super::github::{build_outputs, GithubActions};
 use super::image::{ImageReport, Step};
 use super::lists::{built_images, write_image_list, IMAGES_BUILT};
 use super::table::{markdown_with_pictures, RowStatus, SummaryRow};
-use crate::mermaid::{self, GanttTask, NodeState, TreeNode};
-use crate::outcome::{Scheduled, ScheduledImage};
+use crate::report::mermaid::{self, GanttTask, NodeState, TreeNode};
+use crate::report::outcome::{Scheduled, ScheduledImage};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ pub fn write_postwork(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Skip;
+    use crate::report::outcome::Skip;
     use std::time::Duration;
 
     fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {

@@ -4,7 +4,7 @@
 use super::github;
 use super::image::ImageReport;
 use super::table::format_duration;
-use crate::outcome::Event;
+use crate::report::outcome::Event;
 
 /// The progress line of a scheduler event, e.g. `[analysis] failed at basic-tests
 /// after 4.1s: 1 of 4 tests failed`. `image` is the image's full name.
@@ -59,7 +59,7 @@ pub fn failure_annotation(report: &ImageReport) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Skip;
+    use crate::report::outcome::Skip;
     use crate::report::Step;
     use std::time::Duration;
 

@@ -3,7 +3,7 @@
 
 use super::image::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
-use crate::outcome::{Scheduled, ScheduledImage};
+use crate::report::outcome::{Scheduled, ScheduledImage};
 use std::time::Duration;
 
 /// How one image ended.
@@ -214,7 +214,7 @@ pub fn markdown_with_pictures(
 ) -> String {
     let mut out = format!("### {}\n\n", md_cell(title));
     if let Some(tree) = tree {
-        out.push_str(&crate::mermaid::fenced(tree));
+        out.push_str(&crate::report::mermaid::fenced(tree));
         out.push('\n');
     }
     out.push_str(&format!("{}\n\n", counts_line(rows)));
@@ -272,7 +272,7 @@ pub fn markdown_with_pictures(
     }
     if let Some(gantt) = gantt {
         out.push_str("\n#### When the steps ran\n\n");
-        out.push_str(&crate::mermaid::fenced(gantt));
+        out.push_str(&crate::report::mermaid::fenced(gantt));
     }
     out
 }
@@ -369,7 +369,7 @@ pub fn terminal(rows: &[SummaryRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Skip;
+    use crate::report::outcome::Skip;
     use crate::report::TestFailure;
 
     const REPO: &str = "127.0.0.1:5111/stackctl-example";

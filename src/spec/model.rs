@@ -89,8 +89,8 @@ impl ImageSpec {
     }
 }
 
-/// An info command for manifest pages (run by [`crate::image_commands`]).
-pub use crate::image_commands::InfoCmd;
+/// An info command for manifest pages (run by [`crate::containers::commands`]).
+pub use crate::containers::commands::InfoCmd;
 
 /// How an image's tests run. Every field is optional in the spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -4,9 +4,9 @@
 //! parts are covered by the integration tests (tests/e2e_build.rs, tests/buildkit.rs).
 
 use super::*;
+use crate::containers::suite::{Outcome as TestOutcome, Suite, SuiteResult};
 use crate::content_tags::publish::{Record, Rendered, State};
 use crate::content_tags::{TagTemplate, Template};
-use crate::imagetest::{Outcome as TestOutcome, Suite, SuiteResult};
 use std::cell::RefCell;
 
 const REFERENCE: &str = "reg.example/stack/child:2026.3-feat";
@@ -80,13 +80,13 @@ fn suite(suite: Suite, image: &str, outcome: TestOutcome) -> SuiteResult {
         suite,
         image: image.into(),
         outcome,
-        counts: crate::imagetest::JunitReport {
+        counts: crate::containers::suite::JunitReport {
             passed: 2,
             failed,
             errors: 0,
             skipped: 1,
             failures: (failed > 0)
-                .then(|| crate::imagetest::TestFailure {
+                .then(|| crate::containers::suite::TestFailure {
                     name: "test/test_x.py::test_y".into(),
                     message: "assert 1 == 2".into(),
                 })

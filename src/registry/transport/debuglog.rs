@@ -2,7 +2,7 @@
 //! (`RUST_LOG=stackctl::registry=debug`). Never a header, and the URL without its query
 //! (upload URLs carry the registry's upload state; token URLs the scopes asked for).
 
-use super::transport::{Call, Transport, TransportError};
+use super::{Call, Transport, TransportError};
 use std::time::{Duration, Instant};
 
 pub struct DebugLog<T> {
@@ -46,7 +46,7 @@ impl<T: Transport> Transport for DebugLog<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::http::Http;
+    use crate::registry::transport::http::Http;
     use crate::registry::transport::test_server;
     use std::sync::{Arc, Mutex};
 

@@ -13,15 +13,18 @@
 //! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]).
 //!
 //! [`make_plan`] does the git work and the decisions; [`resolve_options`] turns command
-//! line choices plus GitHub Actions variables ([`GithubEnv`], from [`crate::github_event`])
+//! line choices plus GitHub Actions variables ([`GithubEnv`], from [`crate::plan::github_event`])
 //! into [`PlanOptions`].
 
-use crate::git::{self, ChangedFile, GitError};
-use crate::github_event::{payload_base, PayloadBase, PayloadError};
-use crate::github_event::{Event, GithubEnv};
+pub mod git;
+pub mod github_event;
+
+use crate::plan::github_event::{payload_base, PayloadBase, PayloadError};
+use crate::plan::github_event::{Event, GithubEnv};
 use crate::registry::ImageRef;
 use crate::spec::Spec;
 use crate::tag::{build_tag, TagError, MAIN_BRANCH};
+use git::{ChangedFile, GitError};
 use git2::{Oid, Repository};
 use indexmap::IndexMap;
 use serde::Serialize;

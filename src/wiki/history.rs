@@ -12,7 +12,7 @@
 //! Links are wiki links by page name (`[page](<name>)`): a GitHub wiki finds a page by
 //! its file name, whatever folder it is in.
 
-use crate::naming::page_name;
+use crate::report::names::page_name;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::collections::{HashMap, HashSet};

@@ -1,7 +1,7 @@
 //! The user-agent layer: every request names stackctl and its version (registries log it;
 //! GHCR and Docker Hub ask clients to say who they are).
 
-use super::transport::{Call, Transport, TransportError};
+use super::{Call, Transport, TransportError};
 use reqwest::header::{HeaderValue, USER_AGENT};
 
 /// What stackctl calls itself.
@@ -31,7 +31,7 @@ impl<T: Transport> Transport for UserAgent<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::http::Http;
+    use crate::registry::transport::http::Http;
     use crate::registry::transport::test_server;
 
     #[tokio::test]

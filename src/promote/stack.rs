@@ -1,5 +1,5 @@
 //! Stack promotion (`stackctl tag`): which images go where, the registry promotion (through
-//! [`crate::registry::tag_transaction`]), and the files it leaves (artifacts and wiki pages).
+//! [`crate::promote::transaction`]), and the files it leaves (artifacts and wiki pages).
 //!
 //! - quarter: every image of the spec, `<image>:ORIGINAL_TAG` → `<image>:<prefix>-stable`
 //!   (prefix = the spec's `tag.prefix` when ORIGINAL_TAG starts with it and a `-`, else
@@ -12,8 +12,8 @@
 //! old tool wrote them); only registry requests use the normalized reference
 //! (`docker.io/ucsdets/...`).
 
-use crate::error::{ExitStatus, WithStatus};
-use crate::registry::tag_transaction::{self, promote, Step};
+use crate::exit::{ExitStatus, WithStatus};
+use crate::promote::transaction::{self, promote, Step};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::Spec;
 use crate::tag::{quarter_stable_tag, GLOBAL_STABLE_TAG};
@@ -176,7 +176,7 @@ pub async fn run(
             }
         }
         (Some(c), false) => {
-            let popts = tag_transaction::Options {
+            let popts = transaction::Options {
                 dry_run: opts.dry_run,
                 deadline: tokio::time::Instant::now() + opts.timeout,
                 settle: opts.request_timeout,
@@ -263,7 +263,7 @@ pub async fn run(
                 tracing::warn!(
                     "{}: no page {}.md to copy for {t}; the link will point to a missing page",
                     dir.display(),
-                    crate::naming::page_name(s)
+                    crate::report::names::page_name(s)
                 );
             }
         }
@@ -296,7 +296,7 @@ pub async fn run(
 /// The stack's tree for Home.md (see [`wiki::TREE_MARKER`]): each image with the tag it
 /// was promoted to.
 fn stack_tree(spec: &Spec, pairs: &[(String, String)]) -> String {
-    use crate::mermaid::{flowchart, NodeState, TreeNode};
+    use crate::report::mermaid::{flowchart, NodeState, TreeNode};
     let nodes: Vec<TreeNode> = spec
         .topological()
         .into_iter()

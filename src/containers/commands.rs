@@ -1,5 +1,5 @@
 //! Commands run in order in one container of an image: a manifest page's info commands
-//! (`info_cmds`, [`crate::manifest_page`]) and the commands of content tag templates
+//! (`info_cmds`, [`crate::wiki::image_page`]) and the commands of content tag templates
 //! ([`crate::content_tags`]).
 
 use crate::containers::{self, bounded, RunScope, Stop};

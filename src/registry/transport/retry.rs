@@ -3,7 +3,7 @@
 //! Retried: 429 (honouring `Retry-After`), 500/502/503/504, and requests that never got an
 //! answer (refused or dropped connection, timeout). Everything else is returned at once.
 
-use super::transport::{Call, Transport, TransportError};
+use super::{Call, Transport, TransportError};
 use rand::Rng;
 use reqwest::{Response, StatusCode};
 use std::time::Duration;
@@ -193,7 +193,7 @@ impl<T: Transport> Transport for Retry<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::http::Http;
+    use crate::registry::transport::http::Http;
     use crate::registry::transport::test_server;
 
     fn quick(attempts: u32) -> RetryPolicy {

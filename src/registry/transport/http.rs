@@ -3,7 +3,7 @@
 //! the system's roots, built on the first https request only (building it reads every file
 //! in /etc/ssl/certs, the largest part of a short command's time).
 
-use super::transport::{Call, Transport, TransportError};
+use super::{Call, Transport, TransportError};
 use std::sync::OnceLock;
 use std::time::Duration;
 

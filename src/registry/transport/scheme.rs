@@ -2,7 +2,7 @@
 //! endpoint `--registry-endpoint` gives for it), over https unless the host is on loopback
 //! or named insecure (`--insecure-registry`), which are spoken to over plain http.
 
-use super::reference::ImageRef;
+use crate::registry::reference::ImageRef;
 
 /// Whether `host` (`HOST[:PORT]`) is a loopback address: 127.0.0.0/8, ::1 or localhost.
 pub fn is_loopback(host: &str) -> bool {

@@ -14,7 +14,7 @@
 pub mod junit;
 
 use crate::containers::{self, bounded, RunScope, Stop};
-use crate::error::ExitStatus;
+use crate::exit::ExitStatus;
 use crate::registry::ImageRef;
 use crate::spec::Spec;
 pub use junit::{JunitReport, TestFailure};

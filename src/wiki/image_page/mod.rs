@@ -4,10 +4,10 @@
 pub mod history;
 pub mod registry;
 
+pub use crate::containers::commands::InfoOutput;
 use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
-pub use crate::human::human_size;
-pub use crate::image_commands::InfoOutput;
-use crate::naming::page_name;
+use crate::report::names::page_name;
+pub use crate::report::sizes::human_size;
 use crate::spec::Spec;
 use anyhow::Context;
 pub use history::{human_duration, LayerRow};
@@ -97,10 +97,14 @@ pub async fn build_page(
         &meta.layer_sizes,
         reference.tag.as_ref().map(|_| image_ref),
     )?;
-    let infos =
-        crate::image_commands::run_info_commands(&reference, &cmds, opts.timeout, &opts.cancel)
-            .await
-            .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+    let infos = crate::containers::commands::run_info_commands(
+        &reference,
+        &cmds,
+        opts.timeout,
+        &opts.cancel,
+    )
+    .await
+    .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
@@ -129,9 +133,10 @@ async fn platform_pages(
             reference.tag.as_ref().map(|_| image_ref),
         )?;
         let at = reference.with_digest(&meta.digest);
-        let infos = crate::image_commands::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
-            .await
-            .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+        let infos =
+            crate::containers::commands::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
+                .await
+                .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
         page.push_str(&format!("\n## {p}\n\n"));
         page.push_str(&render_body(&meta.digest, &rows, &infos, "###"));
     }
@@ -245,7 +250,7 @@ pub fn layer_chart(rows: &[LayerRow]) -> Option<String> {
         })
         .collect();
     let title = format!("The {} largest layers", bars.len());
-    Some(crate::mermaid::bar_chart(&title, "MB", &bars))
+    Some(crate::report::mermaid::bar_chart(&title, "MB", &bars))
 }
 
 /// The page's markdown.
@@ -261,7 +266,7 @@ pub fn render(image_ref: &str, digest: &str, rows: &[LayerRow], infos: &[InfoOut
 fn render_body(digest: &str, rows: &[LayerRow], infos: &[InfoOutput], heading: &str) -> String {
     let mut md = format!("Manifest digest: `{digest}`\n\n");
     if let Some(chart) = layer_chart(rows) {
-        md.push_str(&crate::mermaid::fenced(&chart));
+        md.push_str(&crate::report::mermaid::fenced(&chart));
         md.push('\n');
     }
     md.push_str("| Created | Command | Size | Cumulative Size | Time Since Previous | Tags |\n");

@@ -1,6 +1,6 @@
 //! The tag transaction under a promotion: retag every source to its target, all or nothing
 //! as far as a registry allows, with a verdict read from the registry, never assumed.
-//! What is promoted, and the files it leaves, is [`crate::stack_promotion`].
+//! What is promoted, and the files it leaves, is [`crate::promote::stack`].
 //!
 //! A registry has no transactions and no locks, and a new tag often cannot be deleted
 //! (GHCR answers 405, Distribution 2.8 400 to a DELETE by tag), so stackctl never deletes a
@@ -31,10 +31,10 @@
 //! (issue 10). So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
 //! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
-use super::client::{Manifest, RegistryClient};
-use super::reference::ImageRef;
-use super::retry::Unanswered;
-use crate::error::{ExitStatus, Failed};
+use crate::exit::{ExitStatus, Failed};
+use crate::registry::client::{Manifest, RegistryClient};
+use crate::registry::reference::ImageRef;
+use crate::registry::transport::retry::Unanswered;
 use futures::future::join_all;
 use std::fmt;
 use std::future::Future;
@@ -66,7 +66,7 @@ impl Step {
     }
 
     /// A step from names as written (parsed for the requests, shown as given).
-    pub fn named(source: &str, target: &str) -> Result<Step, super::reference::RefError> {
+    pub fn named(source: &str, target: &str) -> Result<Step, crate::registry::reference::RefError> {
         Ok(Step {
             source: ImageRef::parse(source)?,
             target: ImageRef::parse(target)?,
@@ -265,7 +265,7 @@ pub async fn promote(
     )
     .await;
     if cancel.is_cancelled() {
-        return Err(crate::error::WithStatus {
+        return Err(crate::exit::WithStatus {
             status: ExitStatus::Interrupted,
             message: "interrupted while reading the registry; nothing was changed".into(),
         }

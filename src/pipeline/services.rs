@@ -6,13 +6,13 @@ use super::image::{Builder, Built, ImageJobContext, PageWriter, Parts, Publisher
 use super::platforms::{pushed_manifests, run_platform_suite, Selection};
 use super::request::{build_request, Delivery, Overrides, Prepared, RequestInputs};
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
+use crate::containers::suite::{self, Suite, SuiteResult};
 use crate::content_tags::publish::{Record, Rendered};
 use crate::content_tags::TagTemplate;
-use crate::imagetest::{self, Suite, SuiteResult};
-use crate::manifest_page::{self, PageOptions, RegistryAccess};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::ImageSpec;
+use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use anyhow::anyhow;
 
 /// One image's real parts: it implements every trait of the step order.
@@ -145,14 +145,14 @@ impl TestRunner for Real<'_, '_> {
         }
         let full = &self.planned.reference;
         let (log, junit) = ctx.dirs.suite_files(full, &suite.to_string(), None);
-        let opts = imagetest::Options {
+        let opts = suite::Options {
             timeout: ctx.test_timeout,
             log_file: Some(log),
             junit_file: Some(junit),
             junit_suite_name: None,
             cancel: ctx.cancel.clone(),
         };
-        imagetest::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await
+        suite::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await
     }
 
     async fn content_tag_values(
@@ -235,7 +235,7 @@ impl PageWriter for Real<'_, '_> {
             cancel: ctx.cancel.clone(),
             content_tags: content_tags.to_vec(),
         };
-        manifest_page::write_page(
+        image_page::write_page(
             ctx.spec,
             &self.planned.key,
             &self.planned.reference,

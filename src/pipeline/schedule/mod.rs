@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::time::Instant;
 
-pub use crate::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
+pub use crate::report::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
 
 /// One image as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,10 @@
 //! and each promoted image's page is a copy of the page of the image it was promoted from.
 //! Every line we do not add is kept byte for byte.
 
-use crate::naming::page_name;
+pub mod history;
+pub mod image_page;
+
+use crate::report::names::page_name;
 use anyhow::Context;
 use std::path::Path;
 
@@ -159,7 +162,7 @@ pub fn with_tree(home: &str, diagram: &str) -> Option<String> {
         Some(end) => &rest[end + TREE_END.len()..],
         None => rest,
     };
-    let block = crate::mermaid::fenced(diagram).replace('\n', eol);
+    let block = crate::report::mermaid::fenced(diagram).replace('\n', eol);
     Some(format!("{head}{eol}{block}{TREE_END}{after}"))
 }
 

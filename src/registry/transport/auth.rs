@@ -8,7 +8,7 @@
 //! tokens nor passwords ever go into a log line or an error message: errors name the
 //! credential with [`Credential::describe`].
 
-use super::transport::{authority, Call, Transport, TransportError};
+use super::{authority, Call, Transport, TransportError};
 use crate::credentials::{Credential, CredentialStore};
 use base64::Engine;
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
@@ -393,7 +393,7 @@ impl<T: Transport> Transport for Auth<T> {
 mod tests {
     use super::*;
     use crate::credentials::Secret;
-    use crate::registry::http::Http;
+    use crate::registry::transport::http::Http;
     use crate::registry::transport::test_server;
     use std::sync::Arc;
 

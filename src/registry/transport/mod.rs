@@ -15,8 +15,15 @@
 //! Which scheme a host is spoken to with is decided before, when the URL is made
 //! ([`scheme`](super::scheme)). Operation-sized functions (`RegistryClient`) sit on top.
 
-use super::auth::AuthError;
-use super::retry::Unanswered;
+pub mod auth;
+pub mod debuglog;
+pub mod http;
+pub mod retry;
+pub mod scheme;
+pub mod useragent;
+
+use auth::AuthError;
+use retry::Unanswered;
 use std::future::Future;
 
 /// One request and what the layers need to know about it.
@@ -67,7 +74,7 @@ pub enum TransportError {
 impl TransportError {
     /// Whether asking again may work: a transport failure that is not a refusal by setup.
     pub fn transient(&self) -> bool {
-        matches!(self, TransportError::Http(e) if super::retry::transient(e))
+        matches!(self, TransportError::Http(e) if retry::transient(e))
     }
 }
 

@@ -6,6 +6,9 @@
 //! and never handed out; [`RunScope::cleanup`] therefore also removes whatever still
 //! carries the run's label. Callers run it after their work, whatever its outcome.
 
+pub mod commands;
+pub mod suite;
+
 use crate::registry::ImageRef;
 use anyhow::Context;
 use bollard::query_parameters::{

@@ -1,0 +1,11 @@
+//! Moving tags to images that are already in the registry, without pulling them:
+//! - [`stack`]: `stackctl tag`, which images of a stack go to which stable tags, and the
+//!   files it leaves (`IMAGES_*`, the wiki);
+//! - [`transaction`]: the tag moves of one promotion, all or nothing as far as a registry
+//!   without transactions allows, read back before they are reported;
+//! - [`assemble`]: the per-platform images of split builds put together in one index each,
+//!   then tagged.
+
+pub mod assemble;
+pub mod stack;
+pub mod transaction;
