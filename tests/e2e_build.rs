@@ -142,7 +142,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         );
         assert_eq!(report["tests"]["basic"]["failed"], 0);
 
-        // Every artifact of FORMATS.md.
+        // Every artifact of docs/formats.md.
         let a = out.path();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&read(
             a.join("artifacts").join(format!("{}.yaml", safe(&full(k)))),

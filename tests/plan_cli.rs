@@ -194,10 +194,10 @@ fn upstream_layout_gives_the_old_tools_rebuild_set() {
 }
 
 #[test]
-fn upstream_layout_where_formats_md_is_stricter_than_the_old_tool() {
+fn upstream_layout_where_the_rules_are_stricter_than_the_old_tool() {
     // The old tool only looked at `main` and "full rebuild" inside its loop over files
-    // under images/, so a commit touching nothing there rebuilt nothing. FORMATS.md
-    // (and stackctl) rebuild everything on main and on "full rebuild" regardless.
+    // under images/, so a commit touching nothing there rebuilt nothing. The rules
+    // (docs/plan.md) rebuild everything on main and on "full rebuild" regardless.
     for (branch, msg) in [("main", "docs"), ("dev", "docs, full rebuild")] {
         let r = upstream_repo(branch);
         r.write("README.md", "changed\n").commit(msg);

@@ -1,4 +1,4 @@
-//! `stackctl build-image` and `stackctl buildkit info` (issue 4).
+//! `stackctl build-image` and `stackctl buildkit info`.
 use super::common::SpecArgs;
 use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};

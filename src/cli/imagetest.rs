@@ -1,4 +1,4 @@
-//! `stackctl test` and `stackctl manifest` (issue 5).
+//! `stackctl test` and `stackctl manifest`.
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
 use crate::containers::suite::{self, Options, Outcome, Suite};

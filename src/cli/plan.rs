@@ -1,4 +1,4 @@
-//! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
+//! `stackctl plan`: a thin layer over [`crate::plan`].
 use super::GlobalArgs;
 use crate::exit::ExitStatus;
 use crate::plan::github_event::{Event, GithubEnv};

@@ -1,4 +1,4 @@
-//! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
+//! `stackctl exists`, `retag` and `tag`: thin layers over [`crate::registry`]
 //! and [`crate::promote::stack`].
 use super::common::{RegistryApiArgs, SpecArgs};
 use super::GlobalArgs;

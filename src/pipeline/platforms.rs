@@ -1,4 +1,4 @@
-//! The per-platform part of one image's work (issue 13), kept apart from the step order
+//! The per-platform part of one image's work, kept apart from the step order
 //! in [`super::image`]: which platforms an image builds in this run (its `platforms:`,
 //! narrowed by `--platform`), whether the builder can, each platform's manifest in the
 //! pushed index, and the tests run once per platform, folded into the image's report.

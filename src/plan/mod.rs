@@ -1,6 +1,6 @@
 //! The rebuild plan: which images of the stack rebuild, and why, decided from git.
 //!
-//! The rules are those of FORMATS.md, "Which images rebuild":
+//! The rules are those of docs/plan.md, "The rules":
 //! - the changed files are `base..head` for a push and `merge-base(base, head)..head`
 //!   for a pull request (base defaults to the first parent of head);
 //! - a changed `images/<x>/...` rebuilds image `<x>`, unless `<x>` is in the change

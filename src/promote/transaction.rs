@@ -27,8 +27,8 @@
 //! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
 //! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
 //! still a round of its own: a PUT answer proves what the registry held when it answered,
-//! not at the end of the run, and only a read after every write sees a concurrent writer
-//! (issue 10). So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
+//! not at the end of the run, and only a read after every write sees a concurrent writer.
+//! So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
 //! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
 use crate::exit::{ExitStatus, Failed};

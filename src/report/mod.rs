@@ -1,4 +1,4 @@
-//! What a build leaves behind (FORMATS.md, "Files a build leaves"), and how it
+//! What a build leaves behind (docs/formats.md, "What a build leaves"), and how it
 //! tells people about it: per-image YAML, `IMAGES_BUILT`, `logs/run.log`, the
 //! per-image log paths, GitHub Actions output and the final table.
 //!

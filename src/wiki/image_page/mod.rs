@@ -1,4 +1,4 @@
-//! An image's manifest page (FORMATS.md, "Manifest page"): its layers, read from the
+//! An image's manifest page (docs/formats.md, "Manifest page"): its layers, read from the
 //! registry without pulling, and the output of its info commands.
 
 pub mod history;
