@@ -101,15 +101,11 @@ fn page(full: &str) -> String {
 
 #[test]
 fn stack_builds_promotes_and_rebuilds_only_what_changed() {
-    let Stack {
-        registry: reg,
-        repo: ex,
-        out,
-        ..
-    } = Stack::builder("stack_builds_promotes_and_rebuilds_only_what_changed")
+    let s = Stack::builder("stack_builds_promotes_and_rebuilds_only_what_changed")
         .example()
         .build()
         .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let keys = ["base", "analysis", "service"];
     let tag = format!("{PREFIX}-{BRANCH}");
     let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
@@ -284,20 +280,17 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         digest_in_registry(&full("base")).as_deref(),
         "analysis built FROM base's digest"
     );
-    drop(reg);
+    drop(s);
 }
 
 #[test]
 fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
-    let Stack {
-        registry: _reg,
-        repo: ex,
-        out,
-        ..
-    } = Stack::builder("failing_test_stops_one_child_and_its_sibling_completes_with_keep_going")
-        .example()
-        .build()
-        .unwrap();
+    let s =
+        Stack::builder("failing_test_stops_one_child_and_its_sibling_completes_with_keep_going")
+            .example()
+            .build()
+            .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let tag = format!("{PREFIX}-{BRANCH}");
     ex.change(
         "images/analysis/test/test_broken.py",
@@ -490,20 +483,15 @@ fn remove_engine_images_of(host: &str) {
 /// --keep-going on a new branch, for which no tag appears.
 #[test]
 fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: ex,
-        out,
-        ..
-    }) = Stack::builder("stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images")
-        .buildkitd()
-        .example()
-        .build()
+    let Some(s) =
+        Stack::builder("stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images")
+            .buildkitd()
+            .example()
+            .build()
     else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     let tls = bk.tcp_args();
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
@@ -760,15 +748,11 @@ fn base_only_spec(ex: &ExampleRepo) -> String {
 
 #[test]
 fn content_tags_come_from_the_image_and_never_move_unless_moving() {
-    let Stack {
-        registry: _reg,
-        repo: ex,
-        out,
-        ..
-    } = Stack::builder("content_tags_come_from_the_image_and_never_move_unless_moving")
+    let s = Stack::builder("content_tags_come_from_the_image_and_never_move_unless_moving")
         .example()
         .build()
         .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("base"));
     let python = base_python_version(3);
     let major = base_python_version(1);
@@ -988,20 +972,14 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
 /// content tag is a manifest PUT of that digest: the only tags are the run's and it.
 #[test]
 fn content_tags_through_buildkitd_name_the_tested_digest() {
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: ex,
-        out,
-        ..
-    }) = Stack::builder("content_tags_through_buildkitd_name_the_tested_digest")
+    let Some(s) = Stack::builder("content_tags_through_buildkitd_name_the_tested_digest")
         .buildkitd()
         .example()
         .build()
     else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let python = base_python_version(2);
     ex.change(
         "spec.yml",
@@ -1431,17 +1409,10 @@ fn artifact_platforms(yaml: &serde_yaml::Value) -> Vec<(String, String, bool)> {
 #[test]
 fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     let test = "two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes";
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: git,
-        out,
-        ..
-    }) = two_platform_setup(test, KID_TEST).build()
-    else {
+    let Some(s) = two_platform_setup(test, KID_TEST).build() else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     with_kid_integration(&git, Some("linux/arm64"));
     let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
@@ -1600,17 +1571,10 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
     let test = "a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears";
     let kid_test =
         "import platform\n\ndef test_only_on_x86():\n    assert platform.machine() == 'x86_64'\n";
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: git,
-        out,
-        ..
-    }) = two_platform_setup(test, kid_test).build()
-    else {
+    let Some(s) = two_platform_setup(test, kid_test).build() else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}");
@@ -1655,17 +1619,10 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
 #[test]
 fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
     let test = "a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform";
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: git,
-        out,
-        ..
-    }) = two_platform_setup(test, KID_TEST).build()
-    else {
+    let Some(s) = two_platform_setup(test, KID_TEST).build() else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     // The kid's integration tests: this (amd64) runner does not build its native platform,
     // so they run once on the arm64 image it built.
@@ -1730,15 +1687,11 @@ fn config_of(reference: &str) -> Value {
 /// input: exit 2 before anything is built, naming the image and the alternative.
 #[test]
 fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
-    let Stack {
-        registry: _reg,
-        repo: git,
-        out,
-        ..
-    } = Stack::builder("two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd")
+    let s = Stack::builder("two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd")
         .repo(|host, _| two_platform_stack(host, KID_TEST))
         .build()
         .unwrap();
+    let (git, out) = (&s.repo, &s.out);
     for extra in [&[][..], &["--platform", "linux/arm64"][..]] {
         let o = stackctl()
             .current_dir(out.path())
@@ -1783,13 +1736,7 @@ fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
 #[test]
 fn a_two_platform_image_without_python_fails_on_each_platform() {
     let test = "a_two_platform_image_without_python_fails_on_each_platform";
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo: git,
-        out,
-        ..
-    }) = Stack::builder(test)
+    let Some(s) = Stack::builder(test)
         .buildkitd()
         .busybox_platforms()
         .repo(|host, base| {
@@ -1812,7 +1759,7 @@ fn a_two_platform_image_without_python_fails_on_each_platform() {
     else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}\n{}", bk.log());
@@ -1889,19 +1836,14 @@ fn merge(repo: &Path, out: &Path, dirs: &[&Path]) -> (i32, String, String) {
 /// built FROM its parent's image of that platform.
 #[test]
 fn split_builds_are_merged_and_a_missing_platform_is_refused() {
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo,
-        ..
-    }) = Stack::builder("split_builds_are_merged_and_a_missing_platform_is_refused")
+    let Some(s) = Stack::builder("split_builds_are_merged_and_a_missing_platform_is_refused")
         .buildkitd()
         .repo(|host, _| two_platform_repo(host))
         .build()
     else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, repo) = (&s.nodes[0], &s.registry, &s.repo);
     let host = reg.host();
     let tls = bk.tcp_args();
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
@@ -2070,12 +2012,7 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
 #[test]
 fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
     let test = "merge_gives_the_content_tags_split_builds_left_to_the_index";
-    let Some(Stack {
-        nodes,
-        registry: reg,
-        repo,
-        ..
-    }) = Stack::builder(test)
+    let Some(s) = Stack::builder(test)
         .buildkitd()
         .python_platforms()
         .repo(|host, base| {
@@ -2101,7 +2038,7 @@ fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
     else {
         return;
     };
-    let bk = &nodes[0];
+    let (bk, reg, repo) = (&s.nodes[0], &s.registry, &s.repo);
     let host = reg.host();
     let tls = bk.tcp_args();
     let full = format!("{host}/split/svc:{PREFIX}-main");
