@@ -111,7 +111,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
 
     // 1. A first build: nothing is in the registry, every image builds, tests and pushes.
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD"]);
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(summary["tag"], tag.as_str());
     for k in keys {
@@ -254,7 +254,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     }
 
     // 3. No change: the plan and the registry check find everything in place.
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD"]);
     assert_eq!(code, 0, "{summary:#}");
     for k in keys {
         assert_eq!(status_of(&summary, k), "up-to-date", "{summary:#}");
@@ -268,7 +268,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         "# a comment",
         "analysis: comment",
     );
-    let (code, summary) = build(&ex, out.path(), &[]);
+    let (code, summary) = build(ex, out.path(), &[]);
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(status_of(&summary, "analysis"), "done");
     assert_eq!(status_of(&summary, "base"), "up-to-date");
@@ -301,7 +301,7 @@ fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
     let summary_md = out.path().join("step-summary.md");
     let outputs = out.path().join("github-output");
     let (code, summary, stderr) = build_env(
-        &ex,
+        ex,
         out.path(),
         &["--base", "HEAD", "--keep-going"],
         &[
@@ -757,7 +757,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     let python = base_python_version(3);
     let major = base_python_version(1);
     // The base alone, with content tags for every image of the stack.
-    let spec = base_only_spec(&ex);
+    let spec = base_only_spec(ex);
     ex.change(
         "spec.yml",
         &format!("{spec}tags:\n  - \"python-{{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}}\"\n  - template: \"py{{python3 -c 'import sys; print(sys.version_info[0])'}}-newest\"\n    moving: true\n  - \"{{commit}}-{{date}}\"\n"),
@@ -773,7 +773,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     // 0. --no-push: the content tags are computed (a bad value would fail here already)
     // and recorded as not pushed; none reaches the registry.
     let (code, summary) = build(
-        &ex,
+        ex,
         out.path(),
         &["--base", "HEAD", "--only", "base", "--no-push"],
     );
@@ -784,11 +784,11 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
 
     // 1. First build: every content tag is created on the tested digest.
     let day_before = today();
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--only", "base"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD", "--only", "base"]);
     let day_after = today();
     assert_eq!(code, 0, "{summary:#}");
     let first = report_digest(&summary, "base");
-    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(&ex)));
+    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(ex)));
     for tag in [&fixed, &moving] {
         let t = content_tag(&summary, "base", tag);
         assert_eq!(t["state"], "created", "{t}");
@@ -834,7 +834,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     assert!(
         row.contains(&format!(
             "| `{}` | `{PREFIX}-{BRANCH}` | `{full}` `{first}` [page]({}) |",
-            sha7(&ex),
+            sha7(ex),
             page(&full)
         )),
         "{history}"
@@ -863,7 +863,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         "base: other content",
     );
     let (code, summary, stderr) = build_env(
-        &ex,
+        ex,
         out.path(),
         &["--only", "base", "--wiki-max-pages", "2"],
         &[],
@@ -929,7 +929,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     lines.sort();
     let dated: Vec<String> = [&day_before, &day_after]
         .iter()
-        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(&ex)))))
+        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(ex)))))
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(dated.iter().any(|d| d == lines[0]), "{lines:?} {dated:?}");
@@ -955,7 +955,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         "# third content",
         "base: third content",
     );
-    let (code, summary) = build(&ex, out.path(), &["--only", "base"]);
+    let (code, summary) = build(ex, out.path(), &["--only", "base"]);
     assert_eq!(code, 1, "{summary:#}");
     let report = &image_of(&summary, "base")["report"];
     assert_eq!(report["failed_step"], "content-tags", "{report}");
@@ -985,7 +985,7 @@ fn content_tags_through_buildkitd_name_the_tested_digest() {
         "spec.yml",
         &format!(
             "{}tags: [\"python-{{python3 -c 'import sys; print(\\\"%d.%d\\\" % sys.version_info[:2])'}}\"]\n",
-            base_only_spec(&ex)
+            base_only_spec(ex)
         ),
         "content tags",
     );
@@ -1414,8 +1414,8 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     };
     let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    with_kid_integration(&git, Some("linux/arm64"));
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    with_kid_integration(git, Some("linux/arm64"));
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
     let tag = format!("{PREFIX}-{BRANCH}");
     let full = |k: &str| format!("{host}/mp/{k}:{tag}");
@@ -1576,7 +1576,7 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
     };
     let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}");
     assert_eq!(status_of(&summary, "base"), "done", "{summary:#}");
     assert_eq!(status_of(&summary, "kid"), "failed", "{summary:#}");
@@ -1626,9 +1626,9 @@ fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
     let host = reg.host();
     // The kid's integration tests: this (amd64) runner does not build its native platform,
     // so they run once on the arm64 image it built.
-    with_kid_integration(&git, None);
+    with_kid_integration(git, None);
     let (code, summary, stderr) =
-        build_repo(git.path(), out.path(), &bk, &["--platform", "linux/arm64"]);
+        build_repo(git.path(), out.path(), bk, &["--platform", "linux/arm64"]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
     let tag = format!("{PREFIX}-{BRANCH}");
     let head = git.repo.head().unwrap().target().unwrap().to_string();
@@ -1761,7 +1761,7 @@ fn a_two_platform_image_without_python_fails_on_each_platform() {
     };
     let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}\n{}", bk.log());
     let yaml = artifact(out.path(), &format!("{host}/mp/tiny:{PREFIX}-{BRANCH}"));
     let message = yaml["message"].as_str().unwrap();
