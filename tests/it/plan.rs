@@ -10,7 +10,7 @@
 //! ```
 //! Change rules: `ignore: [docs]`, `build_all: [tests_common, conftest.py]`.
 
-mod support;
+use crate::support;
 
 use stackctl::plan::github_event::{Event, GithubEnv};
 use stackctl::plan::{
