@@ -3,15 +3,7 @@
 //! narrowed by `--platform`), whether the builder can, each platform's manifest in the
 //! pushed index, and the tests run once per platform, folded into the image's report.
 
-use super::image::{ImageJobContext, TestRunner};
-use crate::containers::suite::{self, Outcome as TestOutcome, Suite, SuiteResult};
-use crate::plan::PlannedImage;
-use crate::registry::index::Platform;
-use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
 use crate::spec::{platform, ImageSpec};
-use anyhow::{anyhow, Context as _};
-use std::time::Instant;
 
 /// The platforms one image builds in this run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,195 +84,6 @@ pub fn check_builder(
     Ok(())
 }
 
-/// Each wanted platform's image manifest digest in the pushed `repository@digest`: the
-/// index's entries, or the manifest itself when one platform was built. Read back from the
-/// registry, so that what is reported is what is there.
-pub async fn pushed_manifests(
-    registry: &RegistryClient,
-    repository: &str,
-    digest: &str,
-    wanted: &[String],
-) -> anyhow::Result<Vec<(String, String)>> {
-    let r = ImageRef::parse(&format!("{repository}@{digest}"))?;
-    let m = registry
-        .get_manifest(&r)
-        .await?
-        .with_context(|| format!("{r}: pushed by BuildKit but not found in the registry"))?;
-    let is_index = m.media_type == crate::registry::client::OCI_INDEX
-        || m.media_type == crate::registry::client::DOCKER_MANIFEST_LIST;
-    if !is_index {
-        return match wanted {
-            [one] => Ok(vec![(one.clone(), m.digest)]),
-            _ => Err(anyhow!(
-                "{r} is one image manifest ({}), not an index of {}",
-                m.media_type,
-                wanted.join(", ")
-            )),
-        };
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        digest: String,
-        platform: Option<Platform>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Entry>,
-    }
-    let index: Index =
-        serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
-    let mut out = vec![];
-    for p in wanted {
-        let want: Platform = p.parse().map_err(|e: String| anyhow!(e))?;
-        let found = index
-            .manifests
-            .iter()
-            .find(|e| e.platform.as_ref().is_some_and(|q| q.is(&want)))
-            .with_context(|| {
-                format!(
-                    "{r}: the pushed index has no manifest for {p} (it lists: {})",
-                    index
-                        .manifests
-                        .iter()
-                        .map(|e| e.platform.as_ref().map_or("?/?".into(), |q| q.to_string()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-        out.push((p.clone(), found.digest.clone()));
-    }
-    Ok(out)
-}
-
-/// Run `suite` once per platform, each in a container of that platform's manifest
-/// (`<repository>@<digest>`; the engine runs a foreign one through qemu-user-static's
-/// binfmt handler), concurrently. The results go into `report.platforms` and the image's
-/// counts (summed, failures prefixed with the platform); the image passes only if every
-/// platform passed. Returns whether it goes on.
-pub(crate) async fn run_tests(
-    tests: &impl TestRunner,
-    repository: &str,
-    manifests: &[(String, String)],
-    suite: Suite,
-    report: &mut ImageReport,
-) -> bool {
-    let step = match suite {
-        Suite::Basic => Step::BasicTests,
-        Suite::Integration => Step::IntegrationTests,
-    };
-    let t0 = Instant::now();
-    let runs = manifests.iter().map(|(p, d)| async move {
-        let image_ref = format!("{repository}@{d}");
-        tests.run_suite(suite, &image_ref, Some(p)).await
-    });
-    let results = futures::future::join_all(runs).await;
-    report.step_took(step, t0.elapsed());
-
-    let mut total = TestCounts::default();
-    let mut failed: Vec<String> = vec![];
-    for ((p, d), r) in manifests.iter().zip(results) {
-        let (counts, ok, why) = match r {
-            Ok(r) => {
-                let counts = counts_of(&r, p);
-                let ok = matches!(r.outcome, TestOutcome::Passed | TestOutcome::NoTests);
-                (Some(counts), ok, r.message)
-            }
-            Err(e) => (None, false, format!("{e:#}")),
-        };
-        if let Some(c) = &counts {
-            total.passed += c.passed;
-            total.failed += c.failed;
-            total.skipped += c.skipped;
-            total.seconds = total.seconds.max(c.seconds);
-            total.failures.extend(c.failures.iter().cloned());
-        }
-        if !ok {
-            failed.push(format!("{p}: {why}"));
-        }
-        let entry = platform_entry(report, p);
-        entry.digest = Some(d.clone());
-        match suite {
-            Suite::Basic => {
-                entry.basic = counts;
-                entry.success = ok;
-            }
-            Suite::Integration => entry.success &= ok,
-        }
-    }
-    match suite {
-        Suite::Basic => report.tests.basic = Some(total),
-        Suite::Integration => report.tests.integration = Some(total),
-    }
-    if failed.is_empty() {
-        return true;
-    }
-    report.fail(
-        step,
-        format!(
-            "{step} failed on {} of {} platforms: {}",
-            failed.len(),
-            manifests.len(),
-            failed.join("; ")
-        ),
-    );
-    false
-}
-
-/// One platform's run of `suite` in `image_ref` (the real [`TestRunner`]'s): its log and
-/// JUnit file carry the platform in their names, and the JUnit suite is named
-/// `<suite> <platform>`.
-pub(crate) async fn run_platform_suite(
-    ctx: &ImageJobContext<'_>,
-    planned: &PlannedImage,
-    image_ref: &str,
-    suite: Suite,
-    p: &str,
-) -> anyhow::Result<SuiteResult> {
-    let part = platform::file_part(p);
-    let (log, junit) = ctx
-        .dirs
-        .suite_files(&planned.reference, &suite.to_string(), Some(&part));
-    let opts = suite::Options {
-        timeout: ctx.test_timeout,
-        log_file: Some(log),
-        junit_file: Some(junit),
-        junit_suite_name: Some(format!("{suite} {p}")),
-        cancel: ctx.cancel.clone(),
-    };
-    suite::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
-}
-
-/// The report's entry for platform `p`, made when missing.
-fn platform_entry<'a>(report: &'a mut ImageReport, p: &str) -> &'a mut PlatformReport {
-    let i = match report.platforms.iter().position(|e| e.platform == p) {
-        Some(i) => i,
-        None => {
-            report.platforms.push(PlatformReport {
-                platform: p.to_string(),
-                digest: None,
-                success: false,
-                basic: None,
-            });
-            report.platforms.len() - 1
-        }
-    };
-    &mut report.platforms[i]
-}
-
-/// One platform's image through an engine's BuildKit (one declared platform): tested the
-/// usual way; its entry is recorded from the image's own results (the digest once pushed).
-pub fn record_single(report: &mut ImageReport, sel: &Selection) {
-    if let [p] = sel.platforms.as_slice() {
-        let basic = report.tests.basic.clone();
-        let digest = report.digest.clone();
-        let e = platform_entry(report, p);
-        e.success = true;
-        e.basic = basic;
-        e.digest = e.digest.clone().or(digest);
-    }
-}
-
 /// What content tags are computed in: the native platform's manifest of a multi-platform
 /// image (else its first platform's, when it is not built for this machine), or `test_ref`.
 pub fn native_ref(repository: &str, manifests: &[(String, String)], test_ref: &str) -> String {
@@ -318,26 +121,6 @@ pub fn split_integration_targets(
         .into_iter()
         .cloned()
         .collect()
-}
-
-/// A split build's image that passed its tests: pushed by digest, no tag; it waits for
-/// `stackctl merge`, which reads `awaiting_merge` and `platforms` from its artifact.
-pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
-    report.awaiting_merge = true;
-    report.digest = digest.map(str::to_string);
-    tracing::info!(
-        "[{key}] split build: pushed by digest ({}), no tag; waiting for `stackctl merge`",
-        digest.unwrap_or("?")
-    );
-}
-
-/// One suite's counts, failures prefixed with the platform.
-fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
-    let mut counts = TestCounts::of_suite(&r.counts, (r.seconds * 1000.0).round() / 1000.0);
-    for f in &mut counts.failures {
-        f.name = format!("[{p}] {}", f.name);
-    }
-    counts
 }
 
 #[cfg(test)]
@@ -428,34 +211,5 @@ mod tests {
         let on = vec!["linux/s390x".to_string()];
         assert_eq!(split_integration_targets(&on, &both), both[..1]);
         assert!(split_integration_targets(&on, &both[1..]).is_empty());
-    }
-
-    #[test]
-    fn index_entries() {
-        let is = |entry: &str, wanted: &str| {
-            serde_json::from_str::<Platform>(entry)
-                .unwrap()
-                .is(&wanted.parse().unwrap())
-        };
-        assert!(is(
-            r#"{"os":"linux","architecture":"arm64"}"#,
-            "linux/arm64"
-        ));
-        assert!(is(
-            r#"{"os":"linux","architecture":"arm64"}"#,
-            "linux/arm64/v8"
-        ));
-        assert!(is(
-            r#"{"os":"linux","architecture":"arm","variant":"v7"}"#,
-            "linux/arm/v7"
-        ));
-        assert!(!is(
-            r#"{"os":"linux","architecture":"arm","variant":"v6"}"#,
-            "linux/arm/v7"
-        ));
-        assert!(!is(
-            r#"{"os":"unknown","architecture":"unknown"}"#,
-            "linux/amd64"
-        ));
     }
 }

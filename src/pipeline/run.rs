@@ -1,9 +1,10 @@
 //! The whole main job: from a plan to the files a run leaves.
 
-use super::image::{run_image, ImageJobContext};
 use super::schedule::{
     run_schedule_placed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
 };
+use super::services::run_image;
+use super::steps::ImageJobContext;
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;

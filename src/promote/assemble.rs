@@ -4,11 +4,12 @@
 //! index is made from the recorded digests and PUT by digest ([`make_indexes`],
 //! [`publish`]: no image is pulled), and only then tagged, each tag read back.
 
-use crate::content_tags::publish::{Rendered, State as ContentTagState};
-use crate::registry::index::{IndexEntry, MadeIndex, Platform};
+use crate::content_tags::publish::{ContentTagState, Rendered};
+use crate::registry::index::{IndexEntry, MadeIndex};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::image::PlatformReport;
 use crate::report::{ArtifactDirs, ImageReport};
+use crate::spec::platform::Platform;
 use crate::spec::Spec;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -689,13 +690,13 @@ tag:
 
     #[test]
     fn runs_that_computed_different_content_tags_are_refused() {
-        use crate::content_tags::publish::Record;
+        use crate::content_tags::publish::ContentTag;
         let tmp = tempfile::tempdir().unwrap();
         let spec = spec(tmp.path());
         let c = "1".repeat(40);
         let tagged = |platform: &str, d: char, tag: &str| {
             let mut r = report("base", platform, d, &c);
-            r.content_tags.push(Record {
+            r.content_tags.push(ContentTag {
                 tag: tag.into(),
                 digest: None,
                 state: ContentTagState::NotPushed,

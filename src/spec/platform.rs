@@ -2,6 +2,63 @@
 //! or `os/arch/variant`, as BuildKit and the OCI image index name them.
 
 use serde_yaml::Value;
+use std::str::FromStr;
+
+/// A platform as written on the command line and in the spec: `os/arch[/variant]`; also
+/// read from an index entry's `platform` or an image config (their `os`, `architecture`,
+/// `variant`).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Platform {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Whether this platform (an index entry's) is `wanted`. A wanted platform without a
+    /// variant matches any variant; `linux/arm64/v8` matches an entry without one (BuildKit
+    /// leaves arm64's default variant out).
+    pub fn is(&self, wanted: &Platform) -> bool {
+        if self.os != wanted.os || self.architecture != wanted.architecture {
+            return false;
+        }
+        match (&wanted.variant, &self.variant) {
+            (None, _) => true,
+            (Some(w), Some(v)) => w == v,
+            (Some(w), None) => wanted.architecture == "arm64" && w == "v8",
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+
+    /// Checked as the spec checks its `platforms:` ([`check`]).
+    fn from_str(s: &str) -> Result<Self, String> {
+        check(s)?;
+        let parts: Vec<&str> = s.split('/').collect();
+        Ok(Platform {
+            os: parts[0].to_string(),
+            architecture: parts[1].to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Architectures BuildKit builds for (Go's names, as OCI uses them).
 const ARCHES: [&str; 12] = [
@@ -141,5 +198,34 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("listed twice"));
         assert!(native().starts_with("linux/"));
+    }
+
+    #[test]
+    fn index_entries() {
+        let is = |entry: &str, wanted: &str| {
+            serde_json::from_str::<Platform>(entry)
+                .unwrap()
+                .is(&wanted.parse().unwrap())
+        };
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm64"}"#,
+            "linux/arm64"
+        ));
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm64"}"#,
+            "linux/arm64/v8"
+        ));
+        assert!(is(
+            r#"{"os":"linux","architecture":"arm","variant":"v7"}"#,
+            "linux/arm/v7"
+        ));
+        assert!(!is(
+            r#"{"os":"linux","architecture":"arm","variant":"v6"}"#,
+            "linux/arm/v7"
+        ));
+        assert!(!is(
+            r#"{"os":"unknown","architecture":"unknown"}"#,
+            "linux/amd64"
+        ));
     }
 }

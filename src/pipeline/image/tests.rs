@@ -4,10 +4,15 @@
 //! parts are covered by the integration tests (tests/e2e_build.rs, tests/buildkit.rs).
 
 use super::*;
-use crate::containers::suite::{Outcome as TestOutcome, Suite, SuiteResult};
-use crate::content_tags::publish::{Record, Rendered, State};
-use crate::content_tags::{TagTemplate, Template};
+use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
+use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
+use crate::pipeline::platforms::Selection;
+use crate::pipeline::steps::Built;
+use crate::spec::{TagTemplate, Template};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 const REFERENCE: &str = "reg.example/stack/child:2026.3-feat";
 const REPOSITORY: &str = "reg.example/stack/child";
@@ -224,7 +229,7 @@ impl Publisher for Fake {
         &self,
         digest: &str,
         tags: &[Rendered],
-    ) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    ) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)> {
         self.call(format!("content-tags {digest}"));
         if self.trouble == Trouble::ContentTags {
             anyhow::bail!("PUT {REPOSITORY}:py-3.11: 403 Forbidden");
@@ -234,10 +239,10 @@ impl Publisher for Fake {
             self.tags
                 .borrow_mut()
                 .push(format!("{REPOSITORY}:{}", r.tag));
-            records.push(Record {
+            records.push(ContentTag {
                 tag: r.tag.clone(),
                 digest: Some(digest.into()),
-                state: State::Created,
+                state: ContentTagState::Created,
                 moving: r.moving,
                 previous: None,
             });
@@ -247,7 +252,7 @@ impl Publisher for Fake {
 }
 
 impl PageWriter for Fake {
-    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()> {
+    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
         let tags: Vec<&str> = content_tags.iter().map(|r| r.tag.as_str()).collect();
         self.call(format!("manifest [{}]", tags.join(",")));
         if self.trouble == Trouble::Manifest {
@@ -412,7 +417,7 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
     assert_eq!(rep.tests.basic.as_ref().unwrap().passed, 2);
     assert_eq!(rep.tests.integration.as_ref().unwrap().skipped, 1);
     assert_eq!(rep.content_tags.len(), 1);
-    assert_eq!(rep.content_tags[0].state, State::Created);
+    assert_eq!(rep.content_tags[0].state, ContentTagState::Created);
     assert_eq!(r.tags, [REFERENCE, "reg.example/stack/child:py-3.11"]);
     assert_eq!(r.digests["child"], BUILT_DIGEST);
 }
@@ -458,7 +463,7 @@ async fn without_push_the_image_is_built_tested_and_never_tagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
     assert!(r.report.success && !r.report.pushed, "{:?}", r.report);
     assert_eq!(r.report.message, "built and tested (not pushed)");
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -575,7 +580,7 @@ async fn a_failed_publish_leaves_no_tag_and_runs_nothing_after() {
         "push failed: PUT reg.example/stack/child:2026.3-feat: 500",
     );
     assert!(!r.report.pushed && r.report.digest.is_none());
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -601,7 +606,7 @@ async fn failed_integration_tests_stop_before_content_tags_and_page() {
     assert!(r.report.pushed);
     assert_eq!(r.report.tests.integration.as_ref().unwrap().failed, 1);
     assert_eq!(r.tags, [REFERENCE]);
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
 
     let r = run(Trouble::IntegrationTests(TestOutcome::CouldNotRun)).await;
     assert_failed(
