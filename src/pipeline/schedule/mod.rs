@@ -132,7 +132,7 @@ where
         let stopped = first_failure.is_some() && !opts.keep_going;
         if !stopped {
             // Start ready images, earliest in topological order first.
-            for i in 0..jobs.len() {
+            for (i, job) in jobs.iter().enumerate() {
                 if !board.has_room() {
                     break;
                 }
@@ -143,7 +143,7 @@ where
                     break;
                 };
                 let started = t0.elapsed();
-                let fut = work(jobs[i].key.clone(), node);
+                let fut = work(job.key.clone(), node);
                 running.push(async move {
                     let outcome = fut.await;
                     (i, node, started, outcome)
