@@ -6,6 +6,7 @@ use super::platforms::Selection;
 use super::steps::TestRunner;
 use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
 use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
+use crate::spec::platform::Platform;
 use std::time::Instant;
 
 /// Run `suite` once per platform, each in a container of that platform's manifest
@@ -16,7 +17,7 @@ use std::time::Instant;
 pub(crate) async fn run_tests(
     tests: &impl TestRunner,
     repository: &str,
-    manifests: &[(String, String)],
+    manifests: &[(Platform, String)],
     suite: Suite,
     report: &mut ImageReport,
 ) -> bool {
@@ -83,12 +84,13 @@ pub(crate) async fn run_tests(
 }
 
 /// The report's entry for platform `p`, made when missing.
-fn platform_entry<'a>(report: &'a mut ImageReport, p: &str) -> &'a mut PlatformReport {
-    let i = match report.platforms.iter().position(|e| e.platform == p) {
+fn platform_entry<'a>(report: &'a mut ImageReport, p: &Platform) -> &'a mut PlatformReport {
+    let name = p.to_string();
+    let i = match report.platforms.iter().position(|e| e.platform == name) {
         Some(i) => i,
         None => {
             report.platforms.push(PlatformReport {
-                platform: p.to_string(),
+                platform: name,
                 digest: None,
                 success: false,
                 basic: None,
@@ -124,7 +126,7 @@ pub fn await_merge(report: &mut ImageReport, key: &str, digest: Option<&str>) {
 }
 
 /// One suite's counts, failures prefixed with the platform.
-fn counts_of(r: &SuiteResult, p: &str) -> TestCounts {
+fn counts_of(r: &SuiteResult, p: &Platform) -> TestCounts {
     let mut counts = TestCounts::of_suite(&r.counts, (r.seconds * 1000.0).round() / 1000.0);
     for f in &mut counts.failures {
         f.name = format!("[{p}] {}", f.name);

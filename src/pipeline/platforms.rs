@@ -3,13 +3,14 @@
 //! narrowed by `--platform`), whether the builder can, each platform's manifest in the
 //! pushed index, and the tests run once per platform, folded into the image's report.
 
-use crate::spec::{platform, ImageSpec};
+use crate::spec::platform::{self, Platform};
+use crate::spec::ImageSpec;
 
 /// The platforms one image builds in this run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     /// Passed to BuildKit; empty: the builder's own platform (nothing declared).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// `--platform` named only some of the image's platforms: the image is pushed by
     /// digest and tested, and gets no tag (it waits for `stackctl merge`).
     pub split: bool,
@@ -17,7 +18,7 @@ pub struct Selection {
 
 /// The platforms of `image` this run builds: all it declares, or those of `wanted`
 /// (`--platform`). An error names the image and what it declares.
-pub fn select(image: &ImageSpec, wanted: &[String]) -> Result<Selection, String> {
+pub fn select(image: &ImageSpec, wanted: &[Platform]) -> Result<Selection, String> {
     if wanted.is_empty() {
         return Ok(Selection {
             platforms: image.platforms.clone(),
@@ -28,11 +29,11 @@ pub fn select(image: &ImageSpec, wanted: &[String]) -> Result<Selection, String>
         return Err(format!(
             "--platform {}: image `{}` declares no `platforms:` in the spec (declare them for \
              the stack or the image, so that a split build knows what the merge must find)",
-            wanted.join(","),
+            platform::list(wanted, ","),
             image.key
         ));
     }
-    let platforms: Vec<String> = image
+    let platforms: Vec<Platform> = image
         .platforms
         .iter()
         .filter(|p| wanted.contains(p))
@@ -41,9 +42,9 @@ pub fn select(image: &ImageSpec, wanted: &[String]) -> Result<Selection, String>
     if platforms.is_empty() {
         return Err(format!(
             "--platform {}: image `{}` is not built for it (its platforms: {})",
-            wanted.join(","),
+            platform::list(wanted, ","),
             image.key,
-            image.platforms.join(", ")
+            platform::list(&image.platforms, ", ")
         ));
     }
     Ok(Selection {
@@ -70,7 +71,7 @@ pub fn check_builder(
              {address} builds one platform into the engine and cannot push an index; use a \
              buildkitd: --buildkit tcp://HOST:PORT (or unix:///run/buildkit/buildkitd.sock)",
             sel.platforms.len(),
-            sel.platforms.join(", ")
+            platform::list(&sel.platforms, ", ")
         ));
     }
     if sel.split {
@@ -78,7 +79,7 @@ pub fn check_builder(
             "image `{key}`: a split build (--platform {}) pushes by digest without a tag, which \
              the Docker engine's BuildKit at {address} cannot; use a buildkitd: --buildkit \
              tcp://HOST:PORT (or unix:///run/buildkit/buildkitd.sock)",
-            sel.platforms.join(",")
+            platform::list(&sel.platforms, ",")
         ));
     }
     Ok(())
@@ -86,7 +87,7 @@ pub fn check_builder(
 
 /// What content tags are computed in: the native platform's manifest of a multi-platform
 /// image (else its first platform's, when it is not built for this machine), or `test_ref`.
-pub fn native_ref(repository: &str, manifests: &[(String, String)], test_ref: &str) -> String {
+pub fn native_ref(repository: &str, manifests: &[(Platform, String)], test_ref: &str) -> String {
     let native = platform::native();
     match manifests
         .iter()
@@ -103,9 +104,9 @@ pub fn native_ref(repository: &str, manifests: &[(String, String)], test_ref: &s
 /// runner that builds them), else once, on the native platform's manifest, or the first
 /// platform's when this run does not build the native one.
 pub fn split_integration_targets(
-    integration_platforms: &[String],
-    manifests: &[(String, String)],
-) -> Vec<(String, String)> {
+    integration_platforms: &[Platform],
+    manifests: &[(Platform, String)],
+) -> Vec<(Platform, String)> {
     if !integration_platforms.is_empty() {
         return manifests
             .iter()
@@ -127,6 +128,10 @@ pub fn split_integration_targets(
 mod tests {
     use super::*;
 
+    fn ps(platforms: &[&str]) -> Vec<Platform> {
+        platforms.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
     fn image(platforms: &[&str]) -> ImageSpec {
         let text = "tag: {prefix: \"1\"}\nimages:\n  base:\n    image_name: r/base\n";
         let dir = tempfile::tempdir().unwrap();
@@ -134,20 +139,23 @@ mod tests {
         std::fs::write(dir.path().join("images/base/Dockerfile"), "FROM scratch\n").unwrap();
         let spec = crate::spec::Spec::from_str_at(text, &dir.path().join("spec.yml")).unwrap();
         let mut i = spec.images["base"].clone();
-        i.platforms = platforms.iter().map(|s| s.to_string()).collect();
+        i.platforms = ps(platforms);
         i
     }
 
     #[test]
     fn selections() {
         let both = image(&["linux/amd64", "linux/arm64"]);
-        let s = |w: &[&str]| select(&both, &w.iter().map(|x| x.to_string()).collect::<Vec<_>>());
-        assert_eq!(s(&[]).unwrap().platforms, ["linux/amd64", "linux/arm64"]);
+        let s = |w: &[&str]| select(&both, &ps(w));
+        assert_eq!(
+            s(&[]).unwrap().platforms,
+            ps(&["linux/amd64", "linux/arm64"])
+        );
         assert!(!s(&[]).unwrap().split);
         let arm = s(&["linux/arm64"]).unwrap();
         assert_eq!(
             (arm.platforms.as_slice(), arm.split),
-            (&["linux/arm64".to_string()][..], true)
+            (&ps(&["linux/arm64"])[..], true)
         );
         assert!(!s(&["linux/arm64", "linux/amd64"]).unwrap().split);
         let e = s(&["linux/s390x"]).unwrap_err();
@@ -157,14 +165,14 @@ mod tests {
             ),
             "{e}"
         );
-        let e = select(&image(&[]), &["linux/arm64".into()]).unwrap_err();
+        let e = select(&image(&[]), &ps(&["linux/arm64"])).unwrap_err();
         assert!(e.contains("declares no `platforms:`"), "{e}");
     }
 
     #[test]
     fn the_engine_builds_one_platform() {
         let two = Selection {
-            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            platforms: ps(&["linux/amd64", "linux/arm64"]),
             split: false,
         };
         let e =
@@ -172,14 +180,14 @@ mod tests {
         assert!(e.contains("--buildkit tcp://"), "{e}");
         assert!(check_builder("base", &two, false, "tcp://x:1").is_ok());
         let split = Selection {
-            platforms: vec!["linux/arm64".into()],
+            platforms: ps(&["linux/arm64"]),
             split: true,
         };
         assert!(check_builder("base", &split, true, "docker")
             .unwrap_err()
             .contains("split build"));
         let one = Selection {
-            platforms: vec!["linux/arm64".into()],
+            platforms: ps(&["linux/arm64"]),
             split: false,
         };
         assert!(check_builder("base", &one, true, "docker").is_ok());
@@ -189,7 +197,7 @@ mod tests {
     fn content_tags_run_on_the_native_platform() {
         let native = platform::native();
         let m = vec![
-            ("linux/s390x".to_string(), "sha256:1".to_string()),
+            ("linux/s390x".parse().unwrap(), "sha256:1".to_string()),
             (native, "sha256:2".to_string()),
         ];
         assert_eq!(native_ref("r/x", &m, "r/x@sha256:i"), "r/x@sha256:2");
@@ -200,15 +208,17 @@ mod tests {
     #[test]
     fn a_split_builds_integration_tests() {
         let native = platform::native();
-        let m = |ps: &[&str]| -> Vec<(String, String)> {
-            ps.iter()
-                .map(|p| (p.to_string(), format!("sha256:{p}")))
+        let native = native.to_string();
+        let m = |list: &[&str]| -> Vec<(Platform, String)> {
+            ps(list)
+                .into_iter()
+                .map(|p| (p.clone(), format!("sha256:{p}")))
                 .collect()
         };
         let both = m(&["linux/s390x", &native]);
         assert_eq!(split_integration_targets(&[], &both), m(&[&native]));
         assert_eq!(split_integration_targets(&[], &both[..1]), both[..1]);
-        let on = vec!["linux/s390x".to_string()];
+        let on = ps(&["linux/s390x"]);
         assert_eq!(split_integration_targets(&on, &both), both[..1]);
         assert!(split_integration_targets(&on, &both[1..]).is_empty());
     }

@@ -6,6 +6,7 @@ use crate::buildkit::{BuildError, BuildOutcome, BuildRequest, CacheExport, Kind,
 use crate::credentials::CredentialStore;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::cache::{CacheSpec, CacheType};
+use crate::spec::platform::Platform;
 use crate::spec::{ImageSpec, Spec};
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -45,7 +46,7 @@ pub struct Overrides {
     pub target: Option<String>,
     /// Target platforms (`--platform`, or those of the image's that `build --platform`
     /// selects); empty: the image's `platforms:` (empty too: BuildKit's own).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// Run every step again (`--no-cache`).
     pub no_cache: bool,
 }
@@ -139,11 +140,15 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         }],
         build_args,
         target: i.overrides.target.clone(),
+        // BuildKit's edge: platforms as BuildKit names them.
         platforms: if i.overrides.platforms.is_empty() {
-            image.platforms.clone()
+            &image.platforms
         } else {
-            i.overrides.platforms.clone()
-        },
+            &i.overrides.platforms
+        }
+        .iter()
+        .map(Platform::to_string)
+        .collect(),
         cache_from,
         no_cache: i.overrides.no_cache,
         push: by_digest || i.delivery == Delivery::Tagged,
@@ -420,7 +425,7 @@ mod tests {
             ],
             cache_to: Some(CacheExport::Inline),
             target: Some("stage".into()),
-            platforms: vec!["linux/arm64".into()],
+            platforms: vec!["linux/arm64".parse().unwrap()],
             no_cache: true,
         };
         let p = request(

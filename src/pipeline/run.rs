@@ -37,7 +37,7 @@ pub struct RunOptions {
     /// At most this many manifest pages stay in the wiki folder (the oldest go).
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<crate::spec::platform::Platform>,
 }
 
 /// What a run did.

@@ -193,7 +193,7 @@ impl TestRunner for Real<'_, '_> {
         &self,
         suite: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let ctx = self.ctx;
         if let Some(p) = platform {
@@ -256,8 +256,8 @@ impl Publisher for Real<'_, '_> {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>> {
         let (registry, repository) = (self.ctx.registry, &self.image.image_name);
         pushed_manifests(registry, repository, digest, platforms).await
     }
@@ -322,8 +322,8 @@ pub async fn pushed_manifests(
     registry: &RegistryClient,
     repository: &str,
     digest: &str,
-    wanted: &[String],
-) -> anyhow::Result<Vec<(String, String)>> {
+    wanted: &[Platform],
+) -> anyhow::Result<Vec<(Platform, String)>> {
     let r = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let m = registry
         .get_manifest(&r)
@@ -337,7 +337,7 @@ pub async fn pushed_manifests(
             _ => Err(anyhow!(
                 "{r} is one image manifest ({}), not an index of {}",
                 m.media_type,
-                wanted.join(", ")
+                platform::list(wanted, ", ")
             )),
         };
     }
@@ -355,11 +355,10 @@ pub async fn pushed_manifests(
         serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
     let mut out = vec![];
     for p in wanted {
-        let want: Platform = p.parse().map_err(|e: String| anyhow!(e))?;
         let found = index
             .manifests
             .iter()
-            .find(|e| e.platform.as_ref().is_some_and(|q| q.is(&want)))
+            .find(|e| e.platform.as_ref().is_some_and(|q| q.is(p)))
             .with_context(|| {
                 format!(
                     "{r}: the pushed index has no manifest for {p} (it lists: {})",
@@ -384,9 +383,9 @@ pub(crate) async fn run_platform_suite(
     planned: &PlannedImage,
     image_ref: &str,
     suite: Suite,
-    p: &str,
+    p: &Platform,
 ) -> anyhow::Result<SuiteResult> {
-    let part = platform::file_part(p);
+    let part = p.file_part();
     let (log, junit) = ctx
         .dirs
         .suite_files(&planned.reference, &suite.to_string(), Some(&part));

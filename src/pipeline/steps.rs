@@ -10,6 +10,7 @@ use crate::content_tags::publish::{ContentTag, Rendered};
 use crate::credentials::CredentialStore;
 use crate::registry::RegistryClient;
 use crate::report::ArtifactDirs;
+use crate::spec::platform::Platform;
 use crate::spec::{Spec, TagTemplate};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -43,7 +44,7 @@ pub struct ImageJobContext<'a> {
     /// When the run started (content tags' `{date}`).
     pub build_time: chrono::DateTime<chrono::Utc>,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
 }
 
 impl ImageJobContext<'_> {
@@ -68,7 +69,7 @@ pub(crate) struct ImageJob<'a> {
     /// The platforms built in this run, and whether the build is split (`--platform`).
     pub selection: &'a Selection,
     /// The platforms the integration tests run on (`integration_platforms:`).
-    pub integration_platforms: &'a [String],
+    pub integration_platforms: &'a [Platform],
     pub cancel: &'a CancellationToken,
 }
 
@@ -119,7 +120,7 @@ pub(crate) trait TestRunner {
         &self,
         suite: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult>;
     /// Run the templates' commands in `image_ref` and render the content tags.
     async fn content_tag_values(
@@ -141,8 +142,8 @@ pub(crate) trait Publisher {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>>;
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>>;
     /// Push the content tags for the tested `digest`: the records and the warnings (a tag
     /// kept on another digest).
     async fn content_tags(

@@ -241,26 +241,23 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
                 problems.push(format!(
                     "{image}: platform {p} was built, but images.{key} in {} does not declare it (declared: {})",
                     spec.path.display(),
-                    image_spec.platforms.join(", ")
+                    crate::spec::platform::list(&image_spec.platforms, ", ")
                 ));
             }
         }
         let mut platforms = vec![];
         let mut reports = vec![];
         for declared in &image_spec.platforms {
-            match got.get(declared.as_str()) {
+            match got.get(declared.to_string().as_str()) {
                 None => problems.push(format!(
                     "{image}: platform {declared}, which {} declares, is in none of the runs read ({})",
                     spec.path.display(),
                     dir_list(&all_dirs)
                 )),
-                Some((digest, _, p)) => match declared.parse::<Platform>() {
-                    Ok(plat) => {
-                        platforms.push((plat, digest.to_string()));
-                        reports.push((*p).clone());
-                    }
-                    Err(e) => problems.push(format!("{image}: {e}")),
-                },
+                Some((digest, _, p)) => {
+                    platforms.push((declared.clone(), digest.to_string()));
+                    reports.push((*p).clone());
+                }
             }
         }
         // Content tags: computed in each run's own platform image, they must agree (one

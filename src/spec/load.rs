@@ -2,6 +2,7 @@
 
 use super::cache::{CacheSpec, RawCache};
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
+use super::platform::Platform;
 use super::validate;
 use crate::tag::TagSuffix;
 use indexmap::IndexMap;
@@ -371,8 +372,8 @@ struct StackDefaults {
     /// Content tags: the stack's list, which an image's own `tags:` replaces.
     tags: Vec<super::TagTemplate>,
     /// The stack's platform lists, which an image's own lists replace.
-    platforms: Vec<String>,
-    integration_platforms: Vec<String>,
+    platforms: Vec<Platform>,
+    integration_platforms: Vec<Platform>,
     /// The stack's `cache:`, merged key by key with an image's.
     cache: Option<RawCache>,
 }
@@ -454,7 +455,7 @@ impl Loader<'_> {
     }
 
     /// One of the stack's platform lists (`platforms:`, `integration_platforms:`).
-    fn stack_platforms(&mut self, key: &str, v: Option<&Value>) -> Vec<String> {
+    fn stack_platforms(&mut self, key: &str, v: Option<&Value>) -> Vec<Platform> {
         let Some(v) = v else { return vec![] };
         super::platform::parse_list(v, key).unwrap_or_else(|errs| {
             let here = self.at(line_of_key(self.text, key, 0));
@@ -584,8 +585,8 @@ impl Loader<'_> {
         line: Option<usize>,
         name: &str,
         v: &Option<Value>,
-        stack: &[String],
-    ) -> Vec<String> {
+        stack: &[Platform],
+    ) -> Vec<Platform> {
         let Some(v) = v else { return stack.to_vec() };
         super::platform::parse_list(v, &format!("images.{key}.{name}")).unwrap_or_else(|errs| {
             let here = self.at(line_in_image(self.text, line, name).or(line));
@@ -602,8 +603,8 @@ impl Loader<'_> {
         &mut self,
         key: &str,
         line: Option<usize>,
-        platforms: &[String],
-        integration_platforms: &[String],
+        platforms: &[Platform],
+        integration_platforms: &[Platform],
     ) {
         let text = self.text;
         for p in integration_platforms {
@@ -614,7 +615,7 @@ impl Loader<'_> {
                 let at = self.at(l);
                 self.problems.push(format!(
                     "{at}: image `{key}`: `integration_platforms` names {p}, which is not in its `platforms` ({})",
-                    if platforms.is_empty() { "none: the builder's own".to_string() } else { platforms.join(", ") }
+                    if platforms.is_empty() { "none: the builder's own".to_string() } else { super::platform::list(platforms, ", ") }
                 ));
             }
         }

@@ -53,10 +53,10 @@ pub struct ImageSpec {
     pub tags: Vec<super::TagTemplate>,
     /// Target platforms (`platforms:`, the image's own list, else the stack's), e.g.
     /// `linux/amd64`; empty: the builder's own platform. More than one makes an index.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<super::platform::Platform>,
     /// Platforms the integration tests run on (`integration_platforms:`, the image's own,
     /// else the stack's); empty: once, on the runner's native platform.
-    pub integration_platforms: Vec<String>,
+    pub integration_platforms: Vec<super::platform::Platform>,
     /// The 1-based line of the image's key in the spec file, for messages.
     pub line: Option<usize>,
 }

@@ -8,6 +8,7 @@ use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
 use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
 use crate::pipeline::platforms::Selection;
 use crate::pipeline::steps::Built;
+use crate::spec::platform::Platform;
 use crate::spec::{TagTemplate, Template};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -149,7 +150,7 @@ impl TestRunner for Fake {
         &self,
         s: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let name = match s {
             Suite::Basic => "basic-tests",
@@ -160,7 +161,9 @@ impl TestRunner for Fake {
             None => self.call(format!("{name} {image_ref}")),
         }
         let outcome = match (s, self.trouble) {
-            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform == Some(p) => TestOutcome::Failed,
+            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform.is_some_and(|q| *q == p) => {
+                TestOutcome::Failed
+            }
             (Suite::Basic, Trouble::BasicTests(o)) => o,
             (Suite::Basic, Trouble::BasicTestsError) => {
                 anyhow::bail!("the Docker engine cannot be reached")
@@ -213,15 +216,15 @@ impl Publisher for Fake {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>> {
         self.call(format!("pushed-manifests {digest}"));
         if self.trouble == Trouble::PushedManifests {
             anyhow::bail!("the pushed index has no manifest for linux/arm64");
         }
         Ok(platforms
             .iter()
-            .map(|p| (p.clone(), format!("sha256:{}", p.replace('/', "-"))))
+            .map(|p| (p.clone(), format!("sha256:{}", p.file_part())))
             .collect())
     }
 
@@ -302,12 +305,16 @@ async fn run_with(trouble: Trouble, o: Options) -> Ran {
         template: Template::parse("py-3.11").unwrap(),
         moving: false,
     }];
-    let strings = |l: &[&str]| l.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let parsed = |l: &[&str]| {
+        l.iter()
+            .map(|p| p.parse().unwrap())
+            .collect::<Vec<Platform>>()
+    };
     let selection = Selection {
-        platforms: strings(o.platforms),
+        platforms: parsed(o.platforms),
         split: o.split,
     };
-    let integration_platforms = strings(o.integration_platforms);
+    let integration_platforms = parsed(o.integration_platforms);
     let job = ImageJob {
         key: "child",
         reference: REFERENCE,
@@ -705,7 +712,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
 async fn each_platform_is_tested_on_its_own_manifest() {
     let native = crate::spec::platform::native();
     assert!(
-        TWO.contains(&native.as_str()),
+        TWO.contains(&native.to_string().as_str()),
         "a test machine is amd64 or arm64"
     );
     let r = run_with(
@@ -727,7 +734,7 @@ async fn each_platform_is_tested_on_its_own_manifest() {
             // In the native platform's manifest.
             format!(
                 "content-tag-values {REPOSITORY}@sha256:{}",
-                native.replace('/', "-")
+                native.file_part()
             ),
             publish(),
             format!("integration-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
