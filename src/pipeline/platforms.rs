@@ -1,7 +1,7 @@
-//! The per-platform part of one image's work (issue 13), kept apart from the step order
-//! in [`super::image`]: which platforms an image builds in this run (its `platforms:`,
-//! narrowed by `--platform`), whether the builder can, each platform's manifest in the
-//! pushed index, and the tests run once per platform, folded into the image's report.
+//! Which platforms an image builds in this run (its `platforms:`, narrowed by
+//! `--platform`), whether the builder can, and which platform's manifest content tags and
+//! a split build's integration tests use. Pure: the calls to services are in
+//! [`super::services`], the per-platform tests in [`super::platform_steps`].
 
 use crate::spec::platform::{self, Platform};
 use crate::spec::ImageSpec;

@@ -1,4 +1,4 @@
-//! An image's tests, run in containers of the image (issue 5).
+//! An image's tests, run in containers of the image.
 //!
 //! - basic: `images/tests_common/` and `images/<key>/test/` are copied into a container
 //!   of the image, and pytest runs there (`python3 -m pytest -x`, or `tests.command` of
