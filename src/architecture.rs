@@ -443,6 +443,8 @@ fn sibling_cycles(edges: &BTreeMap<(ModPath, ModPath), String>) -> Vec<String> {
                 format!("crate::{}", folder.join("::"))
             };
             let mut text = format!("circle in {folder_name}: {}\n", component.join(", "));
+            let shortest = shortest_circle(&component, sibling_edges.keys());
+            text.push_str(&format!("  for one: {}\n", shortest.join(" -> ")));
             for ((a, b), examples) in sibling_edges {
                 if component.contains(a) && component.contains(b) {
                     text.push_str(&format!("  {a} -> {b}\n"));
@@ -455,6 +457,43 @@ fn sibling_cycles(edges: &BTreeMap<(ModPath, ModPath), String>) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The shortest circle through the first module of `component` (which has one), as a path
+/// that ends where it starts: breadth first over the edges inside the component.
+fn shortest_circle<'a>(
+    component: &[String],
+    edges: impl Iterator<Item = &'a (String, String)>,
+) -> Vec<String> {
+    let inside: Vec<&(String, String)> = edges
+        .filter(|(a, b)| component.contains(a) && component.contains(b))
+        .collect();
+    let start = &component[0];
+    let mut came_from: HashMap<&str, &str> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start.as_str()]);
+    while let Some(at) = queue.pop_front() {
+        for (a, b) in &inside {
+            if a != at {
+                continue;
+            }
+            if b == start {
+                let mut path = vec![start.clone()];
+                let mut cur = at;
+                while cur != start {
+                    path.push(cur.to_string());
+                    cur = came_from[cur];
+                }
+                path.push(start.clone());
+                path.reverse();
+                return path;
+            }
+            if !came_from.contains_key(b.as_str()) {
+                came_from.insert(b, at);
+                queue.push_back(b);
+            }
+        }
+    }
+    component.to_vec()
 }
 
 /// Tarjan's algorithm; only components of more than one node are returned.
