@@ -37,6 +37,8 @@ macro_rules! out {
     };
 }
 
+#[cfg(test)]
+mod architecture;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;

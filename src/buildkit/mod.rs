@@ -26,9 +26,9 @@ pub mod session;
 pub mod solve;
 pub mod transport;
 
-pub use cache::{CacheExport, CacheMode, CacheType};
+pub use cache::CacheExport;
 pub use pool::Pool;
-pub use progress::{Progress, ProgressMode, Step};
+pub use progress::{Progress, ProgressMode, VertexStep};
 pub use solve::{BuildError, BuildOutcome, BuildRequest};
 pub use transport::{Address, EngineSocket, TlsFiles};
 

@@ -65,7 +65,7 @@ pub struct BuildOutcome {
     /// Wall time of the build (without the push).
     pub seconds: f64,
     /// Every step, in order.
-    pub steps: Vec<super::progress::Step>,
+    pub steps: Vec<super::progress::VertexStep>,
     /// Why the registry cache export failed, when it did (the image is fine).
     pub cache_warning: Option<String>,
 }
@@ -469,7 +469,7 @@ mod tests {
         q.push_by_digest = true;
         q.cache_to = CacheExport::Registry {
             reference: "127.0.0.1:5000/a/base:buildcache-t1".into(),
-            mode: super::super::cache::CacheMode::Max,
+            mode: crate::spec::cache::CacheMode::Max,
         };
         let r = solve_request(&q, false, "ref1", "sess1");
         let a = &r.exporter_attrs_deprecated;

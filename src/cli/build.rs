@@ -7,6 +7,7 @@ use crate::exit::ExitStatus;
 use crate::pipeline::run::{run as run_stack, RunOptions};
 use crate::pipeline::schedule::ScheduleOptions;
 use crate::report::{table, ArtifactDirs, RunLog};
+use crate::spec::platform::Platform;
 use std::path::PathBuf;
 
 const AFTER: &str = "\
@@ -108,14 +109,14 @@ pub struct BuildArgs {
     /// images are pushed by digest and tested, get no tag, and wait for `stackctl merge`
     /// (needs a buildkitd).
     #[arg(long, value_name = "OS/ARCH", value_delimiter = ',', value_parser = parse_platform)]
-    pub platform: Vec<String>,
+    pub platform: Vec<Platform>,
     /// Print the summary as one JSON document on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_platform(s: &str) -> Result<String, String> {
-    crate::spec::platform::check(s).map(|_| s.to_string())
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
 }
 
 pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {

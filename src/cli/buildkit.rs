@@ -4,6 +4,7 @@ use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};
 use crate::exit::{ExitStatus, Failed};
 use crate::pipeline::request::{build_image, OneImage, Overrides};
+use crate::spec::platform::Platform;
 use anyhow::{anyhow, bail, Context as _};
 use std::path::PathBuf;
 
@@ -137,8 +138,8 @@ pub struct BuildImageOptions {
     pub target: Option<String>,
     /// A target platform (e.g. linux/amd64). Repeatable. Default: the image's `platforms:` in
     /// the spec, else BuildKit's own.
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Vec<String>,
+    #[arg(long, value_name = "OS/ARCH", value_parser = |s: &str| s.parse::<Platform>())]
+    pub platform: Vec<Platform>,
     /// A cache source: `type=registry,ref=REF` (buildx syntax) or a bare REF, a registry
     /// cache or an image with inline cache (only its config is fetched). Repeatable, read in
     /// order. Always added after them: the spec's registry caches (this branch's, the

@@ -1,7 +1,7 @@
 //! `stackctl test` and `stackctl manifest`.
 use super::common::{RegistryArgs, SpecArgs};
 use super::GlobalArgs;
-use crate::containers::suite::{self, Options, Outcome, Suite};
+use crate::containers::suite::{self, Options, Suite, TestOutcome};
 use crate::exit::ExitStatus;
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
@@ -112,10 +112,10 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         outln!("{}", serde_json::to_string_pretty(&res)?);
     } else {
         let verdict = match res.outcome {
-            Outcome::Passed => "passed",
-            Outcome::NoTests => "no tests",
-            Outcome::Failed => "FAILED",
-            Outcome::CouldNotRun => "COULD NOT RUN",
+            TestOutcome::Passed => "passed",
+            TestOutcome::NoTests => "no tests",
+            TestOutcome::Failed => "FAILED",
+            TestOutcome::CouldNotRun => "COULD NOT RUN",
         };
         outln!(
             "{} tests of {}: {verdict} ({}) in {:.1}s",
@@ -130,7 +130,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         for f in &res.counts.failures {
             outln!("  failed: {}: {}", f.name, f.message);
         }
-        if res.outcome == Outcome::CouldNotRun {
+        if res.outcome == TestOutcome::CouldNotRun {
             outln!("  {}", res.message);
         }
         if let Some(log) = &a.log {

@@ -2,8 +2,8 @@
 //! work for one image of the run, through the step order's traits, its result recorded in
 //! the image's report.
 
-use super::image::{ImageJob, Publisher, TestRunner};
-use crate::content_tags::publish::{Record, Rendered, State};
+use super::steps::{ImageJob, Publisher, TestRunner};
+use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
 use crate::report::{ImageReport, Step};
 
 /// The build's step after the basic tests: compute the image's content tags in the tested
@@ -25,10 +25,10 @@ pub(crate) async fn compute_step(
         .await?;
     report.content_tags = rendered
         .iter()
-        .map(|r| Record {
+        .map(|r| ContentTag {
             tag: r.tag.clone(),
             digest: None,
-            state: State::NotPushed,
+            state: ContentTagState::NotPushed,
             moving: r.moving,
             previous: None,
         })

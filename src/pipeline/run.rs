@@ -1,9 +1,10 @@
 //! The whole main job: from a plan to the files a run leaves.
 
-use super::image::{run_image, ImageJobContext};
 use super::schedule::{
     run_schedule_placed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
 };
+use super::services::run_image;
+use super::steps::ImageJobContext;
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
@@ -36,7 +37,7 @@ pub struct RunOptions {
     /// At most this many manifest pages stay in the wiki folder (the oldest go).
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<crate::spec::platform::Platform>,
 }
 
 /// What a run did.

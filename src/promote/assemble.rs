@@ -4,11 +4,12 @@
 //! index is made from the recorded digests and PUT by digest ([`make_indexes`],
 //! [`publish`]: no image is pulled), and only then tagged, each tag read back.
 
-use crate::content_tags::publish::{Rendered, State as ContentTagState};
-use crate::registry::index::{IndexEntry, MadeIndex, Platform};
+use crate::content_tags::publish::{ContentTagState, Rendered};
+use crate::registry::index::{IndexEntry, MadeIndex};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::image::PlatformReport;
 use crate::report::{ArtifactDirs, ImageReport};
+use crate::spec::platform::Platform;
 use crate::spec::Spec;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -240,26 +241,23 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
                 problems.push(format!(
                     "{image}: platform {p} was built, but images.{key} in {} does not declare it (declared: {})",
                     spec.path.display(),
-                    image_spec.platforms.join(", ")
+                    crate::spec::platform::list(&image_spec.platforms, ", ")
                 ));
             }
         }
         let mut platforms = vec![];
         let mut reports = vec![];
         for declared in &image_spec.platforms {
-            match got.get(declared.as_str()) {
+            match got.get(declared.to_string().as_str()) {
                 None => problems.push(format!(
                     "{image}: platform {declared}, which {} declares, is in none of the runs read ({})",
                     spec.path.display(),
                     dir_list(&all_dirs)
                 )),
-                Some((digest, _, p)) => match declared.parse::<Platform>() {
-                    Ok(plat) => {
-                        platforms.push((plat, digest.to_string()));
-                        reports.push((*p).clone());
-                    }
-                    Err(e) => problems.push(format!("{image}: {e}")),
-                },
+                Some((digest, _, p)) => {
+                    platforms.push((declared.clone(), digest.to_string()));
+                    reports.push((*p).clone());
+                }
             }
         }
         // Content tags: computed in each run's own platform image, they must agree (one
@@ -689,13 +687,13 @@ tag:
 
     #[test]
     fn runs_that_computed_different_content_tags_are_refused() {
-        use crate::content_tags::publish::Record;
+        use crate::content_tags::publish::ContentTag;
         let tmp = tempfile::tempdir().unwrap();
         let spec = spec(tmp.path());
         let c = "1".repeat(40);
         let tagged = |platform: &str, d: char, tag: &str| {
             let mut r = report("base", platform, d, &c);
-            r.content_tags.push(Record {
+            r.content_tags.push(ContentTag {
                 tag: tag.into(),
                 digest: None,
                 state: ContentTagState::NotPushed,

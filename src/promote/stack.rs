@@ -229,7 +229,7 @@ pub async fn run(
                 .map(|r| (r.source.clone(), r.target.clone()))
                 .collect();
             let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
-            let images: Vec<(&str, &[crate::content_tags::TagTemplate])> = spec
+            let images: Vec<(&str, &[crate::spec::TagTemplate])> = spec
                 .images
                 .values()
                 .map(|i| (i.image_name.as_str(), i.tags.as_slice()))

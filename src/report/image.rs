@@ -155,7 +155,7 @@ pub struct ImageReport {
     /// The content tags (`tags:` in the spec): which tag names which digest, and what the
     /// build did (created, unchanged, kept on another digest, moved).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content_tags: Vec<crate::content_tags::publish::Record>,
+    pub content_tags: Vec<crate::content_tags::publish::ContentTag>,
     /// What did not fail the image but needs a look (a content tag kept on another digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

@@ -2,7 +2,7 @@
 //! to date), as a markdown table (GITHUB_STEP_SUMMARY) and as a terminal table.
 
 use super::image::{ImageReport, PlatformReport, Step, TestCounts};
-use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::outcome::{Scheduled, ScheduledImage};
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 
 use crate::support;
 
-use stackctl::containers::suite::{run_suite, Options, Outcome, Suite};
+use stackctl::containers::suite::{run_suite, Options, Suite, TestOutcome};
 use stackctl::spec::Spec;
 use std::time::{Duration, Instant};
 use support::images;
@@ -101,7 +101,7 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "pass", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::Passed, "{r:?}\n{}", r.output);
     assert_eq!(
         (r.counts.passed, r.counts.failed, r.counts.skipped),
         (2, 0, 1)
@@ -121,7 +121,7 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "fail", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::Failed, "{r:?}\n{}", r.output);
     assert_eq!(r.exit_status().code(), 1);
     assert_eq!((r.counts.passed, r.counts.failed), (1, 1));
     assert_eq!(r.counts.failures.len(), 1);
@@ -141,7 +141,7 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "nopy", &nopy, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert_eq!(r.exit_status().code(), 2);
     assert!(
         r.message.contains("python3") && r.message.contains("not in the image"),
@@ -153,13 +153,13 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "empty", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::NoTests, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::NoTests, "{r:?}");
     assert_eq!(r.message, "no tests");
     assert!(r.notices.iter().any(|n| n.contains("images/empty/test/")));
     let r = run_suite(&spec, "notests", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::NoTests, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::NoTests, "{r:?}\n{}", r.output);
     assert_eq!(r.exit_code, Some(5));
 
     // An image that is nowhere: could not run, naming it.
@@ -167,7 +167,7 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "pass", &missing, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert!(r.message.contains(&missing), "{}", r.message);
 
     // The command line: exit codes and what it prints.
@@ -245,7 +245,7 @@ async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
     let r = run_suite(&spec, "pass", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::Passed, "{r:?}\n{}", r.output);
     assert_eq!(r.counts.passed, 2);
     assert!(r.notices.is_empty(), "{:?}", r.notices);
     assert!(
@@ -311,7 +311,7 @@ def test_service_answers():
         let r = run_suite(&spec, key, &web, Suite::Integration, &opts)
             .await
             .unwrap();
-        assert_eq!(r.outcome, Outcome::Passed, "{key}: {r:?}\n{}", r.output);
+        assert_eq!(r.outcome, TestOutcome::Passed, "{key}: {r:?}\n{}", r.output);
         assert_eq!(r.counts.passed, 1);
         let log = std::fs::read_to_string(logs.path().join(format!("{key}.log"))).unwrap();
         // The service's own output (the request the test made) is in the log too.
@@ -347,7 +347,7 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     let r = run_suite(&spec, "slow", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert!(r.message.contains("timed out after 6s"), "{}", r.message);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
@@ -366,7 +366,7 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     let r = run_suite(&spec, "slow", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert_eq!(r.message, "interrupted");
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
 

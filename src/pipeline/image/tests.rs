@@ -4,10 +4,16 @@
 //! parts are covered by the integration tests (tests/e2e_build.rs, tests/buildkit.rs).
 
 use super::*;
-use crate::containers::suite::{Outcome as TestOutcome, Suite, SuiteResult};
-use crate::content_tags::publish::{Record, Rendered, State};
-use crate::content_tags::{TagTemplate, Template};
+use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
+use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
+use crate::pipeline::platforms::Selection;
+use crate::pipeline::steps::Built;
+use crate::spec::platform::Platform;
+use crate::spec::{TagTemplate, Template};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 const REFERENCE: &str = "reg.example/stack/child:2026.3-feat";
 const REPOSITORY: &str = "reg.example/stack/child";
@@ -144,7 +150,7 @@ impl TestRunner for Fake {
         &self,
         s: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let name = match s {
             Suite::Basic => "basic-tests",
@@ -155,7 +161,9 @@ impl TestRunner for Fake {
             None => self.call(format!("{name} {image_ref}")),
         }
         let outcome = match (s, self.trouble) {
-            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform == Some(p) => TestOutcome::Failed,
+            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform.is_some_and(|q| *q == p) => {
+                TestOutcome::Failed
+            }
             (Suite::Basic, Trouble::BasicTests(o)) => o,
             (Suite::Basic, Trouble::BasicTestsError) => {
                 anyhow::bail!("the Docker engine cannot be reached")
@@ -208,15 +216,15 @@ impl Publisher for Fake {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>> {
         self.call(format!("pushed-manifests {digest}"));
         if self.trouble == Trouble::PushedManifests {
             anyhow::bail!("the pushed index has no manifest for linux/arm64");
         }
         Ok(platforms
             .iter()
-            .map(|p| (p.clone(), format!("sha256:{}", p.replace('/', "-"))))
+            .map(|p| (p.clone(), format!("sha256:{}", p.file_part())))
             .collect())
     }
 
@@ -224,7 +232,7 @@ impl Publisher for Fake {
         &self,
         digest: &str,
         tags: &[Rendered],
-    ) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    ) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)> {
         self.call(format!("content-tags {digest}"));
         if self.trouble == Trouble::ContentTags {
             anyhow::bail!("PUT {REPOSITORY}:py-3.11: 403 Forbidden");
@@ -234,10 +242,10 @@ impl Publisher for Fake {
             self.tags
                 .borrow_mut()
                 .push(format!("{REPOSITORY}:{}", r.tag));
-            records.push(Record {
+            records.push(ContentTag {
                 tag: r.tag.clone(),
                 digest: Some(digest.into()),
-                state: State::Created,
+                state: ContentTagState::Created,
                 moving: r.moving,
                 previous: None,
             });
@@ -247,7 +255,7 @@ impl Publisher for Fake {
 }
 
 impl PageWriter for Fake {
-    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()> {
+    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
         let tags: Vec<&str> = content_tags.iter().map(|r| r.tag.as_str()).collect();
         self.call(format!("manifest [{}]", tags.join(",")));
         if self.trouble == Trouble::Manifest {
@@ -297,12 +305,16 @@ async fn run_with(trouble: Trouble, o: Options) -> Ran {
         template: Template::parse("py-3.11").unwrap(),
         moving: false,
     }];
-    let strings = |l: &[&str]| l.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let parsed = |l: &[&str]| {
+        l.iter()
+            .map(|p| p.parse().unwrap())
+            .collect::<Vec<Platform>>()
+    };
     let selection = Selection {
-        platforms: strings(o.platforms),
+        platforms: parsed(o.platforms),
         split: o.split,
     };
-    let integration_platforms = strings(o.integration_platforms);
+    let integration_platforms = parsed(o.integration_platforms);
     let job = ImageJob {
         key: "child",
         reference: REFERENCE,
@@ -412,7 +424,7 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
     assert_eq!(rep.tests.basic.as_ref().unwrap().passed, 2);
     assert_eq!(rep.tests.integration.as_ref().unwrap().skipped, 1);
     assert_eq!(rep.content_tags.len(), 1);
-    assert_eq!(rep.content_tags[0].state, State::Created);
+    assert_eq!(rep.content_tags[0].state, ContentTagState::Created);
     assert_eq!(r.tags, [REFERENCE, "reg.example/stack/child:py-3.11"]);
     assert_eq!(r.digests["child"], BUILT_DIGEST);
 }
@@ -458,7 +470,7 @@ async fn without_push_the_image_is_built_tested_and_never_tagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
     assert!(r.report.success && !r.report.pushed, "{:?}", r.report);
     assert_eq!(r.report.message, "built and tested (not pushed)");
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -575,7 +587,7 @@ async fn a_failed_publish_leaves_no_tag_and_runs_nothing_after() {
         "push failed: PUT reg.example/stack/child:2026.3-feat: 500",
     );
     assert!(!r.report.pushed && r.report.digest.is_none());
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -601,7 +613,7 @@ async fn failed_integration_tests_stop_before_content_tags_and_page() {
     assert!(r.report.pushed);
     assert_eq!(r.report.tests.integration.as_ref().unwrap().failed, 1);
     assert_eq!(r.tags, [REFERENCE]);
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
 
     let r = run(Trouble::IntegrationTests(TestOutcome::CouldNotRun)).await;
     assert_failed(
@@ -700,7 +712,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
 async fn each_platform_is_tested_on_its_own_manifest() {
     let native = crate::spec::platform::native();
     assert!(
-        TWO.contains(&native.as_str()),
+        TWO.contains(&native.to_string().as_str()),
         "a test machine is amd64 or arm64"
     );
     let r = run_with(
@@ -722,7 +734,7 @@ async fn each_platform_is_tested_on_its_own_manifest() {
             // In the native platform's manifest.
             format!(
                 "content-tag-values {REPOSITORY}@sha256:{}",
-                native.replace('/', "-")
+                native.file_part()
             ),
             publish(),
             format!("integration-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),

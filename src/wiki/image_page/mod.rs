@@ -5,7 +5,7 @@ pub mod history;
 pub mod registry;
 
 pub use crate::containers::commands::InfoOutput;
-use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::names::page_name;
 pub use crate::report::sizes::human_size;
 use crate::spec::Spec;
