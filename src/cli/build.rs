@@ -1,9 +1,9 @@
 //! `stackctl build`: the main job, a thin layer over [`crate::pipeline::run`].
 use super::buildkit::BuildkitArgs;
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
 use super::plan::PlanSelection;
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
 use crate::pipeline::run::{run as run_stack, RunOptions};
 use crate::pipeline::schedule::ScheduleOptions;
 use crate::report::{table, ArtifactDirs, RunLog};

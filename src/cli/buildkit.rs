@@ -1,8 +1,9 @@
 //! `stackctl build-image` and `stackctl buildkit info` (issue 4).
 use super::common::SpecArgs;
+use super::exit::ExitStatus;
 use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};
-use crate::exit::{ExitStatus, Failed};
+use crate::exit::Failed;
 use crate::pipeline::request::{build_image, OneImage, Overrides};
 use anyhow::{anyhow, bail, Context as _};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `stackctl merge`: a thin layer over [`crate::promote::assemble`].
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
 use crate::promote::assemble;
 use crate::report::github::{self, GithubActions};
 use crate::report::{ArtifactDirs, Step};

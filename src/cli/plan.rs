@@ -1,6 +1,6 @@
 //! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
+use super::exit::ExitStatus;
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
 use crate::plan::github_event::{Event, GithubEnv};
 use crate::plan::{self, PlanRequest};
 

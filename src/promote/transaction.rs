@@ -7,7 +7,8 @@
 //! tag. What it does instead:
 //!
 //! 1. **One read round**: every source and every target, all at once. A missing source
-//!    stops the run before any write (exit 1); an unreadable one too (exit 2).
+//!    stops the run before any write (a [`Failed`] error); an unreadable one too (any
+//!    other error).
 //! 2. **Plan**: targets that already hold their source's digest need nothing (a rerun
 //!    completes a promotion: it is idempotent); *existing* targets can be put back;
 //!    *new* targets cannot be taken back. The plan is logged before any write.
@@ -20,9 +21,8 @@
 //! 4. **New targets after** (a second PUT round), only once every existing target holds the
 //!    source's digest. A failure here rolls forward (bounded); what still fails is reported.
 //! 5. **Read-back round**: after a settle time when a write got no answer, every target is
-//!    read (HEAD) again. The verdict and the exit code come from what the registry holds:
-//!    0 promoted, 1 nothing changed, 3 partly promoted (or a target unknown), 4 another
-//!    writer changed a target.
+//!    read (HEAD) again. The [`Verdict`] comes from what the registry holds: promoted,
+//!    unchanged, partly promoted (or a target unknown), or changed by another writer.
 //!
 //! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
 //! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
@@ -31,7 +31,7 @@
 //! (issue 10). So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
 //! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
-use crate::exit::{ExitStatus, Failed};
+use crate::exit::{Failed, Interrupted};
 use crate::registry::client::{Manifest, RegistryClient};
 use crate::registry::reference::ImageRef;
 use crate::registry::transport::retry::Unanswered;
@@ -42,9 +42,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// One retag of a promotion.
+/// One tag move of a promotion: a retag of its source's manifest to its target.
 #[derive(Clone, Debug)]
-pub struct Step {
+pub struct TagMove {
     pub source: ImageRef,
     pub target: ImageRef,
     /// The names shown to people (logs, the table, the lines printed): as the spec or the
@@ -54,10 +54,10 @@ pub struct Step {
     pub target_name: String,
 }
 
-impl Step {
-    /// A step whose names for people are the normalized references.
-    pub fn new(source: ImageRef, target: ImageRef) -> Step {
-        Step {
+impl TagMove {
+    /// A move whose names for people are the normalized references.
+    pub fn new(source: ImageRef, target: ImageRef) -> TagMove {
+        TagMove {
             source_name: source.to_string(),
             target_name: target.to_string(),
             source,
@@ -65,9 +65,12 @@ impl Step {
         }
     }
 
-    /// A step from names as written (parsed for the requests, shown as given).
-    pub fn named(source: &str, target: &str) -> Result<Step, crate::registry::reference::RefError> {
-        Ok(Step {
+    /// A move from names as written (parsed for the requests, shown as given).
+    pub fn named(
+        source: &str,
+        target: &str,
+    ) -> Result<TagMove, crate::registry::reference::RefError> {
+        Ok(TagMove {
             source: ImageRef::parse(source)?,
             target: ImageRef::parse(target)?,
             source_name: source.to_string(),
@@ -151,6 +154,23 @@ impl fmt::Display for State {
     }
 }
 
+/// What a promotion's targets hold at the end, taken together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every target holds its source's digest.
+    Promoted,
+    /// A dry run: the registry was read, nothing was changed.
+    Checked,
+    /// Every target holds what it held before (some may have been put back).
+    Unchanged,
+    /// Some targets hold their source's digest and some do not, or one could not be read.
+    Partial,
+    /// Another writer changed a target during the run (it was not overwritten).
+    ConcurrentWriter,
+    /// The run was interrupted after it started writing.
+    Interrupted,
+}
+
 /// One target's line of the report.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -167,18 +187,17 @@ pub struct Row {
 
 /// The outcome of a promotion (or of a dry run: `now` is `before`).
 #[derive(Debug)]
-pub struct Outcome {
+pub struct TransactionEnd {
     pub rows: Vec<Row>,
-    /// 0 promoted, 1 nothing changed, 3 partly promoted / unknown, 4 another writer,
-    /// 130 interrupted.
-    pub status: ExitStatus,
+    /// What the registry holds at the end, taken together.
+    pub verdict: Verdict,
     /// One sentence that says what the registry holds.
     pub summary: String,
     /// The request the run's deadline cut, or the one it kept from being retried.
     pub deadline_hit: Option<String>,
 }
 
-impl Outcome {
+impl TransactionEnd {
     /// The table of every target: target, before, now, intended, state (and a note).
     pub fn table(&self) -> String {
         let w = self.rows.iter().map(|r| r.target.len()).max().unwrap_or(6);
@@ -201,6 +220,22 @@ impl Outcome {
             s.push('\n');
         }
         s
+    }
+
+    /// What the verdict means for people, with the request the run's deadline (`timeout`)
+    /// cut, if it cut one.
+    pub fn verdict_message(&self, timeout: Duration) -> String {
+        let mut msg = self.summary.clone();
+        if let Some(r) = &self.deadline_hit {
+            msg.push_str(&format!(
+                "\nthe run's deadline (--timeout {}) was hit by {r}",
+                humantime::format_duration(timeout)
+            ));
+        }
+        if self.verdict == Verdict::Interrupted {
+            msg = format!("interrupted; {msg}");
+        }
+        msg
     }
 }
 
@@ -239,13 +274,14 @@ async fn bounded<T>(
 }
 
 /// Promote (or with `dry_run` only read). `Err` only before any write: a missing source
-/// ([`Failed`], exit 1) or a registry that cannot be read (exit 2). After the first write the
-/// result is always an [`Outcome`] whose status says what the registry holds.
+/// ([`Failed`]), an interrupt ([`Interrupted`]) or a registry that cannot be read (any
+/// other error). After the first write the result is always a [`TransactionEnd`] whose verdict
+/// says what the registry holds.
 pub async fn promote(
     client: &RegistryClient,
-    steps: &[Step],
+    steps: &[TagMove],
     opts: &Options,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<TransactionEnd> {
     let cancel = &opts.cancel;
     // 1. One read round: sources and targets together.
     let reads = join_all(
@@ -265,10 +301,9 @@ pub async fn promote(
     )
     .await;
     if cancel.is_cancelled() {
-        return Err(crate::exit::WithStatus {
-            status: ExitStatus::Interrupted,
-            message: "interrupted while reading the registry; nothing was changed".into(),
-        }
+        return Err(Interrupted(
+            "interrupted while reading the registry; nothing was changed".into(),
+        )
         .into());
     }
     let (source_reads, target_reads) = reads.split_at(steps.len());
@@ -335,9 +370,9 @@ pub async fn promote(
                 note: String::new(),
             })
             .collect();
-        return Ok(Outcome {
+        return Ok(TransactionEnd {
             rows,
-            status: ExitStatus::Success,
+            verdict: Verdict::Checked,
             summary: "dry run: nothing was changed".into(),
             deadline_hit: None,
         });
@@ -463,9 +498,9 @@ pub async fn promote(
 
     let count = |s: State| rows.iter().filter(|r| r.state == s).count();
     let n = rows.len();
-    let (status, summary) = if count(State::OtherWriter) > 0 {
+    let (verdict, summary) = if count(State::OtherWriter) > 0 {
         (
-            ExitStatus::ConcurrentWriter,
+            Verdict::ConcurrentWriter,
             format!(
                 "another writer changed {} of {n} targets during this run (it was not overwritten); \
                  promotions of one stack must not run at once (a `concurrency:` group)",
@@ -474,7 +509,7 @@ pub async fn promote(
         )
     } else if count(State::Unknown) > 0 {
         (
-            ExitStatus::Partial,
+            Verdict::Partial,
             format!(
                 "{} of {n} targets could not be read back: their state is unknown; \
                  run the same command again to complete the promotion",
@@ -483,12 +518,12 @@ pub async fn promote(
         )
     } else if count(State::Promoted) == n {
         (
-            ExitStatus::Success,
+            Verdict::Promoted,
             format!("all {n} targets hold their source's digest"),
         )
     } else if count(State::Unchanged) + count(State::Restored) == n {
         (
-            ExitStatus::Failed,
+            Verdict::Unchanged,
             format!(
                 "nothing was changed: every target holds what it held before ({} put back)",
                 count(State::Restored)
@@ -496,7 +531,7 @@ pub async fn promote(
         )
     } else {
         (
-            ExitStatus::Partial,
+            Verdict::Partial,
             format!(
                 "partly promoted: {} of {n} targets hold their source's digest; \
                  run the same command again to complete the promotion",
@@ -504,14 +539,14 @@ pub async fn promote(
             ),
         )
     };
-    let status = if interrupted {
-        ExitStatus::Interrupted
+    let verdict = if interrupted {
+        Verdict::Interrupted
     } else {
-        status
+        verdict
     };
-    Ok(Outcome {
+    Ok(TransactionEnd {
         rows,
-        status,
+        verdict,
         summary,
         deadline_hit,
     })
@@ -520,7 +555,7 @@ pub async fn promote(
 /// The write side of one promotion.
 struct Run<'a> {
     client: &'a RegistryClient,
-    steps: &'a [Step],
+    steps: &'a [TagMove],
     manifests: &'a [Manifest],
     before: &'a [Option<Manifest>],
     opts: &'a Options,
@@ -695,7 +730,7 @@ impl Run<'_> {
 }
 
 /// Read every target (HEAD), all at once, each within the read-back timeout.
-async fn read_back(client: &RegistryClient, steps: &[Step], opts: &Options) -> Vec<Held> {
+async fn read_back(client: &RegistryClient, steps: &[TagMove], opts: &Options) -> Vec<Held> {
     join_all(steps.iter().map(|s| async move {
         match tokio::time::timeout(opts.read_back_timeout, client.head_manifest(&s.target)).await {
             Ok(Ok(Some(d))) => Held::Digest(d.digest),
@@ -709,7 +744,7 @@ async fn read_back(client: &RegistryClient, steps: &[Step], opts: &Options) -> V
 
 /// Log what the run will do before any write.
 fn log_plan(
-    steps: &[Step],
+    steps: &[TagMove],
     manifests: &[Manifest],
     before: &[Held],
     existing: &[usize],
