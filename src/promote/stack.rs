@@ -149,7 +149,7 @@ struct WikiContext {
 
 /// A promotion checked and ready, before any registry request: its pairs, the tag moves
 /// made of them, and what the wiki needs.
-pub struct Prepared<'a> {
+pub struct ReadyPromotion<'a> {
     spec: &'a Spec,
     opts: &'a Options,
     pub plan: PromotionPlan,
@@ -208,7 +208,7 @@ impl Promotion {
 
 /// Check a promotion: its pairs, their references and what the wiki needs, before the
 /// registry is touched.
-pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<Prepared<'a>> {
+pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<ReadyPromotion<'a>> {
     if opts.offline && !opts.dry_run {
         anyhow::bail!("--offline needs --dry-run");
     }
@@ -229,7 +229,7 @@ pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<Prepared
         .iter()
         .map(|(s, t)| Ok(TagMove::named(s, t)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Prepared {
+    Ok(ReadyPromotion {
         spec,
         opts,
         plan,
@@ -238,7 +238,7 @@ pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<Prepared
     })
 }
 
-impl Prepared<'_> {
+impl ReadyPromotion<'_> {
     /// The registry part: the tag transaction (none offline).
     pub async fn promote(&self, client: Option<&RegistryClient>) -> anyhow::Result<Promotion> {
         let opts = self.opts;

@@ -275,15 +275,89 @@ async fn bounded<T>(
 
 /// Promote (or with `dry_run` only read). `Err` only before any write: a missing source
 /// ([`Failed`]), an interrupt ([`Interrupted`]) or a registry that cannot be read (any
-/// other error). After the first write the result is always a [`TransactionEnd`] whose verdict
-/// says what the registry holds.
+/// other error). After the first write the result is always a [`TransactionEnd`] whose
+/// verdict says what the registry holds.
 pub async fn promote(
     client: &RegistryClient,
     steps: &[TagMove],
     opts: &Options,
 ) -> anyhow::Result<TransactionEnd> {
-    let cancel = &opts.cancel;
     // 1. One read round: sources and targets together.
+    let (manifests, before_manifests) = read_sources_and_targets(client, steps, opts).await?;
+    let before: Vec<Held> = before_manifests
+        .iter()
+        .map(|m| match m {
+            Some(m) => Held::Digest(m.digest.clone()),
+            None => Held::Absent,
+        })
+        .collect();
+
+    // 2. The plan.
+    let todo: Vec<usize> = (0..steps.len())
+        .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
+        .collect();
+    let (existing, new): (Vec<usize>, Vec<usize>) =
+        todo.iter().partition(|&&i| before_manifests[i].is_some());
+    log_plan(steps, &manifests, &before, &existing, &new, opts.dry_run);
+    if opts.dry_run {
+        return Ok(dry_run_end(steps, &manifests, &before, &todo));
+    }
+
+    // 3. and 4. The writes: existing targets first, then new ones.
+    let mut run = Run {
+        client,
+        steps,
+        manifests: &manifests,
+        before: &before_manifests,
+        opts,
+        writes: steps.iter().map(|_| Write::default()).collect(),
+        deadline_hit: None,
+        interrupted: false,
+    };
+    run.write_all(&existing, &new).await;
+    let Run {
+        writes,
+        deadline_hit,
+        interrupted,
+        ..
+    } = run;
+
+    // 5. Settle, then read every target back.
+    settle(&writes, opts.settle).await;
+    let now = read_back(client, steps, opts).await;
+    let rows: Vec<Row> = (0..steps.len())
+        .map(|i| {
+            let read = Read {
+                before: &before[i],
+                now: &now[i],
+                intended: &manifests[i].digest,
+                in_todo: todo.contains(&i),
+            };
+            row(&steps[i], &read, &writes[i])
+        })
+        .collect();
+    let (verdict, summary) = verdict_of(&rows);
+    Ok(TransactionEnd {
+        rows,
+        verdict: if interrupted {
+            Verdict::Interrupted
+        } else {
+            verdict
+        },
+        summary,
+        deadline_hit,
+    })
+}
+
+/// The read round: each source's manifest and each target's (None: absent), read all at
+/// once. A source that is missing, or anything that cannot be read, is an error: nothing
+/// has been written yet.
+async fn read_sources_and_targets(
+    client: &RegistryClient,
+    steps: &[TagMove],
+    opts: &Options,
+) -> anyhow::Result<(Vec<Manifest>, Vec<Option<Manifest>>)> {
+    let cancel = &opts.cancel;
     let reads = join_all(
         steps
             .iter()
@@ -339,99 +413,47 @@ pub async fn promote(
         ))
         .into());
     }
-    let before: Vec<Held> = before_manifests
-        .iter()
-        .map(|m| match m {
-            Some(m) => Held::Digest(m.digest.clone()),
-            None => Held::Absent,
+    Ok((manifests, before_manifests))
+}
+
+/// A dry run's end: every target as it was read (`now` is `before`).
+fn dry_run_end(
+    steps: &[TagMove],
+    manifests: &[Manifest],
+    before: &[Held],
+    todo: &[usize],
+) -> TransactionEnd {
+    let rows = (0..steps.len())
+        .map(|i| Row {
+            source: steps[i].source_name.clone(),
+            target: steps[i].target_name.clone(),
+            before: before[i].clone(),
+            now: before[i].clone(),
+            intended: manifests[i].digest.clone(),
+            state: if todo.contains(&i) {
+                State::Unchanged
+            } else {
+                State::Promoted
+            },
+            note: String::new(),
         })
         .collect();
-
-    // 2. The plan.
-    let todo: Vec<usize> = (0..steps.len())
-        .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
-        .collect();
-    let (existing, new): (Vec<usize>, Vec<usize>) =
-        todo.iter().partition(|&&i| before_manifests[i].is_some());
-    log_plan(steps, &manifests, &before, &existing, &new, opts.dry_run);
-    if opts.dry_run {
-        let rows = (0..steps.len())
-            .map(|i| Row {
-                source: steps[i].source_name.clone(),
-                target: steps[i].target_name.clone(),
-                before: before[i].clone(),
-                now: before[i].clone(),
-                intended: manifests[i].digest.clone(),
-                state: if todo.contains(&i) {
-                    State::Unchanged
-                } else {
-                    State::Promoted
-                },
-                note: String::new(),
-            })
-            .collect();
-        return Ok(TransactionEnd {
-            rows,
-            verdict: Verdict::Checked,
-            summary: "dry run: nothing was changed".into(),
-            deadline_hit: None,
-        });
-    }
-
-    let mut run = Run {
-        client,
-        steps,
-        manifests: &manifests,
-        before: &before_manifests,
-        opts,
-        writes: steps.iter().map(|_| Write::default()).collect(),
+    TransactionEnd {
+        rows,
+        verdict: Verdict::Checked,
+        summary: "dry run: nothing was changed".into(),
         deadline_hit: None,
-        interrupted: false,
-    };
-
-    // 3. Existing targets first.
-    let mut failing = run.put_round(&existing).await;
-    let mut rolled_back = false;
-    if !failing.is_empty() && !run.interrupted {
-        let rollback_possible = existing
-            .iter()
-            .all(|&i| run.writes[i].unanswered.get().is_none());
-        if rollback_possible {
-            tracing::warn!(
-                "promotion failed before any new tag was written: putting back what this run changed"
-            );
-            run.restore(&existing).await;
-            rolled_back = true;
-        } else {
-            tracing::warn!(
-                "a write got no answer and may still land: rolling forward instead of back"
-            );
-            failing = run.roll_forward(failing).await;
-        }
     }
+}
 
-    // 4. New targets, once every existing one holds its source's digest.
-    if failing.is_empty() && !rolled_back && !run.interrupted && !new.is_empty() {
-        let f = run.put_round(&new).await;
-        if !f.is_empty() && !run.interrupted {
-            tracing::warn!("a new tag cannot be taken back: rolling forward");
-            run.roll_forward(f).await;
-        }
-    }
-    let Run {
-        writes,
-        deadline_hit,
-        interrupted,
-        ..
-    } = run;
-
-    // 5. Settle, then read every target back.
+/// Wait, after the last write that got no answer, for `settle`: such a write may land late.
+async fn settle(writes: &[Write], settle: Duration) {
     let last_unanswered = writes
         .iter()
         .filter_map(|w| w.unanswered.get().map(|(_, t)| t))
         .max();
     if let Some(t) = last_unanswered {
-        let until = Instant::from_std(t) + opts.settle;
+        let until = Instant::from_std(t) + settle;
         if until > Instant::now() {
             tracing::info!(
                 "a write got no answer; waiting {:.1}s for it to land before reading back",
@@ -440,65 +462,74 @@ pub async fn promote(
             tokio::time::sleep_until(until).await;
         }
     }
-    let now = read_back(client, steps, opts).await;
+}
 
-    let rows: Vec<Row> = (0..steps.len())
-        .map(|i| {
-            let w = &writes[i];
-            let intended = manifests[i].digest.clone();
-            let state = match &now[i] {
-                Held::Unknown(_) => State::Unknown,
-                Held::Digest(d) if *d == intended => State::Promoted,
-                n if *n == before[i] => {
-                    if w.restored {
-                        State::Restored
-                    } else if w.confirmed {
-                        // This run's digest was there, and someone put the old one back.
-                        State::OtherWriter
-                    } else {
-                        State::Unchanged
-                    }
-                }
-                _ => State::OtherWriter,
-            };
-            let mut notes = Vec::new();
-            if let Held::Unknown(e) = &now[i] {
-                notes.push(format!("read-back failed: {e}"));
-            }
-            if let Some(why) = &w.left_alone {
-                notes.push(why.clone());
-            }
-            if state != State::Promoted {
-                if let Some((e, _)) = &w.error {
-                    notes.push(format!("PUT failed: {e}"));
-                }
-                if w.cut {
-                    notes.push("the PUT was cut short (deadline or interrupt)".into());
-                }
-                if let Some((n, _)) = w.unanswered.get() {
-                    notes.push(format!(
-                        "{n} PUT attempt(s) got no answer and may still land"
-                    ));
-                }
-                if todo.contains(&i) && !w.confirmed && w.error.is_none() && !w.cut {
-                    notes.push("not written".into());
-                }
-            }
-            Row {
-                source: steps[i].source_name.clone(),
-                target: steps[i].target_name.clone(),
-                before: before[i].clone(),
-                now: now[i].clone(),
-                intended,
-                state,
-                note: notes.join("; "),
-            }
-        })
-        .collect();
+/// What the reads said of one target.
+struct Read<'a> {
+    before: &'a Held,
+    now: &'a Held,
+    /// The source's digest.
+    intended: &'a str,
+    /// The plan had it to write.
+    in_todo: bool,
+}
 
+/// One target's row: its state from the read-back, and notes on its writes.
+fn row(step: &TagMove, read: &Read<'_>, w: &Write) -> Row {
+    let state = match read.now {
+        Held::Unknown(_) => State::Unknown,
+        Held::Digest(d) if d == read.intended => State::Promoted,
+        n if n == read.before => {
+            if w.restored {
+                State::Restored
+            } else if w.confirmed {
+                // This run's digest was there, and someone put the old one back.
+                State::OtherWriter
+            } else {
+                State::Unchanged
+            }
+        }
+        _ => State::OtherWriter,
+    };
+    let mut notes = Vec::new();
+    if let Held::Unknown(e) = read.now {
+        notes.push(format!("read-back failed: {e}"));
+    }
+    if let Some(why) = &w.left_alone {
+        notes.push(why.clone());
+    }
+    if state != State::Promoted {
+        if let Some((e, _)) = &w.error {
+            notes.push(format!("PUT failed: {e}"));
+        }
+        if w.cut {
+            notes.push("the PUT was cut short (deadline or interrupt)".into());
+        }
+        if let Some((n, _)) = w.unanswered.get() {
+            notes.push(format!(
+                "{n} PUT attempt(s) got no answer and may still land"
+            ));
+        }
+        if read.in_todo && !w.confirmed && w.error.is_none() && !w.cut {
+            notes.push("not written".into());
+        }
+    }
+    Row {
+        source: step.source_name.clone(),
+        target: step.target_name.clone(),
+        before: read.before.clone(),
+        now: read.now.clone(),
+        intended: read.intended.to_string(),
+        state,
+        note: notes.join("; "),
+    }
+}
+
+/// The verdict of the rows taken together, and one sentence that says it.
+fn verdict_of(rows: &[Row]) -> (Verdict, String) {
     let count = |s: State| rows.iter().filter(|r| r.state == s).count();
     let n = rows.len();
-    let (verdict, summary) = if count(State::OtherWriter) > 0 {
+    if count(State::OtherWriter) > 0 {
         (
             Verdict::ConcurrentWriter,
             format!(
@@ -538,18 +569,7 @@ pub async fn promote(
                 count(State::Promoted)
             ),
         )
-    };
-    let verdict = if interrupted {
-        Verdict::Interrupted
-    } else {
-        verdict
-    };
-    Ok(TransactionEnd {
-        rows,
-        verdict,
-        summary,
-        deadline_hit,
-    })
+    }
 }
 
 /// The write side of one promotion.
@@ -566,6 +586,38 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The writes: `existing` targets first (rolled back if one fails and every write was
+    /// answered, else rolled forward), then the `new` ones, only once every existing one
+    /// holds its source's digest (rolled forward: a new tag cannot be taken back).
+    async fn write_all(&mut self, existing: &[usize], new: &[usize]) {
+        let mut failing = self.put_round(existing).await;
+        let mut rolled_back = false;
+        if !failing.is_empty() && !self.interrupted {
+            let rollback_possible = existing
+                .iter()
+                .all(|&i| self.writes[i].unanswered.get().is_none());
+            if rollback_possible {
+                tracing::warn!(
+                    "promotion failed before any new tag was written: putting back what this run changed"
+                );
+                self.restore(existing).await;
+                rolled_back = true;
+            } else {
+                tracing::warn!(
+                    "a write got no answer and may still land: rolling forward instead of back"
+                );
+                failing = self.roll_forward(failing).await;
+            }
+        }
+        if failing.is_empty() && !rolled_back && !self.interrupted && !new.is_empty() {
+            let f = self.put_round(new).await;
+            if !f.is_empty() && !self.interrupted {
+                tracing::warn!("a new tag cannot be taken back: rolling forward");
+                self.roll_forward(f).await;
+            }
+        }
+    }
+
     /// One PUT round over `idx`, all at once; returns the indices not confirmed.
     async fn put_round(&mut self, idx: &[usize]) -> Vec<usize> {
         let results = {
