@@ -4,12 +4,14 @@
 //! - [`image`]: one image's step order (build, tests, push, manifest page), against small
 //!   traits; [`parts`]: their real implementations (BuildKit, containers, the registry);
 //!   [`content_tag_steps`]: its content tag steps.
-//! - [`request`]: the BuildKit request for an image, shared by `build` and `build-image`.
+//! - [`request`]: the BuildKit request for an image, shared by `build` and `build-image`;
+//!   [`one_image`]: `build-image`'s tag and overrides.
 //! - [`prune`]: reclaiming builder space.
 //! - [`run`]: the whole run, from options to the files it leaves.
 
 pub mod content_tag_steps;
 pub mod image;
+pub mod one_image;
 pub mod platforms;
 pub mod prune;
 pub mod request;
