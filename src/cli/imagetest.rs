@@ -109,7 +109,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
     };
     let res = suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&res)?);
+        super::output::print_json(&res)?;
     } else {
         let verdict = match res.outcome {
             Outcome::Passed => "passed",

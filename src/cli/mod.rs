@@ -29,6 +29,7 @@ pub mod imagetest;
 pub mod interrupt;
 pub mod manual;
 pub mod merge;
+pub mod output;
 pub mod plan;
 pub mod registry;
 

@@ -138,7 +138,7 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     let client = registry.client()?;
     let results = exists_many(&client, &refs).await;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&results)?);
+        super::output::print_json(&results)?;
     } else {
         for r in &results {
             match (&r.error, &r.digest) {
