@@ -16,7 +16,7 @@ use crate::content_tags::TagTemplate;
 use crate::credentials::CredentialStore;
 use crate::plan::PlannedImage;
 use crate::registry::RegistryClient;
-use crate::report::{ArtifactDirs, ImageReport, Step, TestCounts};
+use crate::report::{ArtifactDirs, ImageReport, ImageStep, TestCounts};
 use crate::spec::Spec;
 use anyhow::anyhow;
 use std::collections::{HashMap, HashSet};
@@ -74,7 +74,7 @@ pub async fn run_image(
     report.commit = Some(ctx.commit.clone()).filter(|c| !c.is_empty());
     let Some(image) = ctx.spec.image(&planned.key) else {
         report.fail(
-            Step::Build,
+            ImageStep::Build,
             format!("no image `{}` in the spec", planned.key),
         );
         report.finish(t0.elapsed());
@@ -105,7 +105,7 @@ pub async fn run_image(
             };
             run_steps(&job, &parts.parts(), &run, &mut report).await;
         }
-        Err(e) => report.fail(Step::Build, e),
+        Err(e) => report.fail(ImageStep::Build, e),
     }
     report.finish(t0.elapsed());
     report
@@ -234,7 +234,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
 ) {
     // An interrupt (SIGINT/SIGTERM) starts no step: the image is reported interrupted.
     if job.cancel.is_cancelled() {
-        report.fail(Step::Build, "interrupted before it started");
+        report.fail(ImageStep::Build, "interrupted before it started");
         return;
     }
     report.parent_digest = parts.builder.parent_digest();
@@ -243,7 +243,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
     // and its RUN steps) and the session.
     let built = report
-        .run_step(Step::Build, async {
+        .run_step(ImageStep::Build, async {
             let build = tokio::select! {
                 r = parts.builder.build() => r,
                 _ = job.cancel.cancelled() => {
@@ -272,19 +272,19 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     let manifests = match (&built.pushed_digest, platforms.is_empty()) {
         (Some(d), false) => match parts.publisher.pushed_manifests(d, platforms).await {
             Ok(m) => m,
-            Err(e) => return report.fail(Step::Build, format!("build failed: {e:#}")),
+            Err(e) => return report.fail(ImageStep::Build, format!("build failed: {e:#}")),
         },
         _ => vec![],
     };
 
     if job.cancel.is_cancelled() {
-        report.fail(Step::BasicTests, "interrupted: no later step was run");
+        report.fail(ImageStep::BasicTests, "interrupted: no later step was run");
         return;
     }
     // Basic tests, before the image gets its tag.
     let passed = if manifests.is_empty() {
         let basic = parts.tests.run_suite(Suite::Basic, test_ref, None).await;
-        record_suite(report, Step::BasicTests, basic)
+        record_suite(report, ImageStep::BasicTests, basic)
     } else {
         let (repo, suite) = (job.repository, Suite::Basic);
         super::platforms::run_tests(parts.tests, repo, &manifests, suite, report).await
@@ -315,12 +315,12 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     }
 
     if job.push && job.cancel.is_cancelled() {
-        report.fail(Step::Push, "interrupted: nothing was pushed");
+        report.fail(ImageStep::Push, "interrupted: nothing was pushed");
         return;
     }
     if job.push {
         let pushed = report
-            .run_step(Step::Push, async {
+            .run_step(ImageStep::Push, async {
                 // Dropped on an interrupt before its manifest is written: no tag is made.
                 tokio::select! {
                     r = parts.publisher.publish(&built) => r,
@@ -346,7 +346,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
                     .tests
                     .run_suite(Suite::Integration, job.reference, None)
                     .await;
-                record_suite(report, Step::IntegrationTests, integ)
+                record_suite(report, ImageStep::IntegrationTests, integ)
             } else {
                 let (repo, suite) = (job.repository, Suite::Integration);
                 super::platforms::run_tests(parts.tests, repo, &on, suite, report).await
@@ -363,14 +363,18 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         // A failed page is recorded in the report by run_step; it is the last step.
         let content_tags = report.content_tags.clone();
         report
-            .run_step(Step::Manifest, parts.pages.write_page(&content_tags))
+            .run_step(ImageStep::Page, parts.pages.write_page(&content_tags))
             .await;
     }
 }
 
 /// Record a suite's counts in the report, and its failure if it did not pass ("no tests"
 /// passes). Returns whether the image's work goes on.
-fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<SuiteResult>) -> bool {
+fn record_suite(
+    report: &mut ImageReport,
+    step: ImageStep,
+    result: anyhow::Result<SuiteResult>,
+) -> bool {
     let r = match result {
         Ok(r) => r,
         Err(e) => {
@@ -380,7 +384,7 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     };
     report.step_took(step, Duration::from_secs_f64(r.seconds));
     let counts = TestCounts::of_suite(&r.counts, r.seconds);
-    if step == Step::IntegrationTests {
+    if step == ImageStep::IntegrationTests {
         report.tests.integration = Some(counts);
     } else {
         report.tests.basic = Some(counts);

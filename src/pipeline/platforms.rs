@@ -8,7 +8,7 @@ use crate::containers::suite::{self, Outcome as TestOutcome, Suite, SuiteResult}
 use crate::plan::PlannedImage;
 use crate::registry::index::Platform;
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
+use crate::report::{ImageReport, ImageStep, PlatformReport, TestCounts};
 use crate::spec::{platform, ImageSpec};
 use anyhow::{anyhow, Context as _};
 use std::time::Instant;
@@ -166,8 +166,8 @@ pub(crate) async fn run_tests(
     report: &mut ImageReport,
 ) -> bool {
     let step = match suite {
-        Suite::Basic => Step::BasicTests,
-        Suite::Integration => Step::IntegrationTests,
+        Suite::Basic => ImageStep::BasicTests,
+        Suite::Integration => ImageStep::IntegrationTests,
     };
     let t0 = Instant::now();
     let runs = manifests.iter().map(|(p, d)| async move {

@@ -2,14 +2,14 @@
 
 use super::image::{run_image, ImageJobContext};
 use super::schedule::{
-    run_schedule_placed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
+    run_schedule_placed, Job, ScheduleEvent, ScheduleOptions, Scheduled, ScheduledImage,
 };
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
 use crate::registry::{exists_many, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
-use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput, Step};
+use crate::report::{self, ArtifactDirs, ImageReport, ImageStep, PostworkOutput};
 use crate::spec::Spec;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -253,7 +253,7 @@ async fn reclaim_space(
         match super::prune::reclaim(buildkit, engine.as_ref(), &outcome.image, outcome.pushed).await
         {
             Ok(bytes) => {
-                outcome.step_took(Step::Prune, t0.elapsed());
+                outcome.step_took(ImageStep::Prune, t0.elapsed());
                 outcome.reclaimed_bytes = Some(bytes);
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
@@ -269,52 +269,28 @@ async fn reclaim_space(
     }
 }
 
-fn event_key<'a, T>(ev: &Event<'a, T>) -> &'a str {
+fn event_key<'a, T>(ev: &ScheduleEvent<'a, T>) -> &'a str {
     match ev {
-        Event::UpToDate { key }
-        | Event::Started { key }
-        | Event::Finished { key, .. }
-        | Event::Skipped { key, .. }
-        | Event::Retried { key, .. } => key,
+        ScheduleEvent::UpToDate { key }
+        | ScheduleEvent::Started { key }
+        | ScheduleEvent::Finished { key, .. }
+        | ScheduleEvent::Skipped { key, .. }
+        | ScheduleEvent::Retried { key, .. } => key,
     }
 }
 
 /// One line per image event on stderr. On GitHub Actions a finished image also gets a
-/// collapsible group with its steps and the end of its logs, and a failure an annotation.
-fn announce(ev: &Event<'_, ImageReport>, full: &str, actions: bool, dirs: &ArtifactDirs) {
+/// collapsible group with its steps and the end of its logs, and a failure an annotation
+/// (see [`github::finished_image`]).
+fn announce(ev: &ScheduleEvent<'_, ImageReport>, full: &str, actions: bool, dirs: &ArtifactDirs) {
     let line = report::progress::line(ev, full);
-    let mut err = std::io::stderr().lock();
-    if !actions {
-        let _ = writeln!(err, "{line}");
-        return;
-    }
-    match ev {
-        Event::Finished { outcome, .. } => {
-            let _ = writeln!(err, "{}", github::group(&line));
-            for s in &outcome.steps {
-                let _ = writeln!(err, "  {}: {:.1}s", s.step, s.seconds);
-            }
-            for log in [dirs.build_log(full), dirs.basic_tests_log(full)] {
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = &lines[lines.len().saturating_sub(40)..];
-                    let _ = writeln!(err, "--- {} (last {} lines)", log.display(), tail.len());
-                    for l in tail {
-                        let _ = writeln!(err, "{l}");
-                    }
-                }
-            }
-            let _ = writeln!(err, "{}", github::end_group());
-            if let Some(a) = report::progress::failure_annotation(outcome) {
-                let _ = writeln!(err, "{a}");
-            }
-            // A content tag kept on another digest: a warning annotation, not a failure.
-            for w in &outcome.warnings {
-                let _ = write!(err, "{}", github::warning(&outcome.key, w));
-            }
-        }
-        _ => {
-            let _ = writeln!(err, "{line}");
-        }
-    }
+    let text = match ev {
+        ScheduleEvent::Finished { outcome, .. } if actions => github::finished_image(
+            &line,
+            outcome,
+            &[dirs.build_log(full), dirs.basic_tests_log(full)],
+        ),
+        _ => format!("{line}\n"),
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

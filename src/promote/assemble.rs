@@ -462,7 +462,7 @@ pub async fn content_tags(client: &RegistryClient, merged: &mut [Merged]) -> boo
         );
         match m
             .report
-            .run_step(crate::report::Step::ContentTags, push)
+            .run_step(crate::report::ImageStep::ContentTags, push)
             .await
         {
             Some((records, warnings)) => {
@@ -664,7 +664,7 @@ tag:
         failed.awaiting_merge = false;
         failed.platforms[0].success = false;
         failed.fail(
-            crate::report::Step::BasicTests,
+            crate::report::ImageStep::BasicTests,
             "basic-tests failed: 1 of 3",
         );
         let amd = run(

@@ -9,7 +9,7 @@
 //! - with several nodes (BuildKit builders, [`run_schedule_placed`]), an image goes to the
 //!   node that ran its parent in this run when that node has nothing running (its cache
 //!   holds the parent's layers), else to the node with the fewest images running;
-//! - work whose node was lost ([`Outcome::node_lost`]) runs again on another node, once;
+//! - work whose node was lost ([`ImageOutcome::node_lost`]) runs again on another node, once;
 //!   the lost node gets no more work. With no node left, the images not started are
 //!   [`Skip::NoNode`];
 //! - when an image fails, its descendants are not started ([`Skip::AncestorFailed`]);
@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::time::Instant;
 
-pub use crate::report::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
+pub use crate::report::outcome::{ImageOutcome, ScheduleEvent, Scheduled, ScheduledImage, Skip};
 
 /// One image as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub async fn run_schedule<T, F, Fut>(
     work: F,
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -100,10 +100,10 @@ pub async fn run_schedule_observed<T, F, Fut>(
     jobs: &[Job],
     opts: ScheduleOptions,
     mut work: F,
-    observe: impl FnMut(Event<'_, T>),
+    observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -117,10 +117,10 @@ pub async fn run_schedule_placed<T, F, Fut>(
     opts: ScheduleOptions,
     nodes: usize,
     mut work: F,
-    mut observe: impl FnMut(Event<'_, T>),
+    mut observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String, usize) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -150,7 +150,7 @@ where
             if j.rebuild {
                 State::Pending
             } else {
-                observe(Event::UpToDate { key: &j.key });
+                observe(ScheduleEvent::UpToDate { key: &j.key });
                 State::Done(Scheduled::UpToDate)
             }
         })
@@ -186,7 +186,7 @@ where
                     busy[node] += 1;
                     ran_on[i] = Some(node);
                     state[i] = State::Running;
-                    observe(Event::Started { key: &jobs[i].key });
+                    observe(ScheduleEvent::Started { key: &jobs[i].key });
                     let started = t0.elapsed();
                     let fut = work(jobs[i].key.clone(), node);
                     running.push(async move {
@@ -204,7 +204,7 @@ where
             alive[node] = false;
             if !retried[i] && alive.iter().any(|a| *a) {
                 retried[i] = true;
-                observe(Event::Retried {
+                observe(ScheduleEvent::Retried {
                     key: &jobs[i].key,
                     outcome: &outcome,
                 });
@@ -213,7 +213,7 @@ where
             }
         }
         let took = t0.elapsed().saturating_sub(started);
-        observe(Event::Finished {
+        observe(ScheduleEvent::Finished {
             key: &jobs[i].key,
             outcome: &outcome,
             took,
@@ -238,7 +238,7 @@ where
                         failed: jobs[i].key.clone(),
                         direct: p == i,
                     };
-                    observe(Event::Skipped {
+                    observe(ScheduleEvent::Skipped {
                         key: &jobs[j].key,
                         why: &why,
                     });
@@ -278,7 +278,7 @@ where
             // Unreachable: with no failure every pending image becomes ready in turn.
             (None, None) => continue,
         };
-        observe(Event::Skipped {
+        observe(ScheduleEvent::Skipped {
             key: &jobs[i].key,
             why: &why,
         });
