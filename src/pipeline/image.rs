@@ -44,7 +44,8 @@ pub struct ImageJobContext<'a> {
     pub existing: &'a HashSet<String>,
     pub test_timeout: Duration,
     pub cancel: CancellationToken,
-    /// Set when BuildKit could not be reached during the run: the run then exits 2.
+    /// Set when BuildKit could not be reached during the run: the run then could not be
+    /// done (a service error).
     pub service_error: Mutex<Option<String>>,
     /// The commit built (content tags' `{commit}`).
     pub commit: String,
@@ -134,7 +135,7 @@ pub(crate) struct ImageJob<'a> {
 pub(crate) struct RunState<'a> {
     /// Image key → the digest its children build FROM (see [`ImageJobContext::digests`]).
     pub digests: &'a Mutex<HashMap<String, String>>,
-    /// The first "BuildKit cannot be reached" of the run (it then exits 2).
+    /// The first "BuildKit cannot be reached" of the run (the run then could not be done).
     pub service_error: &'a Mutex<Option<String>>,
 }
 

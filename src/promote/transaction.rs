@@ -91,7 +91,7 @@ pub struct Options {
     pub settle: Duration,
     /// The time the final read-back (and a rollback) may take, even past the deadline.
     pub read_back_timeout: Duration,
-    /// An interrupt: like the deadline, but the run then exits 130.
+    /// An interrupt: like the deadline, but the verdict is then [`Verdict::Interrupted`].
     pub cancel: CancellationToken,
 }
 
