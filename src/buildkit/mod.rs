@@ -283,8 +283,8 @@ pub fn new_id() -> String {
         .collect()
 }
 
-/// A failed push: refused access (wrong or missing credentials) is a service refusing, exit
-/// 2 as for every command; anything else is failed work, exit 1.
+/// A failed push: refused access (wrong or missing credentials) is a service refusing
+/// (unavailable), as for every command; anything else is failed work.
 pub(crate) fn push_error(label: &str, message: &str) -> BuildError {
     if push::is_access_refused(message) {
         BuildError::Unavailable(format!(

@@ -77,11 +77,12 @@ pub enum BuildError {
     #[error("{0}")]
     Failed(String),
     /// BuildKit could not be reached or refused the request, or the registry refused access
-    /// to a push (exit 2).
+    /// to a push.
     #[error("{0}")]
     Unavailable(String),
     /// The connection to BuildKit was lost during the build (the node went away, the
-    /// connection was reset): the build may be tried again on another node. Alone, exit 2.
+    /// connection was reset): the build may be tried again on another node; alone, as
+    /// [`BuildError::Unavailable`].
     #[error("{0}")]
     NodeLost(String),
 }
@@ -359,7 +360,7 @@ fn failure_message(
             one_line(&msg)
         ));
     }
-    // A push (BuildKit pushing itself) refused by the registry: refused access, exit 2.
+    // A push (BuildKit pushing itself) refused by the registry: refused access, unavailable.
     let at_push = progress
         .failed_step(&msg)
         .is_none_or(|s| s.name.starts_with("exporting") || s.name.contains("pushing"));

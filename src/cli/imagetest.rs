@@ -1,8 +1,8 @@
 //! `stackctl test` and `stackctl manifest`.
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
 use super::GlobalArgs;
 use crate::containers::suite::{self, Options, Suite, TestOutcome};
-use crate::exit::ExitStatus;
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,7 +109,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
     };
     let res = suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&res)?);
+        super::output::print_json(&res)?;
     } else {
         let verdict = match res.outcome {
             TestOutcome::Passed => "passed",
@@ -137,7 +137,7 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
             outln!("  log: {}", log.display());
         }
     }
-    Ok(res.exit_status())
+    Ok(super::exit::of_suite(&res))
 }
 
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {

@@ -4,7 +4,7 @@
 
 use super::steps::{ImageJob, Publisher, TestRunner};
 use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
-use crate::report::{ImageReport, Step};
+use crate::report::{ImageReport, ImageStep};
 
 /// The build's step after the basic tests: compute the image's content tags in the tested
 /// image `test_ref`, record them as not pushed yet. None: the image failed (recorded).
@@ -19,7 +19,7 @@ pub(crate) async fn compute_step(
     }
     let rendered = report
         .run_step(
-            Step::ContentTags,
+            ImageStep::ContentTags,
             tests.content_tag_values(test_ref, job.content_tags),
         )
         .await?;
@@ -48,13 +48,16 @@ pub(crate) async fn publish_step(
     }
     let Some(digest) = report.digest.clone() else {
         report.fail(
-            Step::ContentTags,
+            ImageStep::ContentTags,
             "content tags: the pushed digest is not known",
         );
         return false;
     };
     match report
-        .run_step(Step::ContentTags, publisher.content_tags(&digest, tags))
+        .run_step(
+            ImageStep::ContentTags,
+            publisher.content_tags(&digest, tags),
+        )
         .await
     {
         Some((records, warnings)) => {

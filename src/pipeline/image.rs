@@ -15,7 +15,7 @@ use super::platforms;
 use super::steps::{Builder, ImageJob, PageWriter, Parts, Publisher, RunState, TestRunner};
 use crate::buildkit::BuildError;
 use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
-use crate::report::{ImageReport, Step, TestCounts};
+use crate::report::{ImageReport, ImageStep, TestCounts};
 use anyhow::anyhow;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
 ) {
     // An interrupt (SIGINT/SIGTERM) starts no step: the image is reported interrupted.
     if job.cancel.is_cancelled() {
-        report.fail(Step::Build, "interrupted before it started");
+        report.fail(ImageStep::Build, "interrupted before it started");
         return;
     }
     report.parent_digest = parts.builder.parent_digest();
@@ -38,7 +38,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     // An interrupt drops the build: that ends the Solve call (BuildKit cancels the solve
     // and its RUN steps) and the session.
     let built = report
-        .run_step(Step::Build, async {
+        .run_step(ImageStep::Build, async {
             let build = tokio::select! {
                 r = parts.builder.build() => r,
                 _ = job.cancel.cancelled() => {
@@ -67,19 +67,19 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     let manifests = match (&built.pushed_digest, platforms.is_empty()) {
         (Some(d), false) => match parts.publisher.pushed_manifests(d, platforms).await {
             Ok(m) => m,
-            Err(e) => return report.fail(Step::Build, format!("build failed: {e:#}")),
+            Err(e) => return report.fail(ImageStep::Build, format!("build failed: {e:#}")),
         },
         _ => vec![],
     };
 
     if job.cancel.is_cancelled() {
-        report.fail(Step::BasicTests, "interrupted: no later step was run");
+        report.fail(ImageStep::BasicTests, "interrupted: no later step was run");
         return;
     }
     // Basic tests, before the image gets its tag.
     let passed = if manifests.is_empty() {
         let basic = parts.tests.run_suite(Suite::Basic, test_ref, None).await;
-        record_suite(report, Step::BasicTests, basic)
+        record_suite(report, ImageStep::BasicTests, basic)
     } else {
         let (repo, suite) = (job.repository, Suite::Basic);
         platform_steps::run_tests(parts.tests, repo, &manifests, suite, report).await
@@ -110,12 +110,12 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     }
 
     if job.push && job.cancel.is_cancelled() {
-        report.fail(Step::Push, "interrupted: nothing was pushed");
+        report.fail(ImageStep::Push, "interrupted: nothing was pushed");
         return;
     }
     if job.push {
         let pushed = report
-            .run_step(Step::Push, async {
+            .run_step(ImageStep::Push, async {
                 // Dropped on an interrupt before its manifest is written: no tag is made.
                 tokio::select! {
                     r = parts.publisher.publish(&built) => r,
@@ -141,7 +141,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
                     .tests
                     .run_suite(Suite::Integration, job.reference, None)
                     .await;
-                record_suite(report, Step::IntegrationTests, integ)
+                record_suite(report, ImageStep::IntegrationTests, integ)
             } else {
                 let (repo, suite) = (job.repository, Suite::Integration);
                 platform_steps::run_tests(parts.tests, repo, &on, suite, report).await
@@ -158,14 +158,18 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         // A failed page is recorded in the report by run_step; it is the last step.
         let content_tags = report.content_tags.clone();
         report
-            .run_step(Step::Manifest, parts.pages.write_page(&content_tags))
+            .run_step(ImageStep::Page, parts.pages.write_page(&content_tags))
             .await;
     }
 }
 
 /// Record a suite's counts in the report, and its failure if it did not pass ("no tests"
 /// passes). Returns whether the image's work goes on.
-fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<SuiteResult>) -> bool {
+fn record_suite(
+    report: &mut ImageReport,
+    step: ImageStep,
+    result: anyhow::Result<SuiteResult>,
+) -> bool {
     let r = match result {
         Ok(r) => r,
         Err(e) => {
@@ -175,7 +179,7 @@ fn record_suite(report: &mut ImageReport, step: Step, result: anyhow::Result<Sui
     };
     report.step_took(step, Duration::from_secs_f64(r.seconds));
     let counts = TestCounts::of_suite(&r.counts, r.seconds);
-    if step == Step::IntegrationTests {
+    if step == ImageStep::IntegrationTests {
         report.tests.integration = Some(counts);
     } else {
         report.tests.basic = Some(counts);

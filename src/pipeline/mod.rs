@@ -5,12 +5,14 @@
 //!   small traits of [`steps`]; [`services`]: their real implementations (BuildKit,
 //!   containers, the registry); [`content_tag_steps`], [`platform_steps`]: its content tag
 //!   steps and its per-platform tests; [`platforms`]: which platforms it builds.
-//! - [`request`]: the BuildKit request for an image, shared by `build` and `build-image`.
+//! - [`request`]: the BuildKit request for an image, shared by `build` and `build-image`;
+//!   [`one_image`]: `build-image`'s tag and overrides.
 //! - [`prune`]: reclaiming builder space.
 //! - [`run`]: the whole run, from options to the files it leaves.
 
 pub mod content_tag_steps;
 pub mod image;
+pub mod one_image;
 pub mod platform_steps;
 pub mod platforms;
 pub mod prune;

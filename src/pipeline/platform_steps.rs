@@ -5,7 +5,7 @@
 use super::platforms::Selection;
 use super::steps::TestRunner;
 use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
-use crate::report::{ImageReport, PlatformReport, Step, TestCounts};
+use crate::report::{ImageReport, ImageStep, PlatformReport, TestCounts};
 use crate::spec::platform::Platform;
 use std::time::Instant;
 
@@ -22,8 +22,8 @@ pub(crate) async fn run_tests(
     report: &mut ImageReport,
 ) -> bool {
     let step = match suite {
-        Suite::Basic => Step::BasicTests,
-        Suite::Integration => Step::IntegrationTests,
+        Suite::Basic => ImageStep::BasicTests,
+        Suite::Integration => ImageStep::IntegrationTests,
     };
     let t0 = Instant::now();
     let runs = manifests.iter().map(|(p, d)| async move {

@@ -13,7 +13,7 @@ use crate::containers::suite::{self, Suite, SuiteResult};
 use crate::content_tags::publish::{ContentTag, Rendered};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
-use crate::report::{ImageReport, Step};
+use crate::report::{ImageReport, ImageStep};
 use crate::spec::platform::{self, Platform};
 use crate::spec::ImageSpec;
 use crate::spec::TagTemplate;
@@ -34,7 +34,7 @@ pub async fn run_image(
     report.commit = Some(ctx.commit.clone()).filter(|c| !c.is_empty());
     let Some(image) = ctx.spec.image(&planned.key) else {
         report.fail(
-            Step::Build,
+            ImageStep::Build,
             format!("no image `{}` in the spec", planned.key),
         );
         report.finish(t0.elapsed());
@@ -65,7 +65,7 @@ pub async fn run_image(
             };
             super::image::run_steps(&job, &parts.parts(), &run, &mut report).await;
         }
-        Err(e) => report.fail(Step::Build, e),
+        Err(e) => report.fail(ImageStep::Build, e),
     }
     report.finish(t0.elapsed());
     report

@@ -106,7 +106,7 @@ async fn basic_suites_with_images_from_a_registry() {
         (r.counts.passed, r.counts.failed, r.counts.skipped),
         (2, 0, 1)
     );
-    assert_eq!(r.exit_status().code(), 0);
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 0);
     assert!(
         r.notices.iter().any(|n| n.contains("images/tests_common/")),
         "{:?}",
@@ -122,7 +122,7 @@ async fn basic_suites_with_images_from_a_registry() {
         .await
         .unwrap();
     assert_eq!(r.outcome, TestOutcome::Failed, "{r:?}\n{}", r.output);
-    assert_eq!(r.exit_status().code(), 1);
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 1);
     assert_eq!((r.counts.passed, r.counts.failed), (1, 1));
     assert_eq!(r.counts.failures.len(), 1);
     assert!(
@@ -142,7 +142,7 @@ async fn basic_suites_with_images_from_a_registry() {
         .await
         .unwrap();
     assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
-    assert_eq!(r.exit_status().code(), 2);
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 2);
     assert!(
         r.message.contains("python3") && r.message.contains("not in the image"),
         "{}",

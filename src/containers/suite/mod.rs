@@ -14,7 +14,6 @@
 pub mod junit;
 
 use crate::containers::{self, bounded, RunScope, Stop};
-use crate::exit::ExitStatus;
 use crate::registry::ImageRef;
 use crate::spec::Spec;
 pub use junit::{JunitReport, TestFailure};
@@ -139,15 +138,6 @@ impl SuiteResult {
         self.outcome = TestOutcome::CouldNotRun;
         self.message = msg.into();
         self
-    }
-
-    /// 0 passed (or no tests), 1 a test failed, 2 the tests could not run.
-    pub fn exit_status(&self) -> ExitStatus {
-        match self.outcome {
-            TestOutcome::Passed | TestOutcome::NoTests => ExitStatus::Success,
-            TestOutcome::Failed => ExitStatus::Failed,
-            TestOutcome::CouldNotRun => ExitStatus::Error,
-        }
     }
 }
 

@@ -373,7 +373,7 @@ fn content_tags() -> String {
 }
 
 /// The report says the image failed at `step` with a message starting with `message`.
-fn assert_failed(r: &Ran, step: Step, message: &str) {
+fn assert_failed(r: &Ran, step: ImageStep, message: &str) {
     assert!(!r.report.success, "{:?}", r.report);
     assert_eq!(r.report.failed_step, Some(step), "{:?}", r.report);
     assert!(
@@ -384,7 +384,7 @@ fn assert_failed(r: &Ran, step: Step, message: &str) {
 }
 
 /// The steps' times are recorded in the order they ran.
-fn timed_steps(r: &Ran) -> Vec<Step> {
+fn timed_steps(r: &Ran) -> Vec<ImageStep> {
     r.report.steps.iter().map(|s| s.step).collect()
 }
 
@@ -406,13 +406,13 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
     assert_eq!(
         timed_steps(&r),
         [
-            Step::Build,
-            Step::BasicTests,
-            Step::ContentTags,
-            Step::Push,
-            Step::IntegrationTests,
-            Step::ContentTags,
-            Step::Manifest
+            ImageStep::Build,
+            ImageStep::BasicTests,
+            ImageStep::ContentTags,
+            ImageStep::Push,
+            ImageStep::IntegrationTests,
+            ImageStep::ContentTags,
+            ImageStep::Page
         ]
     );
     let rep = &r.report;
@@ -478,9 +478,9 @@ async fn without_push_the_image_is_built_tested_and_never_tagged() {
 async fn a_failed_build_runs_nothing_else() {
     let r = run(Trouble::BuildFails).await;
     assert_eq!(r.calls, ["build"]);
-    assert_failed(&r, Step::Build, "build failed: RUN make: exit 2");
+    assert_failed(&r, ImageStep::Build, "build failed: RUN make: exit 2");
     assert!(!r.report.built && !r.report.pushed && !r.report.node_lost);
-    assert_eq!(timed_steps(&r), [Step::Build]);
+    assert_eq!(timed_steps(&r), [ImageStep::Build]);
     // The parent it was built FROM is known before the build.
     assert_eq!(r.report.parent_digest.as_deref(), Some("sha256:parent"));
     assert!(r.tags.is_empty() && r.digests.is_empty());
@@ -493,7 +493,7 @@ async fn buildkit_out_of_reach_is_the_runs_service_error() {
     assert_eq!(r.calls, ["build"]);
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: BuildKit at tcp://x: refused",
     );
     assert_eq!(
@@ -507,7 +507,7 @@ async fn buildkit_out_of_reach_is_the_runs_service_error() {
 async fn a_lost_node_is_said_so_for_the_scheduler() {
     let r = run(Trouble::NodeLost).await;
     assert_eq!(r.calls, ["build"]);
-    assert_failed(&r, Step::Build, "build failed: tcp://x went away");
+    assert_failed(&r, ImageStep::Build, "build failed: tcp://x went away");
     assert!(r.report.node_lost && !r.report.built);
     assert_eq!(r.service_error, None);
     assert!(r.tags.is_empty());
@@ -519,14 +519,14 @@ async fn failed_basic_tests_stop_the_image_before_any_tag() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: 1 failed: test/test_x.py::test_y",
     );
     assert!(r.report.built && !r.report.pushed);
     let counts = r.report.tests.basic.as_ref().unwrap();
     assert_eq!((counts.passed, counts.failed, counts.skipped), (2, 1, 1));
     assert_eq!(counts.failures[0].name, "test/test_x.py::test_y");
-    assert_eq!(timed_steps(&r), [Step::Build, Step::BasicTests]);
+    assert_eq!(timed_steps(&r), [ImageStep::Build, ImageStep::BasicTests]);
     // Not tagged, and no child builds FROM it.
     assert!(r.tags.is_empty() && r.digests.is_empty());
 }
@@ -537,7 +537,7 @@ async fn basic_tests_that_could_not_run_stop_the_image() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: could not run: no python in the image",
     );
     assert!(r.report.tests.basic.is_some());
@@ -548,7 +548,7 @@ async fn basic_tests_that_could_not_run_stop_the_image() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: the Docker engine cannot be reached",
     );
     assert!(r.report.tests.basic.is_none());
@@ -568,7 +568,7 @@ async fn a_bad_content_tag_value_fails_the_image_before_it_is_tagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
     assert_failed(
         &r,
-        Step::ContentTags,
+        ImageStep::ContentTags,
         "content-tags failed: python3: not found",
     );
     assert!(!r.report.pushed && r.report.content_tags.is_empty());
@@ -583,7 +583,7 @@ async fn a_failed_publish_leaves_no_tag_and_runs_nothing_after() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values(), publish()]);
     assert_failed(
         &r,
-        Step::Push,
+        ImageStep::Push,
         "push failed: PUT reg.example/stack/child:2026.3-feat: 500",
     );
     assert!(!r.report.pushed && r.report.digest.is_none());
@@ -606,7 +606,7 @@ async fn failed_integration_tests_stop_before_content_tags_and_page() {
     );
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed: 1 failed",
     );
     // Pushed before the integration tests (they run against the tag), then nothing more.
@@ -618,7 +618,7 @@ async fn failed_integration_tests_stop_before_content_tags_and_page() {
     let r = run(Trouble::IntegrationTests(TestOutcome::CouldNotRun)).await;
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed: could not run",
     );
     assert_eq!(r.tags, [REFERENCE]);
@@ -638,7 +638,7 @@ async fn failed_content_tags_stop_before_the_page() {
             content_tags()
         ]
     );
-    assert_failed(&r, Step::ContentTags, "content-tags failed: PUT");
+    assert_failed(&r, ImageStep::ContentTags, "content-tags failed: PUT");
     assert!(r.report.pushed);
     assert_eq!(r.tags, [REFERENCE]);
 }
@@ -650,7 +650,7 @@ async fn a_failed_manifest_page_fails_the_image_after_every_tag() {
     assert_eq!(r.calls[6], "manifest [py-3.11]");
     assert_failed(
         &r,
-        Step::Manifest,
+        ImageStep::Page,
         "manifest failed: writing manifests/child.md",
     );
     assert!(r.report.pushed);
@@ -668,7 +668,7 @@ async fn cancelled_before_the_start_runs_no_step() {
     )
     .await;
     assert!(r.calls.is_empty(), "{:?}", r.calls);
-    assert_failed(&r, Step::Build, "interrupted before it started");
+    assert_failed(&r, ImageStep::Build, "interrupted before it started");
     assert!(r.report.steps.is_empty() && !r.report.built);
     assert!(r.tags.is_empty() && r.digests.is_empty());
 }
@@ -679,7 +679,7 @@ async fn cancelled_during_the_build_drops_it() {
     assert_eq!(r.calls, ["build"]);
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: interrupted: the BuildKit solve was cancelled",
     );
     assert!(!r.report.built);
@@ -690,7 +690,7 @@ async fn cancelled_during_the_build_drops_it() {
 async fn cancelled_before_the_push_pushes_nothing() {
     let r = run(Trouble::CancelBeforePush).await;
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
-    assert_failed(&r, Step::Push, "interrupted: nothing was pushed");
+    assert_failed(&r, ImageStep::Push, "interrupted: nothing was pushed");
     assert!(r.report.built && !r.report.pushed);
     assert!(r.tags.is_empty());
 }
@@ -701,7 +701,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values(), publish()]);
     assert_failed(
         &r,
-        Step::Push,
+        ImageStep::Push,
         "push failed: interrupted: the push was stopped",
     );
     assert!(!r.report.pushed);
@@ -767,7 +767,7 @@ async fn one_failing_platform_fails_the_image_before_any_tag() {
     assert_eq!(r.calls.len(), 4, "{:?}", r.calls);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed on 1 of 2 platforms: linux/arm64: 1 failed",
     );
     let arm = r
@@ -802,7 +802,7 @@ async fn a_pushed_index_without_a_platform_fails_the_build() {
     );
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: the pushed index has no manifest for linux/arm64",
     );
     assert!(r.tags.is_empty() && r.digests.is_empty());
@@ -849,7 +849,7 @@ async fn a_split_build_failing_its_integration_tests_does_not_await_the_merge() 
     assert_eq!(r.calls.len(), 5, "{:?}", r.calls);
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed on 1 of 1 platforms: linux/arm64: 1 failed",
     );
     assert!(!r.report.awaiting_merge && !r.report.pushed);

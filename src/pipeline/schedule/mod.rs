@@ -9,7 +9,7 @@
 //! - with several nodes (BuildKit builders, [`run_schedule_placed`]), an image goes to the
 //!   node that ran its parent in this run when that node has nothing running (its cache
 //!   holds the parent's layers), else to the node with the fewest images running;
-//! - work whose node was lost ([`Outcome::node_lost`]) runs again on another node, once;
+//! - work whose node was lost ([`ImageOutcome::node_lost`]) runs again on another node, once;
 //!   the lost node gets no more work. With no node left, the images not started are
 //!   [`Skip::NoNode`];
 //! - when an image fails, its descendants are not started ([`Skip::AncestorFailed`]);
@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::time::Instant;
 
-pub use crate::report::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
+pub use crate::report::outcome::{ImageOutcome, ScheduleEvent, Scheduled, ScheduledImage, Skip};
 
 /// One image as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub async fn run_schedule<T, F, Fut>(
     work: F,
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -100,10 +100,10 @@ pub async fn run_schedule_observed<T, F, Fut>(
     jobs: &[Job],
     opts: ScheduleOptions,
     mut work: F,
-    observe: impl FnMut(Event<'_, T>),
+    observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -117,10 +117,10 @@ pub async fn run_schedule_placed<T, F, Fut>(
     opts: ScheduleOptions,
     nodes: usize,
     mut work: F,
-    mut observe: impl FnMut(Event<'_, T>),
+    mut observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String, usize) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -157,7 +157,7 @@ where
             continue;
         }
         let took = t0.elapsed().saturating_sub(started);
-        observe(Event::Finished {
+        observe(ScheduleEvent::Finished {
             key: &jobs[i].key,
             outcome: &outcome,
             took,
@@ -200,13 +200,13 @@ struct Board<'j, T> {
     retried: Vec<bool>,
 }
 
-impl<'j, T: Outcome> Board<'j, T> {
+impl<'j, T: ImageOutcome> Board<'j, T> {
     /// Every job pending, except those that do not rebuild (up to date, observed as such).
     fn new(
         jobs: &'j [Job],
         per_node: usize,
         nodes: usize,
-        observe: &mut impl FnMut(Event<'_, T>),
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
     ) -> Result<Self, ScheduleError> {
         let index = check_order(jobs)?;
         let parents = jobs
@@ -223,7 +223,7 @@ impl<'j, T: Outcome> Board<'j, T> {
                 if j.rebuild {
                     State::Pending
                 } else {
-                    observe(Event::UpToDate { key: &j.key });
+                    observe(ScheduleEvent::UpToDate { key: &j.key });
                     State::Done(Scheduled::UpToDate)
                 }
             })
@@ -262,13 +262,13 @@ impl<'j, T: Outcome> Board<'j, T> {
     }
 
     /// Mark job `i` running on the node chosen for it (None: every live node is full).
-    fn start(&mut self, i: usize, observe: &mut impl FnMut(Event<'_, T>)) -> Option<usize> {
+    fn start(&mut self, i: usize, observe: &mut impl FnMut(ScheduleEvent<'_, T>)) -> Option<usize> {
         let parent_node = self.parents[i].and_then(|p| self.ran_on[p]);
         let node = place(parent_node, &self.alive, &self.busy, self.per_node)?;
         self.busy[node] += 1;
         self.ran_on[i] = Some(node);
         self.state[i] = State::Running;
-        observe(Event::Started {
+        observe(ScheduleEvent::Started {
             key: &self.jobs[i].key,
         });
         Some(node)
@@ -281,7 +281,7 @@ impl<'j, T: Outcome> Board<'j, T> {
         i: usize,
         node: usize,
         outcome: &T,
-        observe: &mut impl FnMut(Event<'_, T>),
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
     ) -> bool {
         self.busy[node] -= 1;
         if !outcome.node_lost() {
@@ -292,7 +292,7 @@ impl<'j, T: Outcome> Board<'j, T> {
             return false;
         }
         self.retried[i] = true;
-        observe(Event::Retried {
+        observe(ScheduleEvent::Retried {
             key: &self.jobs[i].key,
             outcome,
         });
@@ -302,7 +302,7 @@ impl<'j, T: Outcome> Board<'j, T> {
 
     /// Job `i` failed: its descendants will never start; say so now, not at the end of the
     /// run. Descendants come after `i`, parents before children: one forward pass.
-    fn skip_descendants(&mut self, i: usize, observe: &mut impl FnMut(Event<'_, T>)) {
+    fn skip_descendants(&mut self, i: usize, observe: &mut impl FnMut(ScheduleEvent<'_, T>)) {
         let jobs = self.jobs;
         let mut below = vec![i];
         for j in i + 1..jobs.len() {
@@ -312,7 +312,7 @@ impl<'j, T: Outcome> Board<'j, T> {
                     failed: jobs[i].key.clone(),
                     direct: p == i,
                 };
-                observe(Event::Skipped {
+                observe(ScheduleEvent::Skipped {
                     key: &jobs[j].key,
                     why: &why,
                 });
@@ -328,7 +328,7 @@ impl<'j, T: Outcome> Board<'j, T> {
     fn skip_held_back(
         &mut self,
         first_failure: Option<usize>,
-        observe: &mut impl FnMut(Event<'_, T>),
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
     ) {
         let jobs = self.jobs;
         for i in 0..jobs.len() {
@@ -345,7 +345,7 @@ impl<'j, T: Outcome> Board<'j, T> {
                 // Unreachable: with no failure every pending image becomes ready in turn.
                 (None, None) => continue,
             };
-            observe(Event::Skipped {
+            observe(ScheduleEvent::Skipped {
                 key: &jobs[i].key,
                 why: &why,
             });
