@@ -29,6 +29,42 @@ pub struct RefError {
     pub reason: String,
 }
 
+impl RefError {
+    /// The error for `reference`, which it shows with any user information masked.
+    fn new(reference: &str, reason: impl Into<String>) -> RefError {
+        RefError {
+            reference: shown(reference),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `s` as messages may show it: a `USER:PASSWORD@` before the host (which is no part of a
+/// reference, but is what a user may paste from a URL) masked. The `@` of a digest stays.
+fn shown(s: &str) -> String {
+    if has_userinfo(s) {
+        crate::credentials::mask_userinfo(s)
+    } else {
+        s.to_string()
+    }
+}
+
+/// Whether the text before `@` is user information rather than a name before a digest:
+/// what follows the `@` is not shaped as a digest (`ALGORITHM:` and at least 32 hex
+/// digits, no `/`), as `HOST/PATH` or `HOST:PORT` is not.
+fn has_userinfo(s: &str) -> bool {
+    let Some((_, after)) = s.split_once('@') else {
+        return false;
+    };
+    let digest_like = after.split_once(':').is_some_and(|(algo, hex)| {
+        !algo.is_empty()
+            && algo.bytes().all(|b| b.is_ascii_alphanumeric())
+            && hex.len() >= 32
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !after.is_empty() && !digest_like
+}
+
 impl ImageRef {
     /// Parse a full reference. A reference with neither tag nor digest means `:latest`.
     ///
@@ -38,10 +74,15 @@ impl ImageRef {
     /// up to 128 characters (no Unicode), a digest that is not `sha256:`/`sha512:` with
     /// lowercase hex of the right length.
     pub fn parse(s: &str) -> Result<ImageRef, RefError> {
-        let bad = |reason: String| RefError {
-            reference: s.to_string(),
-            reason,
-        };
+        let bad = |reason: String| RefError::new(s, reason);
+        if has_userinfo(s) {
+            return Err(bad(
+                "user information (USER:PASSWORD@) is no part of an image reference, and is not \
+                 repeated here; give credentials with --username and --password-stdin or Docker's \
+                 config.json"
+                    .into(),
+            ));
+        }
         if looks_like_bare_host(s) {
             return Err(bad(
                 "this is a registry host and port without a repository (write HOST:PORT/REPOSITORY:TAG)".into(),
@@ -82,19 +123,19 @@ impl ImageRef {
             if is_valid_tag(s) {
                 return Ok(src.with_tag(s));
             }
-            return Err(RefError {
-                reference: s.to_string(),
-                reason: format!(
+            return Err(RefError::new(
+                s,
+                format!(
                     "the destination is not a valid tag ({TAG_CHARS}; at most 128 characters) nor a full reference"
                 ),
-            });
+            ));
         }
         let r = ImageRef::parse(s)?;
         if r.digest.is_some() {
-            return Err(RefError {
-                reference: s.to_string(),
-                reason: "a destination must be a tag, not a digest".into(),
-            });
+            return Err(RefError::new(
+                s,
+                "a destination must be a tag, not a digest",
+            ));
         }
         Ok(r)
     }
