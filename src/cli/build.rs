@@ -87,7 +87,7 @@ pub struct BuildArgs {
     pub no_push: bool,
     /// At most this many images at a time on each BuildKit node (an image holds its node's
     /// place from its build to its last step).
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one)]
     pub jobs: usize,
     /// After a failure, go on with the images that do not descend from it.
     #[arg(long)]
@@ -207,4 +207,13 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     } else {
         ExitStatus::Success
     })
+}
+
+/// `--jobs`: a count of at least 1 (0 would build nothing and wait forever).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
