@@ -7,7 +7,7 @@ use super::schedule::{
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
-use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::registry::{exists_within, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
 use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput, Step};
 use crate::spec::Spec;
@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub struct RunOptions {
     /// Ask the registry which tags exist (missing ones rebuild, existing ones serve as cache).
     pub registry_check: bool,
+    /// The deadline of the registry check, all of its requests together.
+    pub registry_timeout: Duration,
     /// Only these images may rebuild (empty: all).
     pub only: Vec<String>,
     /// Push images; without it nothing is pushed, and integration tests and manifest
@@ -82,7 +84,7 @@ pub async fn run(
     let mut existing = HashSet::new();
     let mut digests = HashMap::new();
     if opts.registry_check {
-        let results = plan.check_registry(registry).await?;
+        let results = plan.check_registry(registry, opts.registry_timeout).await?;
         for (img, r) in plan.images.iter().zip(results) {
             // An image that does not rebuild is used by the digest its tag names now.
             let rebuilds = img.rebuild && (opts.only.is_empty() || opts.only.contains(&img.key));
@@ -99,7 +101,10 @@ pub async fn run(
             .values()
             .map(|i| ImageRef::parse(&format!("{}:{stable_tag}", i.image_name)))
             .collect::<Result<_, _>>()?;
-        for r in exists_many(registry, &stable).await {
+        let stable = exists_within(registry, &stable, opts.registry_timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("registry check: {e}"))?;
+        for r in stable {
             if r.exists {
                 existing.insert(r.reference);
             }

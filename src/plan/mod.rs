@@ -478,9 +478,12 @@ impl Plan {
     pub async fn check_registry(
         &mut self,
         client: &crate::registry::RegistryClient,
+        within: std::time::Duration,
     ) -> anyhow::Result<Vec<crate::registry::ExistsResult>> {
         let refs: Vec<ImageRef> = self.images.iter().map(|i| i.image_ref.clone()).collect();
-        let results = crate::registry::exists_many(client, &refs).await;
+        let results = crate::registry::exists_within(client, &refs, within)
+            .await
+            .map_err(|e| anyhow::anyhow!("registry check: {e}"))?;
         let mut missing = vec![];
         for (img, r) in self.images.iter().zip(&results) {
             if let Some(e) = &r.error {
