@@ -110,6 +110,14 @@ pub(super) fn validate(
                 "{here}: image `{key}`: folder {} does not exist",
                 dir.display()
             ));
+        } else if let Some(target) = link_out_of(&spec.images_dir, &dir) {
+            problems.push(format!(
+                "{here}: image `{key}`: {} is a link to {}, outside {}; refused (the build \
+                 context must lie inside the images folder: move the folder there)",
+                dir.display(),
+                target.display(),
+                spec.images_dir.display()
+            ));
         } else if !dir.join("Dockerfile").is_file() {
             problems.push(format!(
                 "{here}: image `{key}`: {} does not exist",
@@ -155,6 +163,14 @@ pub(super) fn validate(
         }
         cleared.extend(path);
     }
+}
+
+/// Where `dir` (a folder of `images`) really is, when links take it outside `images`: a
+/// build context there would send files from elsewhere into the image.
+fn link_out_of(images: &std::path::Path, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let root = std::fs::canonicalize(images).ok()?;
+    let real = std::fs::canonicalize(dir).ok()?;
+    (!real.starts_with(&root)).then_some(real)
 }
 
 #[cfg(test)]
