@@ -27,7 +27,7 @@ fn is_folder_name(key: &str) -> bool {
 
 pub(super) fn validate(
     spec: &mut Spec,
-    _text: &str,
+    text: &str,
     declared_roots: &[String],
     problems: &mut Vec<String>,
 ) {
@@ -37,7 +37,12 @@ pub(super) fn validate(
         None => file.clone(),
     };
 
-    if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
+    if spec.tag_prefix.is_empty() && problems.iter().all(|p| !p.contains("`tag.prefix`")) {
+        problems.push(format!(
+            "{}: `tag.prefix` is empty (give the quarter, e.g. \"2026.3\")",
+            at(super::load::line_of_key(text, "prefix", 2))
+        ));
+    } else if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
         problems.push(format!(
             "{file}: `tag.prefix` {:?} cannot start a tag (letters, digits, `_`, `.`, `-`; not starting with `.` or `-`)",
             spec.tag_prefix
