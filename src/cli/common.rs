@@ -81,7 +81,9 @@ fn host_problem(h: &str) -> Option<String> {
     }
     match crate::registry::ImageRef::parse(&format!("{h}/x")) {
         Ok(r) if r.registry == h || (h == "index.docker.io" && r.registry == "docker.io") => None,
-        Ok(_) => Some(format!("{h:?} is not a registry host (it has no `.` or `:`, nor is localhost)")),
+        Ok(_) => Some(format!(
+            "{h:?} is not a registry host (it has no `.` or `:`, nor is localhost)"
+        )),
         Err(e) => Some(e.reason),
     }
 }

@@ -681,7 +681,11 @@ pub async fn exists_within(
 ) -> Result<Vec<ExistsResult>, CheckDeadline> {
     let deadline = tokio::time::Instant::now() + within;
     let done: Vec<Option<ExistsResult>> = futures::stream::iter(refs)
-        .map(|r| async move { tokio::time::timeout_at(deadline, exists_one(client, r)).await.ok() })
+        .map(|r| async move {
+            tokio::time::timeout_at(deadline, exists_one(client, r))
+                .await
+                .ok()
+        })
         .buffered(16)
         .collect()
         .await;

@@ -12,7 +12,7 @@ pub mod reference;
 pub mod transport;
 
 pub use client::{
-    exists_many, exists_within, CheckDeadline, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,
-    RetagReport,
+    exists_many, exists_within, CheckDeadline, ClientOptions, Descriptor, ExistsResult, Manifest,
+    RegistryClient, RegistryError, RetagReport,
 };
 pub use reference::ImageRef;

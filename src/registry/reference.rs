@@ -520,9 +520,10 @@ mod tests {
             assert!(!e.contains("hunter2"), "{e}");
             assert!(e.contains("***@") && e.contains("USER:PASSWORD@"), "{e}");
         }
-        let e = ImageRef::parse_destination("u:hunter2@h:1/r:t", &ImageRef::parse("h:1/r").unwrap())
-            .unwrap_err()
-            .to_string();
+        let e =
+            ImageRef::parse_destination("u:hunter2@h:1/r:t", &ImageRef::parse("h:1/r").unwrap())
+                .unwrap_err()
+                .to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 

@@ -145,7 +145,7 @@ pub(super) fn validate(
                 }
             }
         }
-        for (k, _) in &img.build_args {
+        for k in img.build_args.keys() {
             if k.trim().is_empty() {
                 problems.push(format!(
                     "{here}: image `{key}`: a build arg has an empty name"
@@ -281,7 +281,10 @@ mod tests {
         use super::canonical_repository as c;
         assert_eq!(c("busybox"), "docker.io/library/busybox");
         assert_eq!(c("docker.io/library/busybox"), "docker.io/library/busybox");
-        assert_eq!(c("index.docker.io/library/busybox"), "docker.io/library/busybox");
+        assert_eq!(
+            c("index.docker.io/library/busybox"),
+            "docker.io/library/busybox"
+        );
         assert_eq!(c("ucsdets/x"), "docker.io/ucsdets/x");
         assert_eq!(c("ghcr.io/o/x"), "ghcr.io/o/x");
         assert_eq!(c("localhost/x"), "localhost/x");
