@@ -1,16 +1,35 @@
 //! The command line: argument parsing and dispatch. Each command lives in its own
 //! file and is a thin layer over the library.
 
-use crate::exit::{exit_status_of, ExitStatus};
 use clap::{Parser, Subcommand};
+use exit::{exit_status_of, ExitStatus};
+
+/// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
+/// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
+/// it, so that a peer closing a socket is an error the network code handles. Defined here,
+/// before the commands, so that only the CLI prints.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for results on stdout; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
 
 pub mod build;
 pub mod buildkit;
 pub mod common;
+pub mod exit;
 pub mod imagetest;
 pub mod interrupt;
 pub mod manual;
 pub mod merge;
+pub mod output;
 pub mod plan;
 pub mod registry;
 

@@ -8,8 +8,10 @@ pub mod cache;
 mod load;
 mod model;
 pub mod platform;
+pub mod tag_template;
 mod validate;
 
 pub use cache::CacheSpec;
 pub use load::{default_spec_path, SpecError};
 pub use model::{ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, Spec, TestSpec};
+pub use tag_template::{TagTemplate, Template};

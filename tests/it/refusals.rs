@@ -2,8 +2,7 @@
 //! reference (exit 2); secrets in addresses and references never echoed; build contexts
 //! that reach outside `images/`; a registry that stalls past the deadline.
 
-mod support;
-
+use crate::support;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -12,10 +11,8 @@ use support::proxy::{Proxy, Rule};
 use support::{Registry, RegistryAuth};
 
 fn stackctl(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("stackctl"));
+    let mut cmd = support::cli::stackctl();
     cmd.current_dir(dir)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("BUILDKIT_HOST")
         .env_remove("GITHUB_TOKEN")
         .env("DOCKER_CONFIG", dir.join(".no-docker-config"))
         .args(args);
