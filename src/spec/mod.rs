@@ -8,6 +8,7 @@ pub mod cache;
 mod load;
 mod model;
 pub mod platform;
+mod repository;
 pub mod tag_template;
 mod validate;
 
