@@ -454,6 +454,12 @@ impl Loader<'_> {
             ));
         }
         let prefix = match &t.prefix {
+            Value::String(s) if s.is_empty() => {
+                self.problems.push(format!(
+                    "{prefix_at}: `tag.prefix` is empty (give the quarter, e.g. \"2026.3\")"
+                ));
+                String::new()
+            }
             Value::String(_) | Value::Number(_) => scalar_string(&t.prefix).unwrap_or_default(),
             v => {
                 self.problems.push(format!(

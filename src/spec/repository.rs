@@ -1,5 +1,6 @@
-//! Repository names as the distribution spec's reference grammar has them; a leaf that
-//! the spec's loading, cache and validation checks share.
+//! Repository names as the spec writes them (`image_name`, `cache.ref`): the reference
+//! grammar's form, and which spellings name one repository. Checked here, in the spec's own
+//! terms, because the registry module reads the spec and must not be read by it.
 
 use regex::Regex;
 use std::sync::LazyLock;
@@ -21,7 +22,7 @@ pub fn is_valid_repository(name: &str) -> bool {
 
 /// The registry part of a repository name: its first component when there are several and
 /// it has a `.` or `:` or is `localhost` (the distribution grammar's rule).
-pub(super) fn registry_part(name: &str) -> Option<&str> {
+fn registry_part(name: &str) -> Option<&str> {
     let (first, _) = name.split_once('/')?;
     (first.contains(['.', ':']) || first == "localhost").then_some(first)
 }
@@ -37,27 +38,14 @@ fn registry_port_ok(name: &str) -> bool {
     port.is_none_or(|p| matches!(p.parse::<u32>(), Ok(1..=65535)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_valid_repository;
-
-    #[test]
-    fn repositories() {
-        assert!(is_valid_repository("ghcr.io/ucsd-ets/datascience-notebook"));
-        assert!(is_valid_repository("localhost:5000/a/b"));
-        assert!(is_valid_repository("127.0.0.1:5000/stack/base"));
-        assert!(is_valid_repository("ubuntu"));
-        assert!(!is_valid_repository("ghcr.io/UCSD/x"));
-        assert!(!is_valid_repository("ghcr.io/x:tag"));
-        assert!(!is_valid_repository("ghcr.io/x@sha256:00"));
-        assert!(!is_valid_repository(""));
-        assert!(!is_valid_repository("a//b"));
-        assert!(!is_valid_repository("h:99999/a"));
-        assert!(!is_valid_repository("h:0/a"));
-        assert!(is_valid_repository("h:65535/a"));
-        assert!(is_valid_repository("[::1]:5000/a"));
-        assert!(!is_valid_repository("[::1]:70000/a"));
-        assert!(!is_valid_repository("http://h/a"));
-        assert!(!is_valid_repository("ghcr.io/Org/a"));
+/// The repository `name` means as Docker reads it, for telling two spellings of one
+/// repository apart: `busybox` and `index.docker.io/library/busybox` are both
+/// `docker.io/library/busybox`.
+pub(super) fn canonical_repository(name: &str) -> String {
+    match registry_part(name) {
+        Some("index.docker.io") => format!("docker.io/{}", &name["index.docker.io/".len()..]),
+        Some(_) => name.to_string(),
+        None if name.contains('/') => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
     }
 }

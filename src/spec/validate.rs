@@ -1,20 +1,8 @@
 //! Semantic checks of a parsed spec. Every problem names the file, the image key and its line.
 
 use super::model::Spec;
-use super::repository::{is_valid_repository, registry_part};
+use super::repository::{canonical_repository, is_valid_repository};
 use std::collections::{HashMap, HashSet};
-
-/// The repository `name` means as Docker reads it, for telling two spellings of one
-/// repository apart: `busybox` and `index.docker.io/library/busybox` are both
-/// `docker.io/library/busybox`.
-fn canonical_repository(name: &str) -> String {
-    match registry_part(name) {
-        Some("index.docker.io") => format!("docker.io/{}", &name["index.docker.io/".len()..]),
-        Some(_) => name.to_string(),
-        None if name.contains('/') => format!("docker.io/{name}"),
-        None => format!("docker.io/library/{name}"),
-    }
-}
 
 /// Whether an image key names one folder directly under `images/`: not empty, no path
 /// separator, not `.` or `..` (so that the build context cannot lie outside `images/`).
@@ -24,7 +12,7 @@ fn is_folder_name(key: &str) -> bool {
 
 pub(super) fn validate(
     spec: &mut Spec,
-    text: &str,
+    _text: &str,
     declared_roots: &[String],
     problems: &mut Vec<String>,
 ) {
@@ -34,12 +22,7 @@ pub(super) fn validate(
         None => file.clone(),
     };
 
-    if spec.tag_prefix.is_empty() && problems.iter().all(|p| !p.contains("`tag.prefix`")) {
-        problems.push(format!(
-            "{}: `tag.prefix` is empty (give the quarter, e.g. \"2026.3\")",
-            at(super::lines::line_of_key(text, "prefix", 2))
-        ));
-    } else if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
+    if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
         problems.push(format!(
             "{file}: `tag.prefix` {:?} cannot start a tag (letters, digits, `_`, `.`, `-`; not starting with `.` or `-`)",
             spec.tag_prefix
@@ -211,6 +194,8 @@ fn link_out_of(images: &std::path::Path, dir: &std::path::Path) -> Option<std::p
 
 #[cfg(test)]
 mod tests {
+    use super::is_valid_repository;
+
     #[test]
     fn folder_names() {
         assert!(super::is_folder_name("datascience-notebook"));
@@ -218,6 +203,26 @@ mod tests {
         for bad in ["", ".", "..", "../x", "/abs", "a/b", "a\\b"] {
             assert!(!super::is_folder_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn repositories() {
+        assert!(is_valid_repository("ghcr.io/ucsd-ets/datascience-notebook"));
+        assert!(is_valid_repository("localhost:5000/a/b"));
+        assert!(is_valid_repository("127.0.0.1:5000/stack/base"));
+        assert!(is_valid_repository("ubuntu"));
+        assert!(!is_valid_repository("ghcr.io/UCSD/x"));
+        assert!(!is_valid_repository("ghcr.io/x:tag"));
+        assert!(!is_valid_repository("ghcr.io/x@sha256:00"));
+        assert!(!is_valid_repository(""));
+        assert!(!is_valid_repository("a//b"));
+        assert!(!is_valid_repository("h:99999/a"));
+        assert!(!is_valid_repository("h:0/a"));
+        assert!(is_valid_repository("h:65535/a"));
+        assert!(is_valid_repository("[::1]:5000/a"));
+        assert!(!is_valid_repository("[::1]:70000/a"));
+        assert!(!is_valid_repository("http://h/a"));
+        assert!(!is_valid_repository("ghcr.io/Org/a"));
     }
 
     #[test]
