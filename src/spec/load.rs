@@ -107,6 +107,9 @@ struct RawSpec {
     platforms: Option<Value>,
     #[serde(default)]
     integration_platforms: Option<Value>,
+    /// Defaults of every image's `tests:`.
+    #[serde(default)]
+    tests: Option<super::model::StackTestSpec>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -381,6 +384,7 @@ impl Spec {
             None => vec![],
         };
         let stack_platform_list = stack_platforms("platforms", &raw.platforms);
+        let stack_tests = raw.tests.clone().unwrap_or_default();
         let stack_integration_platforms =
             stack_platforms("integration_platforms", &raw.integration_platforms);
         let indent = image_indent(text);
@@ -498,7 +502,11 @@ impl Spec {
                             integration_tests: ri.integration_tests,
                             prune: ri.prune,
                             prepull: ri.prepull,
-                            tests: ri.tests.unwrap_or_default(),
+                            tests: {
+                                let mut t = ri.tests.unwrap_or_default();
+                                t.runner = t.runner.or(stack_tests.runner);
+                                t
+                            },
                             cache,
                             tags,
                             platforms,
