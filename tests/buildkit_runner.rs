@@ -23,7 +23,7 @@ images:
   nopy: {image_name: x/nopy}
   noshell:
     image_name: x/noshell
-    tests: {command: ["/tool/bb", "sh", "/tmp/stackctl-tests/test/check.sh"]}
+    tests: {command: ["/tool/busybox", "sh", "/tmp/stackctl-tests/test/check.sh"]}
   user: {image_name: x/user}
   arch: {image_name: x/arch}
 tag: {prefix: "2026.3"}
@@ -65,11 +65,12 @@ def test_not_arm():
     assert platform.machine() != "aarch64", "fails on arm64 only"
 "#;
 
-/// A JUnit report written without python or a shell of the image: busybox at /tool/bb.
+/// A JUnit report written without python or a shell of the image: busybox at /tool/busybox.
 const CHECK_SH: &str = r#"
 [ -e /bin/sh ] && { echo "the image has a shell"; exit 3; }
-echo "no shell here, $(/tool/bb id -u)"
-/tool/bb printf '<testsuites><testsuite name="s" tests="1" failures="0" errors="0" skipped="0"><testcase classname="c" name="noshell"/></testsuite></testsuites>' > /tmp/stackctl-junit.xml
+echo "no shell here, $(/tool/busybox id -u)"
+for a in "$@"; do case "$a" in --junitxml=*) out="${a#--junitxml=}";; esac; done
+/tool/busybox printf '<testsuites><testsuite name="s" tests="1" failures="0" errors="0" skipped="0"><testcase classname="c" name="noshell"/></testsuite></testsuites>' > "$out"
 "#;
 
 async fn node(bk: &Buildkitd) -> Node {
@@ -87,7 +88,7 @@ fn opts(dir: &std::path::Path, name: &str) -> Options {
     }
 }
 
-/// An image of one layer holding only busybox at /tool/bb: no /bin/sh.
+/// An image of one layer holding only busybox at /tool/busybox: no /bin/sh.
 fn no_shell_layer() -> std::path::PathBuf {
     let work = tempfile::tempdir().unwrap().keep();
     let tar = platforms::busybox_rootfs("amd64");
@@ -108,7 +109,7 @@ fn no_shell_layer() -> std::path::PathBuf {
     let root = work.join("root");
     std::fs::create_dir_all(root.join("tool")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::rename(&bb, root.join("tool/bb")).unwrap();
+    std::fs::rename(&bb, root.join("tool/busybox")).unwrap();
     let out = work.join("noshell.tar");
     let st = std::process::Command::new("tar")
         .current_dir(&root)
@@ -151,7 +152,7 @@ async fn basic_suites_run_on_the_buildkitd() {
             tar: no_shell_layer(),
         }],
         &["PATH=/tool"],
-        &["/tool/bb"],
+        &["/tool/busybox"],
     )
     .await;
     let repo = images::repo(
@@ -170,10 +171,22 @@ async fn basic_suites_run_on_the_buildkitd() {
     let n = node(&bk).await;
 
     let r = n
-        .basic_suite(&spec, "pass", &py_ref, Some("linux/amd64"), &opts(logs.path(), "pass"))
+        .basic_suite(
+            &spec,
+            "pass",
+            &py_ref,
+            Some("linux/amd64"),
+            &opts(logs.path(), "pass"),
+        )
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}\n{}", r.output, bk.log());
+    assert_eq!(
+        r.outcome,
+        Outcome::Passed,
+        "{r:?}\n{}\n{}",
+        r.output,
+        bk.log()
+    );
     assert_eq!((r.counts.passed, r.counts.skipped), (1, 1));
     let log = std::fs::read_to_string(logs.path().join("pass.log")).unwrap();
     assert!(log.contains("1 passed, 1 skipped"), "{log}");
@@ -202,7 +215,13 @@ async fn basic_suites_run_on_the_buildkitd() {
 
     // No shell in the image: the command is run as it is.
     let r = n
-        .basic_suite(&spec, "noshell", &bb_ref, None, &opts(logs.path(), "noshell"))
+        .basic_suite(
+            &spec,
+            "noshell",
+            &bb_ref,
+            None,
+            &opts(logs.path(), "noshell"),
+        )
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
@@ -227,7 +246,13 @@ async fn basic_suites_run_on_the_buildkitd() {
         )
         .await
         .unwrap();
-    assert!(infos[0].ok && infos[0].stdout.starts_with("Python 3."), "{infos:?}");
-    assert!(!infos[1].ok && infos[1].text.contains("exit code 4"), "{infos:?}");
+    assert!(
+        infos[0].ok && infos[0].stdout.starts_with("Python 3."),
+        "{infos:?}"
+    );
+    assert!(
+        !infos[1].ok && infos[1].text.contains("exit code 4"),
+        "{infos:?}"
+    );
     assert!(infos[1].text.contains("oops"), "{infos:?}");
 }

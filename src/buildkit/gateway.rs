@@ -2,7 +2,8 @@
 //! drives BuildKit through the gateway API (LLBBridge) on the same connection, as buildctl's
 //! and buildx's `client.Build` do. It solves definitions to results, reads their files, and
 //! runs processes in containers of them ([`GatewayBuild::run`]), on the node that holds the
-//! image. Nothing here is cached by BuildKit: a container's process runs every time.
+//! image. A container's process is never served from BuildKit's cache; a solved definition
+//! is, unless its ops say otherwise (see [`super::llb`]).
 
 use super::session::{LocalDir, Session, SessionHandle};
 use super::Client;
@@ -14,9 +15,10 @@ use bollard_buildkit_proto::moby::buildkit::v1::frontend::{
     result, ExecMessage, InitMessage, NewContainerRequest, ReadFileRequest,
     ReleaseContainerRequest, ResolveImageConfigRequest, ReturnRequest, SolveRequest as GwSolve,
 };
-use bollard_buildkit_proto::moby::buildkit::v1::SolveRequest;
+use bollard_buildkit_proto::moby::buildkit::v1::{SolveRequest, StatusRequest};
 use bollard_buildkit_proto::pb::{Definition, Meta, Mount};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -43,8 +45,9 @@ type Bridge = LlbBridgeClient<InterceptedService<Channel, BuildId>>;
 pub struct GatewayBuild {
     bridge: Bridge,
     session_id: String,
-    address: String,
     solve: Option<JoinHandle<Result<(), tonic::Status>>>,
+    status: JoinHandle<()>,
+    progress: Arc<Mutex<Progress>>,
     _session: SessionHandle,
 }
 
@@ -53,6 +56,60 @@ impl Drop for GatewayBuild {
         if let Some(s) = self.solve.take() {
             s.abort();
         }
+        self.status.abort();
+    }
+}
+
+/// What the build's progress said of its vertexes (by digest): their output, and which were
+/// served from the cache.
+#[derive(Default)]
+struct Progress {
+    logs: HashMap<String, Vec<u8>>,
+    cached: HashSet<String>,
+    /// Vertex names to digests: BuildKit may name a vertex by another digest than its op's
+    /// (an op that ignores the cache), never by another name.
+    names: HashMap<String, Vec<String>>,
+}
+
+/// A solve that failed: BuildKit's message, and (for a failed exec op) the results of its
+/// mounts as they were when it failed, by mount index (BuildKit's `errdefs.Solve` detail).
+#[derive(Debug, Clone)]
+pub struct SolveFailure {
+    pub message: String,
+    pub mount_ids: Vec<String>,
+}
+
+impl std::fmt::Display for SolveFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The two fields of BuildKit's `moby.buildkit.v1.errdefs.Solve` read here (its other fields,
+/// the op and the subject, are left to prost's unknown-field skipping).
+#[derive(Clone, PartialEq, prost::Message)]
+struct SolveErrorDetail {
+    #[prost(string, repeated, tag = "1")]
+    input_ids: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    mount_ids: Vec<String>,
+}
+
+fn solve_failure(s: &tonic::Status) -> SolveFailure {
+    use prost::Message as _;
+    let mut mount_ids = vec![];
+    if let Ok(st) = bollard_buildkit_proto::google::rpc::Status::decode(s.details()) {
+        for d in st.details {
+            if d.type_url.ends_with("moby.buildkit.v1.errdefs.Solve") {
+                if let Ok(e) = SolveErrorDetail::decode(d.value.as_slice()) {
+                    mount_ids = e.mount_ids;
+                }
+            }
+        }
+    }
+    SolveFailure {
+        message: status_line(s),
+        mount_ids,
     }
 }
 
@@ -96,6 +153,40 @@ impl Client {
         };
         let mut solve_client = control.clone();
         let solve = tokio::spawn(async move { solve_client.solve(req).await.map(|_| ()) });
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let mut status_client = control.clone();
+        let (status_ref, into) = (build_ref.clone(), progress.clone());
+        let status = tokio::spawn(async move {
+            let resp = match status_client
+                .status(StatusRequest { r#ref: status_ref })
+                .await
+            {
+                Ok(r) => r,
+                Err(s) => {
+                    tracing::debug!("gateway build progress: {}", status_line(&s));
+                    return;
+                }
+            };
+            let mut stream = resp.into_inner();
+            while let Ok(Some(m)) = stream.message().await {
+                let mut p = into.lock().unwrap_or_else(|e| e.into_inner());
+                for v in &m.vertexes {
+                    if v.cached {
+                        p.cached.insert(v.digest.clone());
+                    }
+                    let ds = p.names.entry(v.name.clone()).or_default();
+                    if !ds.contains(&v.digest) {
+                        ds.push(v.digest.clone());
+                    }
+                }
+                for l in m.logs {
+                    p.logs
+                        .entry(l.vertex)
+                        .or_default()
+                        .extend_from_slice(&l.msg);
+                }
+            }
+        });
         let id = build_ref
             .parse()
             .map_err(|_| anyhow!("build id {build_ref:?} is not valid metadata"))?;
@@ -105,8 +196,9 @@ impl Client {
         Ok(GatewayBuild {
             bridge,
             session_id: session.id.clone(),
-            address: self.address().to_string(),
             solve: Some(solve),
+            status,
+            progress,
             _session: handle,
         })
     }
@@ -158,6 +250,43 @@ impl GatewayBuild {
         Ok(id)
     }
 
+    /// Solve `def`, telling a failed exec op's mounts (see [`SolveFailure`]).
+    pub async fn solve_keeping_failure(&self, def: Definition) -> Result<String, SolveFailure> {
+        let r = self
+            .bridge
+            .clone()
+            .solve(GwSolve {
+                definition: Some(def),
+                allow_result_return: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|s| solve_failure(&s))?
+            .into_inner();
+        match r.result.and_then(|r| r.result) {
+            Some(result::Result::Ref(r)) if !r.id.is_empty() => Ok(r.id),
+            Some(result::Result::RefDeprecated(id)) if !id.is_empty() => Ok(id),
+            _ if !r.r#ref.is_empty() => Ok(r.r#ref),
+            _ => Err(SolveFailure {
+                message: "BuildKit returned no result".into(),
+                mount_ids: vec![],
+            }),
+        }
+    }
+
+    /// What the vertex named `name` printed, and whether BuildKit served it from its cache,
+    /// as the build's progress told once the build ended (BuildKit may send a sub-solve's
+    /// progress late, so only the end of the stream is sure to have it all).
+    fn vertex(&self, name: &str) -> (Vec<u8>, bool) {
+        let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let digests = p.names.get(name).cloned().unwrap_or_default();
+        let mut log = vec![];
+        for d in &digests {
+            log.extend_from_slice(p.logs.get(d).map(|l| l.as_slice()).unwrap_or_default());
+        }
+        (log, digests.iter().any(|d| p.cached.contains(d)))
+    }
+
     /// The bytes of `path` in result `id`; None when there is no such file.
     pub async fn read_file(&self, id: &str, path: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self
@@ -207,35 +336,6 @@ impl GatewayBuild {
             .await
         {
             tracing::debug!("releasing container {id}: {}", status_line(&s));
-        }
-    }
-
-    /// The bytes of `path` in mount `mount` of container `id` (0: its root); None when there
-    /// is no such file. Needs BuildKit v0.20 or later (ReadFileContainer).
-    pub async fn read_container_file(
-        &self,
-        id: &str,
-        mount: i32,
-        path: &str,
-    ) -> anyhow::Result<Option<Vec<u8>>> {
-        match self
-            .bridge
-            .clone()
-            .read_file_container(ReadFileRequest {
-                r#ref: id.to_string(),
-                file_path: path.to_string(),
-                mount_index: mount,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(r) => Ok(Some(r.into_inner().data)),
-            Err(s) if is_not_found(&s) => Ok(None),
-            Err(s) if s.code() == tonic::Code::Unimplemented => Err(anyhow!(
-                "BuildKit at {} cannot read files of a container (ReadFileContainer needs v0.20 or later)",
-                self.address
-            )),
-            Err(s) => Err(anyhow!("cannot read {path}: {}", status_line(&s))),
         }
     }
 
@@ -304,8 +404,22 @@ impl GatewayBuild {
         Ok(())
     }
 
+    /// End the build (see [`GatewayBuild::finish`]); then what the vertex named `name`
+    /// printed, and whether it was served from BuildKit's cache.
+    pub async fn finish_reading(mut self, name: &str) -> (Vec<u8>, bool) {
+        self.end().await;
+        let status = std::mem::replace(&mut self.status, tokio::spawn(async {}));
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), status).await;
+        self.vertex(name)
+    }
+
     /// End the build: tell BuildKit there is nothing to return, and wait for its Solve.
     pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.end().await;
+        Ok(())
+    }
+
+    async fn end(&mut self) {
         let r = self
             .bridge
             .clone()
@@ -325,7 +439,6 @@ impl GatewayBuild {
                 Err(_) => tracing::debug!("gateway build did not end within 30s"),
             }
         }
-        Ok(())
     }
 }
 

@@ -4,8 +4,8 @@
 //! that is all buildctl's `llb.Marshal` does, written out here for the few ops needed.
 
 use bollard_buildkit_proto::pb::{
-    file_action, op, Definition, FileAction, FileActionCopy, FileOp, Input, Op,
-    OpMetadata, Platform, SourceOp,
+    file_action, op, Definition, FileAction, FileActionCopy, FileOp, Input, Op, OpMetadata,
+    Platform, SourceOp,
 };
 use prost::Message as _;
 use sha2::Digest as _;
@@ -142,6 +142,129 @@ pub fn local_tree(session: &str, placed: &[Placed]) -> Definition {
         ..Default::default()
     });
     b.finish(d)
+}
+
+/// What [`run_with_output`] runs, and where.
+pub struct RunWithOutput<'a> {
+    pub image_ref: &'a str,
+    pub platform: Option<&'a str>,
+    pub session: &'a str,
+    pub placed: &'a [Placed],
+    pub tests_at: &'a str,
+    pub out_at: &'a str,
+    pub meta: bollard_buildkit_proto::pb::Meta,
+    pub cacheable: bool,
+    pub name: &'a str,
+}
+
+/// A run of `meta` on the image (its root, output 0), with the folder of `placed` read-only at
+/// `tests_at` and a fresh folder anyone may write at `out_at` (output 1, the definition's
+/// result). With `cacheable`, BuildKit may serve it from its cache like any exec op (the key is
+/// the image's digest, the files' contents and `meta`; only a run that exits 0 is kept);
+/// without, it runs every time (`ignore_cache`). `name` names its vertex in the build's
+/// progress (make it unique to the run).
+pub fn run_with_output(run: RunWithOutput<'_>) -> Definition {
+    let RunWithOutput {
+        image_ref,
+        platform: platform_name,
+        session,
+        placed,
+        tests_at,
+        out_at,
+        meta,
+        cacheable,
+        name,
+    } = run;
+    use bollard_buildkit_proto::pb::{ExecOp, FileActionMkDir, Mount};
+    let mut b = Builder::default();
+    let pick = |d: &Definition| -> Input {
+        let last = Op::decode(d.def.last().expect("a definition").as_slice()).expect("own op");
+        last.inputs[0].clone()
+    };
+    let image_def = image(image_ref, platform_name);
+    let tests_def = local_tree(session, placed);
+    for d in [&image_def, &tests_def] {
+        for op in &d.def[..d.def.len() - 1] {
+            if !b.ops.contains(op) {
+                b.ops.push(op.clone());
+            }
+        }
+    }
+    let out = b.add(Op {
+        op: Some(op::Op::File(FileOp {
+            actions: vec![FileAction {
+                input: -1,
+                secondary_input: -1,
+                output: 0,
+                action: Some(file_action::Action::Mkdir(FileActionMkDir {
+                    path: "/out".into(),
+                    mode: 0o1777,
+                    make_parents: true,
+                    owner: None,
+                    timestamp: -1,
+                })),
+            }],
+        })),
+        ..Default::default()
+    });
+    let exec = b.add(Op {
+        inputs: vec![
+            pick(&image_def),
+            pick(&tests_def),
+            Input {
+                digest: out,
+                index: 0,
+            },
+        ],
+        platform: platform_name.map(platform),
+        op: Some(op::Op::Exec(ExecOp {
+            meta: Some(meta),
+            mounts: vec![
+                Mount {
+                    input: 0,
+                    dest: "/".into(),
+                    output: 0,
+                    ..Default::default()
+                },
+                Mount {
+                    input: 1,
+                    dest: tests_at.into(),
+                    output: -1,
+                    readonly: true,
+                    ..Default::default()
+                },
+                Mount {
+                    input: 2,
+                    selector: "/out".into(),
+                    dest: out_at.into(),
+                    output: 1,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    b.metadata.insert(
+        exec.clone(),
+        OpMetadata {
+            ignore_cache: !cacheable,
+            description: BTreeMap::from([("llb.customname".to_string(), name.to_string())]),
+            ..Default::default()
+        },
+    );
+    let mut d = b.finish(exec.clone());
+    // The result is the written folder (output 1), not the root.
+    let last = d.def.len() - 1;
+    d.def[last] = Op {
+        inputs: vec![Input {
+            digest: exec.clone(),
+            index: 1,
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    d
 }
 
 #[cfg(test)]

@@ -3,20 +3,25 @@
 //!
 //! How: a client-side build ([`crate::buildkit::gateway`]) solves the image by the pushed
 //! digest and the test folders (local inputs through the session's file sync, arranged by a
-//! file op, mounted read-only), makes a gateway container of them and runs the command in it
-//! with the image's user, environment and the engine runner's working directory.
+//! file op, mounted read-only) and runs the test command on them as the image's user, with its
+//! environment and the engine runner's working directory.
 //!
-//! Why a gateway container and not an exec op in an LLB definition: a failing exec op fails
-//! the whole solve, and its outputs (the JUnit report) are then lost; its output comes only as
-//! progress logs that buildkitd clips (2 MiB a step by default); a process that cannot start
-//! and one that exits 1 look alike but for the words of the error; and an exec op is cached
-//! unless told not to be. A container's process gives its exact exit status, every byte of its
-//! output as it comes, and is never served from BuildKit's cache; the report is read from the
-//! container's root (ReadFileContainer) after the process ends, with no program of the image
-//! involved, so an image without a shell works.
+//! Why the tests are an exec op in an LLB definition and the info commands run in a gateway
+//! container: BuildKit before v0.26 cannot read a file back out of a gateway container
+//! (ReadFileContainer), and the tests' JUnit report must come back. An exec op's output
+//! folder can be read (ReadFile) when it passed, and when it failed too: BuildKit hands the
+//! failed op's mounts back with the error (`errdefs.Solve`), so nothing is lost; its exit
+//! status is in the error; and its cache key (image digest, the files' contents, the command)
+//! is exactly what `tests: {cache: true}` reuses a pass by, while `ignore_cache` makes every
+//! other run a fresh one. The price: its output comes from the build's progress stream,
+//! which buildkitd clips past 2 MiB a step (its BUILDKIT_STEP_LOG_MAX_SIZE raises that).
+//! The info commands only need their output and exit status, which a container's process
+//! gives exactly, with standard output and error apart. Neither needs a program of the image
+//! to get results out, so an image without a shell works (a command is run as it is; info
+//! commands are `/bin/sh -c` by definition).
 
 use super::commands::{describe, InfoCmd, InfoOutput};
-use super::suite::{self, Options, RunOutput, Suite, SuiteResult, JUNIT_PATH, WORKDIR};
+use super::suite::{self, Options, RunOutput, Suite, SuiteResult, WORKDIR};
 use super::{bounded, Stop};
 use crate::buildkit::gateway::{GatewayBuild, ProcessOutput};
 use crate::buildkit::llb::{self, Placed};
@@ -30,6 +35,47 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Where a run writes its JUnit report: a folder of its own that any user may write, the
+/// op's output (so that the report is part of a cached result, and comes back with a failure).
+const REPORT_DIR: &str = "/tmp/stackctl-out";
+const REPORT: &str = "/tmp/stackctl-out/junit.xml";
+
+/// One basic suite to run.
+struct Tests<'a> {
+    image_ref: &'a str,
+    platform: Option<&'a str>,
+    dirs: HashMap<String, LocalDir>,
+    placed: &'a [Placed],
+    /// The test command with the arguments stackctl adds.
+    args: Vec<String>,
+    deadline: Instant,
+    cancel: &'a CancellationToken,
+}
+
+/// The exit status a pytest-like command gives with this JUnit report (see
+/// [`Node::run_once`]); None for a report that cannot be read.
+fn implied_exit_code(xml: &str) -> Option<i64> {
+    let r = suite::junit::parse(xml).ok()?;
+    Some(if r.failed_or_errored() > 0 {
+        1
+    } else if r.passed + r.skipped == 0 {
+        5
+    } else {
+        0
+    })
+}
+
+/// The exit status in BuildKit's message for a failed exec (`… did not complete
+/// successfully: exit code: 1`).
+fn exit_code_of(message: &str) -> Option<i64> {
+    let at = message.rfind("exit code: ")? + "exit code: ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
 
 /// Docker's PATH for a container whose image sets none (the engine runner's).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -72,9 +118,9 @@ impl Node {
         platform: Option<&str>,
         opts: &Options,
     ) -> anyhow::Result<SuiteResult> {
-        let image = spec.image(key).ok_or_else(|| {
-            anyhow::anyhow!("image {key:?} is not in {}", spec.path.display())
-        })?;
+        let image = spec
+            .image(key)
+            .ok_or_else(|| anyhow::anyhow!("image {key:?} is not in {}", spec.path.display()))?;
         let started = std::time::Instant::now();
         let deadline = Instant::now() + opts.timeout;
         let mut res = SuiteResult::new(Suite::Basic, image_ref);
@@ -87,132 +133,147 @@ impl Node {
             res.outcome = suite::Outcome::NoTests;
             res.message = "no tests".to_string();
         } else {
+            let cache = image.tests.cache.unwrap_or(false);
             let mut cmd = inputs.command.clone();
             cmd.extend([
                 "-p".to_string(),
                 "no:cacheprovider".to_string(),
-                format!("--junitxml={JUNIT_PATH}"),
+                format!("--junitxml={REPORT}"),
             ]);
             cmd.extend(inputs.dirs.iter().map(|(_, n)| n.clone()));
             let (placed, dirs) = placements(&inputs.copies, &inputs.dirs);
-            let run = self
-                .run_tests(image_ref, platform, dirs, &placed, cmd, deadline, &opts.cancel)
-                .await;
+            let tests = Tests {
+                image_ref,
+                platform,
+                dirs,
+                placed: &placed,
+                args: cmd,
+                deadline,
+                cancel: &opts.cancel,
+            };
+            let (run, cached) = self.run_tests(tests, cache).await;
             res = suite::judge(res, run, opts.timeout);
+            if cached && res.outcome == suite::Outcome::Passed {
+                res.cached = true;
+                res.message = "passed (cached)".into();
+                res.notices.push(
+                    "cached: a pass of this image digest with the same test files, from BuildKit's \
+                     cache (tests: {cache: true}); not run again"
+                        .into(),
+                );
+            }
         }
         res.seconds = started.elapsed().as_secs_f64();
         suite::write_files(&res, opts)?;
         Ok(res)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_tests(
-        &self,
-        image_ref: &str,
-        platform: Option<&str>,
-        dirs: HashMap<String, LocalDir>,
-        placed: &[Placed],
-        args: Vec<String>,
-        deadline: Instant,
-        cancel: &CancellationToken,
-    ) -> RunOutput {
+    /// The tests as an exec op, run every time unless `cacheable` (`tests: {cache: true}`):
+    /// then its key is the image digest, the test files' contents and the command, and as
+    /// only a run that exits 0 is kept, only a pass is ever reused. The output comes from the
+    /// build's progress; the report from the op's written folder, which BuildKit hands back
+    /// with the error when the run failed. Whether the result came from the cache is the
+    /// second value.
+    async fn run_tests(&self, t: Tests<'_>, cacheable: bool) -> (RunOutput, bool) {
+        let (first, cached) = self.run_once(&t, cacheable).await;
+        let failed_run = first.stop.is_none() && first.exit_code.is_some_and(|c| c != 0);
+        if cacheable && failed_run {
+            // BuildKit keeps no failed run, and hands none of its files back: run it again,
+            // every exit status accepted, for its report.
+            tracing::info!(
+                "basic tests of {} failed (exit code {}); run again for their report",
+                t.image_ref,
+                first.exit_code.unwrap_or_default()
+            );
+            return self.run_once(&t, false).await;
+        }
+        (first, cached)
+    }
+
+    /// One run of the tests as an exec op. Not `cacheable`: every exit status is valid to
+    /// BuildKit (so the op never fails on the tests' verdict and its written folder can be
+    /// read), and the status is the one the JUnit report implies (1 with a failing or
+    /// erroring test, 5 with no test, else 0); no report is "could not run". `cacheable`: only
+    /// exit 0 is valid, so that BuildKit keeps passes only; a failure's exit status is in its
+    /// error, its report is not.
+    async fn run_once(&self, t: &Tests<'_>, cacheable: bool) -> (RunOutput, bool) {
         let mut out = RunOutput::default();
-        let prepared = bounded(deadline, cancel, async {
+        let address = self.client.address().to_string();
+        let work = bounded(t.deadline, t.cancel, async {
             let gw = self
                 .client
-                .gateway("stackctl-tests", dirs, self.credentials.clone())
+                .gateway("stackctl-tests", t.dirs.clone(), self.credentials.clone())
                 .await?;
             let root = gw
-                .solve(llb::image(image_ref, platform), &format!("image {image_ref}"))
-                .await?;
-            let tests = gw
                 .solve(
-                    llb::local_tree(gw.session_id(), placed),
-                    "the test folders",
+                    llb::image(t.image_ref, t.platform),
+                    &format!("image {}", t.image_ref),
                 )
                 .await?;
-            let process = image_process(&gw, &root, image_ref, platform).await?;
-            let id = crate::buildkit::new_id();
-            let mounts = vec![
-                Mount {
-                    dest: "/".into(),
-                    result_id: root,
-                    output: 0,
-                    ..Default::default()
+            let process = image_process(&gw, &root, t.image_ref, t.platform).await?;
+            let mut env = process.env.clone();
+            env.push("PYTHONDONTWRITEBYTECODE=1".into());
+            let meta = Meta {
+                args: t.args.clone(),
+                env,
+                cwd: WORKDIR.into(),
+                user: process.user.clone(),
+                valid_exit_codes: if cacheable {
+                    vec![]
+                } else {
+                    (0..=255).collect()
                 },
-                Mount {
-                    dest: WORKDIR.into(),
-                    result_id: tests,
-                    readonly: true,
-                    output: -1,
-                    ..Default::default()
+                ..Default::default()
+            };
+            // Unique to the run; not part of the cache key.
+            let name = format!("stackctl basic tests {}", crate::buildkit::new_id());
+            let def = llb::run_with_output(llb::RunWithOutput {
+                image_ref: t.image_ref,
+                platform: t.platform,
+                session: gw.session_id(),
+                placed: t.placed,
+                tests_at: WORKDIR,
+                out_at: REPORT_DIR,
+                meta,
+                cacheable,
+                name: &name,
+            });
+            let mut run = RunOutput::default();
+            match gw.solve_keeping_failure(def).await {
+                Ok(id) => {
+                    if let Some(b) = gw.read_file(&id, "/out/junit.xml").await? {
+                        run.junit = Some(String::from_utf8_lossy(&b).into_owned());
+                    }
+                    run.exit_code = if cacheable {
+                        Some(0)
+                    } else {
+                        run.junit.as_deref().and_then(implied_exit_code)
+                    };
+                }
+                Err(f) => match exit_code_of(&f.message) {
+                    Some(code) => run.exit_code = Some(code),
+                    None => run.stop = Some(Stop::Error(f.message.clone())),
                 },
-            ];
-            gw.new_container(&id, mounts, platform).await?;
-            anyhow::Ok((gw, id, process))
+            }
+            let (log, cached) = gw.finish_reading(&name).await;
+            run.output = String::from_utf8_lossy(&log).into_owned();
+            if run.exit_code.is_none() && run.stop.is_none() {
+                let tail: Vec<&str> = run.output.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                run.stop = Some(Stop::Error(format!(
+                    "the test command ended without a JUnit report: {}",
+                    tail.join("\n")
+                )));
+            }
+            anyhow::Ok((run, cached && cacheable))
         })
         .await;
-        let (gw, id, process) = match prepared {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                out.stop = Some(Stop::Error(format!(
-                    "BuildKit at {}: {e:#}",
-                    self.client.address()
-                )));
-                return out;
-            }
-            Err(stop) => {
-                out.stop = Some(stop);
-                return out;
-            }
-        };
-        let program = args.first().cloned().unwrap_or_default();
-        let mut env = process.env.clone();
-        env.push("PYTHONDONTWRITEBYTECODE=1".into());
-        let meta = Meta {
-            args,
-            env,
-            cwd: WORKDIR.into(),
-            user: process.user.clone(),
-            ..Default::default()
-        };
-        tracing::debug!("test command on {}: {:?}", self.client.address(), meta.args);
-        let mut po = ProcessOutput::default();
-        match bounded(deadline, cancel, gw.run(&id, meta, &mut po)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => out.stop = Some(Stop::Error(format!("{e:#}"))),
+        match work {
+            Ok(Ok(v)) => return v,
+            Ok(Err(e)) => out.stop = Some(Stop::Error(format!("BuildKit at {address}: {e:#}"))),
             Err(stop) => out.stop = Some(stop),
         }
-        out.output = String::from_utf8_lossy(&po.output).into_owned();
-        if out.stop.is_none() {
-            match (po.exit_code, &po.error) {
-                (Some(code), _) => out.exit_code = Some(code as i64),
-                (None, Some(e)) => {
-                    out.stop = Some(Stop::Error(format!(
-                        "cannot run `{program}` in {image_ref}: {e}"
-                    )))
-                }
-                (None, None) => {
-                    out.stop = Some(Stop::Error(
-                        "the test process ended without an exit status".into(),
-                    ))
-                }
-            }
-        }
-        let grace = Duration::from_secs(30);
-        if out.exit_code.is_some() {
-            match tokio::time::timeout(grace, gw.read_container_file(&id, 0, JUNIT_PATH)).await {
-                Ok(Ok(Some(bytes))) => {
-                    out.junit = Some(String::from_utf8_lossy(&bytes).into_owned())
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::warn!("the JUnit report of {image_ref}: {e:#}"),
-                Err(_) => tracing::warn!("the JUnit report of {image_ref}: no answer in 30s"),
-            }
-        }
-        let _ = tokio::time::timeout(grace, gw.release_container(&id)).await;
-        let _ = tokio::time::timeout(grace, gw.finish()).await;
-        out
+        (out, false)
     }
 
     /// `cmds` through `/bin/sh -c` in one container of `image_ref` on `platform`, as the
@@ -248,21 +309,16 @@ impl Node {
                 .gateway("stackctl-info", HashMap::new(), self.credentials.clone())
                 .await?;
             let root = gw
-                .solve(llb::image(image_ref, platform), &format!("image {image_ref}"))
+                .solve(
+                    llb::image(image_ref, platform),
+                    &format!("image {image_ref}"),
+                )
                 .await?;
             let process = image_process(&gw, &root, image_ref, platform).await?;
-            let id = crate::buildkit::new_id();
-            let mounts = vec![Mount {
-                dest: "/".into(),
-                result_id: root,
-                output: 0,
-                ..Default::default()
-            }];
-            gw.new_container(&id, mounts, platform).await?;
-            anyhow::Ok((gw, id, process))
+            anyhow::Ok((gw, root, process))
         })
         .await?;
-        let (gw, id, process) = match prepared {
+        let (gw, root, process) = match prepared {
             Ok(v) => v,
             Err(e) => {
                 return Ok(failed_all(format!(
@@ -272,7 +328,22 @@ impl Node {
             }
         };
         let mut out = Vec::new();
+        let grace = Duration::from_secs(30);
         for c in cmds {
+            // A container per command: a gateway container ends with its first process, and
+            // without a program kept running in it (none is sure to be in the image).
+            let id = crate::buildkit::new_id();
+            let mounts = vec![Mount {
+                dest: "/".into(),
+                result_id: root.clone(),
+                output: 0,
+                ..Default::default()
+            }];
+            let mut po = ProcessOutput::default();
+            match bounded(deadline, cancel, gw.new_container(&id, mounts, platform)).await? {
+                Ok(()) => {}
+                Err(e) => po.error = Some(format!("{e:#}")),
+            }
             let meta = Meta {
                 args: vec!["/bin/sh".into(), "-c".into(), c.command.clone()],
                 env: process.env.clone(),
@@ -280,11 +351,12 @@ impl Node {
                 user: process.user.clone(),
                 ..Default::default()
             };
-            let mut po = ProcessOutput::default();
-            bounded(deadline, cancel, gw.run(&id, meta, &mut po))
-                .await?
-                .map_err(|e| Stop::Error(format!("{e:#}")))
-                .ok();
+            if po.error.is_none() {
+                if let Err(e) = bounded(deadline, cancel, gw.run(&id, meta, &mut po)).await? {
+                    po.error = Some(format!("{e:#}"));
+                }
+            }
+            let _ = tokio::time::timeout(grace, gw.release_container(&id)).await;
             let stdout = String::from_utf8_lossy(&po.stdout).into_owned();
             let stderr = String::from_utf8_lossy(&po.stderr).into_owned();
             let (text, ok, stdout) = match (po.exit_code, po.error) {
@@ -306,8 +378,6 @@ impl Node {
                 stdout,
             });
         }
-        let grace = Duration::from_secs(30);
-        let _ = tokio::time::timeout(grace, gw.release_container(&id)).await;
         let _ = tokio::time::timeout(grace, gw.finish()).await;
         Ok(out)
     }
@@ -421,6 +491,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exit_codes_of_failed_execs() {
+        assert_eq!(
+            exit_code_of(
+                r#"process "python3 -m pytest" did not complete successfully: exit code: 1"#
+            ),
+            Some(1)
+        );
+        assert_eq!(exit_code_of("executable file not found in $PATH"), None);
+        let case = |body: &str| {
+            format!("<testsuite><testcase classname=\"c\" name=\"t\">{body}</testcase></testsuite>")
+        };
+        assert_eq!(implied_exit_code(&case("")), Some(0));
+        assert_eq!(
+            implied_exit_code(&case("<failure message=\"m\"/>")),
+            Some(1)
+        );
+        assert_eq!(implied_exit_code("<testsuite/>"), Some(5));
+    }
+
+    #[test]
     fn homes_from_passwd() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\njovyan:x:1000:100::/home/jovyan:/bin/bash\n";
         assert_eq!(home_of(passwd, ""), "/root");
@@ -434,7 +524,10 @@ mod tests {
     fn copies_become_placements() {
         let tc = PathBuf::from("/r/images/tests_common");
         let t = PathBuf::from("/r/images/base/test");
-        let dirs = vec![(tc.clone(), "tests_common".to_string()), (t.clone(), "test".into())];
+        let dirs = vec![
+            (tc.clone(), "tests_common".to_string()),
+            (t.clone(), "test".into()),
+        ];
         let copies = vec![
             (tc.join("conftest.py"), "conftest.py".to_string()),
             (tc.join("test_x.py"), "tests_common/test_x.py".to_string()),
@@ -448,7 +541,12 @@ mod tests {
                 .collect::<Vec<_>>(),
             [
                 ("tests_common", "/conftest.py", "/conftest.py", false),
-                ("tests_common", "/test_x.py", "/tests_common/test_x.py", false),
+                (
+                    "tests_common",
+                    "/test_x.py",
+                    "/tests_common/test_x.py",
+                    false
+                ),
                 ("test", "/", "/test", true),
             ]
         );

@@ -8,6 +8,7 @@
 
 pub mod commands;
 pub mod in_buildkit;
+pub mod pull;
 pub mod suite;
 
 use crate::registry::ImageRef;

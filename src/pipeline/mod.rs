@@ -9,6 +9,7 @@
 //! - [`run`]: the whole run, from options to the files it leaves.
 
 pub mod content_tag_steps;
+pub mod engine;
 pub mod image;
 pub mod platforms;
 pub mod prune;

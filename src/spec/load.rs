@@ -505,6 +505,7 @@ impl Spec {
                             tests: {
                                 let mut t = ri.tests.unwrap_or_default();
                                 t.runner = t.runner.or(stack_tests.runner);
+                                t.cache = t.cache.or(stack_tests.cache);
                                 t
                             },
                             cache,

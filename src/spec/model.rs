@@ -106,6 +106,10 @@ pub struct TestSpec {
     /// else the stack's `tests.runner`); None: see [`RunnerKind::default_for`].
     #[serde(default)]
     pub runner: Option<RunnerKind>,
+    /// Reuse a pass from BuildKit's cache for the same image digest and test files (the
+    /// image's own, else the stack's `tests.cache`; BuildKit runner only). Default: never.
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// The stack's `tests:`: what every image's `tests:` defaults to.
@@ -114,6 +118,8 @@ pub struct TestSpec {
 pub struct StackTestSpec {
     #[serde(default)]
     pub runner: Option<RunnerKind>,
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// Where commands run in an image: on the BuildKit node that built it, or in containers of a

@@ -110,6 +110,10 @@ pub struct SuiteResult {
     pub notices: Vec<String>,
     /// The test command's exit code, when it ran.
     pub exit_code: Option<i64>,
+    /// A pass reused from BuildKit's cache (`tests: {cache: true}`: same image digest, same
+    /// test files), not run again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     pub seconds: f64,
     /// The whole output of the test command (and of the service, for integration).
     #[serde(skip)]
@@ -129,6 +133,7 @@ impl SuiteResult {
             message: String::new(),
             notices: vec![],
             exit_code: None,
+            cached: false,
             seconds: 0.0,
             output: String::new(),
             junit_xml: None,
@@ -266,7 +271,10 @@ pub(crate) struct BasicInputs {
     pub notices: Vec<String>,
 }
 
-pub(crate) fn basic_inputs(spec: &Spec, image: &crate::spec::ImageSpec) -> anyhow::Result<BasicInputs> {
+pub(crate) fn basic_inputs(
+    spec: &Spec,
+    image: &crate::spec::ImageSpec,
+) -> anyhow::Result<BasicInputs> {
     let mut dirs = vec![];
     let mut notices = vec![];
     for (dir, name) in [
