@@ -1,55 +1,15 @@
-//! Exit codes, and the error that asks for exit code 1.
+//! The kinds of error the library returns that the CLI tells apart by their exit code
+//! (see `cli::exit`): any other error means bad input or an unreachable service.
 //!
-//! Every command returns `anyhow::Result<ExitStatus>`: a command that ran
-//! and found something wrong (a missing tag, a failed test) returns
-//! `Ok(ExitStatus::Failed)` or an error wrapping [`Failed`]; any other error
-//! (bad input, unreachable service) exits with [`ExitStatus::Error`].
+//! Only the CLI names exit codes; the library says what happened.
 
-/// What the process exit code says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// 0: everything asked for was done.
-    Success = 0,
-    /// 1: the work ran and something in it failed (build, test, push, missing tag).
-    Failed = 1,
-    /// 2: bad input or an unreachable service; nothing was attempted or it could not run.
-    Error = 2,
-    /// 3: `tag`: partly promoted (or a target's state unknown); a rerun completes it.
-    Partial = 3,
-    /// 4: `tag`: another writer changed a target during the run.
-    ConcurrentWriter = 4,
-    /// 130: interrupted (SIGINT or SIGTERM), as shells report 128 + SIGINT.
-    Interrupted = 130,
-}
-
-impl ExitStatus {
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
-
-/// An error that means "the work ran and failed" (exit 1) rather than
-/// "the input was wrong or a service could not be reached" (exit 2).
+/// The work ran and failed (a missing source, a failed build), as opposed to input that
+/// was wrong or a service that could not be reached.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Failed(pub String);
 
-/// An error that asks for a given exit status (partly promoted, interrupted, ...).
+/// The work stopped on an interrupt (SIGINT or SIGTERM) before it changed anything.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct WithStatus {
-    pub status: ExitStatus,
-    pub message: String,
-}
-
-/// The exit status an error asks for: a [`WithStatus`]'s, 1 when a [`Failed`] is in its
-/// chain, 2 otherwise.
-pub fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
-    if let Some(w) = err.chain().find_map(|e| e.downcast_ref::<WithStatus>()) {
-        w.status
-    } else if err.chain().any(|e| e.is::<Failed>()) {
-        ExitStatus::Failed
-    } else {
-        ExitStatus::Error
-    }
-}
+#[error("{0}")]
+pub struct Interrupted(pub String);

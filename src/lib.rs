@@ -21,22 +21,8 @@
 //! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
 //! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
 //! - [`human`]: byte sizes for people (`12.3 MB`).
-/// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
-/// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
-/// it, so that a peer closing a socket is an error the network code handles.
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
-/// `print!` for results on stdout; see [`outln!`].
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::cli::write_stdout(format_args!($($arg)*))
-    };
-}
-
+#[cfg(test)]
+mod architecture;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;

@@ -14,36 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
-/// How a build's cache is exported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheType {
-    /// In the image's config (the default).
-    #[default]
-    Inline,
-    /// A cache manifest in a registry.
-    Registry,
-}
-
-/// Which layers a registry cache keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    /// Every layer of every stage.
-    #[default]
-    Max,
-    /// Only the final image's layers.
-    Min,
-}
-
-impl fmt::Display for CacheMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CacheMode::Max => "max",
-            CacheMode::Min => "min",
-        })
-    }
-}
+use crate::spec::cache::CacheMode;
 
 /// Where a build's cache goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

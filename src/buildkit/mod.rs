@@ -28,9 +28,9 @@ pub mod session;
 pub mod solve;
 pub mod transport;
 
-pub use cache::{CacheExport, CacheMode, CacheType};
+pub use cache::CacheExport;
 pub use pool::Pool;
-pub use progress::{Progress, ProgressMode, Step};
+pub use progress::{Progress, ProgressMode, VertexStep};
 pub use solve::{BuildError, BuildOutcome, BuildRequest};
 pub use transport::{Address, EngineSocket, TlsFiles};
 
@@ -285,8 +285,8 @@ pub fn new_id() -> String {
         .collect()
 }
 
-/// A failed push: refused access (wrong or missing credentials) is a service refusing, exit
-/// 2 as for every command; anything else is failed work, exit 1.
+/// A failed push: refused access (wrong or missing credentials) is a service refusing
+/// (unavailable), as for every command; anything else is failed work.
 pub(crate) fn push_error(label: &str, message: &str) -> BuildError {
     if push::is_access_refused(message) {
         BuildError::Unavailable(format!(

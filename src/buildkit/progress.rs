@@ -48,9 +48,9 @@ impl ProgressMode {
     }
 }
 
-/// One step as BuildKit reported it.
+/// One step (vertex of the build graph) as BuildKit reported it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Step {
+pub struct VertexStep {
     /// Order of first appearance, from 1 (BuildKit's `#N`).
     pub number: usize,
     pub digest: String,
@@ -64,7 +64,7 @@ pub struct Step {
     pub output: Vec<u8>,
 }
 
-impl Step {
+impl VertexStep {
     /// How long it ran, when it finished.
     pub fn duration(&self) -> Option<Duration> {
         match (self.started, self.completed) {
@@ -103,7 +103,7 @@ fn ts(
 /// Follows the Status stream: keeps the steps and shows them.
 pub struct Progress {
     mode: ProgressMode,
-    pub steps: IndexMap<String, Step>,
+    pub steps: IndexMap<String, VertexStep>,
     multi: Option<MultiProgress>,
     bars: IndexMap<String, ProgressBar>,
     /// Output not yet ended by a newline, per step (plain mode prints whole lines).
@@ -131,11 +131,14 @@ impl Progress {
         }
         for l in &s.logs {
             let n = self.steps.len() + 1;
-            let step = self.steps.entry(l.vertex.clone()).or_insert_with(|| Step {
-                number: n,
-                digest: l.vertex.clone(),
-                ..Default::default()
-            });
+            let step = self
+                .steps
+                .entry(l.vertex.clone())
+                .or_insert_with(|| VertexStep {
+                    number: n,
+                    digest: l.vertex.clone(),
+                    ..Default::default()
+                });
             step.output.extend_from_slice(&l.msg);
             let number = step.number;
             match self.mode {
@@ -183,11 +186,14 @@ impl Progress {
 
     fn vertex(&mut self, v: &Vertex) {
         let n = self.steps.len() + 1;
-        let step = self.steps.entry(v.digest.clone()).or_insert_with(|| Step {
-            number: n,
-            digest: v.digest.clone(),
-            ..Default::default()
-        });
+        let step = self
+            .steps
+            .entry(v.digest.clone())
+            .or_insert_with(|| VertexStep {
+                number: n,
+                digest: v.digest.clone(),
+                ..Default::default()
+            });
         let was_started = step.started.is_some();
         let was_done = step.completed.is_some();
         step.name = v.name.clone();
@@ -271,7 +277,7 @@ impl Progress {
 
     /// The step that failed: the one whose error BuildKit gave as the build's error, else the
     /// last build step with an error (a cache source that cannot be read is not a failure).
-    pub fn failed_step(&self, build_error: &str) -> Option<&Step> {
+    pub fn failed_step(&self, build_error: &str) -> Option<&VertexStep> {
         let with_error = || self.steps.values().rev().filter(|s| s.error.is_some());
         with_error()
             .find(|s| s.error.as_deref().is_some_and(|e| build_error.contains(e)))
@@ -280,7 +286,7 @@ impl Progress {
 
     /// Build steps reported cached, and all build steps.
     pub fn cached_counts(&self) -> (usize, usize) {
-        let steps: Vec<&Step> = self.steps.values().filter(|s| s.is_build_step()).collect();
+        let steps: Vec<&VertexStep> = self.steps.values().filter(|s| s.is_build_step()).collect();
         (steps.iter().filter(|s| s.cached).count(), steps.len())
     }
 
@@ -331,7 +337,7 @@ impl Progress {
     }
 }
 
-fn status_word(s: &Step) -> String {
+fn status_word(s: &VertexStep) -> String {
     if let Some(e) = &s.error {
         format!("ERROR: {e}")
     } else if s.cached {

@@ -68,7 +68,8 @@ pub async fn push_from_engine(
 }
 
 /// Whether a push error says the registry refused access (wrong or missing credentials), as
-/// the engine and BuildKit word it: such a push exits 2 (refused access), not 1 (failed work).
+/// the engine and BuildKit word it: such a push is unavailable (refused access), not failed
+/// work.
 pub fn is_access_refused(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [

@@ -65,7 +65,7 @@ pub struct BuildOutcome {
     /// Wall time of the build (without the push).
     pub seconds: f64,
     /// Every step, in order.
-    pub steps: Vec<super::progress::Step>,
+    pub steps: Vec<super::progress::VertexStep>,
     /// Why the registry cache export failed, when it did (the image is fine).
     pub cache_warning: Option<String>,
 }
@@ -77,11 +77,12 @@ pub enum BuildError {
     #[error("{0}")]
     Failed(String),
     /// BuildKit could not be reached or refused the request, or the registry refused access
-    /// to a push (exit 2).
+    /// to a push.
     #[error("{0}")]
     Unavailable(String),
     /// The connection to BuildKit was lost during the build (the node went away, the
-    /// connection was reset): the build may be tried again on another node. Alone, exit 2.
+    /// connection was reset): the build may be tried again on another node; alone, as
+    /// [`BuildError::Unavailable`].
     #[error("{0}")]
     NodeLost(String),
 }
@@ -359,7 +360,7 @@ fn failure_message(
             one_line(&msg)
         ));
     }
-    // A push (BuildKit pushing itself) refused by the registry: refused access, exit 2.
+    // A push (BuildKit pushing itself) refused by the registry: refused access, unavailable.
     let at_push = progress
         .failed_step(&msg)
         .is_none_or(|s| s.name.starts_with("exporting") || s.name.contains("pushing"));
@@ -469,7 +470,7 @@ mod tests {
         q.push_by_digest = true;
         q.cache_to = CacheExport::Registry {
             reference: "127.0.0.1:5000/a/base:buildcache-t1".into(),
-            mode: super::super::cache::CacheMode::Max,
+            mode: crate::spec::cache::CacheMode::Max,
         };
         let r = solve_request(&q, false, "ref1", "sess1");
         let a = &r.exporter_attrs_deprecated;

@@ -1,12 +1,15 @@
 //! `stackctl build`: the main job, a thin layer over [`crate::pipeline::run`].
 use super::buildkit::BuildkitArgs;
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
+use super::output::{self, Format};
 use super::plan::PlanSelection;
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
 use crate::pipeline::run::{run as run_stack, RunOptions};
 use crate::pipeline::schedule::ScheduleOptions;
+use crate::report::build_json::BuildDocument;
 use crate::report::{table, ArtifactDirs, RunLog};
+use crate::spec::platform::Platform;
 use std::path::PathBuf;
 
 const AFTER: &str = "\
@@ -108,14 +111,20 @@ pub struct BuildArgs {
     /// images are pushed by digest and tested, get no tag, and wait for `stackctl merge`
     /// (needs a buildkitd).
     #[arg(long, value_name = "OS/ARCH", value_delimiter = ',', value_parser = parse_platform)]
-    pub platform: Vec<String>,
-    /// Print the summary as one JSON document on stdout instead of a table.
-    #[arg(long)]
+    pub platform: Vec<Platform>,
+    /// How the summary is printed on stdout: text (a table for the terminal), json (one
+    /// document: tag, built, and images with key, ref, rebuild, reasons, status,
+    /// content_tags and report) or markdown (the table of GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = output::formats(&[Format::Text, Format::Json, Format::Markdown]))]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
-fn parse_platform(s: &str) -> Result<String, String> {
-    crate::spec::platform::check(s).map(|_| s.to_string())
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
 }
 
 pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
@@ -159,38 +168,17 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     )
     .await?;
 
-    if args.json {
-        let images: Vec<serde_json::Value> = summary
-            .images
-            .iter()
-            .map(|i| {
-                let planned = summary.plan.image(&i.key);
-                serde_json::json!({
-                    "key": i.key,
-                    "ref": planned.map(|p| p.reference.clone()),
-                    "rebuild": planned.is_some_and(|p| p.rebuild),
-                    "reasons": planned.map(|p| p.reasons.clone()).unwrap_or_default(),
-                    "status": match &i.result {
-                        crate::pipeline::schedule::Scheduled::UpToDate => "up-to-date".to_string(),
-                        crate::pipeline::schedule::Scheduled::Skipped(s) => s.to_string(),
-                        crate::pipeline::schedule::Scheduled::Ran { outcome, .. } =>
-                            if outcome.success { "done".into() } else { "failed".into() },
-                    },
-                    "content_tags": i.result.outcome().map(|r| r.content_tags.clone()).unwrap_or_default(),
-                    "report": i.result.outcome(),
-                })
-            })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "tag": summary.plan.tag,
-                "built": summary.postwork.built,
-                "images": images,
-            }))?
-        );
-    } else {
-        out!("{}", table::terminal(&summary.postwork.rows));
+    let rows = &summary.postwork.rows;
+    match Format::chosen(args.json, args.format) {
+        Format::Json => {
+            let doc = BuildDocument::new(&summary.plan, &summary.postwork.built, &summary.images);
+            outln!("{}", doc.to_json()?);
+        }
+        Format::Markdown => {
+            let title = format!("stackctl build: {}", summary.plan.tag);
+            out!("{}", table::markdown(&title, rows));
+        }
+        Format::Text | Format::Mermaid => out!("{}", table::terminal(rows)),
     }
     eprintln!(
         "artifacts: {}/artifacts, logs: {}/logs, manifests: {}/manifests",

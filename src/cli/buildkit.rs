@@ -1,9 +1,12 @@
-//! `stackctl build-image` and `stackctl buildkit info` (issue 4).
+//! `stackctl build-image` and `stackctl buildkit info`.
 use super::common::SpecArgs;
+use super::exit::ExitStatus;
 use super::GlobalArgs;
 use crate::buildkit::{self, Address, BuildError, Progress, ProgressMode, TlsFiles};
-use crate::exit::{ExitStatus, Failed};
-use crate::pipeline::request::{build_image, OneImage, Overrides};
+use crate::exit::Failed;
+use crate::pipeline::one_image::{self, OverrideArgs};
+use crate::pipeline::request::{build_image, OneImage};
+use crate::spec::platform::Platform;
 use anyhow::{anyhow, bail, Context as _};
 use std::path::PathBuf;
 
@@ -137,8 +140,8 @@ pub struct BuildImageOptions {
     pub target: Option<String>,
     /// A target platform (e.g. linux/amd64). Repeatable. Default: the image's `platforms:` in
     /// the spec, else BuildKit's own.
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Vec<String>,
+    #[arg(long, value_name = "OS/ARCH", value_parser = |s: &str| s.parse::<Platform>())]
+    pub platform: Vec<Platform>,
     /// A cache source: `type=registry,ref=REF` (buildx syntax) or a bare REF, a registry
     /// cache or an image with inline cache (only its config is fetched). Repeatable, read in
     /// order. Always added after them: the spec's registry caches (this branch's, the
@@ -186,86 +189,20 @@ pub enum BuildkitCommand {
     },
 }
 
-/// The branch a build is for, as `plan` finds it: GITHUB_HEAD_REF (pull request),
-/// GITHUB_REF_NAME, else the repository's checked-out branch.
-pub fn current_branch(repo: &std::path::Path) -> anyhow::Result<String> {
-    let opts = crate::plan::resolve_options(
-        &crate::plan::PlanRequest::default(),
-        &crate::plan::github_event::GithubEnv::from_process(),
-    )?;
-    match opts.branch {
-        Some(b) => Ok(b),
-        None => Ok(
-            crate::plan::git::current_branch(&crate::plan::git::open(repo)?)
-                .context("no branch to make the tag from; give --tag")?,
-        ),
-    }
-}
-
-fn parse_build_arg(s: &str) -> anyhow::Result<(String, String)> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => match std::env::var(s) {
-            // `--build-arg NAME` takes the value from the environment, as docker does.
-            Ok(v) if !s.is_empty() => Ok((s.to_string(), v)),
-            _ => bail!("--build-arg {s:?}: expected K=V"),
-        },
-    }
-}
-
 pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let key = args.key;
     let a = *args.options;
     let spec = a.spec.load()?;
-    let Some(image) = spec.image(&key) else {
-        bail!(
-            "no image {:?} in {} (images: {})",
-            key,
-            spec.path.display(),
-            spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    };
-    let tag = match &a.tag {
-        Some(t) => {
-            if !crate::tag::is_valid_tag(t) {
-                bail!("--tag {t:?} is not a valid tag");
-            }
-            t.clone()
-        }
-        None => match spec.tag_suffix {
-            crate::tag::TagSuffix::Branch => {
-                let branch = current_branch(&a.spec.repo)?;
-                crate::tag::branch_tag(&spec.tag_prefix, &branch)?
-            }
-            crate::tag::TagSuffix::Commit => {
-                // `tag.suffix: commit`: the checked-out commit, as `plan` tags it.
-                let repo = crate::plan::git::open(&a.spec.repo)?;
-                let head = crate::plan::git::resolve_commit(&repo, "HEAD", "HEAD")
-                    .context("no commit to make the tag from; give --tag")?;
-                crate::tag::commit_tag(&spec.tag_prefix, &head.to_string())?
-            }
-        },
-    };
-    let mut overrides = Overrides {
+    let image = one_image::image(&spec, &key)?;
+    let tag = one_image::image_tag(&spec, &a.spec.repo, a.tag.as_deref())?;
+    let overrides = one_image::overrides(&OverrideArgs {
+        build_args: a.build_args.clone(),
+        cache_from: a.cache_from.clone(),
+        cache_to: a.cache_to.clone(),
         target: a.target.clone(),
         platforms: a.platform.clone(),
         no_cache: a.no_cache,
-        ..Default::default()
-    };
-    for s in &a.build_args {
-        overrides.build_args.push(parse_build_arg(s)?);
-    }
-    for c in &a.cache_from {
-        overrides
-            .cache_from
-            .push(buildkit::cache::parse_import(c).with_context(|| format!("--cache-from {c}"))?);
-    }
-    if let Some(c) = &a.cache_to {
-        overrides.cache_to = Some(
-            c.parse::<buildkit::CacheExport>()
-                .with_context(|| format!("--cache-to {c}"))?,
-        );
-    }
+    })?;
     let credentials = a.registry.credentials()?;
     let registry = a
         .registry
@@ -287,7 +224,7 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
     match build_image(&one, &client, &mut progress).await {
         Ok(o) => {
             if a.json {
-                outln!("{}", serde_json::to_string_pretty(&o)?);
+                super::output::print_json(&o)?;
             } else {
                 match &o.digest {
                     Some(d) => outln!("{}@{d}", o.image),
@@ -322,7 +259,7 @@ pub async fn run_buildkit(c: BuildkitCommand, _g: &GlobalArgs) -> anyhow::Result
                     [one] => serde_json::to_value(one)?,
                     _ => serde_json::to_value(&infos)?,
                 };
-                outln!("{}", serde_json::to_string_pretty(&doc)?);
+                super::output::print_json(&doc)?;
                 return Ok(ExitStatus::Success);
             }
             for (i, info) in infos.iter().enumerate() {

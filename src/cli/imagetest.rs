@@ -1,8 +1,8 @@
-//! `stackctl test` and `stackctl manifest` (issue 5).
+//! `stackctl test` and `stackctl manifest`.
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
 use super::GlobalArgs;
-use crate::containers::suite::{self, Options, Outcome, Suite};
-use crate::exit::ExitStatus;
+use crate::containers::suite::{self, Options, Suite, TestOutcome};
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,13 +109,13 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
     };
     let res = suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&res)?);
+        super::output::print_json(&res)?;
     } else {
         let verdict = match res.outcome {
-            Outcome::Passed => "passed",
-            Outcome::NoTests => "no tests",
-            Outcome::Failed => "FAILED",
-            Outcome::CouldNotRun => "COULD NOT RUN",
+            TestOutcome::Passed => "passed",
+            TestOutcome::NoTests => "no tests",
+            TestOutcome::Failed => "FAILED",
+            TestOutcome::CouldNotRun => "COULD NOT RUN",
         };
         outln!(
             "{} tests of {}: {verdict} ({}) in {:.1}s",
@@ -130,14 +130,14 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         for f in &res.counts.failures {
             outln!("  failed: {}: {}", f.name, f.message);
         }
-        if res.outcome == Outcome::CouldNotRun {
+        if res.outcome == TestOutcome::CouldNotRun {
             outln!("  {}", res.message);
         }
         if let Some(log) = &a.log {
             outln!("  log: {}", log.display());
         }
     }
-    Ok(res.exit_status())
+    Ok(super::exit::of_suite(&res))
 }
 
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {

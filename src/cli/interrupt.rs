@@ -8,7 +8,7 @@
 //! - Any other command exits 130 at the first signal: it has nothing to put back.
 //! - A second signal exits 130 at once, whatever is running.
 
-use crate::exit::ExitStatus;
+use super::exit::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use tokio_util::sync::CancellationToken;

@@ -1,8 +1,8 @@
 //! `stackctl completions` and `stackctl man`: shell completion scripts (clap_complete) and
 //! roff manual pages (clap_mangen), both made from the same clap definition as `--help`, so
 //! they can never list a command or option that does not exist.
+use super::exit::ExitStatus;
 use super::{Cli, GlobalArgs};
-use crate::exit::ExitStatus;
 use clap::CommandFactory;
 use std::path::PathBuf;
 

@@ -1,10 +1,10 @@
 //! `stackctl merge`: a thin layer over [`crate::promote::assemble`].
 use super::common::{RegistryArgs, SpecArgs};
+use super::exit::ExitStatus;
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
 use crate::promote::assemble;
 use crate::report::github::{self, GithubActions};
-use crate::report::{ArtifactDirs, Step};
+use crate::report::{ArtifactDirs, ImageStep};
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use std::path::PathBuf;
 
@@ -123,7 +123,7 @@ async fn merge_and_report(
                     content_tags: m.report.content_tags.clone(),
                 };
                 let page = image_page::write_page(&spec, &m.key, &m.image, &opts);
-                m.report.run_step(Step::Manifest, page).await;
+                m.report.run_step(ImageStep::Page, page).await;
             }
         }
         for m in merged.iter().filter(|m| !m.report.success) {
@@ -138,14 +138,11 @@ async fn merge_and_report(
         }
     }
     if a.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "commit": plan.commit,
-                "dry_run": a.dry_run,
-                "images": merged,
-            }))?
-        );
+        super::output::print_json(&serde_json::json!({
+            "commit": plan.commit,
+            "dry_run": a.dry_run,
+            "images": merged,
+        }))?;
     } else {
         for m in &merged {
             let platforms: Vec<String> =

@@ -1,16 +1,35 @@
 //! The command line: argument parsing and dispatch. Each command lives in its own
 //! file and is a thin layer over the library.
 
-use crate::exit::{exit_status_of, ExitStatus};
 use clap::{Parser, Subcommand};
+use exit::{exit_status_of, ExitStatus};
+
+/// `println!` for results on stdout: a reader that goes away early (`stackctl plan --json
+/// | head`) ends the process quietly instead of a panic. SIGPIPE stays ignored, as Rust sets
+/// it, so that a peer closing a socket is an error the network code handles. Defined here,
+/// before the commands, so that only the CLI prints.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for results on stdout; see [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
 
 pub mod build;
 pub mod buildkit;
 pub mod common;
+pub mod exit;
 pub mod imagetest;
 pub mod interrupt;
 pub mod manual;
 pub mod merge;
+pub mod output;
 pub mod plan;
 pub mod registry;
 
@@ -174,4 +193,50 @@ pub fn main() -> std::process::ExitCode {
         status
     };
     std::process::ExitCode::from(status.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// The library returns values and only the CLI prints results: no `println!`,
+    /// `print!`, `outln!` or `out!` outside `src/cli/` and `src/main.rs` (comments aside).
+    #[test]
+    fn only_the_cli_prints() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let printing =
+            regex::Regex::new(r"(^|[^A-Za-z0-9_])(println|print|outln|out)!\s*\(").unwrap();
+        let mut files = vec![];
+        rust_files(&src, &mut files);
+        let mut found = vec![];
+        for f in &files {
+            let rel = f.strip_prefix(&src).unwrap();
+            if rel.starts_with("cli") || rel == Path::new("main.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if !line.trim_start().starts_with("//") && printing.is_match(line) {
+                    found.push(format!("src/{}:{}: {}", rel.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(files.len() > 50, "src/ not found: {}", src.display());
+        assert!(
+            found.is_empty(),
+            "printing outside cli/:\n{}",
+            found.join("\n")
+        );
+    }
 }

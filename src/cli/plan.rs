@@ -1,7 +1,8 @@
-//! `stackctl plan` (issue 2): a thin layer over [`crate::plan`].
+//! `stackctl plan`: a thin layer over [`crate::plan`].
+use super::exit::ExitStatus;
+use super::output::{self, Format};
 use super::GlobalArgs;
-use crate::exit::ExitStatus;
-use crate::plan::github_event::{Event, GithubEnv};
+use crate::plan::github_event::{GithubEnv, GithubEvent};
 use crate::plan::{self, PlanRequest};
 
 /// What decides a rebuild, shown after the options in `--help`.
@@ -40,18 +41,11 @@ pub struct PlanArgs {
     /// How the plan is printed: text (the tree, indented), json (as --json) or mermaid
     /// (the tree as a Mermaid flowchart: rebuilt images in amber with their reasons,
     /// kept ones in grey; paste it into a ```mermaid block on GitHub).
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = PlanFormat::Text)]
-    pub format: PlanFormat,
+    #[arg(long, value_name = "FORMAT", default_value = "text",
+          value_parser = output::formats(&[Format::Text, Format::Json, Format::Mermaid]))]
+    pub format: Format,
     #[command(flatten)]
     pub registry: super::common::RegistryArgs,
-}
-
-/// `plan --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PlanFormat {
-    Text,
-    Json,
-    Mermaid,
 }
 
 /// The plan's image tree for [`crate::report::mermaid::flowchart`]: REBUILD with the reasons, or keep.
@@ -100,7 +94,7 @@ pub struct PlanSelection {
     /// push: the files changed between --base and --head; pull_request: every file the
     /// pull request changes (from the merge-base of --base and --head to --head).
     #[arg(long, value_enum, value_name = "EVENT")]
-    pub event: Option<Event>,
+    pub event: Option<GithubEvent>,
     /// Rebuild every image.
     #[arg(long)]
     pub full_rebuild: bool,
@@ -137,15 +131,10 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     if !args.select.no_registry {
         plan.check_registry(&args.registry.client()?).await?;
     }
-    let format = if args.json {
-        PlanFormat::Json
-    } else {
-        args.format
-    };
-    match format {
-        PlanFormat::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
-        PlanFormat::Text => outln!("{plan}"),
-        PlanFormat::Mermaid => out!("{}", crate::report::mermaid::flowchart(&plan_tree(&plan))),
+    match Format::chosen(args.json, args.format) {
+        Format::Json => output::print_json(&plan)?,
+        Format::Text | Format::Markdown => outln!("{plan}"),
+        Format::Mermaid => out!("{}", crate::report::mermaid::flowchart(&plan_tree(&plan))),
     }
     Ok(ExitStatus::Success)
 }

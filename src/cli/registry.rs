@@ -1,9 +1,10 @@
-//! `stackctl exists`, `retag` and `tag` (issue 3): thin layers over [`crate::registry`]
+//! `stackctl exists`, `retag` and `tag`: thin layers over [`crate::registry`]
 //! and [`crate::promote::stack`].
 use super::common::{RegistryApiArgs, SpecArgs};
+use super::exit::{self, ExitStatus, WithStatus};
 use super::GlobalArgs;
-use crate::exit::{ExitStatus, Failed};
-use crate::promote::stack::{self, Kind};
+use crate::exit::Failed;
+use crate::promote::stack::{self, Kind, Promotion};
 use crate::registry::{exists_many, ImageRef, RegistryClient};
 use std::path::PathBuf;
 
@@ -137,7 +138,7 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
     let client = registry.client()?;
     let results = exists_many(&client, &refs).await;
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&results)?);
+        super::output::print_json(&results)?;
     } else {
         for r in &results {
             match (&r.error, &r.digest) {
@@ -241,6 +242,22 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
     };
-    stack::run(client.as_ref(), &spec, &opts).await?;
+    let prepared = stack::prepare(&spec, &opts)?;
+    let promotion = prepared.promote(client.as_ref()).await?;
+    if let Promotion::Registry(end) = &promotion {
+        if !promotion.succeeded() {
+            // The table of every target goes to stdout, the verdict to stderr.
+            out!("{}", end.table());
+            return Err(WithStatus {
+                status: exit::of_promotion(end.verdict),
+                message: end.verdict_message(opts.timeout),
+            }
+            .into());
+        }
+    }
+    for line in promotion.lines() {
+        outln!("{line}");
+    }
+    prepared.write_files(client.as_ref(), &promotion).await?;
     Ok(ExitStatus::Success)
 }

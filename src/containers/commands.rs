@@ -4,18 +4,12 @@
 
 use crate::containers::{self, bounded, RunScope, Stop};
 use crate::registry::ImageRef;
+use crate::spec::InfoCmd;
 use std::time::Duration;
 use testcontainers::core::ExecCommand;
 use testcontainers::ImageExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// A command to run in an image, with what it is for (an info command of the spec).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct InfoCmd {
-    pub description: String,
-    pub command: String,
-}
 
 /// What one info command printed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@
 //! to get results out, so an image without a shell works (a command is run as it is; info
 //! commands are `/bin/sh -c` by definition).
 
-use super::commands::{describe, InfoCmd, InfoOutput};
+use super::commands::{describe, InfoOutput};
 use super::suite::{self, Options, RunOutput, Suite, SuiteResult, WORKDIR};
 use super::{bounded, Stop};
 use crate::buildkit::gateway::{GatewayBuild, ProcessOutput};
@@ -28,6 +28,7 @@ use crate::buildkit::llb::{self, Placed};
 use crate::buildkit::session::LocalDir;
 use crate::buildkit::Client;
 use crate::credentials::CredentialStore;
+use crate::spec::InfoCmd;
 use crate::spec::Spec;
 use bollard_buildkit_proto::pb::{Meta, Mount};
 use std::collections::HashMap;
@@ -130,7 +131,7 @@ impl Node {
             tracing::info!("basic tests of {image_ref}: {n}");
         }
         if inputs.dirs.is_empty() {
-            res.outcome = suite::Outcome::NoTests;
+            res.outcome = suite::TestOutcome::NoTests;
             res.message = "no tests".to_string();
         } else {
             let cache = image.tests.cache.unwrap_or(false);
@@ -153,7 +154,7 @@ impl Node {
             };
             let (run, cached) = self.run_tests(tests, cache).await;
             res = suite::judge(res, run, opts.timeout);
-            if cached && res.outcome == suite::Outcome::Passed {
+            if cached && res.outcome == suite::TestOutcome::Passed {
                 res.cached = true;
                 res.message = "passed (cached)".into();
                 res.notices.push(

@@ -6,8 +6,8 @@
 //! templates can give (their literal parts, see [`super::Template::matcher`]), and one
 //! HEAD each to compare digests. No data moves.
 
-use super::TagTemplate;
 use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::spec::TagTemplate;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 

@@ -11,9 +11,11 @@
 //! The build's steps that call them, recording in the image's report, are
 //! [`crate::pipeline::content_tag_steps`].
 
-use super::{reserved_reason, TagTemplate, Values};
-use crate::containers::commands::{run_info_commands, InfoCmd};
+use super::{reserved_reason, Values};
+use crate::containers::commands::run_info_commands;
 use crate::registry::{ImageRef, RegistryClient};
+use crate::spec::InfoCmd;
+use crate::spec::TagTemplate;
 use anyhow::{anyhow, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -21,7 +23,7 @@ use std::collections::HashMap;
 /// What happened to one content tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub enum ContentTagState {
     /// Computed, but the run pushes nothing (`--no-push`), or the image stopped before.
     NotPushed,
     /// The tag did not exist; it names this build now.
@@ -34,26 +36,26 @@ pub enum State {
     Moved,
 }
 
-impl State {
+impl ContentTagState {
     pub fn name(self) -> &'static str {
         match self {
-            State::NotPushed => "not-pushed",
-            State::Created => "created",
-            State::Unchanged => "unchanged",
-            State::Kept => "kept",
-            State::Moved => "moved",
+            ContentTagState::NotPushed => "not-pushed",
+            ContentTagState::Created => "created",
+            ContentTagState::Unchanged => "unchanged",
+            ContentTagState::Kept => "kept",
+            ContentTagState::Moved => "moved",
         }
     }
 }
 
 /// One content tag of an image, as the artifacts record it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub struct ContentTag {
     /// The tag alone (`python-3.11`); the repository is the image's.
     pub tag: String,
     /// The digest the tag names now. For `kept`: the other image it still names.
     pub digest: Option<String>,
-    pub state: State,
+    pub state: ContentTagState,
     /// Whether its template says `moving: true`.
     #[serde(default)]
     pub moving: bool,
@@ -139,7 +141,7 @@ pub async fn publish(
     repository: &str,
     digest: &str,
     tags: &[Rendered],
-) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)> {
     let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let mut records = vec![];
     let mut warnings = vec![];
@@ -152,7 +154,7 @@ pub async fn publish(
             .with_context(|| format!("checking {full}"))?
             .map(|d| d.digest);
         let (state, previous) = match &before {
-            Some(d) if d == digest => (State::Unchanged, None),
+            Some(d) if d == digest => (ContentTagState::Unchanged, None),
             Some(other) if !r.moving => {
                 let w = format!(
                     "content tag {full} already names {other}, not this build ({digest}): kept \
@@ -160,30 +162,30 @@ pub async fn publish(
                 );
                 tracing::warn!("{w}");
                 warnings.push(w);
-                records.push(Record {
+                records.push(ContentTag {
                     tag: r.tag.clone(),
                     digest: Some(other.clone()),
-                    state: State::Kept,
+                    state: ContentTagState::Kept,
                     moving: false,
                     previous: None,
                 });
                 continue;
             }
-            Some(other) => (State::Moved, Some(other.clone())),
-            None => (State::Created, None),
+            Some(other) => (ContentTagState::Moved, Some(other.clone())),
+            None => (ContentTagState::Created, None),
         };
-        if state == State::Unchanged {
+        if state == ContentTagState::Unchanged {
             client.expect_digest(&dst, &full, digest).await?;
         } else {
             client.tag_digest(&src, &dst, &full).await?;
         }
-        if state == State::Moved {
+        if state == ContentTagState::Moved {
             tracing::info!(
                 "content tag {full} moved from {} to {digest} (moving: true)",
                 previous.as_deref().unwrap_or_default()
             );
         }
-        records.push(Record {
+        records.push(ContentTag {
             tag: r.tag.clone(),
             digest: Some(digest.to_string()),
             state,

@@ -2,9 +2,9 @@
 //! work for one image of the run, through the step order's traits, its result recorded in
 //! the image's report.
 
-use super::image::{ImageJob, Publisher, TestRunner};
-use crate::content_tags::publish::{Record, Rendered, State};
-use crate::report::{ImageReport, Step};
+use super::steps::{ImageJob, Publisher, TestRunner};
+use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
+use crate::report::{ImageReport, ImageStep};
 
 /// The build's step after the basic tests: compute the image's content tags in the tested
 /// image `test_ref`, record them as not pushed yet. None: the image failed (recorded).
@@ -19,16 +19,16 @@ pub(crate) async fn compute_step(
     }
     let rendered = report
         .run_step(
-            Step::ContentTags,
+            ImageStep::ContentTags,
             tests.content_tag_values(test_ref, job.content_tags),
         )
         .await?;
     report.content_tags = rendered
         .iter()
-        .map(|r| Record {
+        .map(|r| ContentTag {
             tag: r.tag.clone(),
             digest: None,
-            state: State::NotPushed,
+            state: ContentTagState::NotPushed,
             moving: r.moving,
             previous: None,
         })
@@ -48,13 +48,16 @@ pub(crate) async fn publish_step(
     }
     let Some(digest) = report.digest.clone() else {
         report.fail(
-            Step::ContentTags,
+            ImageStep::ContentTags,
             "content tags: the pushed digest is not known",
         );
         return false;
     };
     match report
-        .run_step(Step::ContentTags, publisher.content_tags(&digest, tags))
+        .run_step(
+            ImageStep::ContentTags,
+            publisher.content_tags(&digest, tags),
+        )
         .await
     {
         Some((records, warnings)) => {

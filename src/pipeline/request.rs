@@ -5,6 +5,8 @@
 use crate::buildkit::{BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress};
 use crate::credentials::CredentialStore;
 use crate::registry::{ImageRef, RegistryClient};
+use crate::spec::cache::{CacheSpec, CacheType};
+use crate::spec::platform::Platform;
 use crate::spec::{ImageSpec, Spec};
 use indexmap::IndexMap;
 use std::collections::HashSet;
@@ -44,7 +46,7 @@ pub struct Overrides {
     pub target: Option<String>,
     /// Target platforms (`--platform`, or those of the image's that `build --platform`
     /// selects); empty: the image's `platforms:` (empty too: BuildKit's own).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// Run every step again (`--no-cache`).
     pub no_cache: bool,
 }
@@ -138,11 +140,15 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         }],
         build_args,
         target: i.overrides.target.clone(),
+        // BuildKit's edge: platforms as BuildKit names them.
         platforms: if i.overrides.platforms.is_empty() {
-            image.platforms.clone()
+            &image.platforms
         } else {
-            i.overrides.platforms.clone()
-        },
+            &i.overrides.platforms
+        }
+        .iter()
+        .map(Platform::to_string)
+        .collect(),
         cache_from,
         no_cache: i.overrides.no_cache,
         push: by_digest || i.delivery == Delivery::Tagged,
@@ -151,13 +157,25 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
             .overrides
             .cache_to
             .clone()
-            .unwrap_or_else(|| image.cache.export(i.tag)),
+            .unwrap_or_else(|| cache_export(&image.cache, i.tag)),
         credentials: i.credentials.clone(),
         log: i.log.clone(),
     };
     Prepared {
         request,
         parent_digest,
+    }
+}
+
+/// The export of a build tagged `tag`, from the spec's `cache:` (the spec names no BuildKit
+/// type; this is where its settings become BuildKit's).
+pub fn cache_export(cache: &CacheSpec, tag: &str) -> CacheExport {
+    match cache.kind {
+        CacheType::Inline => CacheExport::Inline,
+        CacheType::Registry => CacheExport::Registry {
+            reference: cache.reference(tag),
+            mode: cache.mode,
+        },
     }
 }
 
@@ -257,6 +275,25 @@ mod tests {
         (dir, spec)
     }
 
+    #[test]
+    fn the_spec_cache_becomes_buildkit_export() {
+        use crate::spec::cache::CacheMode;
+        let inline = CacheSpec::default();
+        assert_eq!(cache_export(&inline, "2026.3-qa"), CacheExport::Inline);
+        let registry = CacheSpec {
+            kind: CacheType::Registry,
+            repository: "r/cache".into(),
+            mode: CacheMode::Min,
+        };
+        assert_eq!(
+            cache_export(&registry, "2026.3-qa"),
+            CacheExport::Registry {
+                reference: "r/cache:buildcache-2026.3-qa".into(),
+                mode: CacheMode::Min
+            }
+        );
+    }
+
     const STACK: &str = "images:\n  base:\n    image_name: reg.example/s/base\n  child:\n    \
         image_name: reg.example/s/child\n    depend_on: base\n    build_args: {A: spec}\n\
         cache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n";
@@ -318,7 +355,7 @@ mod tests {
         assert_eq!(r.cache_from, want);
         assert_eq!(
             r.cache_to,
-            spec.image("child").unwrap().cache.export("2026.3-feat")
+            cache_export(&spec.image("child").unwrap().cache, "2026.3-feat")
         );
     }
 
@@ -388,7 +425,7 @@ mod tests {
             ],
             cache_to: Some(CacheExport::Inline),
             target: Some("stage".into()),
-            platforms: vec!["linux/arm64".into()],
+            platforms: vec!["linux/arm64".parse().unwrap()],
             no_cache: true,
         };
         let p = request(

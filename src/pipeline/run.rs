@@ -1,15 +1,17 @@
 //! The whole main job: from a plan to the files a run leaves.
 
-use super::image::{run_image, ImageJobContext};
 use super::schedule::{
-    run_schedule_placed, Event, Job, ScheduleOptions, Scheduled, ScheduledImage,
+    run_schedule_placed, Job, ScheduleEvent, ScheduleOptions, Scheduled, ScheduledImage,
 };
+use super::services::run_image;
+use super::steps::ImageJobContext;
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
 use crate::registry::{exists_many, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
-use crate::report::{self, ArtifactDirs, ImageReport, PostworkOutput, Step};
+use crate::report::{self, ArtifactDirs, ImageReport, ImageStep, PostworkOutput};
+use crate::spec::platform::Platform;
 use crate::spec::Spec;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -36,7 +38,7 @@ pub struct RunOptions {
     /// At most this many manifest pages stay in the wiki folder (the oldest go).
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
-    pub platforms: Vec<String>,
+    pub platforms: Vec<crate::spec::platform::Platform>,
 }
 
 /// What a run did.
@@ -69,58 +71,19 @@ pub async fn run(
     opts: &RunOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
-    for k in &opts.only {
-        if spec.image(k).is_none() {
-            anyhow::bail!(
-                "--only {k}: no such image in {} (images: {})",
-                spec.path.display(),
-                spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
-        }
-    }
-    let stable_tag = crate::tag::quarter_stable_tag(&spec.tag_prefix);
-    let mut existing = HashSet::new();
-    let mut digests = HashMap::new();
-    if opts.registry_check {
-        let results = plan.check_registry(registry).await?;
-        for (img, r) in plan.images.iter().zip(results) {
-            // An image that does not rebuild is used by the digest its tag names now.
-            let rebuilds = img.rebuild && (opts.only.is_empty() || opts.only.contains(&img.key));
-            if let (false, Some(d)) = (rebuilds, &r.digest) {
-                digests.insert(img.key.clone(), d.clone());
-            }
-            if r.exists {
-                existing.insert(r.reference);
-            }
-        }
-        // The quarter-stable tags are cache sources too, when they exist.
-        let stable: Vec<ImageRef> = spec
-            .images
-            .values()
-            .map(|i| ImageRef::parse(&format!("{}:{stable_tag}", i.image_name)))
-            .collect::<Result<_, _>>()?;
-        for r in exists_many(registry, &stable).await {
-            if r.exists {
-                existing.insert(r.reference);
-            }
-        }
-    }
+    check_only(spec, &opts.only)?;
+    let (existing, digests) = if opts.registry_check {
+        registry_facts(spec, &mut plan, registry, &opts.only).await?
+    } else {
+        (HashSet::new(), HashMap::new())
+    };
     tracing::info!("plan:\n{plan}");
 
     let rebuild = |key: &str| {
         plan.image(key).is_some_and(|i| i.rebuild)
             && (opts.only.is_empty() || opts.only.iter().any(|k| k == key))
     };
-    // Platforms: what `--platform` asks of each image that rebuilds, and whether every node
-    // can build it, checked before anything is built (bad input: exit 2).
-    for img in spec.images.values().filter(|i| rebuild(&i.key)) {
-        let sel = super::platforms::select(img, &opts.platforms).map_err(anyhow::Error::msg)?;
-        for node in &pool.nodes {
-            let addr = node.address().to_string();
-            super::platforms::check_builder(&img.key, &sel, node.kind().is_engine(), &addr)
-                .map_err(anyhow::Error::msg)?;
-        }
-    }
+    check_platforms(spec, pool, &opts.platforms, rebuild)?;
     let jobs = Job::from_spec(spec, rebuild);
     opts.dirs.create()?;
     let ctx = ImageJobContext {
@@ -141,56 +104,11 @@ pub async fn run(
         platforms: opts.platforms.clone(),
     };
     let gha = GithubActions::from_env();
-    let full_name = |key: &str| {
-        plan.image(key)
-            .map(|i| i.reference.clone())
-            .unwrap_or_else(|| key.to_string())
-    };
-    let plan_ref = &plan;
-    let ctx_ref = &ctx;
-    // Image key -> the nodes lost during its build (work futures share this task).
-    let lost = std::cell::RefCell::new(HashMap::<String, Vec<String>>::new());
-    let lost_ref = &lost;
-    let images = run_schedule_placed(
-        &jobs,
-        opts.schedule,
-        pool.nodes.len(),
-        |key: String, node: usize| async move {
-            let planned = plan_ref.image(&key).expect("jobs come from the plan");
-            let client = &pool.nodes[node];
-            if pool.nodes.len() > 1 {
-                tracing::info!("[{key}] builds on BuildKit node {}", client.address());
-            }
-            let mut report = run_image(ctx_ref, planned, client).await;
-            let mut lost = lost_ref.borrow_mut();
-            let lost = lost.entry(key).or_default();
-            if report.node_lost {
-                lost.push(client.address().to_string());
-            }
-            report.lost_builders = lost.clone();
-            report
-        },
-        |ev| announce(&ev, &full_name(event_key(&ev)), gha.is_some(), &opts.dirs),
-    )
-    .await?;
-
-    let mut images = images;
+    let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;
     if !ctx.cancel.is_cancelled() {
         reclaim_space(spec, pool, &mut images).await;
     }
-    // A node lost with no other node to build the image again: the run could not be done
-    // (exit 2), as when BuildKit cannot be reached at all.
-    for i in &images {
-        if let Some(r) = i.result.outcome().filter(|r| r.node_lost) {
-            let mut first = ctx.service_error.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert_with(|| {
-                format!(
-                    "{} (no other BuildKit node was left to build it again)",
-                    r.message
-                )
-            });
-        }
-    }
+    note_lost_nodes(&images, &ctx.service_error);
 
     let title = format!("stackctl build: {}", plan.tag);
     let postwork = report::write_postwork(
@@ -226,6 +144,136 @@ pub async fn run(
     })
 }
 
+/// Run the jobs on the nodes of `pool` (see [`super::schedule`] for which goes where),
+/// announcing each image's events on stderr (`actions`: as GitHub Actions groups). An
+/// image whose node was lost is built again on another, which its report lists.
+async fn schedule_images(
+    jobs: &[Job],
+    plan: &Plan,
+    pool: &buildkit::Pool,
+    ctx: &ImageJobContext<'_>,
+    opts: &RunOptions,
+    actions: bool,
+) -> anyhow::Result<Vec<ScheduledImage<ImageReport>>> {
+    let full_name = |key: &str| {
+        plan.image(key)
+            .map(|i| i.reference.clone())
+            .unwrap_or_else(|| key.to_string())
+    };
+    // Image key -> the nodes lost during its build (work futures share this task).
+    let lost = std::cell::RefCell::new(HashMap::<String, Vec<String>>::new());
+    let lost_ref = &lost;
+    Ok(run_schedule_placed(
+        jobs,
+        opts.schedule,
+        pool.nodes.len(),
+        |key: String, node: usize| async move {
+            let planned = plan.image(&key).expect("jobs come from the plan");
+            let client = &pool.nodes[node];
+            if pool.nodes.len() > 1 {
+                tracing::info!("[{key}] builds on BuildKit node {}", client.address());
+            }
+            let mut report = run_image(ctx, planned, client).await;
+            let mut lost = lost_ref.borrow_mut();
+            let lost = lost.entry(key).or_default();
+            if report.node_lost {
+                lost.push(client.address().to_string());
+            }
+            report.lost_builders = lost.clone();
+            report
+        },
+        |ev| announce(&ev, &full_name(event_key(&ev)), actions, &opts.dirs),
+    )
+    .await?)
+}
+
+/// `--only`'s keys must name images of the spec.
+fn check_only(spec: &Spec, only: &[String]) -> anyhow::Result<()> {
+    for k in only {
+        if spec.image(k).is_none() {
+            anyhow::bail!(
+                "--only {k}: no such image in {} (images: {})",
+                spec.path.display(),
+                spec.images.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What the registry says before the run: the references that exist (the plan's tags and
+/// the quarter-stable tags, cache sources when they exist), and the digest each image that
+/// does not rebuild is used by (the one its tag names now). Marks the plan's missing tags.
+async fn registry_facts(
+    spec: &Spec,
+    plan: &mut Plan,
+    registry: &RegistryClient,
+    only: &[String],
+) -> anyhow::Result<(HashSet<String>, HashMap<String, String>)> {
+    let mut existing = HashSet::new();
+    let mut digests = HashMap::new();
+    let results = plan.check_registry(registry).await?;
+    for (img, r) in plan.images.iter().zip(results) {
+        let rebuilds = img.rebuild && (only.is_empty() || only.contains(&img.key));
+        if let (false, Some(d)) = (rebuilds, &r.digest) {
+            digests.insert(img.key.clone(), d.clone());
+        }
+        if r.exists {
+            existing.insert(r.reference);
+        }
+    }
+    let stable_tag = crate::tag::quarter_stable_tag(&spec.tag_prefix);
+    let stable: Vec<ImageRef> = spec
+        .images
+        .values()
+        .map(|i| ImageRef::parse(&format!("{}:{stable_tag}", i.image_name)))
+        .collect::<Result<_, _>>()?;
+    for r in exists_many(registry, &stable).await {
+        if r.exists {
+            existing.insert(r.reference);
+        }
+    }
+    Ok((existing, digests))
+}
+
+/// What `--platform` asks of each image that rebuilds, and whether every node can build
+/// it, checked before anything is built (bad input).
+fn check_platforms(
+    spec: &Spec,
+    pool: &buildkit::Pool,
+    platforms: &[Platform],
+    rebuild: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    for img in spec.images.values().filter(|i| rebuild(&i.key)) {
+        let sel = super::platforms::select(img, platforms).map_err(anyhow::Error::msg)?;
+        for node in &pool.nodes {
+            let addr = node.address().to_string();
+            super::platforms::check_builder(&img.key, &sel, node.kind().is_engine(), &addr)
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    Ok(())
+}
+
+/// A node lost with no other node to build the image again: the run could not be done,
+/// as when BuildKit cannot be reached at all (the first such message is kept).
+fn note_lost_nodes(
+    images: &[ScheduledImage<ImageReport>],
+    service_error: &std::sync::Mutex<Option<String>>,
+) {
+    for i in images {
+        if let Some(r) = i.result.outcome().filter(|r| r.node_lost) {
+            let mut first = service_error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| {
+                format!(
+                    "{} (no other BuildKit node was left to build it again)",
+                    r.message
+                )
+            });
+        }
+    }
+}
+
 /// Reclaim builder space for the images with `prune: true` that passed, once no build of
 /// the run is in flight (a BuildKit prune racing builds can bring Docker 20.10's BuildKit
 /// down). A failure here is a warning: the images are done.
@@ -253,7 +301,7 @@ async fn reclaim_space(
         match super::prune::reclaim(buildkit, engine.as_ref(), &outcome.image, outcome.pushed).await
         {
             Ok(bytes) => {
-                outcome.step_took(Step::Prune, t0.elapsed());
+                outcome.step_took(ImageStep::Prune, t0.elapsed());
                 outcome.reclaimed_bytes = Some(bytes);
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
@@ -269,52 +317,28 @@ async fn reclaim_space(
     }
 }
 
-fn event_key<'a, T>(ev: &Event<'a, T>) -> &'a str {
+fn event_key<'a, T>(ev: &ScheduleEvent<'a, T>) -> &'a str {
     match ev {
-        Event::UpToDate { key }
-        | Event::Started { key }
-        | Event::Finished { key, .. }
-        | Event::Skipped { key, .. }
-        | Event::Retried { key, .. } => key,
+        ScheduleEvent::UpToDate { key }
+        | ScheduleEvent::Started { key }
+        | ScheduleEvent::Finished { key, .. }
+        | ScheduleEvent::Skipped { key, .. }
+        | ScheduleEvent::Retried { key, .. } => key,
     }
 }
 
 /// One line per image event on stderr. On GitHub Actions a finished image also gets a
-/// collapsible group with its steps and the end of its logs, and a failure an annotation.
-fn announce(ev: &Event<'_, ImageReport>, full: &str, actions: bool, dirs: &ArtifactDirs) {
+/// collapsible group with its steps and the end of its logs, and a failure an annotation
+/// (see [`github::finished_image`]).
+fn announce(ev: &ScheduleEvent<'_, ImageReport>, full: &str, actions: bool, dirs: &ArtifactDirs) {
     let line = report::progress::line(ev, full);
-    let mut err = std::io::stderr().lock();
-    if !actions {
-        let _ = writeln!(err, "{line}");
-        return;
-    }
-    match ev {
-        Event::Finished { outcome, .. } => {
-            let _ = writeln!(err, "{}", github::group(&line));
-            for s in &outcome.steps {
-                let _ = writeln!(err, "  {}: {:.1}s", s.step, s.seconds);
-            }
-            for log in [dirs.build_log(full), dirs.basic_tests_log(full)] {
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    let tail = &lines[lines.len().saturating_sub(40)..];
-                    let _ = writeln!(err, "--- {} (last {} lines)", log.display(), tail.len());
-                    for l in tail {
-                        let _ = writeln!(err, "{l}");
-                    }
-                }
-            }
-            let _ = writeln!(err, "{}", github::end_group());
-            if let Some(a) = report::progress::failure_annotation(outcome) {
-                let _ = writeln!(err, "{a}");
-            }
-            // A content tag kept on another digest: a warning annotation, not a failure.
-            for w in &outcome.warnings {
-                let _ = write!(err, "{}", github::warning(&outcome.key, w));
-            }
-        }
-        _ => {
-            let _ = writeln!(err, "{line}");
-        }
-    }
+    let text = match ev {
+        ScheduleEvent::Finished { outcome, .. } if actions => github::finished_image(
+            &line,
+            outcome,
+            &[dirs.build_log(full), dirs.basic_tests_log(full)],
+        ),
+        _ => format!("{line}\n"),
+    };
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -1,19 +1,75 @@
 //! The real parts an image's steps run against in `stackctl build` (the traits are in
-//! [`super::image`]): BuildKit builds the image, containers run its tests, the engine or the
-//! registry gives the tested image its tag, and the manifest page is written.
+//! [`super::steps`]): BuildKit builds the image, containers run its tests, the engine or the
+//! registry gives the tested image its tag, and the manifest page is written. [`run_image`]
+//! puts them under the step order of [`super::image`].
 
-use super::image::{Builder, Built, ImageJobContext, PageWriter, Parts, Publisher, TestRunner};
-use super::platforms::{pushed_manifests, run_platform_suite, Selection};
+use super::platforms::Selection;
 use super::request::{build_request, Delivery, Overrides, Prepared, RequestInputs};
+use super::steps::{
+    Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
+};
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
 use crate::containers::suite::{self, Suite, SuiteResult};
-use crate::content_tags::publish::{Record, Rendered};
-use crate::content_tags::TagTemplate;
+use crate::content_tags::publish::{ContentTag, Rendered};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
+use crate::report::{ImageReport, ImageStep};
+use crate::spec::platform::{self, Platform};
 use crate::spec::ImageSpec;
+use crate::spec::TagTemplate;
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
-use anyhow::anyhow;
+use anyhow::{anyhow, Context as _};
+use std::time::Instant;
+
+/// Run every step of one image, built on the BuildKit `node`, and return its report (never
+/// an error: failures are in it).
+pub async fn run_image(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    node: &crate::buildkit::Client,
+) -> ImageReport {
+    let t0 = Instant::now();
+    let mut report = ImageReport::started(&planned.key, &planned.reference);
+    report.builder = Some(node.address().to_string());
+    report.commit = Some(ctx.commit.clone()).filter(|c| !c.is_empty());
+    let Some(image) = ctx.spec.image(&planned.key) else {
+        report.fail(
+            ImageStep::Build,
+            format!("no image `{}` in the spec", planned.key),
+        );
+        report.finish(t0.elapsed());
+        return report;
+    };
+    // The platforms it builds in this run, and whether this node can build them.
+    let selection = super::platforms::select(image, &ctx.platforms).and_then(|s| {
+        let addr = node.address().to_string();
+        super::platforms::check_builder(&planned.key, &s, node.kind().is_engine(), &addr).map(|_| s)
+    });
+    match selection {
+        Ok(selection) => {
+            let parts = Real::new(ctx, planned, image, node, &selection);
+            let job = ImageJob {
+                key: &planned.key,
+                reference: &planned.reference,
+                repository: &image.image_name,
+                push: ctx.push,
+                integration_tests: image.integration_tests,
+                content_tags: &image.tags,
+                selection: &selection,
+                integration_platforms: &image.integration_platforms,
+                cancel: &ctx.cancel,
+            };
+            let run = RunState {
+                digests: &ctx.digests,
+                service_error: &ctx.service_error,
+            };
+            super::image::run_steps(&job, &parts.parts(), &run, &mut report).await;
+        }
+        Err(e) => report.fail(ImageStep::Build, e),
+    }
+    report.finish(t0.elapsed());
+    report
+}
 
 /// One image's real parts: it implements every trait of the step order.
 pub(crate) struct Real<'a, 'c> {
@@ -137,7 +193,7 @@ impl TestRunner for Real<'_, '_> {
         &self,
         suite: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let ctx = self.ctx;
         if let Some(p) = platform {
@@ -200,8 +256,8 @@ impl Publisher for Real<'_, '_> {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>> {
         let (registry, repository) = (self.ctx.registry, &self.image.image_name);
         pushed_manifests(registry, repository, digest, platforms).await
     }
@@ -210,7 +266,7 @@ impl Publisher for Real<'_, '_> {
         &self,
         digest: &str,
         tags: &[Rendered],
-    ) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    ) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)> {
         crate::content_tags::publish::publish(
             self.ctx.registry,
             &self.image.image_name,
@@ -222,7 +278,7 @@ impl Publisher for Real<'_, '_> {
 }
 
 impl PageWriter for Real<'_, '_> {
-    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()> {
+    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
         let ctx = self.ctx;
         let page_opts = PageOptions {
             out_dir: ctx.dirs.manifests(),
@@ -257,4 +313,88 @@ async fn tag_tested(
     let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let dst = ImageRef::parse(full)?;
     client.tag_digest(&src, &dst, full).await
+}
+
+/// Each wanted platform's image manifest digest in the pushed `repository@digest`: the
+/// index's entries, or the manifest itself when one platform was built. Read back from the
+/// registry, so that what is reported is what is there.
+pub async fn pushed_manifests(
+    registry: &RegistryClient,
+    repository: &str,
+    digest: &str,
+    wanted: &[Platform],
+) -> anyhow::Result<Vec<(Platform, String)>> {
+    let r = ImageRef::parse(&format!("{repository}@{digest}"))?;
+    let m = registry
+        .get_manifest(&r)
+        .await?
+        .with_context(|| format!("{r}: pushed by BuildKit but not found in the registry"))?;
+    let is_index = m.media_type == crate::registry::client::OCI_INDEX
+        || m.media_type == crate::registry::client::DOCKER_MANIFEST_LIST;
+    if !is_index {
+        return match wanted {
+            [one] => Ok(vec![(one.clone(), m.digest)]),
+            _ => Err(anyhow!(
+                "{r} is one image manifest ({}), not an index of {}",
+                m.media_type,
+                platform::list(wanted, ", ")
+            )),
+        };
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        digest: String,
+        platform: Option<Platform>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    let index: Index =
+        serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
+    let mut out = vec![];
+    for p in wanted {
+        let found = index
+            .manifests
+            .iter()
+            .find(|e| e.platform.as_ref().is_some_and(|q| q.is(p)))
+            .with_context(|| {
+                format!(
+                    "{r}: the pushed index has no manifest for {p} (it lists: {})",
+                    index
+                        .manifests
+                        .iter()
+                        .map(|e| e.platform.as_ref().map_or("?/?".into(), |q| q.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        out.push((p.clone(), found.digest.clone()));
+    }
+    Ok(out)
+}
+
+/// One platform's run of `suite` in `image_ref` (the real [`TestRunner`]'s): its log and
+/// JUnit file carry the platform in their names, and the JUnit suite is named
+/// `<suite> <platform>`.
+pub(crate) async fn run_platform_suite(
+    ctx: &ImageJobContext<'_>,
+    planned: &PlannedImage,
+    image_ref: &str,
+    suite: Suite,
+    p: &Platform,
+) -> anyhow::Result<SuiteResult> {
+    let part = p.file_part();
+    let (log, junit) = ctx
+        .dirs
+        .suite_files(&planned.reference, &suite.to_string(), Some(&part));
+    let opts = suite::Options {
+        timeout: ctx.test_timeout,
+        log_file: Some(log),
+        junit_file: Some(junit),
+        junit_suite_name: Some(format!("{suite} {p}")),
+        cancel: ctx.cancel.clone(),
+    };
+    suite::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
 }

@@ -1,5 +1,5 @@
 //! The GitHub Actions event a run was started by: the variables a plan reads
-//! ([`GithubEnv`]), the kind of event ([`Event`]) and the base commit its JSON payload
+//! ([`GithubEnv`]), the kind of event ([`GithubEvent`]) and the base commit its JSON payload
 //! names ([`payload_base`]). What a plan makes of them is [`crate::plan::resolve_options`].
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use thiserror::Error;
 /// What triggered the workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum Event {
+pub enum GithubEvent {
     /// Commits pushed to a branch: the files changed between base and head.
     Push,
     /// A pull request: every file it changes (merge-base of base and head, to head).
@@ -18,11 +18,11 @@ pub enum Event {
     PullRequest,
 }
 
-impl fmt::Display for Event {
+impl fmt::Display for GithubEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Event::Push => "push",
-            Event::PullRequest => "pull_request",
+            GithubEvent::Push => "push",
+            GithubEvent::PullRequest => "pull_request",
         })
     }
 }
@@ -55,11 +55,11 @@ impl GithubEnv {
 
     /// The event GITHUB_EVENT_NAME names: `pull_request` and `pull_request_target` are
     /// pull requests; any other event is treated as a push.
-    pub fn event(&self) -> Option<Event> {
+    pub fn event(&self) -> Option<GithubEvent> {
         let name = self.event_name.as_deref().filter(|s| !s.is_empty())?;
         Some(match name {
-            "pull_request" | "pull_request_target" => Event::PullRequest,
-            _ => Event::Push,
+            "pull_request" | "pull_request_target" => GithubEvent::PullRequest,
+            _ => GithubEvent::Push,
         })
     }
 }
@@ -82,7 +82,7 @@ pub struct PayloadBase {
 
 /// The base the event payload gives: `before` (push) or `pull_request.base.sha`;
 /// `None` when the payload has none (or an empty one).
-pub fn payload_base(path: &Path, event: Event) -> Result<Option<PayloadBase>, PayloadError> {
+pub fn payload_base(path: &Path, event: GithubEvent) -> Result<Option<PayloadBase>, PayloadError> {
     let bad = |detail: String| PayloadError {
         path: path.to_path_buf(),
         detail,
@@ -90,8 +90,8 @@ pub fn payload_base(path: &Path, event: Event) -> Result<Option<PayloadBase>, Pa
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let (pointer, origin) = match event {
-        Event::Push => ("/before", "`before` in GITHUB_EVENT_PATH"),
-        Event::PullRequest => (
+        GithubEvent::Push => ("/before", "`before` in GITHUB_EVENT_PATH"),
+        GithubEvent::PullRequest => (
             "/pull_request/base/sha",
             "`pull_request.base.sha` in GITHUB_EVENT_PATH",
         ),

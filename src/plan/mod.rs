@@ -1,6 +1,6 @@
 //! The rebuild plan: which images of the stack rebuild, and why, decided from git.
 //!
-//! The rules are those of FORMATS.md, "Which images rebuild":
+//! The rules are those of docs/plan.md, "The rules":
 //! - the changed files are `base..head` for a push and `merge-base(base, head)..head`
 //!   for a pull request (base defaults to the first parent of head);
 //! - a changed `images/<x>/...` rebuilds image `<x>`, unless `<x>` is in the change
@@ -20,7 +20,7 @@ pub mod git;
 pub mod github_event;
 
 use crate::plan::github_event::{payload_base, PayloadBase, PayloadError};
-use crate::plan::github_event::{Event, GithubEnv};
+use crate::plan::github_event::{GithubEnv, GithubEvent};
 use crate::registry::ImageRef;
 use crate::spec::Spec;
 use crate::tag::{build_tag, TagError, MAIN_BRANCH};
@@ -85,7 +85,7 @@ pub struct PlanOptions {
     pub base: Base,
     /// The branch whose tag the images get; `None`: the checked-out branch.
     pub branch: Option<String>,
-    pub event: Event,
+    pub event: GithubEvent,
     /// Rebuild every image.
     pub full_rebuild: bool,
 }
@@ -96,7 +96,7 @@ impl Default for PlanOptions {
             head: "HEAD".into(),
             base: Base::FirstParent,
             branch: None,
-            event: Event::Push,
+            event: GithubEvent::Push,
             full_rebuild: false,
         }
     }
@@ -108,7 +108,7 @@ pub struct PlanRequest {
     pub head: Option<String>,
     pub base: Option<String>,
     pub branch: Option<String>,
-    pub event: Option<Event>,
+    pub event: Option<GithubEvent>,
     pub full_rebuild: bool,
 }
 
@@ -136,10 +136,10 @@ pub enum PlanError {
 ///   for a pull request.
 pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions, PlanError> {
     let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
-    let event = req.event.or(env.event()).unwrap_or(Event::Push);
+    let event = req.event.or(env.event()).unwrap_or(GithubEvent::Push);
     let branch = nonempty(&req.branch).or_else(|| match event {
-        Event::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
-        Event::Push => nonempty(&env.ref_name),
+        GithubEvent::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
+        GithubEvent::Push => nonempty(&env.ref_name),
     });
     let base = match nonempty(&req.base) {
         Some(rev) if git::is_zero_rev(&rev) => Base::NewBranch,
@@ -162,7 +162,7 @@ pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions
 }
 
 /// The base a plan takes from the event payload (see [`payload_base`]).
-fn base_from_payload(path: &Path, event: Event) -> Result<Base, PlanError> {
+fn base_from_payload(path: &Path, event: GithubEvent) -> Result<Base, PlanError> {
     Ok(match payload_base(path, event)? {
         Some(PayloadBase { sha, .. }) if git::is_zero_rev(&sha) => Base::NewBranch,
         Some(PayloadBase { sha, origin }) => Base::Rev {
@@ -216,7 +216,7 @@ pub struct Plan {
     pub tag_prefix: String,
     pub branch: String,
     pub tag: String,
-    pub event: Event,
+    pub event: GithubEvent,
     /// The commit compared with (for a pull request: the target branch's commit);
     /// `None` when there is none (root commit, first push of a branch).
     pub base: Option<String>,
@@ -347,7 +347,7 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
     };
     let diff_from: Option<Oid> = match (&opts.base, opts.event, base) {
         (Base::NewBranch, _, _) => parent,
-        (_, Event::PullRequest, Some(b)) => Some(git::merge_base(repo, b, head)?),
+        (_, GithubEvent::PullRequest, Some(b)) => Some(git::merge_base(repo, b, head)?),
         (_, _, b) => b,
     };
     let changes: Vec<ChangedFile> = git::changed_files(repo, diff_from, head)?;
@@ -619,7 +619,7 @@ mod tests {
     fn push_env() {
         let (e, _f) = env("push", Some(r#"{"before":"abc1234"}"#));
         let o = resolve_options(&PlanRequest::default(), &e).unwrap();
-        assert_eq!(o.event, Event::Push);
+        assert_eq!(o.event, GithubEvent::Push);
         assert_eq!(o.branch.as_deref(), Some("42/merge"));
         assert_eq!(
             o.base,
@@ -645,7 +645,7 @@ mod tests {
             Some(r#"{"pull_request":{"base":{"sha":"def"}}}"#),
         );
         let o = resolve_options(&PlanRequest::default(), &e).unwrap();
-        assert_eq!(o.event, Event::PullRequest);
+        assert_eq!(o.event, GithubEvent::PullRequest);
         assert_eq!(o.branch.as_deref(), Some("feature/x"));
         assert!(matches!(o.base, Base::Rev { ref rev, .. } if rev == "def"));
 
@@ -653,11 +653,11 @@ mod tests {
             head: Some("h".into()),
             base: Some("b".into()),
             branch: Some("mine".into()),
-            event: Some(Event::Push),
+            event: Some(GithubEvent::Push),
             full_rebuild: true,
         };
         let o = resolve_options(&req, &e).unwrap();
-        assert_eq!(o.event, Event::Push);
+        assert_eq!(o.event, GithubEvent::Push);
         assert_eq!(o.branch.as_deref(), Some("mine"));
         assert_eq!(o.head, "h");
         assert!(

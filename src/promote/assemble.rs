@@ -4,12 +4,13 @@
 //! index is made from the recorded digests and PUT by digest ([`make_indexes`],
 //! [`publish`]: no image is pulled), and only then tagged, each tag read back.
 
-use crate::content_tags::publish::{Rendered, State as ContentTagState};
-use crate::registry::index::{IndexEntry, MadeIndex, Platform};
+use crate::content_tags::publish::{ContentTagState, Rendered};
+use crate::registry::index::{IndexEntry, MadeIndex};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::image::PlatformReport;
 use crate::report::{ArtifactDirs, ImageReport};
-use crate::spec::Spec;
+use crate::spec::platform::Platform;
+use crate::spec::{ImageSpec, Spec};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,8 +101,48 @@ fn dir_list(dirs: &[&Path]) -> String {
 pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
     let mut problems: Vec<String> = vec![];
     let all_dirs: Vec<&Path> = runs.iter().map(|r| r.dir.as_path()).collect();
+    let commits = commits_of(runs, &mut problems);
+    let awaiting = awaiting_of(spec, runs, &mut problems);
+    let mut images = vec![];
+    for image_spec in spec.topological() {
+        if let Some(found) = awaiting.get(image_spec.key.as_str()) {
+            images.extend(image_merge(
+                spec,
+                image_spec,
+                found,
+                &all_dirs,
+                &mut problems,
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "refusing to merge ({} problem{}):\n  {}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n  ")
+        );
+    }
+    Ok(MergePlan {
+        commit: commits
+            .keys()
+            .next()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        images,
+    })
+}
 
-    // Commits: one for all runs.
+/// One run's report of an image awaiting a merge: the run's folder, the report's file,
+/// the report.
+type Found<'a> = (&'a Path, &'a Path, &'a ImageReport);
+
+/// Each commit the runs built, with the folders that built it; a report without one, or
+/// more than one commit, is a problem.
+fn commits_of<'a>(
+    runs: &'a [RunArtifacts],
+    problems: &mut Vec<String>,
+) -> BTreeMap<&'a str, Vec<&'a Path>> {
     let mut commits: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
     for run in runs {
         for (file, r) in &run.reports {
@@ -130,9 +171,17 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
             each.join(" and ")
         ));
     }
+    commits
+}
 
-    // Failures, and the images awaiting merge, by key (parents first).
-    let mut awaiting: BTreeMap<&str, Vec<(&Path, &Path, &ImageReport)>> = BTreeMap::new();
+/// The images awaiting a merge, by key, with each run's report of them. An image that
+/// failed in a run, or one the spec does not have, is a problem.
+fn awaiting_of<'a>(
+    spec: &Spec,
+    runs: &'a [RunArtifacts],
+    problems: &mut Vec<String>,
+) -> BTreeMap<&'a str, Vec<Found<'a>>> {
+    let mut awaiting: BTreeMap<&str, Vec<Found<'a>>> = BTreeMap::new();
     for run in runs {
         for (file, r) in &run.reports {
             if !r.success {
@@ -169,161 +218,166 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
             ));
         }
     }
+    awaiting
+}
 
-    let mut images = vec![];
-    for image_spec in spec.topological() {
-        let Some(found) = awaiting.get(image_spec.key.as_str()) else {
-            continue;
-        };
-        let key = &image_spec.key;
-        let (_, first_file, first) = found[0];
-        let image = first.image.clone();
-        for (_, file, r) in &found[1..] {
-            if r.image != image {
-                problems.push(format!(
-                    "{key}: {} names {}, {} names {} (different tags: runs of different branches?)",
-                    first_file.display(),
-                    image,
-                    file.display(),
-                    r.image
-                ));
-            }
-        }
-        if image_spec.platforms.is_empty() {
+/// One image's merge from the runs' reports of it (`found`, at least one), or None when
+/// it cannot be merged at all; what is wrong goes to `problems`.
+fn image_merge(
+    spec: &Spec,
+    image_spec: &ImageSpec,
+    found: &[Found<'_>],
+    all_dirs: &[&Path],
+    problems: &mut Vec<String>,
+) -> Option<ImageMerge> {
+    let key = &image_spec.key;
+    let (_, first_file, first) = found[0];
+    let image = first.image.clone();
+    for (_, file, r) in &found[1..] {
+        if r.image != image {
             problems.push(format!(
-                "{image}: awaits a merge, but images.{key} in {} declares no `platforms:` to merge",
-                spec.path.display()
+                "{key}: {} names {}, {} names {} (different tags: runs of different branches?)",
+                first_file.display(),
+                image,
+                file.display(),
+                r.image
             ));
-            continue;
         }
-        // Each platform's digest, and the run it came from.
-        let mut got: BTreeMap<&str, (&str, &Path, &PlatformReport)> = BTreeMap::new();
-        for (dir, _, r) in found {
-            if r.platforms.is_empty() {
-                problems.push(format!(
-                    "{image}: awaits a merge in {} but lists no platforms",
-                    dir.display()
-                ));
-            }
-            for p in &r.platforms {
-                let Some(digest) = p.digest.as_deref() else {
-                    problems.push(format!(
-                        "{image}: platform {} has no digest in {}",
-                        p.platform,
-                        dir.display()
-                    ));
-                    continue;
-                };
-                if !p.success {
-                    problems.push(format!(
-                        "{image}: platform {} failed in {}",
-                        p.platform,
-                        dir.display()
-                    ));
-                }
-                match got.get(p.platform.as_str()) {
-                    Some((d, other, _)) if *d != digest => problems.push(format!(
-                        "{image}: platform {} is {d} in {} but {digest} in {}",
-                        p.platform,
-                        other.display(),
-                        dir.display()
-                    )),
-                    Some(_) => {}
-                    None => {
-                        got.insert(&p.platform, (digest, dir, p));
-                    }
-                }
-            }
-        }
-        for p in got.keys() {
-            if !image_spec.platforms.iter().any(|d| d == p) {
-                problems.push(format!(
-                    "{image}: platform {p} was built, but images.{key} in {} does not declare it (declared: {})",
-                    spec.path.display(),
-                    image_spec.platforms.join(", ")
-                ));
-            }
-        }
-        let mut platforms = vec![];
-        let mut reports = vec![];
-        for declared in &image_spec.platforms {
-            match got.get(declared.as_str()) {
-                None => problems.push(format!(
-                    "{image}: platform {declared}, which {} declares, is in none of the runs read ({})",
-                    spec.path.display(),
-                    dir_list(&all_dirs)
-                )),
-                Some((digest, _, p)) => match declared.parse::<Platform>() {
-                    Ok(plat) => {
-                        platforms.push((plat, digest.to_string()));
-                        reports.push((*p).clone());
-                    }
-                    Err(e) => problems.push(format!("{image}: {e}")),
-                },
-            }
-        }
-        // Content tags: computed in each run's own platform image, they must agree (one
-        // tag names the one index).
-        let tags_of = |r: &ImageReport| -> Vec<(String, bool)> {
-            let mut t: Vec<(String, bool)> = r
-                .content_tags
-                .iter()
-                .filter(|c| c.state == ContentTagState::NotPushed)
-                .map(|c| (c.tag.clone(), c.moving))
-                .collect();
-            t.sort();
-            t
-        };
-        let content_tags = tags_of(first);
-        for (dir, _, r) in &found[1..] {
-            let other = tags_of(r);
-            if other != content_tags {
-                let list = |t: &[(String, bool)]| {
-                    t.iter()
-                        .map(|(t, _)| t.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                problems.push(format!(
-                    "{image}: the runs computed different content tags: [{}] in {}, [{}] in {}",
-                    list(&content_tags),
-                    found[0].0.display(),
-                    list(&other),
-                    dir.display()
-                ));
-            }
-        }
-        let mut report = first.clone();
-        report.platforms = reports;
-        images.push(ImageMerge {
-            key: key.clone(),
-            parent: image_spec.depend_on.clone(),
-            repository: image_spec.image_name.clone(),
-            content_tags: content_tags
-                .into_iter()
-                .map(|(tag, moving)| Rendered { tag, moving })
-                .collect(),
-            image,
-            platforms,
-            report,
-        });
     }
-    if !problems.is_empty() {
-        anyhow::bail!(
-            "refusing to merge ({} problem{}):\n  {}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems.join("\n  ")
-        );
+    if image_spec.platforms.is_empty() {
+        problems.push(format!(
+            "{image}: awaits a merge, but images.{key} in {} declares no `platforms:` to merge",
+            spec.path.display()
+        ));
+        return None;
     }
-    Ok(MergePlan {
-        commit: commits
-            .keys()
-            .next()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        images,
+    let got = platform_digests(&image, found, problems);
+    for p in got.keys() {
+        if !image_spec.platforms.iter().any(|d| d == p) {
+            problems.push(format!(
+                "{image}: platform {p} was built, but images.{key} in {} does not declare it (declared: {})",
+                spec.path.display(),
+                crate::spec::platform::list(&image_spec.platforms, ", ")
+            ));
+        }
+    }
+    let mut platforms = vec![];
+    let mut reports = vec![];
+    for declared in &image_spec.platforms {
+        match got.get(declared.to_string().as_str()) {
+            None => problems.push(format!(
+                "{image}: platform {declared}, which {} declares, is in none of the runs read ({})",
+                spec.path.display(),
+                dir_list(all_dirs)
+            )),
+            Some((digest, _, p)) => {
+                platforms.push((declared.clone(), digest.to_string()));
+                reports.push((*p).clone());
+            }
+        }
+    }
+    let content_tags = agreed_content_tags(&image, found, problems);
+    let mut report = first.clone();
+    report.platforms = reports;
+    Some(ImageMerge {
+        key: key.clone(),
+        parent: image_spec.depend_on.clone(),
+        repository: image_spec.image_name.clone(),
+        content_tags: content_tags
+            .into_iter()
+            .map(|(tag, moving)| Rendered { tag, moving })
+            .collect(),
+        image,
+        platforms,
+        report,
     })
+}
+
+/// Each platform's digest in the runs, and the run it came from. A platform without a
+/// digest, one that failed, or one with two digests is a problem.
+fn platform_digests<'a>(
+    image: &str,
+    found: &[Found<'a>],
+    problems: &mut Vec<String>,
+) -> BTreeMap<&'a str, (&'a str, &'a Path, &'a PlatformReport)> {
+    let mut got: BTreeMap<&str, (&str, &Path, &PlatformReport)> = BTreeMap::new();
+    for &(dir, _, r) in found {
+        if r.platforms.is_empty() {
+            problems.push(format!(
+                "{image}: awaits a merge in {} but lists no platforms",
+                dir.display()
+            ));
+        }
+        for p in &r.platforms {
+            let Some(digest) = p.digest.as_deref() else {
+                problems.push(format!(
+                    "{image}: platform {} has no digest in {}",
+                    p.platform,
+                    dir.display()
+                ));
+                continue;
+            };
+            if !p.success {
+                problems.push(format!(
+                    "{image}: platform {} failed in {}",
+                    p.platform,
+                    dir.display()
+                ));
+            }
+            match got.get(p.platform.as_str()) {
+                Some((d, other, _)) if *d != digest => problems.push(format!(
+                    "{image}: platform {} is {d} in {} but {digest} in {}",
+                    p.platform,
+                    other.display(),
+                    dir.display()
+                )),
+                Some(_) => {}
+                None => {
+                    got.insert(&p.platform, (digest, dir, p));
+                }
+            }
+        }
+    }
+    got
+}
+
+/// The content tags the runs computed, as `(tag, moving)`: computed in each run's own
+/// platform image, they must agree (one tag names the one index).
+fn agreed_content_tags(
+    image: &str,
+    found: &[Found<'_>],
+    problems: &mut Vec<String>,
+) -> Vec<(String, bool)> {
+    let tags_of = |r: &ImageReport| -> Vec<(String, bool)> {
+        let mut t: Vec<(String, bool)> = r
+            .content_tags
+            .iter()
+            .filter(|c| c.state == ContentTagState::NotPushed)
+            .map(|c| (c.tag.clone(), c.moving))
+            .collect();
+        t.sort();
+        t
+    };
+    let content_tags = tags_of(found[0].2);
+    for (dir, _, r) in &found[1..] {
+        let other = tags_of(r);
+        if other != content_tags {
+            let list = |t: &[(String, bool)]| {
+                t.iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            problems.push(format!(
+                "{image}: the runs computed different content tags: [{}] in {}, [{}] in {}",
+                list(&content_tags),
+                found[0].0.display(),
+                list(&other),
+                dir.display()
+            ));
+        }
+    }
+    content_tags
 }
 
 /// An image's index, made and (unless a dry run) tagged.
@@ -462,7 +516,7 @@ pub async fn content_tags(client: &RegistryClient, merged: &mut [Merged]) -> boo
         );
         match m
             .report
-            .run_step(crate::report::Step::ContentTags, push)
+            .run_step(crate::report::ImageStep::ContentTags, push)
             .await
         {
             Some((records, warnings)) => {
@@ -664,7 +718,7 @@ tag:
         failed.awaiting_merge = false;
         failed.platforms[0].success = false;
         failed.fail(
-            crate::report::Step::BasicTests,
+            crate::report::ImageStep::BasicTests,
             "basic-tests failed: 1 of 3",
         );
         let amd = run(
@@ -689,13 +743,13 @@ tag:
 
     #[test]
     fn runs_that_computed_different_content_tags_are_refused() {
-        use crate::content_tags::publish::Record;
+        use crate::content_tags::publish::ContentTag;
         let tmp = tempfile::tempdir().unwrap();
         let spec = spec(tmp.path());
         let c = "1".repeat(40);
         let tagged = |platform: &str, d: char, tag: &str| {
             let mut r = report("base", platform, d, &c);
-            r.content_tags.push(Record {
+            r.content_tags.push(ContentTag {
                 tag: tag.into(),
                 digest: None,
                 state: ContentTagState::NotPushed,

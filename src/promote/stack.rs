@@ -12,8 +12,7 @@
 //! old tool wrote them); only registry requests use the normalized reference
 //! (`docker.io/ucsdets/...`).
 
-use crate::exit::{ExitStatus, WithStatus};
-use crate::promote::transaction::{self, promote, Step};
+use crate::promote::transaction::{self, TagMove, TransactionEnd, Verdict};
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::Spec;
 use crate::tag::{quarter_stable_tag, GLOBAL_STABLE_TAG};
@@ -51,7 +50,7 @@ pub struct Options {
 
 /// Source and target full names, in spec (or Home.md) order.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct PromotionPlan {
     /// Names as written in the spec (or Home.md), with their tags; see the module's notes.
     pub pairs: Vec<(String, String)>,
 }
@@ -92,7 +91,7 @@ fn with_tag(full: &str, tag: &str) -> anyhow::Result<String> {
 }
 
 /// Work out the pairs to promote.
-pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result<Plan> {
+pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result<PromotionPlan> {
     let pairs = match kind {
         Kind::Quarter { original_tag } => {
             let stable = quarter_stable_tag(prefix_of(original_tag, &spec.tag_prefix)?);
@@ -137,129 +136,196 @@ pub fn plan(spec: &Spec, kind: &Kind, wiki_dir: Option<&Path>) -> anyhow::Result
                 .collect::<anyhow::Result<Vec<_>>>()?
         }
     };
-    Ok(Plan { pairs })
+    Ok(PromotionPlan { pairs })
 }
 
-/// Run a promotion: registry (unless offline), then artifacts and wiki. Prints one line per
-/// image on stdout.
-pub async fn run(
-    client: Option<&RegistryClient>,
-    spec: &Spec,
-    opts: &Options,
-) -> anyhow::Result<()> {
+/// What the wiki pages need, checked before the registry is touched.
+struct WikiContext {
+    dir: PathBuf,
+    links: wiki::Links,
+    /// The commit a quarter promotion's Home.md row names (empty for a global one).
+    sha7: String,
+}
+
+/// A promotion checked and ready, before any registry request: its pairs, the tag moves
+/// made of them, and what the wiki needs.
+pub struct ReadyPromotion<'a> {
+    spec: &'a Spec,
+    opts: &'a Options,
+    pub plan: PromotionPlan,
+    moves: Vec<TagMove>,
+    wiki: Option<WikiContext>,
+}
+
+/// What the registry part of a promotion did.
+#[derive(Debug)]
+pub enum Promotion {
+    /// `--offline --dry-run`: no registry was asked; the pairs as planned.
+    Offline(Vec<(String, String)>),
+    /// The tag transaction's end, read back from the registry.
+    Registry(TransactionEnd),
+}
+
+impl Promotion {
+    /// Whether the promotion went through (or, for a dry run, was checked): only then are
+    /// its files written.
+    pub fn succeeded(&self) -> bool {
+        match self {
+            Promotion::Offline(_) => true,
+            Promotion::Registry(end) => {
+                matches!(end.verdict, Verdict::Promoted | Verdict::Checked)
+            }
+        }
+    }
+
+    /// One line per image for people, once the promotion succeeded.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Promotion::Offline(pairs) => pairs
+                .iter()
+                .map(|(s, t)| format!("{s} -> {t} (dry run, offline: not checked)"))
+                .collect(),
+            Promotion::Registry(end) => end
+                .rows
+                .iter()
+                .map(|r| {
+                    if end.verdict == Verdict::Checked {
+                        format!(
+                            "{} -> {} {} (dry run; target now {})",
+                            r.source, r.target, r.intended, r.before
+                        )
+                    } else {
+                        format!(
+                            "{} -> {} {} (was {})",
+                            r.source, r.target, r.intended, r.before
+                        )
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Check a promotion: its pairs, their references and what the wiki needs, before the
+/// registry is touched.
+pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<ReadyPromotion<'a>> {
     if opts.offline && !opts.dry_run {
         anyhow::bail!("--offline needs --dry-run");
     }
     let plan = plan(spec, &opts.kind, opts.wiki.as_deref())?;
-    // Everything the wiki needs is checked before the registry is touched.
-    let wiki_ctx = match &opts.wiki {
-        Some(dir) => Some((
-            dir.clone(),
-            wiki::Links::from_env(opts.repo_url.as_deref())?,
-            match opts.kind {
+    let wiki = match &opts.wiki {
+        Some(dir) => Some(WikiContext {
+            dir: dir.clone(),
+            links: wiki::Links::from_env(opts.repo_url.as_deref())?,
+            sha7: match opts.kind {
                 Kind::Quarter { .. } => wiki::commit_sha7(&opts.repo)?,
                 Kind::Global { .. } => String::new(),
             },
-        )),
+        }),
         None => None,
     };
-    let steps = plan
+    let moves = plan
         .pairs
         .iter()
-        .map(|(s, t)| Ok(Step::named(s, t)?))
+        .map(|(s, t)| Ok(TagMove::named(s, t)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(ReadyPromotion {
+        spec,
+        opts,
+        plan,
+        moves,
+        wiki,
+    })
+}
 
-    match (client, opts.offline) {
-        (_, true) => {
-            for (s, t) in &plan.pairs {
-                outln!("{s} -> {t} (dry run, offline: not checked)");
+impl ReadyPromotion<'_> {
+    /// The registry part: the tag transaction (none offline).
+    pub async fn promote(&self, client: Option<&RegistryClient>) -> anyhow::Result<Promotion> {
+        let opts = self.opts;
+        match (client, opts.offline) {
+            (_, true) => Ok(Promotion::Offline(self.plan.pairs.clone())),
+            (Some(c), false) => {
+                let topts = transaction::Options {
+                    dry_run: opts.dry_run,
+                    deadline: tokio::time::Instant::now() + opts.timeout,
+                    settle: opts.request_timeout,
+                    read_back_timeout: opts.request_timeout,
+                    cancel: opts.cancel.clone(),
+                };
+                Ok(Promotion::Registry(
+                    transaction::promote(c, &self.moves, &topts).await?,
+                ))
             }
+            (None, false) => anyhow::bail!("no registry client"),
         }
-        (Some(c), false) => {
-            let popts = transaction::Options {
-                dry_run: opts.dry_run,
-                deadline: tokio::time::Instant::now() + opts.timeout,
-                settle: opts.request_timeout,
-                read_back_timeout: opts.request_timeout,
-                cancel: opts.cancel.clone(),
-            };
-            let done = promote(c, &steps, &popts).await?;
-            if done.status != ExitStatus::Success {
-                // The table of every target goes to stdout, the verdict to stderr.
-                out!("{}", done.table());
-                let mut msg = done.summary.clone();
-                if let Some(r) = &done.deadline_hit {
-                    msg.push_str(&format!(
-                        "\nthe run's deadline (--timeout {}) was hit by {r}",
-                        humantime::format_duration(opts.timeout)
-                    ));
-                }
-                if done.status == ExitStatus::Interrupted {
-                    msg = format!("interrupted; {msg}");
-                }
-                return Err(WithStatus {
-                    status: done.status,
-                    message: msg,
-                }
-                .into());
-            }
-            for r in &done.rows {
-                if opts.dry_run {
-                    outln!(
-                        "{} -> {} {} (dry run; target now {})",
-                        r.source,
-                        r.target,
-                        r.intended,
-                        r.before
-                    );
-                } else {
-                    outln!(
-                        "{} -> {} {} (was {})",
-                        r.source,
-                        r.target,
-                        r.intended,
-                        r.before
-                    );
-                }
-            }
-            // Which content tags (spec `tags:`) the promoted images have: an artifact.
-            let promoted: Vec<(String, String)> = done
-                .rows
-                .iter()
-                .map(|r| (r.source.clone(), r.target.clone()))
-                .collect();
-            let digests: Vec<String> = done.rows.iter().map(|r| r.intended.clone()).collect();
-            let images: Vec<(&str, &[crate::content_tags::TagTemplate])> = spec
-                .images
-                .values()
-                .map(|i| (i.image_name.as_str(), i.tags.as_slice()))
-                .collect();
-            let found =
-                crate::content_tags::promoted::of_promoted(c, &images, &promoted, &digests).await;
-            match found {
-                Ok(lines) => {
-                    crate::content_tags::promoted::write(&opts.artifacts, &lines)?;
-                }
-                Err(e) => tracing::warn!("content tags of the promoted images not listed: {e:#}"),
-            }
-        }
-        (None, false) => anyhow::bail!("no registry client"),
     }
 
-    let sources: Vec<String> = plan.pairs.iter().map(|p| p.0.clone()).collect();
-    let targets: Vec<String> = plan.pairs.iter().map(|p| p.1.clone()).collect();
-    let (orig_name, tagged_name) = match opts.kind {
-        Kind::Quarter { .. } => ("IMAGES_ORIGINAL", "IMAGES_TAGGED"),
-        Kind::Global { .. } => ("IMAGES_ORIGINAL_STABLE", "IMAGES_GLOBAL_STABLE"),
-    };
-    wiki::write_list(&opts.artifacts, orig_name, &sources)?;
-    wiki::write_list(&opts.artifacts, tagged_name, &targets)?;
+    /// The files a promotion that succeeded leaves: `CONTENT_TAGS` (when the registry was
+    /// asked), the `IMAGES_*` lists, and the wiki pages.
+    pub async fn write_files(
+        &self,
+        client: Option<&RegistryClient>,
+        promotion: &Promotion,
+    ) -> anyhow::Result<()> {
+        if let (Some(c), Promotion::Registry(end)) = (client, promotion) {
+            self.write_content_tags(c, end).await?;
+        }
+        let sources: Vec<String> = self.plan.pairs.iter().map(|p| p.0.clone()).collect();
+        let targets: Vec<String> = self.plan.pairs.iter().map(|p| p.1.clone()).collect();
+        let (orig_name, tagged_name) = match self.opts.kind {
+            Kind::Quarter { .. } => ("IMAGES_ORIGINAL", "IMAGES_TAGGED"),
+            Kind::Global { .. } => ("IMAGES_ORIGINAL_STABLE", "IMAGES_GLOBAL_STABLE"),
+        };
+        wiki::write_list(&self.opts.artifacts, orig_name, &sources)?;
+        wiki::write_list(&self.opts.artifacts, tagged_name, &targets)?;
+        if let Some(w) = &self.wiki {
+            self.write_wiki(w, &sources, &targets)?;
+        }
+        Ok(())
+    }
 
-    if let Some((dir, links, sha7)) = wiki_ctx {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        for (s, t) in &plan.pairs {
-            if !wiki::copy_page(&dir, s, t)? {
+    /// Which content tags (spec `tags:`) the promoted images have: an artifact. Not
+    /// finding them is a warning, since the promotion is done.
+    async fn write_content_tags(
+        &self,
+        client: &RegistryClient,
+        end: &TransactionEnd,
+    ) -> anyhow::Result<()> {
+        let promoted: Vec<(String, String)> = end
+            .rows
+            .iter()
+            .map(|r| (r.source.clone(), r.target.clone()))
+            .collect();
+        let digests: Vec<String> = end.rows.iter().map(|r| r.intended.clone()).collect();
+        let images: Vec<(&str, &[crate::spec::TagTemplate])> = self
+            .spec
+            .images
+            .values()
+            .map(|i| (i.image_name.as_str(), i.tags.as_slice()))
+            .collect();
+        let found =
+            crate::content_tags::promoted::of_promoted(client, &images, &promoted, &digests).await;
+        match found {
+            Ok(lines) => {
+                crate::content_tags::promoted::write(&self.opts.artifacts, &lines)?;
+            }
+            Err(e) => tracing::warn!("content tags of the promoted images not listed: {e:#}"),
+        }
+        Ok(())
+    }
+
+    /// The stable pages (copied from their sources' pages), and Home.md's new row or
+    /// Stable_Tag.md.
+    fn write_wiki(
+        &self,
+        w: &WikiContext,
+        sources: &[String],
+        targets: &[String],
+    ) -> anyhow::Result<()> {
+        let dir = &w.dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (s, t) in &self.plan.pairs {
+            if !wiki::copy_page(dir, s, t)? {
                 tracing::warn!(
                     "{}: no page {}.md to copy for {t}; the link will point to a missing page",
                     dir.display(),
@@ -267,7 +333,7 @@ pub async fn run(
                 );
             }
         }
-        match opts.kind {
+        match self.opts.kind {
             Kind::Quarter { .. } => {
                 let home = dir.join("Home.md");
                 let old = match std::fs::read_to_string(&home) {
@@ -275,9 +341,11 @@ pub async fn run(
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                     Err(e) => return Err(e).context(format!("cannot read {}", home.display())),
                 };
-                let row = wiki::home_row(&links, &sha7, &targets);
+                let row = wiki::home_row(&w.links, &w.sha7, targets);
                 let mut text = wiki::insert_home_row(old.as_deref(), &row);
-                if let Some(with_tree) = wiki::with_tree(&text, &stack_tree(spec, &plan.pairs)) {
+                if let Some(with_tree) =
+                    wiki::with_tree(&text, &stack_tree(self.spec, &self.plan.pairs))
+                {
                     text = with_tree;
                 }
                 std::fs::write(&home, text)
@@ -285,12 +353,12 @@ pub async fn run(
             }
             Kind::Global { .. } => {
                 let p = dir.join("Stable_Tag.md");
-                std::fs::write(&p, wiki::stable_tag_page(&links, &targets, &sources))
+                std::fs::write(&p, wiki::stable_tag_page(&w.links, targets, sources))
                     .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The stack's tree for Home.md (see [`wiki::TREE_MARKER`]): each image with the tag it

@@ -7,7 +7,8 @@
 //! tag. What it does instead:
 //!
 //! 1. **One read round**: every source and every target, all at once. A missing source
-//!    stops the run before any write (exit 1); an unreadable one too (exit 2).
+//!    stops the run before any write (a [`Failed`] error); an unreadable one too (any
+//!    other error).
 //! 2. **Plan**: targets that already hold their source's digest need nothing (a rerun
 //!    completes a promotion: it is idempotent); *existing* targets can be put back;
 //!    *new* targets cannot be taken back. The plan is logged before any write.
@@ -20,18 +21,17 @@
 //! 4. **New targets after** (a second PUT round), only once every existing target holds the
 //!    source's digest. A failure here rolls forward (bounded); what still fails is reported.
 //! 5. **Read-back round**: after a settle time when a write got no answer, every target is
-//!    read (HEAD) again. The verdict and the exit code come from what the registry holds:
-//!    0 promoted, 1 nothing changed, 3 partly promoted (or a target unknown), 4 another
-//!    writer changed a target.
+//!    read (HEAD) again. The [`Verdict`] comes from what the registry holds: promoted,
+//!    unchanged, partly promoted (or a target unknown), or changed by another writer.
 //!
 //! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
 //! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
 //! still a round of its own: a PUT answer proves what the registry held when it answered,
-//! not at the end of the run, and only a read after every write sees a concurrent writer
-//! (issue 10). So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
+//! not at the end of the run, and only a read after every write sees a concurrent writer.
+//! So a promotion costs 3 rounds (read, PUT, read-back) when its targets are all
 //! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
-use crate::exit::{ExitStatus, Failed};
+use crate::exit::{Failed, Interrupted};
 use crate::registry::client::{Manifest, RegistryClient};
 use crate::registry::reference::ImageRef;
 use crate::registry::transport::retry::Unanswered;
@@ -42,9 +42,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// One retag of a promotion.
+/// One tag move of a promotion: a retag of its source's manifest to its target.
 #[derive(Clone, Debug)]
-pub struct Step {
+pub struct TagMove {
     pub source: ImageRef,
     pub target: ImageRef,
     /// The names shown to people (logs, the table, the lines printed): as the spec or the
@@ -54,10 +54,10 @@ pub struct Step {
     pub target_name: String,
 }
 
-impl Step {
-    /// A step whose names for people are the normalized references.
-    pub fn new(source: ImageRef, target: ImageRef) -> Step {
-        Step {
+impl TagMove {
+    /// A move whose names for people are the normalized references.
+    pub fn new(source: ImageRef, target: ImageRef) -> TagMove {
+        TagMove {
             source_name: source.to_string(),
             target_name: target.to_string(),
             source,
@@ -65,9 +65,12 @@ impl Step {
         }
     }
 
-    /// A step from names as written (parsed for the requests, shown as given).
-    pub fn named(source: &str, target: &str) -> Result<Step, crate::registry::reference::RefError> {
-        Ok(Step {
+    /// A move from names as written (parsed for the requests, shown as given).
+    pub fn named(
+        source: &str,
+        target: &str,
+    ) -> Result<TagMove, crate::registry::reference::RefError> {
+        Ok(TagMove {
             source: ImageRef::parse(source)?,
             target: ImageRef::parse(target)?,
             source_name: source.to_string(),
@@ -88,7 +91,7 @@ pub struct Options {
     pub settle: Duration,
     /// The time the final read-back (and a rollback) may take, even past the deadline.
     pub read_back_timeout: Duration,
-    /// An interrupt: like the deadline, but the run then exits 130.
+    /// An interrupt: like the deadline, but the verdict is then [`Verdict::Interrupted`].
     pub cancel: CancellationToken,
 }
 
@@ -151,6 +154,23 @@ impl fmt::Display for State {
     }
 }
 
+/// What a promotion's targets hold at the end, taken together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every target holds its source's digest.
+    Promoted,
+    /// A dry run: the registry was read, nothing was changed.
+    Checked,
+    /// Every target holds what it held before (some may have been put back).
+    Unchanged,
+    /// Some targets hold their source's digest and some do not, or one could not be read.
+    Partial,
+    /// Another writer changed a target during the run (it was not overwritten).
+    ConcurrentWriter,
+    /// The run was interrupted after it started writing.
+    Interrupted,
+}
+
 /// One target's line of the report.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -167,18 +187,17 @@ pub struct Row {
 
 /// The outcome of a promotion (or of a dry run: `now` is `before`).
 #[derive(Debug)]
-pub struct Outcome {
+pub struct TransactionEnd {
     pub rows: Vec<Row>,
-    /// 0 promoted, 1 nothing changed, 3 partly promoted / unknown, 4 another writer,
-    /// 130 interrupted.
-    pub status: ExitStatus,
+    /// What the registry holds at the end, taken together.
+    pub verdict: Verdict,
     /// One sentence that says what the registry holds.
     pub summary: String,
     /// The request the run's deadline cut, or the one it kept from being retried.
     pub deadline_hit: Option<String>,
 }
 
-impl Outcome {
+impl TransactionEnd {
     /// The table of every target: target, before, now, intended, state (and a note).
     pub fn table(&self) -> String {
         let w = self.rows.iter().map(|r| r.target.len()).max().unwrap_or(6);
@@ -201,6 +220,22 @@ impl Outcome {
             s.push('\n');
         }
         s
+    }
+
+    /// What the verdict means for people, with the request the run's deadline (`timeout`)
+    /// cut, if it cut one.
+    pub fn verdict_message(&self, timeout: Duration) -> String {
+        let mut msg = self.summary.clone();
+        if let Some(r) = &self.deadline_hit {
+            msg.push_str(&format!(
+                "\nthe run's deadline (--timeout {}) was hit by {r}",
+                humantime::format_duration(timeout)
+            ));
+        }
+        if self.verdict == Verdict::Interrupted {
+            msg = format!("interrupted; {msg}");
+        }
+        msg
     }
 }
 
@@ -239,15 +274,90 @@ async fn bounded<T>(
 }
 
 /// Promote (or with `dry_run` only read). `Err` only before any write: a missing source
-/// ([`Failed`], exit 1) or a registry that cannot be read (exit 2). After the first write the
-/// result is always an [`Outcome`] whose status says what the registry holds.
+/// ([`Failed`]), an interrupt ([`Interrupted`]) or a registry that cannot be read (any
+/// other error). After the first write the result is always a [`TransactionEnd`] whose
+/// verdict says what the registry holds.
 pub async fn promote(
     client: &RegistryClient,
-    steps: &[Step],
+    steps: &[TagMove],
     opts: &Options,
-) -> anyhow::Result<Outcome> {
-    let cancel = &opts.cancel;
+) -> anyhow::Result<TransactionEnd> {
     // 1. One read round: sources and targets together.
+    let (manifests, before_manifests) = read_sources_and_targets(client, steps, opts).await?;
+    let before: Vec<Held> = before_manifests
+        .iter()
+        .map(|m| match m {
+            Some(m) => Held::Digest(m.digest.clone()),
+            None => Held::Absent,
+        })
+        .collect();
+
+    // 2. The plan.
+    let todo: Vec<usize> = (0..steps.len())
+        .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
+        .collect();
+    let (existing, new): (Vec<usize>, Vec<usize>) =
+        todo.iter().partition(|&&i| before_manifests[i].is_some());
+    log_plan(steps, &manifests, &before, &existing, &new, opts.dry_run);
+    if opts.dry_run {
+        return Ok(dry_run_end(steps, &manifests, &before, &todo));
+    }
+
+    // 3. and 4. The writes: existing targets first, then new ones.
+    let mut run = Run {
+        client,
+        steps,
+        manifests: &manifests,
+        before: &before_manifests,
+        opts,
+        writes: steps.iter().map(|_| Write::default()).collect(),
+        deadline_hit: None,
+        interrupted: false,
+    };
+    run.write_all(&existing, &new).await;
+    let Run {
+        writes,
+        deadline_hit,
+        interrupted,
+        ..
+    } = run;
+
+    // 5. Settle, then read every target back.
+    settle(&writes, opts.settle).await;
+    let now = read_back(client, steps, opts).await;
+    let rows: Vec<Row> = (0..steps.len())
+        .map(|i| {
+            let read = Read {
+                before: &before[i],
+                now: &now[i],
+                intended: &manifests[i].digest,
+                in_todo: todo.contains(&i),
+            };
+            row(&steps[i], &read, &writes[i])
+        })
+        .collect();
+    let (verdict, summary) = verdict_of(&rows);
+    Ok(TransactionEnd {
+        rows,
+        verdict: if interrupted {
+            Verdict::Interrupted
+        } else {
+            verdict
+        },
+        summary,
+        deadline_hit,
+    })
+}
+
+/// The read round: each source's manifest and each target's (None: absent), read all at
+/// once. A source that is missing, or anything that cannot be read, is an error: nothing
+/// has been written yet.
+async fn read_sources_and_targets(
+    client: &RegistryClient,
+    steps: &[TagMove],
+    opts: &Options,
+) -> anyhow::Result<(Vec<Manifest>, Vec<Option<Manifest>>)> {
+    let cancel = &opts.cancel;
     let reads = join_all(
         steps
             .iter()
@@ -265,10 +375,9 @@ pub async fn promote(
     )
     .await;
     if cancel.is_cancelled() {
-        return Err(crate::exit::WithStatus {
-            status: ExitStatus::Interrupted,
-            message: "interrupted while reading the registry; nothing was changed".into(),
-        }
+        return Err(Interrupted(
+            "interrupted while reading the registry; nothing was changed".into(),
+        )
         .into());
     }
     let (source_reads, target_reads) = reads.split_at(steps.len());
@@ -304,99 +413,47 @@ pub async fn promote(
         ))
         .into());
     }
-    let before: Vec<Held> = before_manifests
-        .iter()
-        .map(|m| match m {
-            Some(m) => Held::Digest(m.digest.clone()),
-            None => Held::Absent,
+    Ok((manifests, before_manifests))
+}
+
+/// A dry run's end: every target as it was read (`now` is `before`).
+fn dry_run_end(
+    steps: &[TagMove],
+    manifests: &[Manifest],
+    before: &[Held],
+    todo: &[usize],
+) -> TransactionEnd {
+    let rows = (0..steps.len())
+        .map(|i| Row {
+            source: steps[i].source_name.clone(),
+            target: steps[i].target_name.clone(),
+            before: before[i].clone(),
+            now: before[i].clone(),
+            intended: manifests[i].digest.clone(),
+            state: if todo.contains(&i) {
+                State::Unchanged
+            } else {
+                State::Promoted
+            },
+            note: String::new(),
         })
         .collect();
-
-    // 2. The plan.
-    let todo: Vec<usize> = (0..steps.len())
-        .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
-        .collect();
-    let (existing, new): (Vec<usize>, Vec<usize>) =
-        todo.iter().partition(|&&i| before_manifests[i].is_some());
-    log_plan(steps, &manifests, &before, &existing, &new, opts.dry_run);
-    if opts.dry_run {
-        let rows = (0..steps.len())
-            .map(|i| Row {
-                source: steps[i].source_name.clone(),
-                target: steps[i].target_name.clone(),
-                before: before[i].clone(),
-                now: before[i].clone(),
-                intended: manifests[i].digest.clone(),
-                state: if todo.contains(&i) {
-                    State::Unchanged
-                } else {
-                    State::Promoted
-                },
-                note: String::new(),
-            })
-            .collect();
-        return Ok(Outcome {
-            rows,
-            status: ExitStatus::Success,
-            summary: "dry run: nothing was changed".into(),
-            deadline_hit: None,
-        });
-    }
-
-    let mut run = Run {
-        client,
-        steps,
-        manifests: &manifests,
-        before: &before_manifests,
-        opts,
-        writes: steps.iter().map(|_| Write::default()).collect(),
+    TransactionEnd {
+        rows,
+        verdict: Verdict::Checked,
+        summary: "dry run: nothing was changed".into(),
         deadline_hit: None,
-        interrupted: false,
-    };
-
-    // 3. Existing targets first.
-    let mut failing = run.put_round(&existing).await;
-    let mut rolled_back = false;
-    if !failing.is_empty() && !run.interrupted {
-        let rollback_possible = existing
-            .iter()
-            .all(|&i| run.writes[i].unanswered.get().is_none());
-        if rollback_possible {
-            tracing::warn!(
-                "promotion failed before any new tag was written: putting back what this run changed"
-            );
-            run.restore(&existing).await;
-            rolled_back = true;
-        } else {
-            tracing::warn!(
-                "a write got no answer and may still land: rolling forward instead of back"
-            );
-            failing = run.roll_forward(failing).await;
-        }
     }
+}
 
-    // 4. New targets, once every existing one holds its source's digest.
-    if failing.is_empty() && !rolled_back && !run.interrupted && !new.is_empty() {
-        let f = run.put_round(&new).await;
-        if !f.is_empty() && !run.interrupted {
-            tracing::warn!("a new tag cannot be taken back: rolling forward");
-            run.roll_forward(f).await;
-        }
-    }
-    let Run {
-        writes,
-        deadline_hit,
-        interrupted,
-        ..
-    } = run;
-
-    // 5. Settle, then read every target back.
+/// Wait, after the last write that got no answer, for `settle`: such a write may land late.
+async fn settle(writes: &[Write], settle: Duration) {
     let last_unanswered = writes
         .iter()
         .filter_map(|w| w.unanswered.get().map(|(_, t)| t))
         .max();
     if let Some(t) = last_unanswered {
-        let until = Instant::from_std(t) + opts.settle;
+        let until = Instant::from_std(t) + settle;
         if until > Instant::now() {
             tracing::info!(
                 "a write got no answer; waiting {:.1}s for it to land before reading back",
@@ -405,67 +462,76 @@ pub async fn promote(
             tokio::time::sleep_until(until).await;
         }
     }
-    let now = read_back(client, steps, opts).await;
+}
 
-    let rows: Vec<Row> = (0..steps.len())
-        .map(|i| {
-            let w = &writes[i];
-            let intended = manifests[i].digest.clone();
-            let state = match &now[i] {
-                Held::Unknown(_) => State::Unknown,
-                Held::Digest(d) if *d == intended => State::Promoted,
-                n if *n == before[i] => {
-                    if w.restored {
-                        State::Restored
-                    } else if w.confirmed {
-                        // This run's digest was there, and someone put the old one back.
-                        State::OtherWriter
-                    } else {
-                        State::Unchanged
-                    }
-                }
-                _ => State::OtherWriter,
-            };
-            let mut notes = Vec::new();
-            if let Held::Unknown(e) = &now[i] {
-                notes.push(format!("read-back failed: {e}"));
-            }
-            if let Some(why) = &w.left_alone {
-                notes.push(why.clone());
-            }
-            if state != State::Promoted {
-                if let Some((e, _)) = &w.error {
-                    notes.push(format!("PUT failed: {e}"));
-                }
-                if w.cut {
-                    notes.push("the PUT was cut short (deadline or interrupt)".into());
-                }
-                if let Some((n, _)) = w.unanswered.get() {
-                    notes.push(format!(
-                        "{n} PUT attempt(s) got no answer and may still land"
-                    ));
-                }
-                if todo.contains(&i) && !w.confirmed && w.error.is_none() && !w.cut {
-                    notes.push("not written".into());
-                }
-            }
-            Row {
-                source: steps[i].source_name.clone(),
-                target: steps[i].target_name.clone(),
-                before: before[i].clone(),
-                now: now[i].clone(),
-                intended,
-                state,
-                note: notes.join("; "),
-            }
-        })
-        .collect();
+/// What the reads said of one target.
+struct Read<'a> {
+    before: &'a Held,
+    now: &'a Held,
+    /// The source's digest.
+    intended: &'a str,
+    /// The plan had it to write.
+    in_todo: bool,
+}
 
+/// One target's row: its state from the read-back, and notes on its writes.
+fn row(step: &TagMove, read: &Read<'_>, w: &Write) -> Row {
+    let state = match read.now {
+        Held::Unknown(_) => State::Unknown,
+        Held::Digest(d) if d == read.intended => State::Promoted,
+        n if n == read.before => {
+            if w.restored {
+                State::Restored
+            } else if w.confirmed {
+                // This run's digest was there, and someone put the old one back.
+                State::OtherWriter
+            } else {
+                State::Unchanged
+            }
+        }
+        _ => State::OtherWriter,
+    };
+    let mut notes = Vec::new();
+    if let Held::Unknown(e) = read.now {
+        notes.push(format!("read-back failed: {e}"));
+    }
+    if let Some(why) = &w.left_alone {
+        notes.push(why.clone());
+    }
+    if state != State::Promoted {
+        if let Some((e, _)) = &w.error {
+            notes.push(format!("PUT failed: {e}"));
+        }
+        if w.cut {
+            notes.push("the PUT was cut short (deadline or interrupt)".into());
+        }
+        if let Some((n, _)) = w.unanswered.get() {
+            notes.push(format!(
+                "{n} PUT attempt(s) got no answer and may still land"
+            ));
+        }
+        if read.in_todo && !w.confirmed && w.error.is_none() && !w.cut {
+            notes.push("not written".into());
+        }
+    }
+    Row {
+        source: step.source_name.clone(),
+        target: step.target_name.clone(),
+        before: read.before.clone(),
+        now: read.now.clone(),
+        intended: read.intended.to_string(),
+        state,
+        note: notes.join("; "),
+    }
+}
+
+/// The verdict of the rows taken together, and one sentence that says it.
+fn verdict_of(rows: &[Row]) -> (Verdict, String) {
     let count = |s: State| rows.iter().filter(|r| r.state == s).count();
     let n = rows.len();
-    let (status, summary) = if count(State::OtherWriter) > 0 {
+    if count(State::OtherWriter) > 0 {
         (
-            ExitStatus::ConcurrentWriter,
+            Verdict::ConcurrentWriter,
             format!(
                 "another writer changed {} of {n} targets during this run (it was not overwritten); \
                  promotions of one stack must not run at once (a `concurrency:` group)",
@@ -474,7 +540,7 @@ pub async fn promote(
         )
     } else if count(State::Unknown) > 0 {
         (
-            ExitStatus::Partial,
+            Verdict::Partial,
             format!(
                 "{} of {n} targets could not be read back: their state is unknown; \
                  run the same command again to complete the promotion",
@@ -483,12 +549,12 @@ pub async fn promote(
         )
     } else if count(State::Promoted) == n {
         (
-            ExitStatus::Success,
+            Verdict::Promoted,
             format!("all {n} targets hold their source's digest"),
         )
     } else if count(State::Unchanged) + count(State::Restored) == n {
         (
-            ExitStatus::Failed,
+            Verdict::Unchanged,
             format!(
                 "nothing was changed: every target holds what it held before ({} put back)",
                 count(State::Restored)
@@ -496,31 +562,20 @@ pub async fn promote(
         )
     } else {
         (
-            ExitStatus::Partial,
+            Verdict::Partial,
             format!(
                 "partly promoted: {} of {n} targets hold their source's digest; \
                  run the same command again to complete the promotion",
                 count(State::Promoted)
             ),
         )
-    };
-    let status = if interrupted {
-        ExitStatus::Interrupted
-    } else {
-        status
-    };
-    Ok(Outcome {
-        rows,
-        status,
-        summary,
-        deadline_hit,
-    })
+    }
 }
 
 /// The write side of one promotion.
 struct Run<'a> {
     client: &'a RegistryClient,
-    steps: &'a [Step],
+    steps: &'a [TagMove],
     manifests: &'a [Manifest],
     before: &'a [Option<Manifest>],
     opts: &'a Options,
@@ -531,6 +586,38 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The writes: `existing` targets first (rolled back if one fails and every write was
+    /// answered, else rolled forward), then the `new` ones, only once every existing one
+    /// holds its source's digest (rolled forward: a new tag cannot be taken back).
+    async fn write_all(&mut self, existing: &[usize], new: &[usize]) {
+        let mut failing = self.put_round(existing).await;
+        let mut rolled_back = false;
+        if !failing.is_empty() && !self.interrupted {
+            let rollback_possible = existing
+                .iter()
+                .all(|&i| self.writes[i].unanswered.get().is_none());
+            if rollback_possible {
+                tracing::warn!(
+                    "promotion failed before any new tag was written: putting back what this run changed"
+                );
+                self.restore(existing).await;
+                rolled_back = true;
+            } else {
+                tracing::warn!(
+                    "a write got no answer and may still land: rolling forward instead of back"
+                );
+                failing = self.roll_forward(failing).await;
+            }
+        }
+        if failing.is_empty() && !rolled_back && !self.interrupted && !new.is_empty() {
+            let f = self.put_round(new).await;
+            if !f.is_empty() && !self.interrupted {
+                tracing::warn!("a new tag cannot be taken back: rolling forward");
+                self.roll_forward(f).await;
+            }
+        }
+    }
+
     /// One PUT round over `idx`, all at once; returns the indices not confirmed.
     async fn put_round(&mut self, idx: &[usize]) -> Vec<usize> {
         let results = {
@@ -695,7 +782,7 @@ impl Run<'_> {
 }
 
 /// Read every target (HEAD), all at once, each within the read-back timeout.
-async fn read_back(client: &RegistryClient, steps: &[Step], opts: &Options) -> Vec<Held> {
+async fn read_back(client: &RegistryClient, steps: &[TagMove], opts: &Options) -> Vec<Held> {
     join_all(steps.iter().map(|s| async move {
         match tokio::time::timeout(opts.read_back_timeout, client.head_manifest(&s.target)).await {
             Ok(Ok(Some(d))) => Held::Digest(d.digest),
@@ -709,7 +796,7 @@ async fn read_back(client: &RegistryClient, steps: &[Step], opts: &Options) -> V
 
 /// Log what the run will do before any write.
 fn log_plan(
-    steps: &[Step],
+    steps: &[TagMove],
     manifests: &[Manifest],
     before: &[Held],
     existing: &[usize],

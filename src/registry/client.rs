@@ -111,7 +111,6 @@ pub fn sha256_digest(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
-pub use super::copy::{BlobCopy, BlobStats, RetagReport};
 pub use super::transport::scheme::is_loopback;
 
 /// The layers every request goes through, outermost first (see [`super::transport`]).

@@ -1,7 +1,7 @@
 //! Copy and retag, above the client's operations: a manifest given another reference
 //! byte for byte, with the blobs it refers to made present first (nothing, a
 //! cross-repository mount, or a stream through this process). Promotion
-//! ([`super::tag_transaction`]) is built on these.
+//! ([`crate::promote::transaction`]) is built on these.
 
 use super::client::{Manifest, RegistryClient, RegistryError};
 use super::reference::ImageRef;

@@ -8,67 +8,12 @@ use super::client::{
     OCI_INDEX, OCI_MANIFEST,
 };
 use super::reference::ImageRef;
+use crate::spec::platform::Platform;
 use bytes::Bytes;
 use oci_spec::image::{
     Arch, DescriptorBuilder, Digest, ImageIndexBuilder, MediaType, Os, PlatformBuilder,
 };
 use std::str::FromStr;
-
-/// A platform as written on the command line and in the spec: `os/arch[/variant]`; also
-/// read from an index entry's `platform` or an image config (their `os`, `architecture`,
-/// `variant`).
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct Platform {
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// Whether this platform (an index entry's) is `wanted`. A wanted platform without a
-    /// variant matches any variant; `linux/arm64/v8` matches an entry without one (BuildKit
-    /// leaves arm64's default variant out).
-    pub fn is(&self, wanted: &Platform) -> bool {
-        if self.os != wanted.os || self.architecture != wanted.architecture {
-            return false;
-        }
-        match (&wanted.variant, &self.variant) {
-            (None, _) => true,
-            (Some(w), Some(v)) => w == v,
-            (Some(w), None) => wanted.architecture == "arm64" && w == "v8",
-        }
-    }
-}
-
-impl FromStr for Platform {
-    type Err = String;
-
-    /// Checked as the spec checks its `platforms:` ([`crate::spec::platform::check`]).
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::spec::platform::check(s)?;
-        let parts: Vec<&str> = s.split('/').collect();
-        Ok(Platform {
-            os: parts[0].to_string(),
-            architecture: parts[1].to_string(),
-            variant: parts.get(2).map(|v| v.to_string()),
-        })
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
 
 /// One platform's image of an index: its manifest's digest, media type and size.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

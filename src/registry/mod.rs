@@ -1,9 +1,9 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
 //! [`reference`] (names); [`transport`], a stack of small layers every request goes
-//! through ([`scheme`], [`useragent`], [`auth`], [`retry`], [`debuglog`], [`http`]);
-//! [`client`] (operation-sized functions over it); [`copy`] (copy and retag);
-//! [`tag_transaction`] (the all-or-nothing retag of a whole stack, read back); [`index`]
-//! (a multi-platform index put together from images already in the repository).
+//! through (scheme, user agent, auth, retry, debug log, http); [`client`] (operation-sized
+//! functions over it); [`copy`] (copy and retag); [`index`] (a multi-platform index put
+//! together from images already in the repository). The all-or-nothing retag of a whole
+//! stack is built on them in [`crate::promote::transaction`].
 
 pub mod client;
 pub mod copy;
@@ -13,6 +13,6 @@ pub mod transport;
 
 pub use client::{
     exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,
-    RetagReport,
 };
+pub use copy::RetagReport;
 pub use reference::ImageRef;

@@ -8,6 +8,8 @@
 //! (`title=`) also `:` and `,` become `%3A` and `%2C`.
 
 use super::dirs::with_path;
+use super::image::ImageReport;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -106,6 +108,53 @@ pub fn warning(title: &str, message: &str) -> String {
         escape_property(title),
         escape_data(message)
     )
+}
+
+/// `::error title=<key>: <step> failed::<message>` for a failed image; None when it passed.
+pub fn failure_annotation(report: &ImageReport) -> Option<String> {
+    if report.success {
+        return None;
+    }
+    let title = match report.failed_step {
+        Some(step) => format!("{}: {step} failed", report.key),
+        None => format!("{} failed", report.key),
+    };
+    Some(error(&title, &report.message))
+}
+
+/// How many lines of each log a finished image's group shows.
+const LOG_TAIL_LINES: usize = 40;
+
+/// What a finished image shows in the log: its progress `line` as a collapsible group
+/// with each step's time and the end of each of `logs` that exists, then an error
+/// annotation when it failed, and a warning annotation for each warning (a content tag
+/// kept on another digest is not a failure).
+pub fn finished_image(line: &str, report: &ImageReport, logs: &[PathBuf]) -> String {
+    let mut out = String::new();
+    // `group`, `end_group` and the annotations end in a newline; each is followed by an
+    // empty line.
+    let _ = writeln!(out, "{}", group(line));
+    for s in &report.steps {
+        let _ = writeln!(out, "  {}: {:.1}s", s.step, s.seconds);
+    }
+    for log in logs {
+        if let Ok(text) = std::fs::read_to_string(log) {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            let _ = writeln!(out, "--- {} (last {} lines)", log.display(), tail.len());
+            for l in tail {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{}", end_group());
+    if let Some(a) = failure_annotation(report) {
+        let _ = writeln!(out, "{a}");
+    }
+    for w in &report.warnings {
+        out.push_str(&warning(&report.key, w));
+    }
+    out
 }
 
 /// One GITHUB_OUTPUT entry: `name=value` for one line, else the heredoc form

@@ -2,11 +2,11 @@
 //!
 //! The per-image work of `stackctl build` fills an [`ImageReport`] as it goes
 //! (each step's time, the test counts, the digest) and returns it; the
-//! scheduler reads [`Outcome::succeeded`] from it, the postwork writes it.
+//! scheduler reads [`ImageOutcome::succeeded`] from it, the postwork writes it.
 
 use super::dirs::{with_path, ArtifactDirs};
 use crate::containers::suite::JunitReport;
-use crate::report::outcome::Outcome;
+use crate::report::outcome::ImageOutcome;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,33 +14,35 @@ use std::time::Duration;
 /// The steps of one image, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Step {
+pub enum ImageStep {
     Build,
     BasicTests,
     Push,
     IntegrationTests,
     /// Content tags (`tags:`): computed after the basic tests, pushed after the last test.
     ContentTags,
-    Manifest,
+    /// The image's manifest page (and its wiki copy) is written.
+    #[serde(rename = "manifest")]
+    Page,
     Prune,
 }
 
-impl Step {
+impl ImageStep {
     /// The name used in artifacts and messages (`basic-tests`).
     pub fn name(self) -> &'static str {
         match self {
-            Step::Build => "build",
-            Step::BasicTests => "basic-tests",
-            Step::Push => "push",
-            Step::IntegrationTests => "integration-tests",
-            Step::ContentTags => "content-tags",
-            Step::Manifest => "manifest",
-            Step::Prune => "prune",
+            ImageStep::Build => "build",
+            ImageStep::BasicTests => "basic-tests",
+            ImageStep::Push => "push",
+            ImageStep::IntegrationTests => "integration-tests",
+            ImageStep::ContentTags => "content-tags",
+            ImageStep::Page => "manifest",
+            ImageStep::Prune => "prune",
         }
     }
 }
 
-impl std::fmt::Display for Step {
+impl std::fmt::Display for ImageStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -106,7 +108,7 @@ pub struct PlatformReport {
 /// How long one step took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepTime {
-    pub step: Step,
+    pub step: ImageStep,
     pub seconds: f64,
 }
 
@@ -126,7 +128,7 @@ pub struct ImageReport {
     /// Whether the image was pushed to its registry.
     pub pushed: bool,
     /// The step that failed, if one did.
-    pub failed_step: Option<Step>,
+    pub failed_step: Option<ImageStep>,
     /// The pushed image's digest: for a multi-platform build, the index's (what the tag
     /// names); each platform's manifest is in `platforms`.
     pub digest: Option<String>,
@@ -155,7 +157,7 @@ pub struct ImageReport {
     /// The content tags (`tags:` in the spec): which tag names which digest, and what the
     /// build did (created, unchanged, kept on another digest, moved).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content_tags: Vec<crate::content_tags::publish::Record>,
+    pub content_tags: Vec<crate::content_tags::publish::ContentTag>,
     /// What did not fail the image but needs a look (a content tag kept on another digest).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -204,7 +206,7 @@ impl ImageReport {
     }
 
     /// Record that `step` took `took` (also for a failed step).
-    pub fn step_took(&mut self, step: Step, took: Duration) {
+    pub fn step_took(&mut self, step: ImageStep, took: Duration) {
         self.steps.push(StepTime {
             step,
             seconds: secs(took),
@@ -212,7 +214,7 @@ impl ImageReport {
     }
 
     /// The time recorded for `step`.
-    pub fn step_time(&self, step: Step) -> Option<Duration> {
+    pub fn step_time(&self, step: ImageStep) -> Option<Duration> {
         self.steps
             .iter()
             .find(|s| s.step == step)
@@ -220,7 +222,7 @@ impl ImageReport {
     }
 
     /// Mark the image failed at `step`, with a message saying why.
-    pub fn fail(&mut self, step: Step, message: impl Into<String>) {
+    pub fn fail(&mut self, step: ImageStep, message: impl Into<String>) {
         self.success = false;
         self.failed_step = Some(step);
         self.message = message.into();
@@ -228,7 +230,7 @@ impl ImageReport {
 
     /// Run one step, recording its time; on error mark the image failed at `step`
     /// (message `<step> failed: <error>`, with the error's causes) and return None.
-    pub async fn run_step<T, E, F>(&mut self, step: Step, fut: F) -> Option<T>
+    pub async fn run_step<T, E, F>(&mut self, step: ImageStep, fut: F) -> Option<T>
     where
         F: std::future::Future<Output = Result<T, E>>,
         E: Into<anyhow::Error>,
@@ -292,7 +294,7 @@ impl ImageReport {
     }
 }
 
-impl Outcome for ImageReport {
+impl ImageOutcome for ImageReport {
     fn succeeded(&self) -> bool {
         self.success
     }
@@ -312,8 +314,8 @@ mod tests {
             "127.0.0.1:5111/stackctl-example/analysis:2026.3-main",
         );
         r.built = true;
-        r.step_took(Step::Build, Duration::from_millis(12_345));
-        r.step_took(Step::BasicTests, Duration::from_millis(3_210));
+        r.step_took(ImageStep::Build, Duration::from_millis(12_345));
+        r.step_took(ImageStep::BasicTests, Duration::from_millis(3_210));
         r.tests.basic = Some(TestCounts {
             passed: 3,
             failed: 1,
@@ -325,7 +327,7 @@ mod tests {
             }],
         });
         r.fail(
-            Step::BasicTests,
+            ImageStep::BasicTests,
             "basic tests failed: 1 of 4 (test/test_stats.py::test_summary_of_numbers)",
         );
         r.finish(Duration::from_millis(15_600));
@@ -384,8 +386,8 @@ reclaimed_bytes: null
         r.built = true;
         r.pushed = true;
         r.digest = Some(format!("sha256:{}", "ab".repeat(32)));
-        r.step_took(Step::Build, Duration::from_secs(2));
-        r.step_took(Step::Push, Duration::from_millis(500));
+        r.step_took(ImageStep::Build, Duration::from_secs(2));
+        r.step_took(ImageStep::Push, Duration::from_millis(500));
         r.tests.basic = Some(TestCounts {
             passed: 7,
             ..Default::default()
@@ -394,8 +396,11 @@ reclaimed_bytes: null
         r.finish(Duration::from_millis(2_600));
         assert!(r.succeeded());
         assert_eq!(r.message, "built, tested and pushed");
-        assert_eq!(r.step_time(Step::Push), Some(Duration::from_millis(500)));
-        assert_eq!(r.step_time(Step::Manifest), None);
+        assert_eq!(
+            r.step_time(ImageStep::Push),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(r.step_time(ImageStep::Page), None);
         let yaml = r.to_yaml();
         assert!(yaml.contains("success: true\n"));
         assert!(yaml.contains(&format!("digest: sha256:{}\n", "ab".repeat(32))));
@@ -447,20 +452,20 @@ reclaimed_bytes: null
     async fn steps_are_timed_and_the_first_error_marks_the_failure() {
         let mut r = ImageReport::started("base", "x/base:t");
         let digest = r
-            .run_step(Step::Build, async {
+            .run_step(ImageStep::Build, async {
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 Ok::<_, std::io::Error>("sha256:ab".to_string())
             })
             .await;
         assert_eq!(digest.as_deref(), Some("sha256:ab"));
-        assert!(r.step_time(Step::Build).unwrap() >= Duration::from_millis(30));
+        assert!(r.step_time(ImageStep::Build).unwrap() >= Duration::from_millis(30));
         let pushed = r
-            .run_step(Step::Push, async {
+            .run_step(ImageStep::Push, async {
                 Err::<(), _>(anyhow::anyhow!("connection refused").context("PUT manifest"))
             })
             .await;
         assert!(pushed.is_none());
-        assert_eq!(r.failed_step, Some(Step::Push));
+        assert_eq!(r.failed_step, Some(ImageStep::Push));
         assert_eq!(r.message, "push failed: PUT manifest: connection refused");
         r.finish(Duration::from_millis(40));
         assert!(!r.success);

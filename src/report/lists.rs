@@ -44,14 +44,14 @@ pub fn write_images_built(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Step;
+    use crate::report::ImageStep;
     use std::time::Duration;
 
     fn report(key: &str, ok: bool) -> ImageReport {
         let mut r = ImageReport::started(key, format!("127.0.0.1:5111/ex/{key}:2026.3-main"));
         r.built = true;
         if !ok {
-            r.fail(Step::BasicTests, "tests failed");
+            r.fail(ImageStep::BasicTests, "tests failed");
         }
         r.finish(Duration::from_secs(1));
         r

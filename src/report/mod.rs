@@ -1,4 +1,4 @@
-//! What a build leaves behind (FORMATS.md, "Files a build leaves"), and how it
+//! What a build leaves behind (docs/formats.md, "What a build leaves"), and how it
 //! tells people about it: per-image YAML, `IMAGES_BUILT`, `logs/run.log`, the
 //! per-image log paths, GitHub Actions output and the final table.
 //!
@@ -7,10 +7,13 @@
 //! - [`lists`]: `artifacts/IMAGES_BUILT` and the other one-name-a-line files.
 //! - [`runlog`]: a tracing writer that tees the run's log lines into `logs/run.log`.
 //! - [`table`]: the summary rows, as a markdown table and as a terminal table.
-//! - [`github`]: `::group::`, `::error`, GITHUB_STEP_SUMMARY and GITHUB_OUTPUT.
-//! - [`progress`]: one progress line per image, and a failed image's annotation.
+//! - [`build_json`]: the document `stackctl build --format json` prints.
+//! - [`github`]: `::group::`, `::error`, a finished image's group, GITHUB_STEP_SUMMARY and
+//!   GITHUB_OUTPUT.
+//! - [`progress`]: one progress line per image.
 //! - [`postwork`]: all of the above for a finished run, in one call.
 
+pub mod build_json;
 pub mod dirs;
 pub mod github;
 pub mod image;
@@ -25,7 +28,7 @@ pub mod sizes;
 pub mod table;
 
 pub use dirs::ArtifactDirs;
-pub use image::{ImageReport, PlatformReport, Step, TestCounts, TestFailure};
+pub use image::{ImageReport, ImageStep, PlatformReport, TestCounts, TestFailure};
 pub use postwork::{write_postwork, PostworkOutput};
 pub use runlog::RunLog;
 pub use table::SummaryRow;

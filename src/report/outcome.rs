@@ -1,5 +1,5 @@
 //! What happened to each image of a run: the scheduler's results ([`Scheduled`],
-//! [`Skip`], [`Event`]) and what it needs to know of one image's work ([`Outcome`]).
+//! [`Skip`], [`ScheduleEvent`]) and what it needs to know of one image's work ([`ImageOutcome`]).
 //!
 //! The scheduler ([`crate::pipeline::schedule`]) produces them and the report
 //! ([`crate::report`]) reads them; neither imports the other for them.
@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Whether one image's work succeeded; what the scheduler needs to know of its result.
-pub trait Outcome {
+pub trait ImageOutcome {
     fn succeeded(&self) -> bool;
     /// Whether the work failed because its node went away (it may run again on another).
     fn node_lost(&self) -> bool {
@@ -16,13 +16,13 @@ pub trait Outcome {
     }
 }
 
-impl<T, E> Outcome for Result<T, E> {
+impl<T, E> ImageOutcome for Result<T, E> {
     fn succeeded(&self) -> bool {
         self.is_ok()
     }
 }
 
-impl Outcome for bool {
+impl ImageOutcome for bool {
     fn succeeded(&self) -> bool {
         *self
     }
@@ -80,7 +80,7 @@ pub enum Scheduled<T> {
     Skipped(Skip),
 }
 
-impl<T: Outcome> Scheduled<T> {
+impl<T: ImageOutcome> Scheduled<T> {
     /// Whether this image makes the run fail: its work failed, or it could not run.
     pub fn is_failure(&self) -> bool {
         match self {
@@ -131,7 +131,7 @@ impl<T> ScheduledImage<T> {
 
 /// What the scheduler tells an observer as it goes (for progress lines).
 #[derive(Debug)]
-pub enum Event<'a, T> {
+pub enum ScheduleEvent<'a, T> {
     UpToDate {
         key: &'a str,
     },

@@ -4,7 +4,7 @@
 
 use super::dirs::ArtifactDirs;
 use super::github::{build_outputs, GithubActions};
-use super::image::{ImageReport, Step};
+use super::image::{ImageReport, ImageStep};
 use super::lists::{built_images, write_image_list, IMAGES_BUILT};
 use super::table::{markdown_with_pictures, RowStatus, SummaryRow};
 use crate::report::mermaid::{self, GanttTask, NodeState, TreeNode};
@@ -55,7 +55,11 @@ pub fn step_times(scheduled: &[ScheduledImage<ImageReport>]) -> Vec<GanttTask> {
             let mut at = *started;
             // The prune step runs after every build of the run, not right after the
             // image's other steps: laid end to end it would be drawn at the wrong time.
-            for st in outcome.steps.iter().filter(|st| st.step != Step::Prune) {
+            for st in outcome
+                .steps
+                .iter()
+                .filter(|st| st.step != ImageStep::Prune)
+            {
                 let end = at + Duration::from_secs_f64(st.seconds.max(0.0));
                 tasks.push(GanttTask {
                     section: s.key.clone(),
@@ -134,12 +138,12 @@ mod tests {
     fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
         let mut r = ImageReport::started(key, format!("127.0.0.1:5111/ex/{key}:2026.3-main"));
         r.built = true;
-        r.step_took(Step::Build, Duration::from_secs(1));
+        r.step_took(ImageStep::Build, Duration::from_secs(1));
         if ok {
             r.pushed = true;
             r.digest = Some("sha256:aa".into());
         } else {
-            r.fail(Step::Build, "RUN exited 1");
+            r.fail(ImageStep::Build, "RUN exited 1");
         }
         r.finish(Duration::from_secs(2));
         ScheduledImage::ran_from_start(key, r, Duration::from_secs(2))
@@ -199,7 +203,7 @@ mod tests {
         assert_eq!(out.files.len(), 4);
         let failed =
             ImageReport::read(&art.join("127.0.0.1-5111-ex-service-2026.3-main.yaml")).unwrap();
-        assert_eq!(failed.failed_step, Some(Step::Build));
+        assert_eq!(failed.failed_step, Some(ImageStep::Build));
         assert!(!failed.success);
         assert_eq!(
             std::fs::read_to_string(art.join("IMAGES_BUILT")).unwrap(),

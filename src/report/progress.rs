@@ -1,18 +1,16 @@
-//! One progress line per image, from the scheduler's events, and the GitHub
-//! annotation of a failed image.
+//! One progress line per image, from the scheduler's events.
 
-use super::github;
 use super::image::ImageReport;
 use super::table::format_duration;
-use crate::report::outcome::Event;
+use crate::report::outcome::ScheduleEvent;
 
 /// The progress line of a scheduler event, e.g. `[analysis] failed at basic-tests
 /// after 4.1s: 1 of 4 tests failed`. `image` is the image's full name.
-pub fn line(event: &Event<'_, ImageReport>, image: &str) -> String {
+pub fn line(event: &ScheduleEvent<'_, ImageReport>, image: &str) -> String {
     match event {
-        Event::UpToDate { key } => format!("[{key}] up to date: {image}"),
-        Event::Started { key } => format!("[{key}] started: {image}"),
-        Event::Finished { key, outcome, took } if outcome.success => {
+        ScheduleEvent::UpToDate { key } => format!("[{key}] up to date: {image}"),
+        ScheduleEvent::Started { key } => format!("[{key}] started: {image}"),
+        ScheduleEvent::Finished { key, outcome, took } if outcome.success => {
             let digest = outcome
                 .digest
                 .as_deref()
@@ -24,7 +22,7 @@ pub fn line(event: &Event<'_, ImageReport>, image: &str) -> String {
                 format_duration(*took)
             )
         }
-        Event::Finished { key, outcome, took } => match outcome.failed_step {
+        ScheduleEvent::Finished { key, outcome, took } => match outcome.failed_step {
             Some(step) => format!(
                 "[{key}] failed at {step} after {}: {}",
                 format_duration(*took),
@@ -36,31 +34,20 @@ pub fn line(event: &Event<'_, ImageReport>, image: &str) -> String {
                 outcome.message
             ),
         },
-        Event::Skipped { key, why } => format!("[{key}] {why}"),
-        Event::Retried { key, outcome } => format!(
+        ScheduleEvent::Skipped { key, why } => format!("[{key}] {why}"),
+        ScheduleEvent::Retried { key, outcome } => format!(
             "[{key}] {}; it is built again on another node",
             outcome.message
         ),
     }
 }
 
-/// `::error title=<key>: <step> failed::<message>` for a failed image; None when it passed.
-pub fn failure_annotation(report: &ImageReport) -> Option<String> {
-    if report.success {
-        return None;
-    }
-    let title = match report.failed_step {
-        Some(step) => format!("{}: {step} failed", report.key),
-        None => format!("{} failed", report.key),
-    };
-    Some(github::error(&title, &report.message))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::github::failure_annotation;
     use crate::report::outcome::Skip;
-    use crate::report::Step;
+    use crate::report::ImageStep;
     use std::time::Duration;
 
     #[test]
@@ -68,16 +55,16 @@ mod tests {
         let img = "127.0.0.1:5111/ex/analysis:2026.3-main";
         let mut r = ImageReport::started("analysis", img);
         r.built = true;
-        r.fail(Step::BasicTests, "1 of 4 tests failed: test_x");
+        r.fail(ImageStep::BasicTests, "1 of 4 tests failed: test_x");
         r.finish(Duration::from_millis(4_100));
         let took = Duration::from_millis(4_120);
         assert_eq!(
-            line(&Event::Started { key: "analysis" }, img),
+            line(&ScheduleEvent::Started { key: "analysis" }, img),
             format!("[analysis] started: {img}")
         );
         assert_eq!(
             line(
-                &Event::Finished {
+                &ScheduleEvent::Finished {
                     key: "analysis",
                     outcome: &r,
                     took
@@ -97,7 +84,7 @@ mod tests {
         ok.finish(took);
         assert_eq!(
             line(
-                &Event::Finished {
+                &ScheduleEvent::Finished {
                     key: "base",
                     outcome: &ok,
                     took
@@ -112,7 +99,7 @@ mod tests {
         };
         assert_eq!(
             line(
-                &Event::Skipped {
+                &ScheduleEvent::Skipped {
                     key: "service",
                     why: &why
                 },
@@ -121,7 +108,7 @@ mod tests {
             "[service] skipped: the run stopped after analysis failed (no --keep-going)"
         );
         assert_eq!(
-            line(&Event::UpToDate { key: "base" }, img),
+            line(&ScheduleEvent::UpToDate { key: "base" }, img),
             format!("[base] up to date: {img}")
         );
     }

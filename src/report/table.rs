@@ -1,8 +1,8 @@
 //! The build's summary: one row per image of the stack (built, failed, skipped or up
 //! to date), as a markdown table (GITHUB_STEP_SUMMARY) and as a terminal table.
 
-use super::image::{ImageReport, PlatformReport, Step, TestCounts};
-use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+use super::image::{ImageReport, ImageStep, PlatformReport, TestCounts};
+use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::outcome::{Scheduled, ScheduledImage};
 use std::time::Duration;
 
@@ -14,7 +14,10 @@ pub enum RowStatus {
     /// Every step passed; the text says which ran (`built, tested and pushed`).
     Done(String),
     /// A step failed.
-    Failed { step: Option<Step>, message: String },
+    Failed {
+        step: Option<ImageStep>,
+        message: String,
+    },
     /// Not started (`skipped: parent base failed`).
     Skipped(String),
 }
@@ -98,10 +101,10 @@ impl SummaryRow {
                     }
                 };
                 row.digest = r.digest.clone();
-                row.build = r.step_time(Step::Build);
+                row.build = r.step_time(ImageStep::Build);
                 row.tests = match (
-                    r.step_time(Step::BasicTests),
-                    r.step_time(Step::IntegrationTests),
+                    r.step_time(ImageStep::BasicTests),
+                    r.step_time(ImageStep::IntegrationTests),
                 ) {
                     (None, None) => None,
                     (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
@@ -377,8 +380,8 @@ mod tests {
     fn ran(key: &str, ok: bool) -> ScheduledImage<ImageReport> {
         let mut r = ImageReport::started(key, format!("{REPO}/{key}:2026.3-main"));
         r.built = true;
-        r.step_took(Step::Build, Duration::from_millis(12_300));
-        r.step_took(Step::BasicTests, Duration::from_millis(3_200));
+        r.step_took(ImageStep::Build, Duration::from_millis(12_300));
+        r.step_took(ImageStep::BasicTests, Duration::from_millis(3_200));
         r.tests.basic = Some(TestCounts {
             passed: if ok { 4 } else { 3 },
             failed: if ok { 0 } else { 1 },
@@ -389,7 +392,7 @@ mod tests {
         if ok {
             r.pushed = true;
             r.digest = Some(format!("sha256:{}", "0123456789abcdef".repeat(4)));
-            r.step_took(Step::IntegrationTests, Duration::from_millis(1_000));
+            r.step_took(ImageStep::IntegrationTests, Duration::from_millis(1_000));
             r.tests.integration = Some(TestCounts {
                 passed: 3,
                 ..Default::default()
@@ -399,7 +402,10 @@ mod tests {
                 name: "t::x".into(),
                 message: "no".into(),
             });
-            r.fail(Step::BasicTests, "basic tests failed: t::x | assert 1 == 2");
+            r.fail(
+                ImageStep::BasicTests,
+                "basic tests failed: t::x | assert 1 == 2",
+            );
         }
         r.finish(Duration::from_millis(65_000));
         ScheduledImage::ran_from_start(key, r, Duration::from_millis(65_400))

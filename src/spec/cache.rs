@@ -12,7 +12,38 @@
 //! the image's own. A build imports, in order, this branch's cache, then the quarter's
 //! stable one (`buildcache-<prefix>-stable`), then main's (`buildcache-<prefix>-main`).
 
-use crate::buildkit::{CacheExport, CacheMode, CacheType};
+use std::fmt;
+
+/// How a build's cache is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    /// In the image's config (the default).
+    #[default]
+    Inline,
+    /// A cache manifest in a registry.
+    Registry,
+}
+
+/// Which layers a registry cache keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Every layer of every stage.
+    #[default]
+    Max,
+    /// Only the final image's layers.
+    Min,
+}
+
+impl fmt::Display for CacheMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CacheMode::Max => "max",
+            CacheMode::Min => "min",
+        })
+    }
+}
 
 /// A `cache:` section as written.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -69,17 +100,6 @@ impl CacheSpec {
         format!("{}:buildcache-{tag}", self.repository)
     }
 
-    /// The export of a build tagged `tag`.
-    pub fn export(&self, tag: &str) -> CacheExport {
-        match self.kind {
-            CacheType::Inline => CacheExport::Inline,
-            CacheType::Registry => CacheExport::Registry {
-                reference: self.reference(tag),
-                mode: self.mode,
-            },
-        }
-    }
-
     /// The registry caches a build tagged `tag` imports, in order: its own, the quarter's
     /// stable one, main's (none for inline cache: the images themselves are the sources).
     pub fn imports(&self, tag: &str, prefix: &str) -> Vec<String> {
@@ -128,7 +148,6 @@ mod tests {
     fn defaults_next_to_the_image_and_image_overrides_stack() {
         let c = CacheSpec::resolve(None, None, "base", "r/s/base").unwrap();
         assert_eq!(c.kind, CacheType::Inline);
-        assert_eq!(c.export("2026.3-qa"), CacheExport::Inline);
         assert!(c.imports("2026.3-qa", "2026.3").is_empty());
 
         let stack = raw(Some(CacheType::Registry), Some("r/cache"), None);

@@ -2,6 +2,7 @@
 
 use super::cache::{CacheSpec, RawCache};
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
+use super::platform::Platform;
 use super::validate;
 use crate::tag::TagSuffix;
 use indexmap::IndexMap;
@@ -99,7 +100,7 @@ struct RawSpec {
     changes: Option<RawChanges>,
     #[serde(default)]
     cache: Option<RawCache>,
-    /// Content tag templates (see crate::content_tags).
+    /// Content tag templates (see super::tag_template).
     #[serde(default)]
     tags: Option<Value>,
     /// Target platforms (see super::platform).
@@ -152,7 +153,7 @@ struct RawImage {
     tests: Option<TestSpec>,
     #[serde(default)]
     cache: Option<RawCache>,
-    /// Content tag templates (see crate::content_tags).
+    /// Content tag templates (see super::tag_template).
     #[serde(default)]
     tags: Option<Value>,
     /// Target platforms (see super::platform).
@@ -292,247 +293,45 @@ impl Spec {
             line: e.location().map(|l| l.line()),
             message: e.to_string(),
         })?;
-        let spec_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let spec_dir = if spec_dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            spec_dir
+        let (spec_dir, images_dir) = layout(path);
+        let mut l = Loader {
+            text,
+            path,
+            warnings: vec![],
+            problems: vec![],
         };
-        // Old layout: the spec lives in images/; new layout: images/ beside the spec.
-        let images_dir = if spec_dir.file_name().is_some_and(|n| n == "images") {
-            spec_dir.clone()
-        } else {
-            spec_dir.join("images")
-        };
-        let at = |line: Option<usize>| match line {
-            Some(l) => format!("{}:{l}", path.display()),
-            None => path.display().to_string(),
-        };
-
-        let mut warnings = vec![];
-        let mut problems = vec![];
         for k in raw.unknown.keys() {
-            warnings.push(format!(
-                "{}: unknown key `{k}` ignored",
-                at(line_of_key(text, k, 0))
-            ));
+            let at = l.at(line_of_key(text, k, 0));
+            l.warnings.push(format!("{at}: unknown key `{k}` ignored"));
         }
-
-        let mut tag_suffix = TagSuffix::default();
-        let tag_prefix = match &raw.tag {
-            Some(t) => {
-                match &t.suffix {
-                    None => {}
-                    Some(Value::String(s)) if s == "branch" => tag_suffix = TagSuffix::Branch,
-                    Some(Value::String(s)) if s == "commit" => tag_suffix = TagSuffix::Commit,
-                    Some(v) => problems.push(format!(
-                        "{}: `tag.suffix` must be `branch` or `commit`, not {}",
-                        at(line_of_key(text, "suffix", 2)),
-                        describe_value(v)
-                    )),
-                }
-                for k in t.unknown.keys() {
-                    warnings.push(format!(
-                        "{}: unknown key `tag.{k}` ignored",
-                        at(line_of_key(text, k, 2))
-                    ));
-                }
-                if t.prefix.is_number() {
-                    // YAML reads `2026.10` as the number 2026.1: the tag would lose the 0.
-                    warnings.push(format!(
-                        "{}: `tag.prefix` is a number ({}); quote it (\"...\") so YAML keeps it as written",
-                        at(line_of_key(text, "prefix", 2)),
-                        scalar_string(&t.prefix).unwrap_or_default()
-                    ));
-                }
-                match &t.prefix {
-                    Value::String(_) | Value::Number(_) => {
-                        scalar_string(&t.prefix).unwrap_or_default()
-                    }
-                    v => {
-                        problems.push(format!(
-                            "{}: `tag.prefix` must be a string such as \"2026.3\", not {}",
-                            at(line_of_key(text, "prefix", 2)),
-                            describe_value(v)
-                        ));
-                        String::new()
-                    }
-                }
-            }
-            None => {
-                problems.push(format!("{}: missing `tag.prefix`", path.display()));
-                String::new()
-            }
+        let (tag_prefix, tag_suffix) = l.tag(raw.tag.as_ref());
+        let stack = StackDefaults {
+            tags: l.stack_tags(raw.tags.as_ref()),
+            platforms: l.stack_platforms("platforms", raw.platforms.as_ref()),
+            integration_platforms: l
+                .stack_platforms("integration_platforms", raw.integration_platforms.as_ref()),
+            cache: raw.cache,
+            tests: raw.tests.unwrap_or_default(),
         };
-
-        // Content tags: the stack's list, which an image's own `tags:` replaces.
-        let stack_tags = match &raw.tags {
-            Some(v) => crate::content_tags::parse_list(v, "tags").unwrap_or_else(|errs| {
-                let here = at(line_of_key(text, "tags", 0));
-                problems.extend(errs.into_iter().map(|e| format!("{here}: {e}")));
-                vec![]
-            }),
-            None => vec![],
-        };
-        // Platforms: the stack's list, which an image's own list replaces.
-        let mut stack_platforms = |key: &str, v: &Option<Value>| match v {
-            Some(v) => super::platform::parse_list(v, key).unwrap_or_else(|errs| {
-                let here = at(line_of_key(text, key, 0));
-                problems.extend(errs.into_iter().map(|e| format!("{here}: {e}")));
-                vec![]
-            }),
-            None => vec![],
-        };
-        let stack_platform_list = stack_platforms("platforms", &raw.platforms);
-        let stack_tests = raw.tests.clone().unwrap_or_default();
-        let stack_integration_platforms =
-            stack_platforms("integration_platforms", &raw.integration_platforms);
-        let indent = image_indent(text);
-        // One pass over the text for every key's line (a search per image made loading
-        // 8,000 images take seconds).
-        let key_lines = lines_of_keys(text, indent);
-        let mut images = IndexMap::new();
-        match raw.images {
-            None => problems.push(format!("{}: missing `images`", path.display())),
-            Some(m) if m.0.is_empty() => {
-                problems.push(format!("{}: `images` is empty", path.display()))
-            }
-            Some(m) => {
-                for (key, ri) in m.0 {
-                    let line = key_lines.get(key.as_str()).copied();
-                    for k in ri.unknown.keys() {
-                        warnings.push(format!(
-                            "{}: image `{key}`: unknown key `{k}` ignored",
-                            at(line)
-                        ));
-                    }
-                    let mut build_args = IndexMap::new();
-                    for (k, v) in ri.build_args.unwrap_or_default() {
-                        match scalar_string(&v) {
-                            Some(s) => {
-                                build_args.insert(k, s);
-                            }
-                            None => problems.push(format!(
-                                "{}: image `{key}`: build arg `{k}` must be a string, number or boolean",
-                                at(line)
-                            )),
-                        }
-                    }
-                    let image_name = match ri.image_name {
-                        Some(n) if n.trim().is_empty() => {
-                            problems.push(format!(
-                                "{}: image `{key}`: `image_name` is empty (give the repository, e.g. ghcr.io/owner/{key})",
-                                at(line)
-                            ));
-                            String::new()
-                        }
-                        Some(n) => n,
-                        None => {
-                            problems
-                                .push(format!("{}: image `{key}`: missing `image_name`", at(line)));
-                            String::new()
-                        }
-                    };
-                    let cache = CacheSpec::resolve(
-                        raw.cache.as_ref(),
-                        ri.cache.as_ref(),
-                        &key,
-                        &image_name,
-                    )
-                    .unwrap_or_else(|e| {
-                        problems.push(format!("{}: image `{key}`: {e}", at(line)));
-                        CacheSpec::default()
-                    });
-                    let tags = match &ri.tags {
-                        Some(v) => {
-                            crate::content_tags::parse_list(v, &format!("images.{key}.tags"))
-                                .unwrap_or_else(|errs| {
-                                    problems.extend(
-                                        errs.into_iter()
-                                            .map(|e| format!("{}: image `{key}`: {e}", at(line))),
-                                    );
-                                    vec![]
-                                })
-                        }
-                        None => stack_tags.clone(),
-                    };
-                    let mut image_platforms =
-                        |name: &str, v: &Option<Value>, stack: &[String]| match v {
-                            Some(v) => {
-                                super::platform::parse_list(v, &format!("images.{key}.{name}"))
-                                    .unwrap_or_else(|errs| {
-                                        let here = at(line_in_image(text, line, name).or(line));
-                                        problems.extend(
-                                            errs.into_iter()
-                                                .map(|e| format!("{here}: image `{key}`: {e}")),
-                                        );
-                                        vec![]
-                                    })
-                            }
-                            None => stack.to_vec(),
-                        };
-                    let platforms =
-                        image_platforms("platforms", &ri.platforms, &stack_platform_list);
-                    let integration_platforms = image_platforms(
-                        "integration_platforms",
-                        &ri.integration_platforms,
-                        &stack_integration_platforms,
-                    );
-                    // Integration tests run on platforms the image is built for.
-                    for p in &integration_platforms {
-                        if !platforms.contains(p) {
-                            let l = line_in_image(text, line, "integration_platforms")
-                                .or_else(|| line_of_key(text, "integration_platforms", 0))
-                                .or(line);
-                            problems.push(format!(
-                                "{}: image `{key}`: `integration_platforms` names {p}, which is not in its `platforms` ({})",
-                                at(l),
-                                if platforms.is_empty() { "none: the builder's own".to_string() } else { platforms.join(", ") }
-                            ));
-                        }
-                    }
-                    images.insert(
-                        key.clone(),
-                        ImageSpec {
-                            key,
-                            image_name,
-                            depend_on: ri.depend_on,
-                            build_args,
-                            info_cmds: ri.info_cmds.unwrap_or_default(),
-                            integration_tests: ri.integration_tests,
-                            prune: ri.prune,
-                            prepull: ri.prepull,
-                            tests: {
-                                let mut t = ri.tests.unwrap_or_default();
-                                t.runner = t.runner.or(stack_tests.runner);
-                                t.cache = t.cache.or(stack_tests.cache);
-                                t
-                            },
-                            cache,
-                            tags,
-                            platforms,
-                            integration_platforms,
-                            line,
-                        },
-                    );
-                }
-            }
-        }
-
+        let images = l.images(raw.images, &stack);
         let declared_roots = match raw.root {
             None => vec![],
             Some(OneOrMany::One(s)) => vec![s],
             Some(OneOrMany::Many(v)) => v,
         };
-
         if let Some(c) = &raw.changes {
             for k in c.unknown.keys() {
-                warnings.push(format!(
-                    "{}: unknown key `changes.{k}` ignored (known: ignore, build_all)",
-                    at(line_of_key(text, k, 2))
+                let at = l.at(line_of_key(text, k, 2));
+                l.warnings.push(format!(
+                    "{at}: unknown key `changes.{k}` ignored (known: ignore, build_all)"
                 ));
             }
         }
+        let Loader {
+            mut warnings,
+            mut problems,
+            ..
+        } = l;
         let changes = load_change_rules(&spec_dir, raw.changes, &mut warnings)?;
 
         let mut spec = Spec {
@@ -551,6 +350,285 @@ impl Spec {
             Ok(spec)
         } else {
             Err(SpecError::Invalid { problems })
+        }
+    }
+}
+
+/// The spec's folder and the images' folder: old layout, the spec lives in `images/`; new
+/// layout, `images/` is beside the spec.
+fn layout(path: &Path) -> (PathBuf, PathBuf) {
+    let spec_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let spec_dir = if spec_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        spec_dir
+    };
+    let images_dir = if spec_dir.file_name().is_some_and(|n| n == "images") {
+        spec_dir.clone()
+    } else {
+        spec_dir.join("images")
+    };
+    (spec_dir, images_dir)
+}
+
+/// What the stack's top level gives every image that does not say otherwise.
+struct StackDefaults {
+    /// Content tags: the stack's list, which an image's own `tags:` replaces.
+    tags: Vec<super::TagTemplate>,
+    /// The stack's platform lists, which an image's own lists replace.
+    platforms: Vec<Platform>,
+    integration_platforms: Vec<Platform>,
+    /// The stack's `cache:`, merged key by key with an image's.
+    cache: Option<RawCache>,
+    /// The stack's `tests:` (runner, cache), which an image's own keys replace.
+    tests: super::model::StackTestSpec,
+}
+
+/// One spec text being read: the remarks and problems found so far, each naming the file
+/// (and line, when known).
+struct Loader<'a> {
+    text: &'a str,
+    path: &'a Path,
+    warnings: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Loader<'_> {
+    /// `path:line`, or the path alone.
+    fn at(&self, line: Option<usize>) -> String {
+        match line {
+            Some(l) => format!("{}:{l}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// The `tag:` section: the prefix and the suffix.
+    fn tag(&mut self, tag: Option<&RawTag>) -> (String, TagSuffix) {
+        let text = self.text;
+        let Some(t) = tag else {
+            let missing = format!("{}: missing `tag.prefix`", self.path.display());
+            self.problems.push(missing);
+            return (String::new(), TagSuffix::default());
+        };
+        let mut tag_suffix = TagSuffix::default();
+        match &t.suffix {
+            None => {}
+            Some(Value::String(s)) if s == "branch" => tag_suffix = TagSuffix::Branch,
+            Some(Value::String(s)) if s == "commit" => tag_suffix = TagSuffix::Commit,
+            Some(v) => {
+                let at = self.at(line_of_key(text, "suffix", 2));
+                self.problems.push(format!(
+                    "{at}: `tag.suffix` must be `branch` or `commit`, not {}",
+                    describe_value(v)
+                ))
+            }
+        }
+        for k in t.unknown.keys() {
+            let at = self.at(line_of_key(text, k, 2));
+            self.warnings
+                .push(format!("{at}: unknown key `tag.{k}` ignored"));
+        }
+        let prefix_at = self.at(line_of_key(text, "prefix", 2));
+        if t.prefix.is_number() {
+            // YAML reads `2026.10` as the number 2026.1: the tag would lose the 0.
+            self.warnings.push(format!(
+                "{prefix_at}: `tag.prefix` is a number ({}); quote it (\"...\") so YAML keeps it as written",
+                scalar_string(&t.prefix).unwrap_or_default()
+            ));
+        }
+        let prefix = match &t.prefix {
+            Value::String(_) | Value::Number(_) => scalar_string(&t.prefix).unwrap_or_default(),
+            v => {
+                self.problems.push(format!(
+                    "{prefix_at}: `tag.prefix` must be a string such as \"2026.3\", not {}",
+                    describe_value(v)
+                ));
+                String::new()
+            }
+        };
+        (prefix, tag_suffix)
+    }
+
+    /// The stack's `tags:` list.
+    fn stack_tags(&mut self, v: Option<&Value>) -> Vec<super::TagTemplate> {
+        let Some(v) = v else { return vec![] };
+        super::tag_template::parse_list(v, "tags").unwrap_or_else(|errs| {
+            let here = self.at(line_of_key(self.text, "tags", 0));
+            self.problems
+                .extend(errs.into_iter().map(|e| format!("{here}: {e}")));
+            vec![]
+        })
+    }
+
+    /// One of the stack's platform lists (`platforms:`, `integration_platforms:`).
+    fn stack_platforms(&mut self, key: &str, v: Option<&Value>) -> Vec<Platform> {
+        let Some(v) = v else { return vec![] };
+        super::platform::parse_list(v, key).unwrap_or_else(|errs| {
+            let here = self.at(line_of_key(self.text, key, 0));
+            self.problems
+                .extend(errs.into_iter().map(|e| format!("{here}: {e}")));
+            vec![]
+        })
+    }
+
+    /// The `images:` section, each image with the stack's defaults applied.
+    fn images(
+        &mut self,
+        raw: Option<UniqueKeys<RawImage>>,
+        stack: &StackDefaults,
+    ) -> IndexMap<String, ImageSpec> {
+        let mut images = IndexMap::new();
+        let m = match raw {
+            None => {
+                let missing = format!("{}: missing `images`", self.path.display());
+                self.problems.push(missing);
+                return images;
+            }
+            Some(m) if m.0.is_empty() => {
+                let empty = format!("{}: `images` is empty", self.path.display());
+                self.problems.push(empty);
+                return images;
+            }
+            Some(m) => m,
+        };
+        // One pass over the text for every key's line (a search per image made loading
+        // 8,000 images take seconds).
+        let key_lines = lines_of_keys(self.text, image_indent(self.text));
+        for (key, ri) in m.0 {
+            let line = key_lines.get(key.as_str()).copied();
+            let image = self.image(key.clone(), ri, line, stack);
+            images.insert(key, image);
+        }
+        images
+    }
+
+    /// One image, its key on `line`.
+    fn image(
+        &mut self,
+        key: String,
+        ri: RawImage,
+        line: Option<usize>,
+        stack: &StackDefaults,
+    ) -> ImageSpec {
+        let at = self.at(line);
+        for k in ri.unknown.keys() {
+            self.warnings
+                .push(format!("{at}: image `{key}`: unknown key `{k}` ignored"));
+        }
+        let mut build_args = IndexMap::new();
+        for (k, v) in ri.build_args.unwrap_or_default() {
+            match scalar_string(&v) {
+                Some(s) => {
+                    build_args.insert(k, s);
+                }
+                None => self.problems.push(format!(
+                    "{at}: image `{key}`: build arg `{k}` must be a string, number or boolean"
+                )),
+            }
+        }
+        let image_name = match ri.image_name {
+            Some(n) if n.trim().is_empty() => {
+                self.problems.push(format!(
+                    "{at}: image `{key}`: `image_name` is empty (give the repository, e.g. ghcr.io/owner/{key})"
+                ));
+                String::new()
+            }
+            Some(n) => n,
+            None => {
+                self.problems
+                    .push(format!("{at}: image `{key}`: missing `image_name`"));
+                String::new()
+            }
+        };
+        let cache = CacheSpec::resolve(stack.cache.as_ref(), ri.cache.as_ref(), &key, &image_name)
+            .unwrap_or_else(|e| {
+                self.problems.push(format!("{at}: image `{key}`: {e}"));
+                CacheSpec::default()
+            });
+        let tags = match &ri.tags {
+            Some(v) => super::tag_template::parse_list(v, &format!("images.{key}.tags"))
+                .unwrap_or_else(|errs| {
+                    self.problems.extend(
+                        errs.into_iter()
+                            .map(|e| format!("{at}: image `{key}`: {e}")),
+                    );
+                    vec![]
+                }),
+            None => stack.tags.clone(),
+        };
+        let platforms =
+            self.image_platforms(&key, line, "platforms", &ri.platforms, &stack.platforms);
+        let integration_platforms = self.image_platforms(
+            &key,
+            line,
+            "integration_platforms",
+            &ri.integration_platforms,
+            &stack.integration_platforms,
+        );
+        self.check_integration_platforms(&key, line, &platforms, &integration_platforms);
+        ImageSpec {
+            key,
+            image_name,
+            depend_on: ri.depend_on,
+            build_args,
+            info_cmds: ri.info_cmds.unwrap_or_default(),
+            integration_tests: ri.integration_tests,
+            prune: ri.prune,
+            prepull: ri.prepull,
+            tests: {
+                let mut t = ri.tests.unwrap_or_default();
+                t.runner = t.runner.or(stack.tests.runner);
+                t.cache = t.cache.or(stack.tests.cache);
+                t
+            },
+            cache,
+            tags,
+            platforms,
+            integration_platforms,
+            line,
+        }
+    }
+
+    /// An image's platform list `name`: its own, else the stack's.
+    fn image_platforms(
+        &mut self,
+        key: &str,
+        line: Option<usize>,
+        name: &str,
+        v: &Option<Value>,
+        stack: &[Platform],
+    ) -> Vec<Platform> {
+        let Some(v) = v else { return stack.to_vec() };
+        super::platform::parse_list(v, &format!("images.{key}.{name}")).unwrap_or_else(|errs| {
+            let here = self.at(line_in_image(self.text, line, name).or(line));
+            self.problems.extend(
+                errs.into_iter()
+                    .map(|e| format!("{here}: image `{key}`: {e}")),
+            );
+            vec![]
+        })
+    }
+
+    /// Integration tests run on platforms the image is built for.
+    fn check_integration_platforms(
+        &mut self,
+        key: &str,
+        line: Option<usize>,
+        platforms: &[Platform],
+        integration_platforms: &[Platform],
+    ) {
+        let text = self.text;
+        for p in integration_platforms {
+            if !platforms.contains(p) {
+                let l = line_in_image(text, line, "integration_platforms")
+                    .or_else(|| line_of_key(text, "integration_platforms", 0))
+                    .or(line);
+                let at = self.at(l);
+                self.problems.push(format!(
+                    "{at}: image `{key}`: `integration_platforms` names {p}, which is not in its `platforms` ({})",
+                    if platforms.is_empty() { "none: the builder's own".to_string() } else { super::platform::list(platforms, ", ") }
+                ));
+            }
         }
     }
 }

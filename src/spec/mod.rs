@@ -8,6 +8,7 @@ pub mod cache;
 mod load;
 mod model;
 pub mod platform;
+pub mod tag_template;
 mod validate;
 
 pub use cache::CacheSpec;
@@ -15,3 +16,4 @@ pub use load::{default_spec_path, SpecError};
 pub use model::{
     ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, RunnerKind, Spec, StackTestSpec, TestSpec,
 };
+pub use tag_template::{TagTemplate, Template};

@@ -50,13 +50,13 @@ pub struct ImageSpec {
     /// Where its build cache goes and comes from (`cache:`, the stack's merged with its own).
     pub cache: super::CacheSpec,
     /// Content tag templates (`tags:`): the image's own list, else the stack's.
-    pub tags: Vec<crate::content_tags::TagTemplate>,
+    pub tags: Vec<super::TagTemplate>,
     /// Target platforms (`platforms:`, the image's own list, else the stack's), e.g.
     /// `linux/amd64`; empty: the builder's own platform. More than one makes an index.
-    pub platforms: Vec<String>,
+    pub platforms: Vec<super::platform::Platform>,
     /// Platforms the integration tests run on (`integration_platforms:`, the image's own,
     /// else the stack's); empty: once, on the runner's native platform.
-    pub integration_platforms: Vec<String>,
+    pub integration_platforms: Vec<super::platform::Platform>,
     /// The 1-based line of the image's key in the spec file, for messages.
     pub line: Option<usize>,
 }
@@ -89,8 +89,13 @@ impl ImageSpec {
     }
 }
 
-/// An info command for manifest pages (run by [`crate::containers::commands`]).
-pub use crate::containers::commands::InfoCmd;
+/// A command to run in an image, with what it is for (an info command of the spec, run by
+/// [`crate::containers::commands`] for manifest pages).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InfoCmd {
+    pub description: String,
+    pub command: String,
+}
 
 /// How an image's tests run. Every field is optional in the spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

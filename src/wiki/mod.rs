@@ -1,4 +1,4 @@
-//! The wiki pages a promotion updates, in the old tool's format (see FORMATS.md):
+//! The wiki pages a promotion updates, in the old tool's format (see docs/formats.md):
 //! `Home.md` gains a row at the top of its table, `Stable_Tag.md` is rewritten with one row,
 //! and each promoted image's page is a copy of the page of the image it was promoted from.
 //! Every line we do not add is kept byte for byte.

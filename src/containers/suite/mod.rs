@@ -1,4 +1,4 @@
-//! An image's tests, run in containers of the image (issue 5).
+//! An image's tests, run in containers of the image.
 //!
 //! - basic: `images/tests_common/` and `images/<key>/test/` are copied into a container
 //!   of the image, and pytest runs there (`python3 -m pytest -x`, or `tests.command` of
@@ -14,7 +14,6 @@
 pub mod junit;
 
 use crate::containers::{self, bounded, RunScope, Stop};
-use crate::exit::ExitStatus;
 use crate::registry::ImageRef;
 use crate::spec::Spec;
 pub use junit::{JunitReport, TestFailure};
@@ -84,7 +83,7 @@ impl Default for Options {
 /// How a suite ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum TestOutcome {
     /// Every test passed.
     Passed,
     /// There were no tests (no test folder, or pytest collected nothing): a pass.
@@ -100,7 +99,7 @@ pub enum Outcome {
 pub struct SuiteResult {
     pub suite: Suite,
     pub image: String,
-    pub outcome: Outcome,
+    pub outcome: TestOutcome,
     /// The counts and failing tests of its JUnit report (zero when it did not run).
     #[serde(flatten)]
     pub counts: JunitReport,
@@ -128,7 +127,7 @@ impl SuiteResult {
         SuiteResult {
             suite,
             image: image.to_string(),
-            outcome: Outcome::CouldNotRun,
+            outcome: TestOutcome::CouldNotRun,
             counts: JunitReport::default(),
             message: String::new(),
             notices: vec![],
@@ -141,24 +140,15 @@ impl SuiteResult {
     }
 
     pub(crate) fn could_not_run(mut self, msg: impl Into<String>) -> Self {
-        self.outcome = Outcome::CouldNotRun;
+        self.outcome = TestOutcome::CouldNotRun;
         self.message = msg.into();
         self
-    }
-
-    /// 0 passed (or no tests), 1 a test failed, 2 the tests could not run.
-    pub fn exit_status(&self) -> ExitStatus {
-        match self.outcome {
-            Outcome::Passed | Outcome::NoTests => ExitStatus::Success,
-            Outcome::Failed => ExitStatus::Failed,
-            Outcome::CouldNotRun => ExitStatus::Error,
-        }
     }
 }
 
 /// Run one suite of image `key` against `image_ref`. Errors only for bad input (an
 /// unknown key, a missing integration port); everything that goes wrong while running
-/// is in the result ([`Outcome::CouldNotRun`]). The log and JUnit files of `opts` are
+/// is in the result ([`TestOutcome::CouldNotRun`]). The log and JUnit files of `opts` are
 /// written in every case where there is something to write.
 pub async fn run_suite(
     spec: &Spec,
@@ -240,7 +230,7 @@ pub async fn run_suite(
     }
 
     if plan.dirs.is_empty() {
-        res.outcome = Outcome::NoTests;
+        res.outcome = TestOutcome::NoTests;
         res.message = "no tests".to_string();
     } else {
         let run = run_plan(
@@ -595,7 +585,7 @@ pub(crate) fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> 
     let code = run.exit_code.unwrap_or(-1);
     // pytest: 5 = no tests collected, which the old tool took as a pass.
     if code == 5 {
-        res.outcome = Outcome::NoTests;
+        res.outcome = TestOutcome::NoTests;
         res.message = "no tests".to_string();
         return res;
     }
@@ -616,13 +606,13 @@ pub(crate) fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> 
         Err(e) => return res.could_not_run(format!("unreadable JUnit report: {e}")),
     };
     if res.counts.failed_or_errored() > 0 || code == 1 {
-        res.outcome = Outcome::Failed;
+        res.outcome = TestOutcome::Failed;
         res.message = match res.counts.failures.first() {
             Some(f) => format!("failed: {} ({})", f.name, f.message),
             None => format!("failed (exit code {code})"),
         };
     } else if code == 0 {
-        res.outcome = Outcome::Passed;
+        res.outcome = TestOutcome::Passed;
         res.message = if res.counts.passed + res.counts.skipped == 0 {
             "no tests".into()
         } else {

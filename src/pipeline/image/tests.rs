@@ -4,10 +4,16 @@
 //! parts are covered by the integration tests (tests/e2e_build.rs, tests/buildkit.rs).
 
 use super::*;
-use crate::containers::suite::{Outcome as TestOutcome, Suite, SuiteResult};
-use crate::content_tags::publish::{Record, Rendered, State};
-use crate::content_tags::{TagTemplate, Template};
+use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
+use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
+use crate::pipeline::platforms::Selection;
+use crate::pipeline::steps::Built;
+use crate::spec::platform::Platform;
+use crate::spec::{TagTemplate, Template};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 const REFERENCE: &str = "reg.example/stack/child:2026.3-feat";
 const REPOSITORY: &str = "reg.example/stack/child";
@@ -145,7 +151,7 @@ impl TestRunner for Fake {
         &self,
         s: Suite,
         image_ref: &str,
-        platform: Option<&str>,
+        platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let name = match s {
             Suite::Basic => "basic-tests",
@@ -156,7 +162,9 @@ impl TestRunner for Fake {
             None => self.call(format!("{name} {image_ref}")),
         }
         let outcome = match (s, self.trouble) {
-            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform == Some(p) => TestOutcome::Failed,
+            (Suite::Basic, Trouble::BasicTestsOn(p)) if platform.is_some_and(|q| *q == p) => {
+                TestOutcome::Failed
+            }
             (Suite::Basic, Trouble::BasicTests(o)) => o,
             (Suite::Basic, Trouble::BasicTestsError) => {
                 anyhow::bail!("the Docker engine cannot be reached")
@@ -209,15 +217,15 @@ impl Publisher for Fake {
     async fn pushed_manifests(
         &self,
         digest: &str,
-        platforms: &[String],
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        platforms: &[Platform],
+    ) -> anyhow::Result<Vec<(Platform, String)>> {
         self.call(format!("pushed-manifests {digest}"));
         if self.trouble == Trouble::PushedManifests {
             anyhow::bail!("the pushed index has no manifest for linux/arm64");
         }
         Ok(platforms
             .iter()
-            .map(|p| (p.clone(), format!("sha256:{}", p.replace('/', "-"))))
+            .map(|p| (p.clone(), format!("sha256:{}", p.file_part())))
             .collect())
     }
 
@@ -225,7 +233,7 @@ impl Publisher for Fake {
         &self,
         digest: &str,
         tags: &[Rendered],
-    ) -> anyhow::Result<(Vec<Record>, Vec<String>)> {
+    ) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)> {
         self.call(format!("content-tags {digest}"));
         if self.trouble == Trouble::ContentTags {
             anyhow::bail!("PUT {REPOSITORY}:py-3.11: 403 Forbidden");
@@ -235,10 +243,10 @@ impl Publisher for Fake {
             self.tags
                 .borrow_mut()
                 .push(format!("{REPOSITORY}:{}", r.tag));
-            records.push(Record {
+            records.push(ContentTag {
                 tag: r.tag.clone(),
                 digest: Some(digest.into()),
-                state: State::Created,
+                state: ContentTagState::Created,
                 moving: r.moving,
                 previous: None,
             });
@@ -248,7 +256,7 @@ impl Publisher for Fake {
 }
 
 impl PageWriter for Fake {
-    async fn write_page(&self, content_tags: &[Record]) -> anyhow::Result<()> {
+    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
         let tags: Vec<&str> = content_tags.iter().map(|r| r.tag.as_str()).collect();
         self.call(format!("manifest [{}]", tags.join(",")));
         if self.trouble == Trouble::Manifest {
@@ -298,12 +306,16 @@ async fn run_with(trouble: Trouble, o: Options) -> Ran {
         template: Template::parse("py-3.11").unwrap(),
         moving: false,
     }];
-    let strings = |l: &[&str]| l.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let parsed = |l: &[&str]| {
+        l.iter()
+            .map(|p| p.parse().unwrap())
+            .collect::<Vec<Platform>>()
+    };
     let selection = Selection {
-        platforms: strings(o.platforms),
+        platforms: parsed(o.platforms),
         split: o.split,
     };
-    let integration_platforms = strings(o.integration_platforms);
+    let integration_platforms = parsed(o.integration_platforms);
     let job = ImageJob {
         key: "child",
         reference: REFERENCE,
@@ -362,7 +374,7 @@ fn content_tags() -> String {
 }
 
 /// The report says the image failed at `step` with a message starting with `message`.
-fn assert_failed(r: &Ran, step: Step, message: &str) {
+fn assert_failed(r: &Ran, step: ImageStep, message: &str) {
     assert!(!r.report.success, "{:?}", r.report);
     assert_eq!(r.report.failed_step, Some(step), "{:?}", r.report);
     assert!(
@@ -373,7 +385,7 @@ fn assert_failed(r: &Ran, step: Step, message: &str) {
 }
 
 /// The steps' times are recorded in the order they ran.
-fn timed_steps(r: &Ran) -> Vec<Step> {
+fn timed_steps(r: &Ran) -> Vec<ImageStep> {
     r.report.steps.iter().map(|s| s.step).collect()
 }
 
@@ -395,13 +407,13 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
     assert_eq!(
         timed_steps(&r),
         [
-            Step::Build,
-            Step::BasicTests,
-            Step::ContentTags,
-            Step::Push,
-            Step::IntegrationTests,
-            Step::ContentTags,
-            Step::Manifest
+            ImageStep::Build,
+            ImageStep::BasicTests,
+            ImageStep::ContentTags,
+            ImageStep::Push,
+            ImageStep::IntegrationTests,
+            ImageStep::ContentTags,
+            ImageStep::Page
         ]
     );
     let rep = &r.report;
@@ -413,7 +425,7 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
     assert_eq!(rep.tests.basic.as_ref().unwrap().passed, 2);
     assert_eq!(rep.tests.integration.as_ref().unwrap().skipped, 1);
     assert_eq!(rep.content_tags.len(), 1);
-    assert_eq!(rep.content_tags[0].state, State::Created);
+    assert_eq!(rep.content_tags[0].state, ContentTagState::Created);
     assert_eq!(r.tags, [REFERENCE, "reg.example/stack/child:py-3.11"]);
     assert_eq!(r.digests["child"], BUILT_DIGEST);
 }
@@ -459,7 +471,7 @@ async fn without_push_the_image_is_built_tested_and_never_tagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
     assert!(r.report.success && !r.report.pushed, "{:?}", r.report);
     assert_eq!(r.report.message, "built and tested (not pushed)");
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -467,9 +479,9 @@ async fn without_push_the_image_is_built_tested_and_never_tagged() {
 async fn a_failed_build_runs_nothing_else() {
     let r = run(Trouble::BuildFails).await;
     assert_eq!(r.calls, ["build"]);
-    assert_failed(&r, Step::Build, "build failed: RUN make: exit 2");
+    assert_failed(&r, ImageStep::Build, "build failed: RUN make: exit 2");
     assert!(!r.report.built && !r.report.pushed && !r.report.node_lost);
-    assert_eq!(timed_steps(&r), [Step::Build]);
+    assert_eq!(timed_steps(&r), [ImageStep::Build]);
     // The parent it was built FROM is known before the build.
     assert_eq!(r.report.parent_digest.as_deref(), Some("sha256:parent"));
     assert!(r.tags.is_empty() && r.digests.is_empty());
@@ -482,7 +494,7 @@ async fn buildkit_out_of_reach_is_the_runs_service_error() {
     assert_eq!(r.calls, ["build"]);
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: BuildKit at tcp://x: refused",
     );
     assert_eq!(
@@ -496,7 +508,7 @@ async fn buildkit_out_of_reach_is_the_runs_service_error() {
 async fn a_lost_node_is_said_so_for_the_scheduler() {
     let r = run(Trouble::NodeLost).await;
     assert_eq!(r.calls, ["build"]);
-    assert_failed(&r, Step::Build, "build failed: tcp://x went away");
+    assert_failed(&r, ImageStep::Build, "build failed: tcp://x went away");
     assert!(r.report.node_lost && !r.report.built);
     assert_eq!(r.service_error, None);
     assert!(r.tags.is_empty());
@@ -508,14 +520,14 @@ async fn failed_basic_tests_stop_the_image_before_any_tag() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: 1 failed: test/test_x.py::test_y",
     );
     assert!(r.report.built && !r.report.pushed);
     let counts = r.report.tests.basic.as_ref().unwrap();
     assert_eq!((counts.passed, counts.failed, counts.skipped), (2, 1, 1));
     assert_eq!(counts.failures[0].name, "test/test_x.py::test_y");
-    assert_eq!(timed_steps(&r), [Step::Build, Step::BasicTests]);
+    assert_eq!(timed_steps(&r), [ImageStep::Build, ImageStep::BasicTests]);
     // Not tagged, and no child builds FROM it.
     assert!(r.tags.is_empty() && r.digests.is_empty());
 }
@@ -526,7 +538,7 @@ async fn basic_tests_that_could_not_run_stop_the_image() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: could not run: no python in the image",
     );
     assert!(r.report.tests.basic.is_some());
@@ -537,7 +549,7 @@ async fn basic_tests_that_could_not_run_stop_the_image() {
     assert_eq!(r.calls, ["build".to_string(), basic()]);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed: the Docker engine cannot be reached",
     );
     assert!(r.report.tests.basic.is_none());
@@ -557,7 +569,7 @@ async fn a_bad_content_tag_value_fails_the_image_before_it_is_tagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
     assert_failed(
         &r,
-        Step::ContentTags,
+        ImageStep::ContentTags,
         "content-tags failed: python3: not found",
     );
     assert!(!r.report.pushed && r.report.content_tags.is_empty());
@@ -572,11 +584,11 @@ async fn a_failed_publish_leaves_no_tag_and_runs_nothing_after() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values(), publish()]);
     assert_failed(
         &r,
-        Step::Push,
+        ImageStep::Push,
         "push failed: PUT reg.example/stack/child:2026.3-feat: 500",
     );
     assert!(!r.report.pushed && r.report.digest.is_none());
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
 
@@ -595,19 +607,19 @@ async fn failed_integration_tests_stop_before_content_tags_and_page() {
     );
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed: 1 failed",
     );
     // Pushed before the integration tests (they run against the tag), then nothing more.
     assert!(r.report.pushed);
     assert_eq!(r.report.tests.integration.as_ref().unwrap().failed, 1);
     assert_eq!(r.tags, [REFERENCE]);
-    assert_eq!(r.report.content_tags[0].state, State::NotPushed);
+    assert_eq!(r.report.content_tags[0].state, ContentTagState::NotPushed);
 
     let r = run(Trouble::IntegrationTests(TestOutcome::CouldNotRun)).await;
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed: could not run",
     );
     assert_eq!(r.tags, [REFERENCE]);
@@ -627,7 +639,7 @@ async fn failed_content_tags_stop_before_the_page() {
             content_tags()
         ]
     );
-    assert_failed(&r, Step::ContentTags, "content-tags failed: PUT");
+    assert_failed(&r, ImageStep::ContentTags, "content-tags failed: PUT");
     assert!(r.report.pushed);
     assert_eq!(r.tags, [REFERENCE]);
 }
@@ -639,7 +651,7 @@ async fn a_failed_manifest_page_fails_the_image_after_every_tag() {
     assert_eq!(r.calls[6], "manifest [py-3.11]");
     assert_failed(
         &r,
-        Step::Manifest,
+        ImageStep::Page,
         "manifest failed: writing manifests/child.md",
     );
     assert!(r.report.pushed);
@@ -657,7 +669,7 @@ async fn cancelled_before_the_start_runs_no_step() {
     )
     .await;
     assert!(r.calls.is_empty(), "{:?}", r.calls);
-    assert_failed(&r, Step::Build, "interrupted before it started");
+    assert_failed(&r, ImageStep::Build, "interrupted before it started");
     assert!(r.report.steps.is_empty() && !r.report.built);
     assert!(r.tags.is_empty() && r.digests.is_empty());
 }
@@ -668,7 +680,7 @@ async fn cancelled_during_the_build_drops_it() {
     assert_eq!(r.calls, ["build"]);
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: interrupted: the BuildKit solve was cancelled",
     );
     assert!(!r.report.built);
@@ -679,7 +691,7 @@ async fn cancelled_during_the_build_drops_it() {
 async fn cancelled_before_the_push_pushes_nothing() {
     let r = run(Trouble::CancelBeforePush).await;
     assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
-    assert_failed(&r, Step::Push, "interrupted: nothing was pushed");
+    assert_failed(&r, ImageStep::Push, "interrupted: nothing was pushed");
     assert!(r.report.built && !r.report.pushed);
     assert!(r.tags.is_empty());
 }
@@ -690,7 +702,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
     assert_eq!(r.calls, ["build".to_string(), basic(), values(), publish()]);
     assert_failed(
         &r,
-        Step::Push,
+        ImageStep::Push,
         "push failed: interrupted: the push was stopped",
     );
     assert!(!r.report.pushed);
@@ -701,7 +713,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
 async fn each_platform_is_tested_on_its_own_manifest() {
     let native = crate::spec::platform::native();
     assert!(
-        TWO.contains(&native.as_str()),
+        TWO.contains(&native.to_string().as_str()),
         "a test machine is amd64 or arm64"
     );
     let r = run_with(
@@ -723,7 +735,7 @@ async fn each_platform_is_tested_on_its_own_manifest() {
             // In the native platform's manifest.
             format!(
                 "content-tag-values {REPOSITORY}@sha256:{}",
-                native.replace('/', "-")
+                native.file_part()
             ),
             publish(),
             format!("integration-tests {REPOSITORY}@sha256:linux-arm64 on linux/arm64"),
@@ -756,7 +768,7 @@ async fn one_failing_platform_fails_the_image_before_any_tag() {
     assert_eq!(r.calls.len(), 4, "{:?}", r.calls);
     assert_failed(
         &r,
-        Step::BasicTests,
+        ImageStep::BasicTests,
         "basic-tests failed on 1 of 2 platforms: linux/arm64: 1 failed",
     );
     let arm = r
@@ -791,7 +803,7 @@ async fn a_pushed_index_without_a_platform_fails_the_build() {
     );
     assert_failed(
         &r,
-        Step::Build,
+        ImageStep::Build,
         "build failed: the pushed index has no manifest for linux/arm64",
     );
     assert!(r.tags.is_empty() && r.digests.is_empty());
@@ -838,7 +850,7 @@ async fn a_split_build_failing_its_integration_tests_does_not_await_the_merge() 
     assert_eq!(r.calls.len(), 5, "{:?}", r.calls);
     assert_failed(
         &r,
-        Step::IntegrationTests,
+        ImageStep::IntegrationTests,
         "integration-tests failed on 1 of 1 platforms: linux/arm64: 1 failed",
     );
     assert!(!r.report.awaiting_merge && !r.report.pushed);

@@ -9,7 +9,7 @@
 //! - with several nodes (BuildKit builders, [`run_schedule_placed`]), an image goes to the
 //!   node that ran its parent in this run when that node has nothing running (its cache
 //!   holds the parent's layers), else to the node with the fewest images running;
-//! - work whose node was lost ([`Outcome::node_lost`]) runs again on another node, once;
+//! - work whose node was lost ([`ImageOutcome::node_lost`]) runs again on another node, once;
 //!   the lost node gets no more work. With no node left, the images not started are
 //!   [`Skip::NoNode`];
 //! - when an image fails, its descendants are not started ([`Skip::AncestorFailed`]);
@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::time::Instant;
 
-pub use crate::report::outcome::{Event, Outcome, Scheduled, ScheduledImage, Skip};
+pub use crate::report::outcome::{ImageOutcome, ScheduleEvent, Scheduled, ScheduledImage, Skip};
 
 /// One image as the scheduler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub async fn run_schedule<T, F, Fut>(
     work: F,
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -100,10 +100,10 @@ pub async fn run_schedule_observed<T, F, Fut>(
     jobs: &[Job],
     opts: ScheduleOptions,
     mut work: F,
-    observe: impl FnMut(Event<'_, T>),
+    observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String) -> Fut,
     Fut: Future<Output = T>,
 {
@@ -117,45 +117,14 @@ pub async fn run_schedule_placed<T, F, Fut>(
     opts: ScheduleOptions,
     nodes: usize,
     mut work: F,
-    mut observe: impl FnMut(Event<'_, T>),
+    mut observe: impl FnMut(ScheduleEvent<'_, T>),
 ) -> Result<Vec<ScheduledImage<T>>, ScheduleError>
 where
-    T: Outcome,
+    T: ImageOutcome,
     F: FnMut(String, usize) -> Fut,
     Fut: Future<Output = T>,
 {
-    let index = check_order(jobs)?;
-    let per_node = opts.jobs.max(1);
-    let nodes = nodes.max(1);
-    let mut alive = vec![true; nodes];
-    let mut busy = vec![0usize; nodes];
-    // The node each image last ran on, and whether it already ran again after a lost node.
-    let mut ran_on: Vec<Option<usize>> = vec![None; jobs.len()];
-    let mut retried = vec![false; jobs.len()];
-    let parent_of = |i: usize| {
-        jobs[i]
-            .parent
-            .as_ref()
-            .and_then(|p| index.get(p.as_str()).copied())
-    };
-
-    enum State<T> {
-        Pending,
-        Running,
-        Done(Scheduled<T>),
-    }
-    let mut state: Vec<State<T>> = jobs
-        .iter()
-        .map(|j| {
-            if j.rebuild {
-                State::Pending
-            } else {
-                observe(Event::UpToDate { key: &j.key });
-                State::Done(Scheduled::UpToDate)
-            }
-        })
-        .collect();
-
+    let mut board = Board::new(jobs, opts.jobs.max(1), nodes.max(1), &mut observe)?;
     let t0 = Instant::now();
     let mut running = FuturesUnordered::new();
     let mut first_failure: Option<usize> = None;
@@ -163,57 +132,32 @@ where
         let stopped = first_failure.is_some() && !opts.keep_going;
         if !stopped {
             // Start ready images, earliest in topological order first.
-            for i in 0..jobs.len() {
-                if !(0..nodes).any(|n| alive[n] && busy[n] < per_node) {
+            for (i, job) in jobs.iter().enumerate() {
+                if !board.has_room() {
                     break;
                 }
-                if !matches!(state[i], State::Pending) {
+                if !board.ready(i) {
                     continue;
                 }
-                let ready = match parent_of(i) {
-                    None => true,
-                    Some(p) => match &state[p] {
-                        State::Done(Scheduled::UpToDate) => true,
-                        State::Done(Scheduled::Ran { outcome, .. }) => outcome.succeeded(),
-                        _ => false,
-                    },
+                let Some(node) = board.start(i, &mut observe) else {
+                    break;
                 };
-                if ready {
-                    let parent_node = parent_of(i).and_then(|p| ran_on[p]);
-                    let Some(node) = place(parent_node, &alive, &busy, per_node) else {
-                        break;
-                    };
-                    busy[node] += 1;
-                    ran_on[i] = Some(node);
-                    state[i] = State::Running;
-                    observe(Event::Started { key: &jobs[i].key });
-                    let started = t0.elapsed();
-                    let fut = work(jobs[i].key.clone(), node);
-                    running.push(async move {
-                        let outcome = fut.await;
-                        (i, node, started, outcome)
-                    });
-                }
+                let started = t0.elapsed();
+                let fut = work(job.key.clone(), node);
+                running.push(async move {
+                    let outcome = fut.await;
+                    (i, node, started, outcome)
+                });
             }
         }
         let Some((i, node, started, outcome)) = running.next().await else {
             break;
         };
-        busy[node] -= 1;
-        if outcome.node_lost() {
-            alive[node] = false;
-            if !retried[i] && alive.iter().any(|a| *a) {
-                retried[i] = true;
-                observe(Event::Retried {
-                    key: &jobs[i].key,
-                    outcome: &outcome,
-                });
-                state[i] = State::Pending;
-                continue;
-            }
+        if board.lost_and_retried(i, node, &outcome, &mut observe) {
+            continue;
         }
         let took = t0.elapsed().saturating_sub(started);
-        observe(Event::Finished {
+        observe(ScheduleEvent::Finished {
             key: &jobs[i].key,
             outcome: &outcome,
             took,
@@ -222,80 +166,223 @@ where
         if failed && first_failure.is_none() {
             first_failure = Some(i);
         }
-        state[i] = State::Done(Scheduled::Ran {
+        board.state[i] = State::Done(Scheduled::Ran {
             outcome,
             started,
             took,
         });
         if failed {
-            // Its descendants will never start: say so now, not at the end of the run.
-            // Descendants come after `i`, parents before children: one forward pass.
-            let mut below = vec![i];
-            for j in i + 1..jobs.len() {
-                let Some(p) = parent_of(j) else { continue };
-                if below.contains(&p) && matches!(state[j], State::Pending) {
-                    let why = Skip::AncestorFailed {
-                        failed: jobs[i].key.clone(),
-                        direct: p == i,
-                    };
-                    observe(Event::Skipped {
-                        key: &jobs[j].key,
-                        why: &why,
-                    });
-                    state[j] = State::Done(Scheduled::Skipped(why));
-                    below.push(j);
+            board.skip_descendants(i, &mut observe);
+        }
+    }
+    board.skip_held_back(first_failure, &mut observe);
+    Ok(board.results())
+}
+
+/// Where one job is in the run.
+enum State<T> {
+    Pending,
+    Running,
+    Done(Scheduled<T>),
+}
+
+/// The scheduler's view of the run: each job's state, and each node's.
+struct Board<'j, T> {
+    jobs: &'j [Job],
+    /// Each job's parent's position (None: no parent among the jobs).
+    parents: Vec<Option<usize>>,
+    state: Vec<State<T>>,
+    per_node: usize,
+    alive: Vec<bool>,
+    busy: Vec<usize>,
+    /// The node each image last ran on, and whether it already ran again after a lost node.
+    ran_on: Vec<Option<usize>>,
+    retried: Vec<bool>,
+}
+
+impl<'j, T: ImageOutcome> Board<'j, T> {
+    /// Every job pending, except those that do not rebuild (up to date, observed as such).
+    fn new(
+        jobs: &'j [Job],
+        per_node: usize,
+        nodes: usize,
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
+    ) -> Result<Self, ScheduleError> {
+        let index = check_order(jobs)?;
+        let parents = jobs
+            .iter()
+            .map(|j| {
+                j.parent
+                    .as_ref()
+                    .and_then(|p| index.get(p.as_str()).copied())
+            })
+            .collect();
+        let state = jobs
+            .iter()
+            .map(|j| {
+                if j.rebuild {
+                    State::Pending
+                } else {
+                    observe(ScheduleEvent::UpToDate { key: &j.key });
+                    State::Done(Scheduled::UpToDate)
                 }
+            })
+            .collect();
+        Ok(Board {
+            jobs,
+            parents,
+            state,
+            per_node,
+            alive: vec![true; nodes],
+            busy: vec![0; nodes],
+            ran_on: vec![None; jobs.len()],
+            retried: vec![false; jobs.len()],
+        })
+    }
+
+    /// Whether some live node can take one more image.
+    fn has_room(&self) -> bool {
+        (0..self.alive.len()).any(|n| self.alive[n] && self.busy[n] < self.per_node)
+    }
+
+    /// Whether job `i` is pending and its parent is done with success (or up to date, or not
+    /// part of the run).
+    fn ready(&self, i: usize) -> bool {
+        if !matches!(self.state[i], State::Pending) {
+            return false;
+        }
+        match self.parents[i] {
+            None => true,
+            Some(p) => match &self.state[p] {
+                State::Done(Scheduled::UpToDate) => true,
+                State::Done(Scheduled::Ran { outcome, .. }) => outcome.succeeded(),
+                _ => false,
+            },
+        }
+    }
+
+    /// Mark job `i` running on the node chosen for it (None: every live node is full).
+    fn start(&mut self, i: usize, observe: &mut impl FnMut(ScheduleEvent<'_, T>)) -> Option<usize> {
+        let parent_node = self.parents[i].and_then(|p| self.ran_on[p]);
+        let node = place(parent_node, &self.alive, &self.busy, self.per_node)?;
+        self.busy[node] += 1;
+        self.ran_on[i] = Some(node);
+        self.state[i] = State::Running;
+        observe(ScheduleEvent::Started {
+            key: &self.jobs[i].key,
+        });
+        Some(node)
+    }
+
+    /// Job `i` ended on `node`. When the node was lost, it gets no more work, and the job,
+    /// unless it already ran again, is pending again (true) for another node.
+    fn lost_and_retried(
+        &mut self,
+        i: usize,
+        node: usize,
+        outcome: &T,
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
+    ) -> bool {
+        self.busy[node] -= 1;
+        if !outcome.node_lost() {
+            return false;
+        }
+        self.alive[node] = false;
+        if self.retried[i] || !self.alive.iter().any(|a| *a) {
+            return false;
+        }
+        self.retried[i] = true;
+        observe(ScheduleEvent::Retried {
+            key: &self.jobs[i].key,
+            outcome,
+        });
+        self.state[i] = State::Pending;
+        true
+    }
+
+    /// Job `i` failed: its descendants will never start; say so now, not at the end of the
+    /// run. Descendants come after `i`, parents before children: one forward pass.
+    fn skip_descendants(&mut self, i: usize, observe: &mut impl FnMut(ScheduleEvent<'_, T>)) {
+        let jobs = self.jobs;
+        let mut below = vec![i];
+        for j in i + 1..jobs.len() {
+            let Some(p) = self.parents[j] else { continue };
+            if below.contains(&p) && matches!(self.state[j], State::Pending) {
+                let why = Skip::AncestorFailed {
+                    failed: jobs[i].key.clone(),
+                    direct: p == i,
+                };
+                observe(ScheduleEvent::Skipped {
+                    key: &jobs[j].key,
+                    why: &why,
+                });
+                self.state[j] = State::Done(Scheduled::Skipped(why));
+                below.push(j);
             }
         }
     }
 
-    // Whatever is still pending was held back by a failure (without --keep-going).
-    // Parents come first, so an ancestor's state is final when its descendant is looked at.
-    for i in 0..jobs.len() {
-        if !matches!(state[i], State::Pending) {
-            continue;
+    /// Whatever is still pending at the end was held back by a failure (without
+    /// --keep-going), or found no node. Parents come first, so an ancestor's state is final
+    /// when its descendant is looked at.
+    fn skip_held_back(
+        &mut self,
+        first_failure: Option<usize>,
+        observe: &mut impl FnMut(ScheduleEvent<'_, T>),
+    ) {
+        let jobs = self.jobs;
+        for i in 0..jobs.len() {
+            if !matches!(self.state[i], State::Pending) {
+                continue;
+            }
+            let no_node = !self.alive.iter().any(|a| *a);
+            let why = match (self.failed_ancestor(i), first_failure) {
+                (Some((failed, direct)), _) => Skip::AncestorFailed { failed, direct },
+                (None, _) if no_node => Skip::NoNode,
+                (None, Some(f)) => Skip::RunStopped {
+                    failed: jobs[f].key.clone(),
+                },
+                // Unreachable: with no failure every pending image becomes ready in turn.
+                (None, None) => continue,
+            };
+            observe(ScheduleEvent::Skipped {
+                key: &jobs[i].key,
+                why: &why,
+            });
+            self.state[i] = State::Done(Scheduled::Skipped(why));
         }
-        let mut failed_ancestor = None;
-        let mut cur = parent_of(i);
+    }
+
+    /// The nearest ancestor of job `i` that ran and failed, and whether it is the parent.
+    fn failed_ancestor(&self, i: usize) -> Option<(String, bool)> {
+        let mut cur = self.parents[i];
         let mut direct = true;
         while let Some(p) = cur {
-            if let State::Done(Scheduled::Ran { outcome, .. }) = &state[p] {
+            if let State::Done(Scheduled::Ran { outcome, .. }) = &self.state[p] {
                 if !outcome.succeeded() {
-                    failed_ancestor = Some((jobs[p].key.clone(), direct));
-                    break;
+                    return Some((self.jobs[p].key.clone(), direct));
                 }
             }
             direct = false;
-            cur = parent_of(p);
+            cur = self.parents[p];
         }
-        let no_node = !alive.iter().any(|a| *a);
-        let why = match (failed_ancestor, first_failure) {
-            (Some((failed, direct)), _) => Skip::AncestorFailed { failed, direct },
-            (None, _) if no_node => Skip::NoNode,
-            (None, Some(f)) => Skip::RunStopped {
-                failed: jobs[f].key.clone(),
-            },
-            // Unreachable: with no failure every pending image becomes ready in turn.
-            (None, None) => continue,
-        };
-        observe(Event::Skipped {
-            key: &jobs[i].key,
-            why: &why,
-        });
-        state[i] = State::Done(Scheduled::Skipped(why));
+        None
     }
 
-    Ok(jobs
-        .iter()
-        .zip(state)
-        .map(|(j, s)| ScheduledImage {
-            key: j.key.clone(),
-            result: match s {
-                State::Done(r) => r,
-                State::Pending | State::Running => unreachable!("every job ends done"),
-            },
-        })
-        .collect())
+    /// One entry per job, in the jobs' order.
+    fn results(self) -> Vec<ScheduledImage<T>> {
+        self.jobs
+            .iter()
+            .zip(self.state)
+            .map(|(j, s)| ScheduledImage {
+                key: j.key.clone(),
+                result: match s {
+                    State::Done(r) => r,
+                    State::Pending | State::Running => unreachable!("every job ends done"),
+                },
+            })
+            .collect()
+    }
 }
 
 /// The node for an image whose parent ran on `parent` (None: not in this run): the parent's

@@ -368,13 +368,13 @@ async fn the_observer_sees_every_image_once() {
         &jobs,
         opts,
         |k: String| async move { k != "a1" },
-        |e: Event<'_, bool>| {
+        |e: ScheduleEvent<'_, bool>| {
             seen.borrow_mut().push(match e {
-                Event::UpToDate { key } => format!("up-to-date {key}"),
-                Event::Started { key } => format!("start {key}"),
-                Event::Finished { key, outcome, .. } => format!("end {key} {outcome}"),
-                Event::Skipped { key, why } => format!("{key} {why}"),
-                Event::Retried { key, .. } => format!("again {key}"),
+                ScheduleEvent::UpToDate { key } => format!("up-to-date {key}"),
+                ScheduleEvent::Started { key } => format!("start {key}"),
+                ScheduleEvent::Finished { key, outcome, .. } => format!("end {key} {outcome}"),
+                ScheduleEvent::Skipped { key, why } => format!("{key} {why}"),
+                ScheduleEvent::Retried { key, .. } => format!("again {key}"),
             })
         },
     )
@@ -442,10 +442,10 @@ async fn descendants_are_reported_skipped_as_soon_as_their_ancestor_fails() {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         k != "a"
     };
-    let out = run_schedule_observed(&two_branches(), opts, work, |e: Event<'_, bool>| {
+    let out = run_schedule_observed(&two_branches(), opts, work, |e: ScheduleEvent<'_, bool>| {
         let line = match e {
-            Event::Finished { key, .. } => format!("end {key}"),
-            Event::Skipped { key, why } => format!("{key} {why}"),
+            ScheduleEvent::Finished { key, .. } => format!("end {key}"),
+            ScheduleEvent::Skipped { key, why } => format!("{key} {why}"),
             _ => return,
         };
         seen.borrow_mut().push(line);
@@ -476,7 +476,7 @@ struct OnNode {
     lost: bool,
 }
 
-impl Outcome for OnNode {
+impl ImageOutcome for OnNode {
     fn succeeded(&self) -> bool {
         self.ok
     }
@@ -608,8 +608,8 @@ async fn a_lost_node_moves_its_image_once_then_no_node_is_left() {
                 }
             }
         },
-        |e: Event<'_, OnNode>| {
-            if let Event::Retried { key, .. } = e {
+        |e: ScheduleEvent<'_, OnNode>| {
+            if let ScheduleEvent::Retried { key, .. } = e {
                 retried.borrow_mut().push(key.to_string());
             }
         },

@@ -398,7 +398,13 @@ mod tests {
     use std::sync::Arc;
 
     fn get(url: &str) -> reqwest::Request {
-        reqwest::Client::new().get(url).build().unwrap()
+        {
+            crate::registry::transport::http::install_crypto_provider();
+            reqwest::Client::new()
+        }
+        .get(url)
+        .build()
+        .unwrap()
     }
 
     fn store(user: &str, pass: &str) -> CredentialStore {

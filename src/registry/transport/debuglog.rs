@@ -74,14 +74,17 @@ mod tests {
         let _guard = tracing::subscriber::set_default(sub);
         let srv = test_server::start(|_, _| (201, vec![], String::new())).await;
         let t = DebugLog::new(Http::new().unwrap());
-        let req = reqwest::Client::new()
-            .put(format!(
-                "{}/v2/a/blobs/uploads/1?_state=SECRETSTATE",
-                srv.base
-            ))
-            .header("authorization", "Bearer SECRETTOKEN")
-            .build()
-            .unwrap();
+        let req = {
+            crate::registry::transport::http::install_crypto_provider();
+            reqwest::Client::new()
+        }
+        .put(format!(
+            "{}/v2/a/blobs/uploads/1?_state=SECRETSTATE",
+            srv.base
+        ))
+        .header("authorization", "Bearer SECRETTOKEN")
+        .build()
+        .unwrap();
         t.round_trip(Call::new(req, &[], "PUT")).await.unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(

@@ -1,4 +1,4 @@
-//! The bottom of the transport stack ([`super::transport`]): the HTTP clients, so that start-up reads no certificate: one client
+//! The bottom of the transport stack ([`super`]): the HTTP clients, so that start-up reads no certificate: one client
 //! without TLS roots for plain-http registries (loopback, --insecure-registry), and one with
 //! the system's roots, built on the first https request only (building it reads every file
 //! in /etc/ssl/certs, the largest part of a short command's time).
@@ -13,7 +13,20 @@ pub struct Http {
     tls: OnceLock<Result<reqwest::Client, String>>,
 }
 
+/// One TLS crypto provider in the tree: ring, which the buildkitd mTLS code and bollard
+/// use. reqwest's `rustls` feature would add aws-lc-rs, a second provider with a C and
+/// assembly build of its own, so reqwest is built without one and is given ring here,
+/// before any client is built (reqwest panics on a client built with no provider).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider is installed already; that one serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 fn builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         // A stalled transfer fails even when the whole one may take long (big blobs).

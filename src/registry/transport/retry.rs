@@ -215,10 +215,13 @@ mod tests {
         })
         .await;
         let t = Retry::new(Http::new().unwrap(), quick(5));
-        let req = reqwest::Client::new()
-            .get(format!("{}/v2/", srv.base))
-            .build()
-            .unwrap();
+        let req = {
+            crate::registry::transport::http::install_crypto_provider();
+            reqwest::Client::new()
+        }
+        .get(format!("{}/v2/", srv.base))
+        .build()
+        .unwrap();
         let started = std::time::Instant::now();
         let resp = t.round_trip(Call::new(req, &[], "GET")).await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -241,10 +244,13 @@ mod tests {
         .await;
         let t = Retry::new(Http::new().unwrap(), quick(3));
         let get = |p: &str| {
-            reqwest::Client::new()
-                .get(format!("{}/{p}", srv.base))
-                .build()
-                .unwrap()
+            {
+                crate::registry::transport::http::install_crypto_provider();
+                reqwest::Client::new()
+            }
+            .get(format!("{}/{p}", srv.base))
+            .build()
+            .unwrap()
         };
         // 502 three times (the bound), then a 404 once: requests seen in all, 3 then 4.
         for (path, status, seen) in [("busy", 502, 3), ("gone", 404, 4)] {
@@ -266,12 +272,15 @@ mod tests {
         let t = Retry::new(Http::new().unwrap(), quick(2));
         let u = Unanswered::default();
         let put = |addr: std::net::SocketAddr| {
-            let req = reqwest::Client::new()
-                .put(format!("http://{addr}/v2/a/manifests/t"))
-                .timeout(Duration::from_millis(200))
-                .body("{}")
-                .build()
-                .unwrap();
+            let req = {
+                crate::registry::transport::http::install_crypto_provider();
+                reqwest::Client::new()
+            }
+            .put(format!("http://{addr}/v2/a/manifests/t"))
+            .timeout(Duration::from_millis(200))
+            .body("{}")
+            .build()
+            .unwrap();
             let mut call = Call::new(req, &[], "PUT");
             call.unanswered = Some(&u);
             call

@@ -38,7 +38,10 @@ mod tests {
     async fn names_stackctl_unless_set() {
         let srv = test_server::start(|_, _| (200, vec![], String::new())).await;
         let t = UserAgent::new(Http::new().unwrap());
-        let plain = reqwest::Client::new();
+        let plain = {
+            crate::registry::transport::http::install_crypto_provider();
+            reqwest::Client::new()
+        };
         let req = plain.get(format!("{}/v2/", srv.base)).build().unwrap();
         t.round_trip(Call::new(req, &[], "GET")).await.unwrap();
         let req = plain

@@ -1,11 +1,11 @@
-//! An image's manifest page (FORMATS.md, "Manifest page"): its layers, read from the
+//! An image's manifest page (docs/formats.md, "Manifest page"): its layers, read from the
 //! registry without pulling, and the output of its info commands.
 
 pub mod history;
 pub mod registry;
 
 pub use crate::containers::commands::InfoOutput;
-use crate::content_tags::publish::{Record as ContentTag, State as ContentTagState};
+use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::names::page_name;
 pub use crate::report::sizes::human_size;
 use crate::spec::Spec;

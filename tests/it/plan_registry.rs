@@ -1,13 +1,13 @@
 //! `stackctl plan` with its registry check, against a real Distribution registry:
 //! an image whose tag is missing rebuilds, and so do its descendants.
 
-mod support;
+use crate::support;
 
-use assert_cmd::Command;
 use stackctl::credentials::CredentialStore;
 use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
 use support::git_repo::TestRepo;
 use support::hand_made as images;
+use support::{stackctl, text};
 use support::{Registry, RegistryAuth};
 
 /// A stack of base -> {left, right}, right -> leaf, with images in `host`.
@@ -29,18 +29,13 @@ fn stack_repo(host: &str) -> TestRepo {
 }
 
 fn plan_json(repo: &TestRepo, extra: &[&str]) -> serde_json::Value {
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .args(["plan", "--json", "--repo"])
         .arg(repo.path())
         .args(extra)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -105,14 +100,13 @@ fn unreachable_registry_is_a_clear_error() {
     // A port nobody listens on: the check fails, exit 2, naming the reference.
     let port = support::free_port();
     let repo = stack_repo(&format!("127.0.0.1:{port}"));
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .args(["plan", "--repo"])
         .arg(repo.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert!(
         err.contains(&format!("127.0.0.1:{port}/s/base:2026.3-dev")),
         "{err}"

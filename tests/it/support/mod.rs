@@ -2,17 +2,20 @@
 //! (Debian's `docker-registry`, which `.ci/run` installs; its own storage and config in a
 //! temp dir, killed when dropped) and the Docker engine's socket. Submodules:
 //! - [`action_runner`]: runs action.yml's steps as a GitHub runner would;
+//! - [`cli`]: the stackctl binary with a clean environment, its output as text;
 //! - [`buildkitd`]: a standalone buildkitd (tcp with mutual TLS, unix), or a skip;
+//! - [`e2e`]: the set-up of an end-to-end build (nodes, registry, base, repository);
 //! - [`git_repo`]: git repositories built with git2 in temp dirs;
 //! - [`example`]: the built-in example stack copied into such a repository;
 //! - [`images`]: test images made through the engine (debootstrap base, busybox, builds);
 //! - [`hand_made`]: images written blob by blob with stackctl's registry client;
 //! - [`proxy`]: a fault-injecting proxy in front of a registry;
 //! - [`token_server`]: a GHCR-like token server for the registry's token auth.
-#![allow(dead_code)]
 
 pub mod action_runner;
 pub mod buildkitd;
+pub mod cli;
+pub mod e2e;
 pub mod example;
 pub mod git_repo;
 pub mod hand_made;
@@ -20,6 +23,8 @@ pub mod images;
 pub mod platforms;
 pub mod proxy;
 pub mod token_server;
+
+pub use cli::{outcome, stackctl, text};
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -112,10 +117,6 @@ impl Registry {
     /// Everything the registry logged so far (access log included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    pub fn storage(&self) -> PathBuf {
-        self.dir.path().join("storage")
     }
 }
 

@@ -10,9 +10,9 @@
 //! ```
 //! Change rules: `ignore: [docs]`, `build_all: [tests_common, conftest.py]`.
 
-mod support;
+use crate::support;
 
-use stackctl::plan::github_event::{Event, GithubEnv};
+use stackctl::plan::github_event::{GithubEnv, GithubEvent};
 use stackctl::plan::{
     make_plan, reason, resolve_options, Base, Plan, PlanOptions, PlanRequest, RegistryCheck,
 };
@@ -345,7 +345,7 @@ fn push_of_several_commits_counts_every_commit() {
     };
     let opts = resolve_options(&PlanRequest::default(), &env).unwrap();
     let p = plan_with(&r, &opts);
-    assert_eq!(p.event, Event::Push);
+    assert_eq!(p.event, GithubEvent::Push);
     assert_eq!(p.base, Some(c1.to_string()));
     assert_eq!(p.rebuilt_keys(), ["child-b", "other"]);
 
@@ -415,7 +415,7 @@ fn pull_request_with_several_commits_counts_all_of_them() {
         event_path: Some(payload.path().to_path_buf()),
     };
     let opts = resolve_options(&PlanRequest::default(), &env).unwrap();
-    assert_eq!(opts.event, Event::PullRequest);
+    assert_eq!(opts.event, GithubEvent::PullRequest);
     assert_eq!(opts.branch.as_deref(), Some("feature"));
     let p = plan_with(&r, &opts);
     // child-a and child-b changed in the pull request; `other` changed on main only.
@@ -451,7 +451,7 @@ fn pull_request_merge_commit_as_github_checks_it_out() {
             head: merge.to_string(),
             base: Base::FirstParent,
             branch: Some("feature".into()),
-            event: Event::PullRequest,
+            event: GithubEvent::PullRequest,
             full_rebuild: false,
         },
     );

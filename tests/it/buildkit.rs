@@ -1,6 +1,6 @@
 //! Builds through the Docker engine's real BuildKit (dockerd 20.10, BuildKit v0.8), checked by
 //! running the images. Needs dockerd and docker-registry (scripts/dev-env, .ci/run).
-mod support;
+use crate::support;
 
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, LogsOptions, PushImageOptions,
@@ -11,7 +11,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use support::{Registry, RegistryAuth};
+use support::{outcome, stackctl, text, Registry, RegistryAuth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Builds share one engine; running them one at a time keeps timings and cache state clear
@@ -108,24 +108,14 @@ impl Stack {
 }
 
 /// Run stackctl with `args` in `dir`, CI mode (plain progress), Docker config from `docker_config`.
-async fn stackctl(dir: &Path, args: &[&str], docker_config: Option<&Path>) -> Output {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_stackctl"));
+async fn run_stackctl(dir: &Path, args: &[&str], docker_config: Option<&Path>) -> Output {
+    let mut c = tokio::process::Command::from(stackctl());
     c.args(args).current_dir(dir).env("CI", "true");
-    c.env_remove("BUILDKIT_HOST");
     match docker_config {
         Some(p) => c.env("DOCKER_CONFIG", p),
         None => c.env("DOCKER_CONFIG", dir.join("no-docker-config")),
     };
     c.output().await.unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn unique(prefix: &str) -> String {
@@ -178,7 +168,7 @@ async fn multi_stage_build_sends_the_context_faithfully() {
     let big_sha = hex::encode(Sha256::digest(std::fs::read(&big).unwrap()));
     let log = stack.path().join("logs/ctx.build.log");
 
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -195,9 +185,9 @@ async fn multi_stage_build_sends_the_context_faithfully() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     let image = format!("{name}:t1");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image);
+    assert_eq!(text(&out.stdout).trim(), image);
 
     let (code, got) = run_in(
         &d,
@@ -251,7 +241,7 @@ async fn build_image_keeps_a_base_tag_the_spec_sets() {
             "ARG BASE_TAG\nFROM {parent}:${{BASE_TAG}}\nARG BASE_TAG\nRUN echo \"$BASE_TAG\" > /base_tag\n"
         ),
     );
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -264,12 +254,12 @@ async fn build_image_keeps_a_base_tag_the_spec_sets() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     let image = format!("{child}:2026.3-t1");
     let (code, got) = run_in(&d, &image, "cat /base_tag").await;
     assert_eq!((code, got.as_str()), (0, "pinned\n"));
 
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -284,7 +274,7 @@ async fn build_image_keeps_a_base_tag_the_spec_sets() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     let image2 = format!("{child}:2026.3-t2");
     let (code, got) = run_in(&d, &image2, "cat /base_tag").await;
     assert_eq!((code, got.as_str()), (0, "other\n"));
@@ -310,16 +300,16 @@ async fn build_image_of_two_platforms_through_the_engine_is_exit_2() {
          tag:\n  prefix: \"2026.3\"\n"
     ));
     stack.image("two", "FROM scratch\n");
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &["build-image", "two", "--tag", "t1", "--progress", "plain"],
         None,
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 platforms"), "{}", text(&out));
-    assert!(err.contains("--buildkit tcp://"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("2 platforms"), "{}", outcome(&out));
+    assert!(err.contains("--buildkit tcp://"), "{}", outcome(&out));
 }
 
 /// Docker config with a credential for `host`.
@@ -398,7 +388,7 @@ async fn child_from_pushed_parent_then_cache_from() {
     std::fs::write(stack.path().join("images/child/file.txt"), "payload\n").unwrap();
     let cfg = docker_config(stack.path(), &host, "bob", "s3cret-pw");
 
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -415,17 +405,17 @@ async fn child_from_pushed_parent_then_cache_from() {
     assert!(
         out.status.success(),
         "{}\nregistry:\n{}",
-        text(&out),
+        outcome(&out),
         reg.log()
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stdout = text(&out.stdout).trim().to_string();
     let reference = format!("{child}:2026.3-feat");
     assert!(
         stdout.starts_with(&format!("{reference}@sha256:")),
         "{}",
-        text(&out)
+        outcome(&out)
     );
-    assert!(!text(&out).contains("s3cret-pw"), "password leaked");
+    assert!(!outcome(&out).contains("s3cret-pw"), "password leaked");
     // The manifest is in the registry under that digest.
     let digest = stdout.split('@').nth(1).unwrap();
     assert!(
@@ -443,7 +433,7 @@ async fn child_from_pushed_parent_then_cache_from() {
     prune_build_cache().await;
 
     // A second build with --cache-from the pushed tag: its steps come from the inline cache.
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -461,15 +451,19 @@ async fn child_from_pushed_parent_then_cache_from() {
         Some(&cfg),
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = o["steps"].as_array().unwrap();
     let run = steps
         .iter()
         .find(|s| s["name"].as_str().unwrap().contains("RUN echo built-once"))
         .expect("the RUN step");
-    assert_eq!(run["cached"], true, "{}", text(&out));
-    assert!(o["cached_steps"].as_u64().unwrap() >= 2, "{}", text(&out));
+    assert_eq!(run["cached"], true, "{}", outcome(&out));
+    assert!(
+        o["cached_steps"].as_u64().unwrap() >= 2,
+        "{}",
+        outcome(&out)
+    );
     let _ = digest;
     remove_images(&d, &[format!("{child}:2026.3-feat2"), format!("{local}:1")]).await;
 }
@@ -513,11 +507,7 @@ where
         }
         head.push(byte[0]);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", text(&head));
     let _ = tokio::io::copy_bidirectional(&mut client, &mut eng).await;
 }
 
@@ -556,9 +546,9 @@ async fn tcp_transport_with_session_over_control() {
     let (port, fwd) = tcp_forwarder(None).await;
     let addr = format!("tcp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", &addr], None).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let s = String::from_utf8_lossy(&out.stdout);
+    let out = run_stackctl(dir.path(), &["buildkit", "info", "--buildkit", &addr], None).await;
+    assert!(out.status.success(), "{}", outcome(&out));
+    let s = text(&out.stdout);
     assert!(s.contains(&addr) && s.contains("worker moby"), "{s}");
 
     // The same over a unix socket, as buildkitd's own unix:///run/buildkit/buildkitd.sock.
@@ -570,17 +560,17 @@ async fn tcp_transport_with_session_over_control() {
         }
     });
     let unix_addr = format!("unix://{}", sock.display());
-    let out = stackctl(
+    let out = run_stackctl(
         dir.path(),
         &["buildkit", "info", "--buildkit", &unix_addr],
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("worker moby"),
+        text(&out.stdout).contains("worker moby"),
         "{}",
-        text(&out)
+        outcome(&out)
     );
     ufwd.abort();
 
@@ -596,7 +586,7 @@ async fn tcp_transport_with_session_over_control() {
         &format!("FROM {base}:1\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n"),
     );
     std::fs::write(ctx.join("hello.txt"), format!("hello over tcp {port}\n")).unwrap();
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -611,7 +601,7 @@ async fn tcp_transport_with_session_over_control() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     // The context came through the session carried by Control.Session.
     let (code, got) = run_in(&d, &format!("{name}:t"), "cat /hello.txt").await;
     assert_eq!((code, got), (0, format!("hello over tcp {port}\n")));
@@ -654,9 +644,9 @@ async fn bad_addresses_are_named_without_their_secret() {
             "port \"99999\" is not a port number (1 to 65535)",
         ),
     ] {
-        let out = stackctl(dir.path(), &["buildkit", "info", "--buildkit", addr], None).await;
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let out = run_stackctl(dir.path(), &["buildkit", "info", "--buildkit", addr], None).await;
+        assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
+        let err = text(&out.stderr);
         assert!(err.contains(expect), "{err}");
         assert!(
             !err.contains("s3cret-pw") && !err.contains("builder error"),
@@ -679,7 +669,7 @@ async fn commit_suffix_tags_the_build_with_the_short_commit() {
     .write("images/sfx/Dockerfile", "FROM scratch\nCOPY f /f\n")
     .write("images/sfx/f", "x\n");
     let head = r.commit("stack");
-    let out = stackctl(
+    let out = run_stackctl(
         r.path(),
         &["build-image", "sfx", "--progress", "plain"],
         None,
@@ -687,8 +677,8 @@ async fn commit_suffix_tags_the_build_with_the_short_commit() {
     .await;
     let reference = format!("{name}:2026.3-{}", &head.to_string()[..7]);
     remove_images(&d, std::slice::from_ref(&reference)).await;
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
+    assert!(out.status.success(), "{}", outcome(&out));
+    assert_eq!(text(&out.stdout).trim(), reference);
 }
 
 /// A push the registry refuses (wrong password) exits 2, as README's table says for refused
@@ -709,7 +699,7 @@ async fn push_with_a_wrong_password_exits_2() {
     stack.image("refused", "FROM scratch\nCOPY file.txt /file.txt\n");
     std::fs::write(stack.path().join("images/refused/file.txt"), "x\n").unwrap();
     let cfg = docker_config(stack.path(), &host, "bob", "wrong-pw-123");
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -724,10 +714,10 @@ async fn push_with_a_wrong_password_exits_2() {
     )
     .await;
     remove_images(&d, &[format!("{name}:2026.3-t")]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
+    let err = text(&out.stderr);
     assert!(err.contains("refused access"), "{err}");
-    assert!(!text(&out).contains("wrong-pw-123"), "password leaked");
+    assert!(!outcome(&out).contains("wrong-pw-123"), "password leaked");
 }
 
 /// A Dockerfile or .dockerignore that links out of the context is refused before the build,
@@ -744,7 +734,7 @@ async fn links_out_of_the_context_are_refused() {
         let dir = stack.image("linked", "FROM scratch\n");
         std::fs::remove_file(dir.join(linked)).ok();
         std::os::unix::fs::symlink(&secret, dir.join(linked)).unwrap();
-        let out = stackctl(
+        let out = run_stackctl(
             stack.path(),
             &[
                 "-v",
@@ -758,8 +748,8 @@ async fn links_out_of_the_context_are_refused() {
             None,
         )
         .await;
-        assert_eq!(out.status.code(), Some(2), "{linked}: {}", text(&out));
-        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{linked}: {}", outcome(&out));
+        let all = outcome(&out);
         assert!(all.contains("outside the build context"), "{linked}: {all}");
         assert!(all.contains(linked), "{all}");
         assert!(!all.contains("top-secret-line"), "{linked}: {all}");
@@ -770,9 +760,9 @@ async fn links_out_of_the_context_are_refused() {
 /// which it returns.
 async fn info_fails_in_one_line(dir: &Path, port: u16) -> String {
     let addr = format!("tcp://127.0.0.1:{port}");
-    let out = stackctl(dir, &["buildkit", "info", "--buildkit", &addr], None).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let out = run_stackctl(dir, &["buildkit", "info", "--buildkit", &addr], None).await;
+    assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
+    let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     err
 }
@@ -789,7 +779,7 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
     );
     stack.image("broken", &dockerfile.replace("BASE", &format!("{base}:1")));
     let log = stack.path().join("logs/broken.build.log");
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -804,19 +794,19 @@ async fn failing_build(dockerfile: &str, expect: &[&str]) {
         None,
     )
     .await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", outcome(&out));
+    let err = text(&out.stderr);
     let msg = err
         .lines()
         .skip_while(|l| !l.starts_with("error:"))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(msg.contains("image broken"), "{}", text(&out));
+    assert!(msg.contains("image broken"), "{}", outcome(&out));
     for e in expect {
         assert!(
             msg.contains(e),
             "expected {e:?} in:\n{msg}\n---\n{}",
-            text(&out)
+            outcome(&out)
         );
     }
     let log_text = std::fs::read_to_string(&log).expect("the log file is written on failure");
@@ -864,7 +854,7 @@ fn make_certs(dir: &Path) {
             .current_dir(dir)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{}", text(&o.stderr));
     };
     sh(
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
@@ -915,7 +905,7 @@ async fn tcp_transport_with_mutual_tls() {
     let addr = format!("tcp://127.0.0.1:{port}");
     let c = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
     let dir = tempfile::tempdir().unwrap();
-    let out = stackctl(
+    let out = run_stackctl(
         dir.path(),
         &[
             "buildkit",
@@ -932,15 +922,15 @@ async fn tcp_transport_with_mutual_tls() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("worker moby"),
+        text(&out.stdout).contains("worker moby"),
         "{}",
-        text(&out)
+        outcome(&out)
     );
 
     // Without a client certificate the endpoint refuses: one line, exit 2.
-    let out = stackctl(
+    let out = run_stackctl(
         dir.path(),
         &[
             "buildkit",
@@ -953,12 +943,12 @@ async fn tcp_transport_with_mutual_tls() {
         None,
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        text(&out.stderr).trim().lines().count(),
         1,
         "{}",
-        text(&out)
+        outcome(&out)
     );
     fwd.abort();
 }
@@ -1008,9 +998,9 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
     let tcp: Vec<&str> = tcp.iter().map(String::as_str).collect();
     let mut args = vec!["buildkit", "info"];
     args.extend(&tcp);
-    let out = stackctl(stack.path(), &args, None).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let info = String::from_utf8_lossy(&out.stdout);
+    let out = run_stackctl(stack.path(), &args, None).await;
+    assert!(out.status.success(), "{}", outcome(&out));
+    let info = text(&out.stdout);
     assert!(
         info.contains("buildkit: github.com/moby/buildkit v0."),
         "{info}"
@@ -1035,9 +1025,14 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
         } else {
             args.extend(["--buildkit", bk.unix.as_str(), "--cache-to", &cache_to]);
         }
-        let out = stackctl(stack.path(), &args, None).await;
-        assert!(out.status.success(), "{via}: {}\n{}", text(&out), bk.log());
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = run_stackctl(stack.path(), &args, None).await;
+        assert!(
+            out.status.success(),
+            "{via}: {}\n{}",
+            outcome(&out),
+            bk.log()
+        );
+        let stdout = text(&out.stdout).trim().to_string();
         let reference = format!("{name}:{tag}");
         let (r, digest) = stdout.split_once('@').expect("REF@DIGEST");
         assert_eq!(r, reference, "{via}");
@@ -1073,7 +1068,7 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
         "type=registry,ref=127.0.0.1:{}/stack/cache:x",
         support::free_port()
     );
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &[
             "build-image",
@@ -1090,11 +1085,11 @@ async fn build_image_through_buildkitd_over_tcp_mtls_and_unix() {
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", outcome(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the registry cache export failed"),
+        text(&out.stderr).contains("the registry cache export failed"),
         "{}",
-        text(&out)
+        outcome(&out)
     );
     made.push(local_base);
     remove_images(&d, &made).await;
@@ -1119,10 +1114,10 @@ async fn v1_client_certificate_is_named_with_the_fix() {
         .current_dir(certs.path())
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", text(&o.stderr));
     let c = |f: &str| certs.path().join(f).to_string_lossy().into_owned();
     let addr = format!("tcp://127.0.0.1:{}", support::free_port());
-    let out = stackctl(
+    let out = run_stackctl(
         certs.path(),
         &[
             "buildkit",
@@ -1139,8 +1134,8 @@ async fn v1_client_certificate_is_named_with_the_fix() {
         None,
     )
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", outcome(&out));
+    let err = text(&out.stderr);
     assert!(err.contains("X.509 v1"), "{err}");
     assert!(
         err.contains("needs v3") && err.contains("-extfile"),
@@ -1162,19 +1157,19 @@ async fn engine_cannot_export_registry_cache_says_so_and_builds_inline() {
         "images:\n  ec:\n    image_name: {name}\ncache:\n  type: registry\ntag:\n  prefix: \"2026.3\"\n"
     ));
     stack.image("ec", &format!("FROM {base}:1\nRUN echo inline > /marker\n"));
-    let out = stackctl(
+    let out = run_stackctl(
         stack.path(),
         &["build-image", "ec", "--tag", "t1", "--progress", "plain"],
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", outcome(&out));
+    let err = text(&out.stderr);
     assert_eq!(
         err.matches("cannot export a registry cache").count(),
         1,
         "{}",
-        text(&out)
+        outcome(&out)
     );
     let (code, got) = run_in(&d, &format!("{name}:t1"), "cat /marker").await;
     assert_eq!((code, got.as_str()), (0, "inline\n"));

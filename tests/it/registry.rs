@@ -2,7 +2,7 @@
 //! exists, retag (all four manifest kinds, same and cross repository, refused mounts),
 //! all-or-nothing promotion with the wiki pages, basic and token (GHCR-like) auth.
 
-mod support;
+use crate::support;
 
 use proxy::{Fault, Proxy, Rule};
 use stackctl::credentials::{Credential, CredentialStore, Secret};
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Output;
 use support::hand_made::{push_kind, Kind, ALL_KINDS};
 use support::{proxy, token_server};
-use support::{Registry, RegistryAuth};
+use support::{text, Registry, RegistryAuth};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55word-xyz";
@@ -39,19 +39,13 @@ fn r(s: &str) -> ImageRef {
     ImageRef::parse(s).unwrap()
 }
 
-/// Run the CLI with a clean environment (no Docker config, no GitHub variables).
-fn stackctl(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
+/// Run the CLI with no Docker config and a fresh HOME, and check that it printed no secret.
+fn run_stackctl(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = assert_cmd::Command::cargo_bin("stackctl").unwrap();
+    let mut cmd = assert_cmd::Command::from_std(support::stackctl());
     cmd.args(args)
         .env("HOME", home.path())
-        .env("DOCKER_CONFIG", home.path().join("docker"))
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GITHUB_ACTOR")
-        .env_remove("GITHUB_USER")
-        .env_remove("GITHUB_SHA")
-        .env_remove("GITHUB_REPOSITORY")
-        .env_remove("RUST_LOG");
+        .env("DOCKER_CONFIG", home.path().join("docker"));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -59,21 +53,13 @@ fn stackctl(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output 
         cmd.write_stdin(s);
     }
     let out = cmd.output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!all.contains(PASSWORD), "a password was printed:\n{all}");
     assert!(
         !all.contains("eyJ"),
         "something like a token was printed:\n{all}"
     );
     out
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Blob GETs the registry served (from its access log).
@@ -107,7 +93,7 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     for (k, m) in &pushed {
         let src = format!("{host}/stack/app:{k:?}-src").to_lowercase();
         let dst = format!("{k:?}-dst").to_lowercase();
-        let out = stackctl(
+        let out = run_stackctl(
             &["retag", &src, &dst, "--username", USER, "--password-stdin"],
             Some(PASSWORD),
             &[],
@@ -131,7 +117,7 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     // exists: one missing among present ones → exit 1, JSON says which.
     let present = format!("{host}/stack/app:docker-src");
     let missing = format!("{host}/stack/app:nope");
-    let out = stackctl(
+    let out = run_stackctl(
         &[
             "exists",
             &present,
@@ -149,7 +135,7 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     assert_eq!(v[0]["exists"], true);
     assert_eq!(v[0]["digest"], pushed[0].1.digest.as_str());
     assert_eq!(v[1]["exists"], false);
-    let out = stackctl(
+    let out = run_stackctl(
         &["exists", &present, "--username", USER, "--password-stdin"],
         Some(PASSWORD),
         &[],
@@ -160,7 +146,7 @@ fn retag_keeps_digest_for_all_media_types_without_fetching_blobs() {
     // A wrong password, then no credential: exit 2, naming the user, never the password.
     assert_refused(&present, "wrong-Pa55word-abc");
     // A missing source for retag names it; exit 1.
-    let out = stackctl(
+    let out = run_stackctl(
         &[
             "retag",
             &missing,
@@ -189,7 +175,7 @@ fn cross_repository_retag_mounts_or_streams_blobs() {
     let m = rt().block_on(push_kind(&c, &r(&src), Kind::OciIndex, "cross"));
 
     let dst = format!("{host}/stack/b:copy");
-    let out = stackctl(&["retag", &src, &dst], None, &[]);
+    let out = run_stackctl(&["retag", &src, &dst], None, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
     assert_eq!(head_digest(&c, &dst).as_deref(), Some(m.digest.as_str()));
@@ -206,7 +192,7 @@ fn cross_repository_retag_mounts_or_streams_blobs() {
     let proxy = Proxy::start(reg.port, Fault::RefuseMounts);
     let src_p = format!("{}/stack/a:src", proxy.host());
     let dst_p = format!("{}/stack/c:copy", proxy.host());
-    let out = stackctl(&["retag", &src_p, &dst_p], None, &[]);
+    let out = run_stackctl(&["retag", &src_p, &dst_p], None, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
     assert!(
@@ -223,7 +209,7 @@ fn cross_repository_retag_mounts_or_streams_blobs() {
     // Another registry: nothing to mount from, the blobs are streamed.
     let other = Registry::start(RegistryAuth::None);
     let dst_o = format!("{}/mirror/a:copy", other.host());
-    let out = stackctl(&["retag", &src, &dst_o], None, &[]);
+    let out = run_stackctl(&["retag", &src, &dst_o], None, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
     assert!(
@@ -758,7 +744,7 @@ fn promotion_writes_wiki_and_artifacts() {
     // Missing sources: all of them are named, exit 1, nothing changes.
     let mut args = vec!["tag", "2026.3-nosuch"];
     args.extend(common);
-    let out = stackctl(&args, None, &env);
+    let out = run_stackctl(&args, None, &env);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     for n in &names {
@@ -772,7 +758,7 @@ fn promotion_writes_wiki_and_artifacts() {
     // Dry run: reads the registry, writes the files, changes no tag.
     let mut args = vec!["tag", "2026.3-main", "--dry-run"];
     args.extend(common);
-    let out = stackctl(&args, None, &env);
+    let out = run_stackctl(&args, None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         head_digest(&c, &format!("{}:2026.3-stable", names[0])),
@@ -783,7 +769,7 @@ fn promotion_writes_wiki_and_artifacts() {
     // Quarter promotion.
     let mut args = vec!["tag", "2026.3-main"];
     args.extend(common);
-    let out = stackctl(&args, None, &env);
+    let out = run_stackctl(&args, None, &env);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     for (n, m) in names.iter().zip(&src) {
@@ -841,7 +827,7 @@ fn promotion_writes_wiki_and_artifacts() {
     // Global promotion from the Home.md row just written.
     let mut args = vec!["tag", "--global-stable", "2026.3"];
     args.extend(common);
-    let out = stackctl(&args, None, &env);
+    let out = run_stackctl(&args, None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let global: Vec<String> = names.iter().map(|n| format!("{n}:stable")).collect();
     for (g, m) in global.iter().zip(&src) {
@@ -893,11 +879,11 @@ fn promotion_writes_wiki_and_artifacts() {
     // --offline only with --dry-run; offline dry run touches no registry.
     let mut args = vec!["tag", "2026.3-main", "--offline"];
     args.extend(common);
-    assert_eq!(stackctl(&args, None, &env).status.code(), Some(2));
+    assert_eq!(run_stackctl(&args, None, &env).status.code(), Some(2));
     drop(reg);
     let mut args = vec!["tag", "2026.3-main", "--offline", "--dry-run"];
     args.extend(common);
-    let out = stackctl(&args, None, &env);
+    let out = run_stackctl(&args, None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -964,7 +950,7 @@ fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
     let run = |first: &[&str]| {
         let mut args: Vec<&str> = first.to_vec();
         args.extend(common.iter().map(String::as_str));
-        let out = stackctl(&args, None, &[("GITHUB_SHA", "abcdef0123456")]);
+        let out = run_stackctl(&args, None, &[("GITHUB_SHA", "abcdef0123456")]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(!all.contains("docker.io"), "{all}");
@@ -1046,7 +1032,7 @@ fn promotion_of_a_commit_suffix_tag() {
         }
     });
     let artifacts = dir.path().join("artifacts");
-    let out = stackctl(
+    let out = run_stackctl(
         &[
             "tag",
             "2026.3-5c83aa3",
@@ -1092,7 +1078,7 @@ fn bad_references_are_refused_before_any_request() {
         "127.0.0.1:1/stack/base:stäble",
         long_ref.as_str(),
     ] {
-        let out = stackctl(&["retag", src, dst], None, &[]);
+        let out = run_stackctl(&["retag", src, dst], None, &[]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{dst}: {err}");
         assert!(err.contains(dst), "{dst}: {err}");
@@ -1103,7 +1089,7 @@ fn bad_references_are_refused_before_any_request() {
         assert!(!err.contains("not found"), "{dst}: {err}");
     }
     let upper = format!("127.0.0.1:1/stack/base@sha256:{}", "AB".repeat(32));
-    let out = stackctl(&["exists", &upper], None, &[]);
+    let out = run_stackctl(&["exists", &upper], None, &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -1136,13 +1122,13 @@ fn token_auth_like_ghcr() {
     )
     .unwrap();
     let env = [("DOCKER_CONFIG", docker.path().to_str().unwrap())];
-    let out = stackctl(&["exists", &src], None, &env);
+    let out = run_stackctl(&["exists", &src], None, &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let dst = format!("{host}/org/other:copy");
-    let out = stackctl(&["retag", &src, &dst], None, &env);
+    let out = run_stackctl(&["retag", &src, &dst], None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
-    let out = stackctl(&["retag", &src, "2026.3-stable"], None, &env);
+    let out = run_stackctl(&["retag", &src, "2026.3-stable"], None, &env);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         head_digest(&c, &format!("{host}/org/base:2026.3-stable")).as_deref(),
@@ -1164,7 +1150,7 @@ fn transient_failures_are_retried() {
     let m = rt().block_on(push_kind(&c, &r(&src), Kind::Docker, "retry"));
     let proxy = Proxy::start(reg.port, Fault::Flaky);
     let started = std::time::Instant::now();
-    let out = stackctl(
+    let out = run_stackctl(
         &["exists", &format!("{}/stack/a:src", proxy.host())],
         None,
         &[],
@@ -1386,11 +1372,11 @@ fn tls_roots_are_loaded_only_for_https() {
         ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
         ("SSL_CERT_DIR", "/nonexistent"),
     ];
-    let out = stackctl(&["retag", &src, "copy"], None, &none);
+    let out = run_stackctl(&["retag", &src, "copy"], None, &none);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), m.digest);
     // The same variables do reach the TLS set-up: an https registry cannot be used.
-    let out = stackctl(&["exists", "registry.invalid/a/b:c"], None, &none);
+    let out = run_stackctl(&["exists", "registry.invalid/a/b:c"], None, &none);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("cannot set up TLS"),
@@ -1418,13 +1404,13 @@ fn promote_tag(dir: &Path, tag: &str, extra: &[&str]) -> Output {
     let artifacts = dir.join("artifacts");
     args.extend(["--artifacts", artifacts.to_str().unwrap()]);
     args.extend(extra);
-    stackctl(&args, None, &[])
+    run_stackctl(&args, None, &[])
 }
 
 /// `exists REF` with a wrong password, then with no credential: each exits 2; the first
 /// names the user and the 401 but never the password, the second says it was anonymous.
 fn assert_refused(reference: &str, wrong_password: &str) {
-    let out = stackctl(
+    let out = run_stackctl(
         &["exists", reference, "--username", USER, "--password-stdin"],
         Some(wrong_password),
         &[],
@@ -1433,7 +1419,7 @@ fn assert_refused(reference: &str, wrong_password: &str) {
     let err = text(&out.stderr);
     assert!(err.contains("\"alice\"") && err.contains("401"), "{err}");
     assert!(!err.contains(wrong_password), "{err}");
-    let out = stackctl(&["exists", reference], None, &[]);
+    let out = run_stackctl(&["exists", reference], None, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("anonymous"), "{err}");
@@ -1465,7 +1451,7 @@ fn github_action_runs_commands_and_keeps_secrets() {
             .await;
         }
     });
-    let runner = ActionRunner::new(&assert_cmd::cargo::cargo_bin("stackctl"));
+    let runner = ActionRunner::new(Path::new(support::cli::BIN));
     const TLS_KEY: &str =
         "-----BEGIN PRIVATE KEY-----\nTLS-KEY-MATERIAL-1234\n-----END PRIVATE KEY-----";
 
@@ -1694,7 +1680,7 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
             args.extend(["--repo", dir.path().to_str().unwrap()]);
             args.extend(["--out", out.to_str().unwrap()]);
             args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
-            stackctl(&args, None, &[])
+            run_stackctl(&args, None, &[])
         };
 
         // One platform only: refused, nothing tagged.
@@ -1814,7 +1800,7 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
         v
     };
     let run =
-        |v: Vec<String>| stackctl(&v.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
+        |v: Vec<String>| run_stackctl(&v.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
     let o = run(args([&a, &b]));
     assert_eq!(o.status.code(), Some(2));
     let err = text(&o.stderr);
@@ -1878,7 +1864,7 @@ fn a_two_platform_image_is_promoted_with_its_index_digest() {
     ];
     let bk_args = bk.tcp_args();
     args.extend(bk_args.iter().map(String::as_str));
-    let out = stackctl(&args, None, &[]);
+    let out = run_stackctl(&args, None, &[]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), bk.log());
     let built = format!("{host}/split/base:2026.3-main");
     let c = client(None);
@@ -1906,7 +1892,7 @@ fn a_two_platform_image_is_promoted_with_its_index_digest() {
     // retag: same repository, and another one (children and blobs mounted).
     let copy = format!("{host}/elsewhere/base:copy");
     for dst in ["2026.3-copy", copy.as_str()] {
-        let out = stackctl(&["retag", &built, dst], None, &[]);
+        let out = run_stackctl(&["retag", &built, dst], None, &[]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout).trim(), digest);
     }

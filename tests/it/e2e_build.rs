@@ -3,35 +3,20 @@
 //! the runs that follow: no change rebuilds nothing, a change in one child rebuilds only
 //! it, a failing test stops one child while its sibling completes with --keep-going.
 
-mod support;
+use crate::support;
 
-use assert_cmd::Command;
 use serde_json::Value;
 use stackctl::credentials::CredentialStore;
 use stackctl::registry::{ClientOptions, ImageRef, RegistryClient};
 use std::path::Path;
+use support::buildkitd::Buildkitd;
+use support::e2e::{Builder, Stack};
 use support::example::ExampleRepo;
-use support::{Registry, RegistryAuth};
+use support::git_repo::TestRepo;
+use support::{stackctl, text};
 
 const PREFIX: &str = "2026.3";
 const BRANCH: &str = "qa";
-
-/// The example stack in a temp repository, its base pushed to a fresh registry.
-fn setup() -> (Registry, ExampleRepo) {
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
-    let ex = ExampleRepo::create(&reg.host());
-    let local = support::images::base_image();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(support::images::push(
-        &local,
-        &reg.host(),
-        "stackctl-local/debian-python",
-        "bookworm",
-        false,
-    ));
-    (reg, ex)
-}
 
 /// `stackctl build --json` in `out`; returns the exit code and the JSON summary.
 fn build(ex: &ExampleRepo, out: &Path, extra: &[&str]) -> (i32, Value) {
@@ -47,7 +32,7 @@ fn build_env(
     env: &[(&str, &std::ffi::OsStr)],
 ) -> (i32, Value, String) {
     build_through(
-        ex,
+        ex.path(),
         out,
         &["--buildkit", "docker-unix:///var/run/docker.sock"],
         &[&["--branch", BRANCH], extra].concat(),
@@ -58,25 +43,25 @@ fn build_env(
 /// `stackctl build --json` through the BuildKit `buildkit` names (`--buildkit ...` and its
 /// TLS options); `extra` names the branch. Exit code, JSON summary, stderr.
 fn build_through(
-    ex: &ExampleRepo,
+    repo: &Path,
     out: &Path,
     buildkit: &[&str],
     extra: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
 ) -> (i32, Value, String) {
-    let mut cmd = Command::cargo_bin("stackctl").unwrap();
-    cmd.current_dir(out).env_remove("GITHUB_ACTIONS");
+    let mut cmd = stackctl();
+    cmd.current_dir(out);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let o = cmd
         .args(["build", "--json", "--repo"])
-        .arg(ex.path())
+        .arg(repo)
         .args(buildkit)
         .args(extra)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let stderr = text(&o.stderr);
     let json: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
     (o.status.code().unwrap_or(-1), json, stderr)
@@ -116,14 +101,17 @@ fn page(full: &str) -> String {
 
 #[test]
 fn stack_builds_promotes_and_rebuilds_only_what_changed() {
-    let (reg, ex) = setup();
-    let out = tempfile::tempdir().unwrap();
+    let s = Stack::builder("stack_builds_promotes_and_rebuilds_only_what_changed")
+        .example()
+        .build()
+        .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let keys = ["base", "analysis", "service"];
     let tag = format!("{PREFIX}-{BRANCH}");
     let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
 
     // 1. A first build: nothing is in the registry, every image builds, tests and pushes.
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD"]);
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(summary["tag"], tag.as_str());
     for k in keys {
@@ -142,7 +130,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         );
         assert_eq!(report["tests"]["basic"]["failed"], 0);
 
-        // Every artifact of FORMATS.md.
+        // Every artifact of docs/formats.md.
         let a = out.path();
         let yaml: serde_yaml::Value = serde_yaml::from_str(&read(
             a.join("artifacts").join(format!("{}.yaml", safe(&full(k)))),
@@ -193,8 +181,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     )
     .unwrap();
     let tag_cmd = |args: &[&str]| {
-        let o = Command::cargo_bin("stackctl")
-            .unwrap()
+        let o = stackctl()
             .current_dir(out.path())
             .env("GITHUB_REPOSITORY", "o/r")
             .env("GITHUB_SHA", "0123456789abcdef")
@@ -206,11 +193,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
             .arg(&wiki)
             .output()
             .unwrap();
-        assert!(
-            o.status.success(),
-            "tag {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "tag {args:?}: {}", text(&o.stderr));
     };
     tag_cmd(&[&tag]);
     for k in keys {
@@ -271,7 +254,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
     }
 
     // 3. No change: the plan and the registry check find everything in place.
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD"]);
     assert_eq!(code, 0, "{summary:#}");
     for k in keys {
         assert_eq!(status_of(&summary, k), "up-to-date", "{summary:#}");
@@ -285,7 +268,7 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         "# a comment",
         "analysis: comment",
     );
-    let (code, summary) = build(&ex, out.path(), &[]);
+    let (code, summary) = build(ex, out.path(), &[]);
     assert_eq!(code, 0, "{summary:#}");
     assert_eq!(status_of(&summary, "analysis"), "done");
     assert_eq!(status_of(&summary, "base"), "up-to-date");
@@ -297,13 +280,17 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         digest_in_registry(&full("base")).as_deref(),
         "analysis built FROM base's digest"
     );
-    drop(reg);
+    drop(s);
 }
 
 #[test]
 fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
-    let (_reg, ex) = setup();
-    let out = tempfile::tempdir().unwrap();
+    let s =
+        Stack::builder("failing_test_stops_one_child_and_its_sibling_completes_with_keep_going")
+            .example()
+            .build()
+            .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let tag = format!("{PREFIX}-{BRANCH}");
     ex.change(
         "images/analysis/test/test_broken.py",
@@ -314,7 +301,7 @@ fn failing_test_stops_one_child_and_its_sibling_completes_with_keep_going() {
     let summary_md = out.path().join("step-summary.md");
     let outputs = out.path().join("github-output");
     let (code, summary, stderr) = build_env(
-        &ex,
+        ex,
         out.path(),
         &["--base", "HEAD", "--keep-going"],
         &[
@@ -382,8 +369,7 @@ fn unreachable_buildkit_is_exit_2_naming_the_address() {
     let out = tempfile::tempdir().unwrap();
     let port = support::free_port();
     let addr = format!("tcp://127.0.0.1:{port}");
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .current_dir(out.path())
         .args([
             "build",
@@ -397,7 +383,7 @@ fn unreachable_buildkit_is_exit_2_naming_the_address() {
         .arg(ex.path())
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
@@ -497,14 +483,16 @@ fn remove_engine_images_of(host: &str) {
 /// --keep-going on a new branch, for which no tag appears.
 #[test]
 fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
-    let Some(bk) = support::buildkitd::Buildkitd::start(
-        "stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images",
-    ) else {
+    let Some(s) =
+        Stack::builder("stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images")
+            .buildkitd()
+            .example()
+            .build()
+    else {
         return;
     };
-    let (reg, ex) = setup();
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    let out = tempfile::tempdir().unwrap();
     let tls = bk.tcp_args();
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
     let tag = format!("{PREFIX}-{BRANCH}");
@@ -513,7 +501,7 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
 
     // 1. Every image: built, tested by digest, tagged; only the real tag in the registry.
     let (code, summary, stderr) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &tls,
         &["--branch", BRANCH, "--base", "HEAD"],
@@ -558,7 +546,7 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
 
     // 2. No change: nothing rebuilds.
     let (code, summary, _) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &tls,
         &["--branch", BRANCH, "--base", "HEAD"],
@@ -572,7 +560,8 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
     // 3. The parent changes: the children build FROM the new parent's digest, over unix.
     ex.append("images/base/stack-info", "# a new base", "base: comment");
     let unix = ["--buildkit", bk.unix.as_str()];
-    let (code, summary, stderr) = build_through(&ex, out.path(), &unix, &["--branch", BRANCH], &[]);
+    let (code, summary, stderr) =
+        build_through(ex.path(), out.path(), &unix, &["--branch", BRANCH], &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
     let new_base = report_digest(&summary, "base");
     assert_ne!(new_base, base_digest, "the base changed");
@@ -608,7 +597,7 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
         "analysis: a failing test",
     );
     let (code, summary, _) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &tls,
         &["--branch", "qa-broken", "--keep-going"],
@@ -634,14 +623,21 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
 /// build on another branch on a fresh buildkitd root takes its unchanged layers from.
 #[test]
 fn registry_cache_serves_a_fresh_buildkitd() {
-    let Some(first) =
-        support::buildkitd::Buildkitd::start("registry_cache_serves_a_fresh_buildkitd")
+    let Some(Stack {
+        mut nodes,
+        registry: reg,
+        repo: ex,
+        out,
+        ..
+    }) = Stack::builder("registry_cache_serves_a_fresh_buildkitd")
+        .buildkitd()
+        .example()
+        .build()
     else {
         return;
     };
-    let (reg, ex) = setup();
+    let first = nodes.remove(0);
     let host = reg.host();
-    let out = tempfile::tempdir().unwrap();
     ex.append(
         "spec.yml",
         "cache:\n  type: registry\n  mode: max\n",
@@ -649,7 +645,7 @@ fn registry_cache_serves_a_fresh_buildkitd() {
     );
     let unix = ["--buildkit", first.unix.as_str()];
     let (code, summary, stderr) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &unix,
         &["--branch", "main", "--base", "HEAD"],
@@ -665,11 +661,11 @@ fn registry_cache_serves_a_fresh_buildkitd() {
 
     // A fresh root: nothing local. Branch qa has neither images nor cache of its own, nor a
     // stable tag: main's registry cache is the only source.
-    let second = support::buildkitd::Buildkitd::start("registry_cache_serves_a_fresh_buildkitd")
-        .expect("started once already");
+    let second =
+        Buildkitd::start("registry_cache_serves_a_fresh_buildkitd").expect("started once already");
     let unix = ["--buildkit", second.unix.as_str()];
     let (code, summary, stderr) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &unix,
         &["--branch", BRANCH, "--base", "HEAD"],
@@ -752,13 +748,16 @@ fn base_only_spec(ex: &ExampleRepo) -> String {
 
 #[test]
 fn content_tags_come_from_the_image_and_never_move_unless_moving() {
-    let (_reg, ex) = setup();
-    let out = tempfile::tempdir().unwrap();
+    let s = Stack::builder("content_tags_come_from_the_image_and_never_move_unless_moving")
+        .example()
+        .build()
+        .unwrap();
+    let (ex, out) = (&s.repo, &s.out);
     let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("base"));
     let python = base_python_version(3);
     let major = base_python_version(1);
     // The base alone, with content tags for every image of the stack.
-    let spec = base_only_spec(&ex);
+    let spec = base_only_spec(ex);
     ex.change(
         "spec.yml",
         &format!("{spec}tags:\n  - \"python-{{python3 -c 'import sys; print(\\\"%d.%d.%d\\\" % sys.version_info[:3])'}}\"\n  - template: \"py{{python3 -c 'import sys; print(sys.version_info[0])'}}-newest\"\n    moving: true\n  - \"{{commit}}-{{date}}\"\n"),
@@ -774,7 +773,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     // 0. --no-push: the content tags are computed (a bad value would fail here already)
     // and recorded as not pushed; none reaches the registry.
     let (code, summary) = build(
-        &ex,
+        ex,
         out.path(),
         &["--base", "HEAD", "--only", "base", "--no-push"],
     );
@@ -785,11 +784,11 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
 
     // 1. First build: every content tag is created on the tested digest.
     let day_before = today();
-    let (code, summary) = build(&ex, out.path(), &["--base", "HEAD", "--only", "base"]);
+    let (code, summary) = build(ex, out.path(), &["--base", "HEAD", "--only", "base"]);
     let day_after = today();
     assert_eq!(code, 0, "{summary:#}");
     let first = report_digest(&summary, "base");
-    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(&ex)));
+    let dated = [&day_before, &day_after].map(|d| format!("{}-{d}", sha7(ex)));
     for tag in [&fixed, &moving] {
         let t = content_tag(&summary, "base", tag);
         assert_eq!(t["state"], "created", "{t}");
@@ -835,7 +834,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     assert!(
         row.contains(&format!(
             "| `{}` | `{PREFIX}-{BRANCH}` | `{full}` `{first}` [page]({}) |",
-            sha7(&ex),
+            sha7(ex),
             page(&full)
         )),
         "{history}"
@@ -864,7 +863,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         "base: other content",
     );
     let (code, summary, stderr) = build_env(
-        &ex,
+        ex,
         out.path(),
         &["--only", "base", "--wiki-max-pages", "2"],
         &[],
@@ -917,8 +916,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
 
     // Promotion lists the content tags that name the promoted digest: the moving one and
     // this commit's dated one, not the fixed one (it stayed on the first build).
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .current_dir(out.path())
         .args(["tag", &format!("{PREFIX}-{BRANCH}"), "--spec"])
         .arg(ex.path().join("spec.yml"))
@@ -931,7 +929,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
     lines.sort();
     let dated: Vec<String> = [&day_before, &day_after]
         .iter()
-        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(&ex)))))
+        .map(|d| format!("{stable} {}", at(&format!("{}-{d}", sha7(ex)))))
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(dated.iter().any(|d| d == lines[0]), "{lines:?} {dated:?}");
@@ -957,7 +955,7 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
         "# third content",
         "base: third content",
     );
-    let (code, summary) = build(&ex, out.path(), &["--only", "base"]);
+    let (code, summary) = build(ex, out.path(), &["--only", "base"]);
     assert_eq!(code, 1, "{summary:#}");
     let report = &image_of(&summary, "base")["report"];
     assert_eq!(report["failed_step"], "content-tags", "{report}");
@@ -974,24 +972,25 @@ fn content_tags_come_from_the_image_and_never_move_unless_moving() {
 /// content tag is a manifest PUT of that digest: the only tags are the run's and it.
 #[test]
 fn content_tags_through_buildkitd_name_the_tested_digest() {
-    let Some(bk) = support::buildkitd::Buildkitd::start(
-        "content_tags_through_buildkitd_name_the_tested_digest",
-    ) else {
+    let Some(s) = Stack::builder("content_tags_through_buildkitd_name_the_tested_digest")
+        .buildkitd()
+        .example()
+        .build()
+    else {
         return;
     };
-    let (reg, ex) = setup();
-    let out = tempfile::tempdir().unwrap();
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let python = base_python_version(2);
     ex.change(
         "spec.yml",
         &format!(
             "{}tags: [\"python-{{python3 -c 'import sys; print(\\\"%d.%d\\\" % sys.version_info[:2])'}}\"]\n",
-            base_only_spec(&ex)
+            base_only_spec(ex)
         ),
         "content tags",
     );
     let (code, summary, stderr) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &["--buildkit", bk.unix.as_str()],
         &["--branch", BRANCH, "--base", "HEAD"],
@@ -1019,28 +1018,15 @@ fn content_tags_through_buildkitd_name_the_tested_digest() {
 // ---- A pool of two buildkitd nodes, each with its own root and its own CA
 // (--buildkit-tls-dir): which node builds what, a node lost during a build, none answering.
 
-/// Two buildkitds for `test`, and a `--buildkit-tls-dir` holding both nodes' client files.
-fn two_nodes(
-    test: &str,
-) -> Option<(
-    support::buildkitd::Buildkitd,
-    support::buildkitd::Buildkitd,
-    tempfile::TempDir,
-)> {
-    let a = support::buildkitd::Buildkitd::start(test)?;
-    let b = support::buildkitd::Buildkitd::start(test).expect("one started already");
-    let tls = tempfile::tempdir().unwrap();
-    a.write_tls_dir(tls.path());
-    b.write_tls_dir(tls.path());
-    Some((a, b, tls))
+/// The two nodes of a pool set up with `buildkitds(2)`.
+fn two(nodes: Vec<Buildkitd>) -> [Buildkitd; 2] {
+    nodes
+        .try_into()
+        .unwrap_or_else(|n: Vec<_>| panic!("{} nodes, not 2", n.len()))
 }
 
 /// `--buildkit A --buildkit B --buildkit-tls-dir DIR`.
-fn pool_args(
-    a: &support::buildkitd::Buildkitd,
-    b: &support::buildkitd::Buildkitd,
-    tls: &Path,
-) -> Vec<String> {
+fn pool_args(a: &Buildkitd, b: &Buildkitd, tls: &Path) -> Vec<String> {
     vec![
         "--buildkit".into(),
         a.tcp.clone(),
@@ -1052,7 +1038,7 @@ fn pool_args(
 }
 
 /// How the artifacts name a node (`builder:`): its address, TLS.
-fn node_name(node: &support::buildkitd::Buildkitd) -> String {
+fn node_name(node: &Buildkitd) -> String {
     format!("{} (TLS)", node.tcp)
 }
 
@@ -1065,12 +1051,21 @@ fn builder_of(out: &Path, full: &str) -> String {
 
 #[test]
 fn pool_spreads_siblings_and_a_child_follows_its_parent() {
-    let Some((a, b, tls)) = two_nodes("pool_spreads_siblings_and_a_child_follows_its_parent")
+    let Some(Stack {
+        nodes,
+        registry: reg,
+        repo: ex,
+        out,
+        tls_dir: Some(tls),
+        ..
+    }) = Stack::builder("pool_spreads_siblings_and_a_child_follows_its_parent")
+        .buildkitds(2)
+        .example()
+        .build()
     else {
         return;
     };
-    let (reg, ex) = setup();
-    let out = tempfile::tempdir().unwrap();
+    let [a, b] = two(nodes);
     // A third node that does not answer: left out with a warning, the run goes on.
     let dead = format!("tcp://127.0.0.1:{}", support::free_port());
     let mut args = pool_args(&a, &b, tls.path());
@@ -1078,13 +1073,12 @@ fn pool_spreads_siblings_and_a_child_follows_its_parent() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     // `buildkit info` prints every node that answers.
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .args(["buildkit", "info", "--json"])
         .args(&args)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let info: Value = serde_json::from_slice(&o.stdout).unwrap();
     let shown: Vec<&str> = info
@@ -1100,7 +1094,7 @@ fn pool_spreads_siblings_and_a_child_follows_its_parent() {
     );
 
     let (code, summary, stderr) = build_through(
-        &ex,
+        ex.path(),
         out.path(),
         &args,
         &["--branch", BRANCH, "--base", "HEAD"],
@@ -1140,20 +1134,27 @@ fn pool_spreads_siblings_and_a_child_follows_its_parent() {
 
 #[test]
 fn a_node_killed_during_a_build_moves_its_image_and_the_run_succeeds() {
-    let Some((mut a, mut b, tls)) =
-        two_nodes("a_node_killed_during_a_build_moves_its_image_and_the_run_succeeds")
+    let Some(Stack {
+        nodes,
+        registry: reg,
+        repo: ex,
+        out,
+        tls_dir: Some(tls),
+        ..
+    }) = Stack::builder("a_node_killed_during_a_build_moves_its_image_and_the_run_succeeds")
+        .buildkitds(2)
+        .example()
+        .build()
     else {
         return;
     };
-    let (reg, ex) = setup();
+    let [mut a, mut b] = two(nodes);
     // A slow last step, so that the build is still running when its node is killed.
     ex.append("images/base/Dockerfile", "RUN sleep 8", "base: a slow step");
-    let out = tempfile::tempdir().unwrap();
     let stdout = std::fs::File::create(out.path().join("stdout.json")).unwrap();
     let stderr = std::fs::File::create(out.path().join("stderr.txt")).unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+    let mut child = stackctl()
         .current_dir(out.path())
-        .env_remove("GITHUB_ACTIONS")
         .args(["build", "--json", "--repo"])
         .arg(ex.path())
         .args(pool_args(&a, &b, tls.path()))
@@ -1236,8 +1237,7 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
     let ex = ExampleRepo::create("127.0.0.1:5999");
     let out = tempfile::tempdir().unwrap();
     let ports = [support::free_port(), support::free_port()];
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .current_dir(out.path())
         .args(["build", "--no-registry", "--branch", BRANCH, "--repo"])
         .arg(ex.path())
@@ -1246,7 +1246,7 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
         .args(["--buildkit", &format!("tcp://127.0.0.1:{}", ports[1])])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     let about: Vec<&str> = err
         .lines()
@@ -1262,8 +1262,7 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
     }
 
     // The same list in BUILDKIT_HOST.
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .current_dir(out.path())
         .args(["build", "--no-registry", "--branch", BRANCH, "--repo"])
         .arg(ex.path())
@@ -1273,7 +1272,7 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
         )
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
         err.contains("none of the 2 BuildKit nodes answers"),
@@ -1289,8 +1288,8 @@ const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 /// A two-platform stack (`base` FROM the two-platform python base, `kid` FROM base) in a
 /// git repository; each image writes `uname -m` at build time, and its tests check that it
 /// runs on the machine it was built for. `kid_test` is the kid's test file.
-fn two_platform_stack(host: &str, kid_test: &str) -> support::git_repo::TestRepo {
-    let git = support::git_repo::TestRepo::new("main");
+fn two_platform_stack(host: &str, kid_test: &str) -> TestRepo {
+    let git = TestRepo::new("main");
     git.write(
         "spec.yml",
         &format!(
@@ -1341,47 +1340,25 @@ def test_parent_and_child_built_for_this_machine():
     assert open('/kid-arch').read().strip() == machine
 ";
 
-/// Start a buildkitd, a registry with the two-platform python base, and the stack.
-fn two_platform_setup(
-    test: &str,
-    kid_test: &str,
-) -> Option<(
-    support::buildkitd::Buildkitd,
-    Registry,
-    support::git_repo::TestRepo,
-)> {
-    let bk = support::buildkitd::Buildkitd::start(test)?;
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(support::platforms::push_python_base(&reg.host()));
-    let git = two_platform_stack(&reg.host(), kid_test);
-    Some((bk, reg, git))
+/// A buildkitd, a registry with the two-platform python base, and the stack.
+fn two_platform_setup(test: &str, kid_test: &'static str) -> Builder<TestRepo> {
+    Stack::builder(test)
+        .buildkitd()
+        .python_platforms()
+        .repo(move |host, _| two_platform_stack(host, kid_test))
 }
 
 /// `stackctl build --json` of a repository through the buildkitd's tcp address.
-fn build_repo(
-    repo: &Path,
-    out: &Path,
-    bk: &support::buildkitd::Buildkitd,
-    extra: &[&str],
-) -> (i32, Value, String) {
+fn build_repo(repo: &Path, out: &Path, bk: &Buildkitd, extra: &[&str]) -> (i32, Value, String) {
     let tls = bk.tcp_args();
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
-        .current_dir(out)
-        .env_remove("GITHUB_ACTIONS")
-        .args(["build", "--json", "--repo"])
-        .arg(repo)
-        .args(&tls)
-        .args(["--branch", BRANCH, "--base", "HEAD"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    let json: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("build printed no JSON ({e}); stderr:\n{stderr}"));
-    (o.status.code().unwrap_or(-1), json, stderr)
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    build_through(
+        repo,
+        out,
+        &tls,
+        &[&["--branch", BRANCH, "--base", "HEAD"], extra].concat(),
+        &[],
+    )
 }
 
 /// The platforms of an index in the registry: `linux/arm64` → its manifest digest.
@@ -1432,13 +1409,13 @@ fn artifact_platforms(yaml: &serde_yaml::Value) -> Vec<(String, String, bool)> {
 #[test]
 fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
     let test = "two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes";
-    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+    let Some(s) = two_platform_setup(test, KID_TEST).build() else {
         return;
     };
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    with_kid_integration(&git, Some("linux/arm64"));
-    let out = tempfile::tempdir().unwrap();
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    with_kid_integration(git, Some("linux/arm64"));
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
     let tag = format!("{PREFIX}-{BRANCH}");
     let full = |k: &str| format!("{host}/mp/{k}:{tag}");
@@ -1558,7 +1535,7 @@ fn two_platform_stack_is_built_tested_on_each_platform_and_pushed_as_indexes() {
 /// Give the kid a service (a CMD that says `ready`) and an integration test that asserts
 /// it runs on arm64; `integration_platforms` in its spec when given. A content tag
 /// `arch-<uname -m>` for the stack. Committed.
-fn with_kid_integration(git: &support::git_repo::TestRepo, integration_platforms: Option<&str>) {
+fn with_kid_integration(git: &TestRepo, integration_platforms: Option<&str>) {
     let on = integration_platforms
         .map(|p| format!("    integration_platforms: [{p}]\n"))
         .unwrap_or_default();
@@ -1594,12 +1571,12 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
     let test = "a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears";
     let kid_test =
         "import platform\n\ndef test_only_on_x86():\n    assert platform.machine() == 'x86_64'\n";
-    let Some((bk, reg, git)) = two_platform_setup(test, kid_test) else {
+    let Some(s) = two_platform_setup(test, kid_test).build() else {
         return;
     };
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    let out = tempfile::tempdir().unwrap();
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}");
     assert_eq!(status_of(&summary, "base"), "done", "{summary:#}");
     assert_eq!(status_of(&summary, "kid"), "failed", "{summary:#}");
@@ -1642,16 +1619,16 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
 #[test]
 fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
     let test = "a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform";
-    let Some((bk, reg, git)) = two_platform_setup(test, KID_TEST) else {
+    let Some(s) = two_platform_setup(test, KID_TEST).build() else {
         return;
     };
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
     // The kid's integration tests: this (amd64) runner does not build its native platform,
     // so they run once on the arm64 image it built.
-    with_kid_integration(&git, None);
-    let out = tempfile::tempdir().unwrap();
+    with_kid_integration(git, None);
     let (code, summary, stderr) =
-        build_repo(git.path(), out.path(), &bk, &["--platform", "linux/arm64"]);
+        build_repo(git.path(), out.path(), bk, &["--platform", "linux/arm64"]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
     let tag = format!("{PREFIX}-{BRANCH}");
     let head = git.repo.head().unwrap().target().unwrap().to_string();
@@ -1710,15 +1687,14 @@ fn config_of(reference: &str) -> Value {
 /// input: exit 2 before anything is built, naming the image and the alternative.
 #[test]
 fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
-    let git = two_platform_stack(&reg.host(), KID_TEST);
-    let out = tempfile::tempdir().unwrap();
+    let s = Stack::builder("two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd")
+        .repo(|host, _| two_platform_stack(host, KID_TEST))
+        .build()
+        .unwrap();
+    let (git, out) = (&s.repo, &s.out);
     for extra in [&[][..], &["--platform", "linux/arm64"][..]] {
-        let o = Command::cargo_bin("stackctl")
-            .unwrap()
+        let o = stackctl()
             .current_dir(out.path())
-            .env_remove("GITHUB_ACTIONS")
             .args(["build", "--no-registry", "--repo"])
             .arg(git.path())
             .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
@@ -1726,7 +1702,7 @@ fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
             .args(extra)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stderr = text(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
         assert!(stderr.contains("image `base`"), "{stderr}");
         assert!(
@@ -1746,13 +1722,12 @@ fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
         );
     }
     // A bad --platform is refused by the argument parser (exit 2), naming the value.
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
+    let o = stackctl()
         .args(["build", "--platform", "linux/aarch64"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("(write arm64)"));
+    assert!(text(&o.stderr).contains("(write arm64)"));
 }
 
 /// The no-python case on both platforms: an image FROM the two-platform busybox-static
@@ -1761,29 +1736,32 @@ fn two_platforms_through_the_engine_is_exit_2_naming_a_buildkitd() {
 #[test]
 fn a_two_platform_image_without_python_fails_on_each_platform() {
     let test = "a_two_platform_image_without_python_fails_on_each_platform";
-    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+    let Some(s) = Stack::builder(test)
+        .buildkitd()
+        .busybox_platforms()
+        .repo(|host, base| {
+            let git = TestRepo::new("main");
+            git.write(
+                "spec.yml",
+                &format!(
+                    "platforms: [linux/amd64, linux/arm64]\nimages:\n  tiny:\n    image_name: {host}/mp/tiny\ntag:\n  prefix: \"{PREFIX}\"\n"
+                ),
+            )
+            .write(
+                "images/tiny/Dockerfile",
+                &format!("FROM {host}/stackctl-local/busybox:static@{base}\nRUN uname -m > /arch\n"),
+            )
+            .write("images/tiny/test/test_tiny.py", "def test_x():\n    pass\n");
+            git.commit("a busybox image");
+            git
+        })
+        .build()
+    else {
         return;
     };
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
+    let (bk, reg, git, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
     let host = reg.host();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let base = rt.block_on(support::platforms::push_busybox_base(&host));
-    let git = support::git_repo::TestRepo::new("main");
-    git.write(
-        "spec.yml",
-        &format!(
-            "platforms: [linux/amd64, linux/arm64]\nimages:\n  tiny:\n    image_name: {host}/mp/tiny\ntag:\n  prefix: \"{PREFIX}\"\n"
-        ),
-    )
-    .write(
-        "images/tiny/Dockerfile",
-        &format!("FROM {host}/stackctl-local/busybox:static@{base}\nRUN uname -m > /arch\n"),
-    )
-    .write("images/tiny/test/test_tiny.py", "def test_x():\n    pass\n");
-    git.commit("a busybox image");
-    let out = tempfile::tempdir().unwrap();
-    let (code, summary, stderr) = build_repo(git.path(), out.path(), &bk, &[]);
+    let (code, summary, stderr) = build_repo(git.path(), out.path(), bk, &[]);
     assert_eq!(code, 1, "{summary:#}\n{stderr}\n{}", bk.log());
     let yaml = artifact(out.path(), &format!("{host}/mp/tiny:{PREFIX}-{BRANCH}"));
     let message = yaml["message"].as_str().unwrap();
@@ -1811,8 +1789,8 @@ fn a_two_platform_image_without_python_fails_on_each_platform() {
 /// A two-image stack for linux/amd64 and linux/arm64 without RUN steps (no emulation
 /// needed to build it) and without tests: `base` copies a file named after the target
 /// architecture, so each platform's layer differs; `child` is built FROM it.
-fn two_platform_repo(host: &str) -> support::git_repo::TestRepo {
-    let repo = support::git_repo::TestRepo::new("main");
+fn two_platform_repo(host: &str) -> TestRepo {
+    let repo = TestRepo::new("main");
     repo.write(
         "spec.yml",
         &format!(
@@ -1836,9 +1814,7 @@ fn two_platform_repo(host: &str) -> support::git_repo::TestRepo {
 
 /// `stackctl merge --json --repo REPO --out OUT DIRS...`: exit code, stdout, stderr.
 fn merge(repo: &Path, out: &Path, dirs: &[&Path]) -> (i32, String, String) {
-    let o = Command::cargo_bin("stackctl")
-        .unwrap()
-        .env_remove("GITHUB_ACTIONS")
+    let o = stackctl()
         .args(["merge", "--json", "--repo"])
         .arg(repo)
         .arg("--out")
@@ -1848,8 +1824,8 @@ fn merge(repo: &Path, out: &Path, dirs: &[&Path]) -> (i32, String, String) {
         .unwrap();
     (
         o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
+        text(&o.stdout),
+        text(&o.stderr),
     )
 }
 
@@ -1860,15 +1836,15 @@ fn merge(repo: &Path, out: &Path, dirs: &[&Path]) -> (i32, String, String) {
 /// built FROM its parent's image of that platform.
 #[test]
 fn split_builds_are_merged_and_a_missing_platform_is_refused() {
-    let Some(bk) = support::buildkitd::Buildkitd::start(
-        "split_builds_are_merged_and_a_missing_platform_is_refused",
-    ) else {
+    let Some(s) = Stack::builder("split_builds_are_merged_and_a_missing_platform_is_refused")
+        .buildkitd()
+        .repo(|host, _| two_platform_repo(host))
+        .build()
+    else {
         return;
     };
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
+    let (bk, reg, repo) = (&s.nodes[0], &s.registry, &s.repo);
     let host = reg.host();
-    let repo = two_platform_repo(&host);
     let tls = bk.tcp_args();
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
     let tag = format!("{PREFIX}-main");
@@ -1880,17 +1856,16 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
     for arch in ["amd64", "arm64"] {
         let out = runs.path().join(arch);
         std::fs::create_dir_all(&out).unwrap();
-        let mut cmd = Command::cargo_bin("stackctl").unwrap();
+        let mut cmd = stackctl();
         let o = cmd
             .current_dir(&out)
-            .env_remove("GITHUB_ACTIONS")
             .args(["build", "--json", "--repo"])
             .arg(repo.path())
             .args(&tls)
             .args(["--branch", "main", "--platform", &format!("linux/{arch}")])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stderr = text(&o.stderr);
         assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
         for k in ["base", "child"] {
             let a = artifact(&out, &full(k));
@@ -2037,30 +2012,34 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
 #[test]
 fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
     let test = "merge_gives_the_content_tags_split_builds_left_to_the_index";
-    let Some(bk) = support::buildkitd::Buildkitd::start(test) else {
+    let Some(s) = Stack::builder(test)
+        .buildkitd()
+        .python_platforms()
+        .repo(|host, base| {
+            let repo = TestRepo::new("main");
+            repo.write(
+                "spec.yml",
+                &format!(
+                    "images:\n  svc:\n    image_name: {host}/split/svc\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
+                ),
+            )
+            .write(
+                "images/svc/Dockerfile",
+                &format!(
+                    "FROM {host}/stackctl-local/debian-python:bookworm@{base}\nARG TARGETARCH\nCOPY arch-${{TARGETARCH}}.txt /www/arch.txt\nCMD [\"python3\", \"-m\", \"http.server\", \"8000\", \"--directory\", \"/www\"]\n"
+                ),
+            )
+            .write("images/svc/arch-amd64.txt", "amd64\n")
+            .write("images/svc/arch-arm64.txt", "arm64\n");
+            repo.commit("a service");
+            repo
+        })
+        .build()
+    else {
         return;
     };
-    support::docker_socket();
-    let reg = Registry::start(RegistryAuth::None);
+    let (bk, reg, repo) = (&s.nodes[0], &s.registry, &s.repo);
     let host = reg.host();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let base = rt.block_on(support::platforms::push_python_base(&host));
-    let repo = support::git_repo::TestRepo::new("main");
-    repo.write(
-        "spec.yml",
-        &format!(
-            "images:\n  svc:\n    image_name: {host}/split/svc\nplatforms: [linux/amd64, linux/arm64]\ntags: [\"svc-{{commit}}\"]\ntag:\n  prefix: \"{PREFIX}\"\n"
-        ),
-    )
-    .write(
-        "images/svc/Dockerfile",
-        &format!(
-            "FROM {host}/stackctl-local/debian-python:bookworm@{base}\nARG TARGETARCH\nCOPY arch-${{TARGETARCH}}.txt /www/arch.txt\nCMD [\"python3\", \"-m\", \"http.server\", \"8000\", \"--directory\", \"/www\"]\n"
-        ),
-    )
-    .write("images/svc/arch-amd64.txt", "amd64\n")
-    .write("images/svc/arch-arm64.txt", "arm64\n");
-    repo.commit("a service");
     let tls = bk.tcp_args();
     let full = format!("{host}/split/svc:{PREFIX}-main");
     let runs = tempfile::tempdir().unwrap();
@@ -2068,17 +2047,15 @@ fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
     for arch in ["amd64", "arm64"] {
         let out = runs.path().join(arch);
         std::fs::create_dir_all(&out).unwrap();
-        let o = Command::cargo_bin("stackctl")
-            .unwrap()
+        let o = stackctl()
             .current_dir(&out)
-            .env_remove("GITHUB_ACTIONS")
             .args(["build", "--repo"])
             .arg(repo.path())
             .args(&tls)
             .args(["--branch", "main", "--platform", &format!("linux/{arch}")])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stderr = text(&o.stderr);
         assert_eq!(o.status.code(), Some(0), "{stderr}\n{}", bk.log());
         let a = artifact(&out, &full);
         assert_eq!(a["awaiting_merge"], true, "{a:?}");

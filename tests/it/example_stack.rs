@@ -4,7 +4,7 @@
 use stackctl::spec::Spec;
 use std::path::Path;
 
-mod support;
+use crate::support;
 
 fn example() -> Spec {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -2,13 +2,13 @@
 //! loopback registry, checked against the image's real history and the registry's
 //! manifest; the info commands' sections (short, over 30 lines, failing).
 
-mod support;
+use crate::support;
 
-use assert_cmd::Command;
 use stackctl::report::names::page_name;
 use stackctl::report::sizes::human_size;
 use stackctl::wiki::image_page::history::clean_command;
 use support::images;
+use support::{stackctl, text};
 use support::{Registry, RegistryAuth};
 
 const SPEC: &str = r#"
@@ -26,7 +26,7 @@ all_info_cmds:
 
 /// The registry's manifest of `repo:tag`: its layers' digests and sizes.
 async fn manifest_layers(host: &str, repo: &str, tag: &str) -> Vec<(String, u64)> {
-    let v: serde_json::Value = reqwest::Client::new()
+    let v: serde_json::Value = { stackctl::registry::transport::http::install_crypto_provider(); reqwest::Client::new() }
         .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
         .header(
             "Accept",
@@ -70,8 +70,7 @@ async fn page_matches_history_and_runs_info_commands() {
     let out_dir = tempfile::tempdir().unwrap();
     let log_before = reg.log().len();
 
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .arg("manifest")
         .arg("--repo")
         .arg(repo.path())
@@ -86,7 +85,7 @@ async fn page_matches_history_and_runs_info_commands() {
     let page = std::fs::read_to_string(out_dir.path().join("manifests").join(&file)).unwrap();
     let wiki = std::fs::read_to_string(out_dir.path().join("wiki").join(&file)).unwrap();
     assert_eq!(page, wiki);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&file));
+    assert!(text(&out.stdout).contains(&file));
 
     // The table rows, oldest first.
     let rows: Vec<Vec<String>> = page
@@ -193,8 +192,7 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         "root: m\nimages:\n  m: {image_name: x/m, info_cmds: [NOPE]}\ntag: {prefix: \"2026.3\"}\n",
         &[],
     );
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .arg("manifest")
         .arg("--repo")
         .arg(repo.path())
@@ -202,13 +200,12 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NOPE"));
+    assert!(text(&out.stderr).contains("NOPE"));
 
     let reg = Registry::start(RegistryAuth::None);
     let repo = images::repo(SPEC, &[]);
     let missing = format!("{}/stack/absent:t1", reg.host());
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .arg("manifest")
         .arg("--repo")
         .arg(repo.path())
@@ -216,14 +213,10 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&missing),
-        "{out:?}"
-    );
+    assert!(text(&out.stderr).contains(&missing), "{out:?}");
 
     // Credentials are read as by every other command: an empty --password-stdin is refused.
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = assert_cmd::Command::from_std(stackctl())
         .arg("manifest")
         .arg("--repo")
         .arg(repo.path())
@@ -240,7 +233,7 @@ async fn unknown_info_command_and_missing_image_are_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--password-stdin: standard input was empty"),
+        text(&out.stderr).contains("--password-stdin: standard input was empty"),
         "{out:?}"
     );
 }

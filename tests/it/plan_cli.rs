@@ -1,12 +1,12 @@
 //! `stackctl plan` as a user runs it: the upstream layout, JSON output, errors, help.
 
-mod support;
+use crate::support;
 
-use assert_cmd::Command;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use support::git_repo::TestRepo;
+use support::{stackctl, text};
 
 const UPSTREAM: &str = "/work/shared/reference/upstream";
 const UPSTREAM_IMAGES: [&str; 3] = [
@@ -14,21 +14,6 @@ const UPSTREAM_IMAGES: [&str; 3] = [
     "rstudio-notebook",
     "scipy-ml-notebook",
 ];
-
-/// `stackctl` with no GitHub Actions variables from the test's own environment.
-fn stackctl() -> Command {
-    let mut c = Command::cargo_bin("stackctl").unwrap();
-    for v in [
-        "GITHUB_EVENT_NAME",
-        "GITHUB_HEAD_REF",
-        "GITHUB_REF_NAME",
-        "GITHUB_EVENT_PATH",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 /// The upstream repository layout: `images/spec.yml`, `images/change_ignore.json`,
 /// one folder per image, `images/tests_common/`, `images/conftest.py`.
@@ -109,11 +94,7 @@ fn plan_json(repo: &Path, extra: &[&str]) -> Value {
         .args(extra)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     // Exactly one JSON document on stdout.
     let docs: Vec<Value> = serde_json::Deserializer::from_str(&text)
@@ -194,10 +175,10 @@ fn upstream_layout_gives_the_old_tools_rebuild_set() {
 }
 
 #[test]
-fn upstream_layout_where_formats_md_is_stricter_than_the_old_tool() {
+fn upstream_layout_where_the_rules_are_stricter_than_the_old_tool() {
     // The old tool only looked at `main` and "full rebuild" inside its loop over files
-    // under images/, so a commit touching nothing there rebuilt nothing. FORMATS.md
-    // (and stackctl) rebuild everything on main and on "full rebuild" regardless.
+    // under images/, so a commit touching nothing there rebuilt nothing. The rules
+    // (docs/plan.md) rebuild everything on main and on "full rebuild" regardless.
     for (branch, msg) in [("main", "docs"), ("dev", "docs, full rebuild")] {
         let r = upstream_repo(branch);
         r.write("README.md", "changed\n").commit(msg);
@@ -298,11 +279,7 @@ fn github_actions_variables_are_read() {
         .env("GITHUB_EVENT_PATH", &payload)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["branch"], "feature-x");
     assert_eq!(plan["base"], c1.to_string());
@@ -359,11 +336,7 @@ fn mermaid_format_draws_the_tree() {
             .arg(r.path())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let text = run("mermaid");
@@ -476,7 +449,7 @@ fn help_documents_options_and_github_variables() {
 fn a_reader_that_goes_away_is_no_crash() {
     // `stackctl plan --json | head -c0`: the pipe is closed before stackctl writes.
     let r = upstream_repo("dev");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackctl"))
+    let mut child = stackctl()
         .args(["plan", "--no-registry", "--json", "--repo"])
         .arg(r.path())
         .stdout(std::process::Stdio::piped())
@@ -485,7 +458,7 @@ fn a_reader_that_goes_away_is_no_crash() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

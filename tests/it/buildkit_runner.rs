@@ -2,18 +2,16 @@
 //! images pushed to a real loopback registry by digest: passing, failing, an image without a
 //! shell, a user that is not root, a test that fails only on arm64.
 
-mod support;
-
+use crate::support::buildkitd::Buildkitd;
+use crate::support::platforms::{self, Layer};
+use crate::support::{images, Registry, RegistryAuth};
 use stackctl::buildkit::{self, Address, TlsFiles};
-use stackctl::containers::commands::InfoCmd;
 use stackctl::containers::in_buildkit::Node;
-use stackctl::containers::suite::{Options, Outcome};
+use stackctl::containers::suite::{Options, TestOutcome as Outcome};
 use stackctl::credentials::CredentialStore;
+use stackctl::spec::InfoCmd;
 use stackctl::spec::Spec;
 use std::time::Duration;
-use support::buildkitd::Buildkitd;
-use support::platforms::{self, Layer};
-use support::{images, Registry, RegistryAuth};
 
 const SPEC: &str = r#"
 root: pass

@@ -4,13 +4,13 @@
 //! SIGTERM, of `test` and of `build` during a BuildKit RUN); and no
 //! container or network is left behind.
 
-mod support;
+use crate::support;
 
-use assert_cmd::Command;
-use stackctl::containers::suite::{run_suite, Options, Outcome, Suite};
+use stackctl::containers::suite::{run_suite, Options, Suite, TestOutcome};
 use stackctl::spec::Spec;
 use std::time::{Duration, Instant};
 use support::images;
+use support::{stackctl, text};
 use support::{Registry, RegistryAuth};
 
 const SPEC: &str = r#"
@@ -101,12 +101,12 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "pass", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::Passed, "{r:?}\n{}", r.output);
     assert_eq!(
         (r.counts.passed, r.counts.failed, r.counts.skipped),
         (2, 0, 1)
     );
-    assert_eq!(r.exit_status().code(), 0);
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 0);
     assert!(
         r.notices.iter().any(|n| n.contains("images/tests_common/")),
         "{:?}",
@@ -121,8 +121,8 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "fail", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Failed, "{r:?}\n{}", r.output);
-    assert_eq!(r.exit_status().code(), 1);
+    assert_eq!(r.outcome, TestOutcome::Failed, "{r:?}\n{}", r.output);
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 1);
     assert_eq!((r.counts.passed, r.counts.failed), (1, 1));
     assert_eq!(r.counts.failures.len(), 1);
     assert!(
@@ -141,8 +141,8 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "nopy", &nopy, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
-    assert_eq!(r.exit_status().code(), 2);
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
+    assert_eq!(stackctl::cli::exit::of_suite(&r).code(), 2);
     assert!(
         r.message.contains("python3") && r.message.contains("not in the image"),
         "{}",
@@ -153,13 +153,13 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "empty", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::NoTests, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::NoTests, "{r:?}");
     assert_eq!(r.message, "no tests");
     assert!(r.notices.iter().any(|n| n.contains("images/empty/test/")));
     let r = run_suite(&spec, "notests", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::NoTests, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::NoTests, "{r:?}\n{}", r.output);
     assert_eq!(r.exit_code, Some(5));
 
     // An image that is nowhere: could not run, naming it.
@@ -167,12 +167,12 @@ async fn basic_suites_with_images_from_a_registry() {
     let r = run_suite(&spec, "pass", &missing, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert!(r.message.contains(&missing), "{}", r.message);
 
     // The command line: exit codes and what it prints.
     let bin = || {
-        let mut c = Command::cargo_bin("stackctl").unwrap();
+        let mut c = stackctl();
         c.arg("test").arg("--repo").arg(repo.path());
         c
     };
@@ -182,14 +182,14 @@ async fn basic_suites_with_images_from_a_registry() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = text(&out.stdout);
     assert!(
         stdout.contains("passed (2 passed, 0 failed, 1 skipped)"),
         "{stdout}"
     );
     let out = bin().args(["fail", "--ref", &py]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = text(&out.stdout);
     assert!(
         stdout.contains("test_broken") && stdout.contains("fruit mismatch"),
         "{stdout}"
@@ -203,7 +203,7 @@ async fn basic_suites_with_images_from_a_registry() {
     assert_eq!(v["outcome"], "could-not-run");
     let out = bin().args(["nosuch", "--ref", &py]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\"nosuch\""));
+    assert!(text(&out.stderr).contains("\"nosuch\""));
 
     for r in [&py, &nopy] {
         assert_eq!(
@@ -245,7 +245,7 @@ async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
     let r = run_suite(&spec, "pass", &py, Suite::Basic, &Options::default())
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
+    assert_eq!(r.outcome, TestOutcome::Passed, "{r:?}\n{}", r.output);
     assert_eq!(r.counts.passed, 2);
     assert!(r.notices.is_empty(), "{:?}", r.notices);
     assert!(
@@ -311,7 +311,7 @@ def test_service_answers():
         let r = run_suite(&spec, key, &web, Suite::Integration, &opts)
             .await
             .unwrap();
-        assert_eq!(r.outcome, Outcome::Passed, "{key}: {r:?}\n{}", r.output);
+        assert_eq!(r.outcome, TestOutcome::Passed, "{key}: {r:?}\n{}", r.output);
         assert_eq!(r.counts.passed, 1);
         let log = std::fs::read_to_string(logs.path().join(format!("{key}.log"))).unwrap();
         // The service's own output (the request the test made) is in the log too.
@@ -347,7 +347,7 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     let r = run_suite(&spec, "slow", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert!(r.message.contains("timed out after 6s"), "{}", r.message);
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
@@ -366,13 +366,12 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
     let r = run_suite(&spec, "slow", &py, Suite::Basic, &opts)
         .await
         .unwrap();
-    assert_eq!(r.outcome, Outcome::CouldNotRun, "{r:?}");
+    assert_eq!(r.outcome, TestOutcome::CouldNotRun, "{r:?}");
     assert_eq!(r.message, "interrupted");
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
 
     // The command line with --timeout.
-    let out = Command::cargo_bin("stackctl")
-        .unwrap()
+    let out = stackctl()
         .arg("test")
         .arg("--repo")
         .arg(repo.path())
@@ -380,7 +379,7 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("timed out"));
+    assert!(text(&out.stdout).contains("timed out"));
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
 
     // A real Ctrl-C (SIGINT) to the command once its test container runs.
@@ -407,10 +406,7 @@ async fn timeout_and_interruption_stop_the_suite_and_remove_containers() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(130), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("interrupted"),
-        "{out:?}"
-    );
+    assert!(text(&out.stdout).contains("interrupted"), "{out:?}");
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
 }
 
@@ -454,10 +450,7 @@ async fn sigterm_stops_the_suite_and_removes_containers_and_network() {
         .unwrap();
     assert_eq!(out.status.code(), Some(130), "{out:?}");
     assert!(sent.elapsed() < Duration::from_secs(30), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("SIGTERM"),
-        "{out:?}"
-    );
+    assert!(text(&out.stderr).contains("SIGTERM"), "{out:?}");
     assert_eq!(leftovers(&py).await, Vec::<String>::new());
     let all = images::networks_with_label("stackctl=1").await;
     for n in networks {
@@ -484,7 +477,7 @@ async fn networks_of(image_ref: &str) -> Vec<String> {
 fn process_with(marker: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
         std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(marker))
+            .map(|c| text(&c).contains(marker))
             .unwrap_or(false)
     })
 }
@@ -576,7 +569,7 @@ async fn interrupt_during_build_cancels_the_solve_and_pushes_nothing() {
         let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
         assert!(
             sent.elapsed() < Duration::from_secs(10),

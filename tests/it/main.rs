@@ -1,0 +1,17 @@
+//! stackctl's integration tests as one binary: one module per area, all sharing `support`
+//! (the real registry, buildkitd, engine and git repositories they run against). One binary
+//! links the dependency stack once; `cargo test --test it <area>::` runs one area.
+
+mod support;
+
+mod buildkit;
+mod buildkit_runner;
+mod e2e_build;
+mod example_stack;
+mod imagetest;
+mod manifest;
+mod plan;
+mod plan_cli;
+mod plan_registry;
+mod registry;
+mod spec;
