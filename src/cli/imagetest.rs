@@ -142,11 +142,13 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
 
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
+    let credentials = a.registry.credentials()?;
     let opts = PageOptions {
         out_dir: a.out.clone(),
         wiki_dir: a.wiki.clone(),
+        runner: crate::containers::runner::Runner::Engine(credentials.clone()),
         registry: RegistryAccess {
-            credentials: a.registry.credentials()?,
+            credentials,
             insecure: a.registry.insecure_registry.clone(),
         },
         timeout: a.timeout,

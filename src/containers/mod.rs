@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod in_buildkit;
 pub mod pull;
+pub mod runner;
 pub mod suite;
 
 use crate::registry::ImageRef;

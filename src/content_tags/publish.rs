@@ -12,7 +12,7 @@
 //! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, Values};
-use crate::containers::commands::run_info_commands;
+use crate::containers::runner::Runner;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::InfoCmd;
 use crate::spec::TagTemplate;
@@ -71,7 +71,14 @@ pub struct Rendered {
     pub moving: bool,
 }
 
-/// Run the templates' commands in one container of `image_ref` and render the tags
+/// Where and how long the templates' commands run.
+pub struct RunIn<'a> {
+    pub runner: &'a Runner,
+    pub timeout: std::time::Duration,
+    pub cancel: &'a tokio_util::sync::CancellationToken,
+}
+
+/// Run the templates' commands in `image_ref` (one container of it) and render the tags
 /// (one per distinct tag; a tag two templates give moves only if both say so).
 /// `prefix` is the spec's tag prefix: a tag in stackctl's own namespace is refused.
 pub async fn compute(
@@ -80,9 +87,13 @@ pub async fn compute(
     commit: &str,
     date: &str,
     prefix: &str,
-    timeout: std::time::Duration,
-    cancel: &tokio_util::sync::CancellationToken,
+    run_in: &RunIn<'_>,
 ) -> anyhow::Result<Vec<Rendered>> {
+    let RunIn {
+        runner,
+        timeout,
+        cancel,
+    } = *run_in;
     let mut commands: Vec<&str> = vec![];
     for t in templates {
         for c in t.template.commands() {
@@ -99,7 +110,8 @@ pub async fn compute(
         })
         .collect();
     let parsed = crate::registry::ImageRef::parse(image_ref)?;
-    let outs = run_info_commands(&parsed, &cmds, timeout, cancel)
+    let outs = runner
+        .info_commands(&parsed, None, &cmds, timeout, cancel)
         .await
         .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
     let outputs: HashMap<String, Result<String, String>> = outs

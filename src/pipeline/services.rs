@@ -10,12 +10,14 @@ use super::steps::{
 };
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
 use crate::containers::suite::{self, Suite, SuiteResult};
-use crate::content_tags::publish::{ContentTag, Rendered};
+use crate::containers::in_buildkit::Node;
+use crate::containers::runner::{prepull, Runner};
+use crate::content_tags::publish::{ContentTag, Rendered, RunIn};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ImageReport, ImageStep};
 use crate::spec::platform::{self, Platform};
-use crate::spec::ImageSpec;
+use crate::spec::{ImageSpec, RunnerKind};
 use crate::spec::TagTemplate;
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use anyhow::{anyhow, Context as _};
@@ -79,6 +81,8 @@ pub(crate) struct Real<'a, 'c> {
     node: &'a buildkit::Client,
     kind: Kind,
     prepared: Prepared,
+    /// Where the basic tests, info commands and content tag commands run.
+    runner: Runner,
 }
 
 impl<'a, 'c> Real<'a, 'c> {
@@ -121,6 +125,12 @@ impl<'a, 'c> Real<'a, 'c> {
                 ),
             }
         }
+        let runner = match super::engine::runner_of(image, kind.is_engine()) {
+            RunnerKind::Buildkit => {
+                Runner::BuildKit(Node::new(node.clone(), ctx.credentials.clone()))
+            }
+            RunnerKind::Engine => Runner::Engine(ctx.credentials.clone()),
+        };
         Real {
             ctx,
             planned,
@@ -128,6 +138,7 @@ impl<'a, 'c> Real<'a, 'c> {
             node,
             kind,
             prepared,
+            runner,
         }
     }
 
@@ -196,19 +207,33 @@ impl TestRunner for Real<'_, '_> {
         platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let ctx = self.ctx;
-        if let Some(p) = platform {
-            return run_platform_suite(ctx, self.planned, image_ref, suite, p).await;
-        }
         let full = &self.planned.reference;
-        let (log, junit) = ctx.dirs.suite_files(full, &suite.to_string(), None);
+        let part = platform.map(|p| p.file_part());
+        let (log, junit) = ctx
+            .dirs
+            .suite_files(full, &suite.to_string(), part.as_deref());
         let opts = suite::Options {
             timeout: ctx.test_timeout,
             log_file: Some(log),
             junit_file: Some(junit),
-            junit_suite_name: None,
+            junit_suite_name: platform.map(|p| format!("{suite} {p}")),
             cancel: ctx.cancel.clone(),
         };
-        suite::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await
+        let key = &self.planned.key;
+        match (&self.runner, suite) {
+            (Runner::BuildKit(node), Suite::Basic) => {
+                let p = platform.map(|p| p.to_string());
+                node.basic_suite(ctx.spec, key, image_ref, p.as_deref(), &opts)
+                    .await
+            }
+            // Integration tests run in the engine whatever the runner.
+            _ => {
+                if let Ok(r) = ImageRef::parse(image_ref) {
+                    prepull(&r, ctx.credentials).await;
+                }
+                suite::run_suite(ctx.spec, key, image_ref, suite, &opts).await
+            }
+        }
     }
 
     async fn content_tag_values(
@@ -225,8 +250,11 @@ impl TestRunner for Real<'_, '_> {
             &commit,
             &date,
             &ctx.spec.tag_prefix,
-            ctx.test_timeout,
-            &ctx.cancel,
+            &RunIn {
+                runner: &self.runner,
+                timeout: ctx.test_timeout,
+                cancel: &ctx.cancel,
+            },
         )
         .await
     }
@@ -290,6 +318,7 @@ impl PageWriter for Real<'_, '_> {
             timeout: ctx.test_timeout,
             cancel: ctx.cancel.clone(),
             content_tags: content_tags.to_vec(),
+            runner: self.runner.clone(),
         };
         image_page::write_page(
             ctx.spec,
@@ -375,26 +404,3 @@ pub async fn pushed_manifests(
     Ok(out)
 }
 
-/// One platform's run of `suite` in `image_ref` (the real [`TestRunner`]'s): its log and
-/// JUnit file carry the platform in their names, and the JUnit suite is named
-/// `<suite> <platform>`.
-pub(crate) async fn run_platform_suite(
-    ctx: &ImageJobContext<'_>,
-    planned: &PlannedImage,
-    image_ref: &str,
-    suite: Suite,
-    p: &Platform,
-) -> anyhow::Result<SuiteResult> {
-    let part = p.file_part();
-    let (log, junit) = ctx
-        .dirs
-        .suite_files(&planned.reference, &suite.to_string(), Some(&part));
-    let opts = suite::Options {
-        timeout: ctx.test_timeout,
-        log_file: Some(log),
-        junit_file: Some(junit),
-        junit_suite_name: Some(format!("{suite} {p}")),
-        cancel: ctx.cancel.clone(),
-    };
-    suite::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
-}
