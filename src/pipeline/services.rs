@@ -9,16 +9,16 @@ use super::steps::{
     Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
 };
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
-use crate::containers::suite::{self, Suite, SuiteResult};
 use crate::containers::in_buildkit::Node;
 use crate::containers::runner::{prepull, Runner};
+use crate::containers::suite::{self, Suite, SuiteResult};
 use crate::content_tags::publish::{ContentTag, Rendered, RunIn};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ImageReport, ImageStep};
 use crate::spec::platform::{self, Platform};
-use crate::spec::{ImageSpec, RunnerKind};
 use crate::spec::TagTemplate;
+use crate::spec::{ImageSpec, RunnerKind};
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use anyhow::{anyhow, Context as _};
 use std::time::Instant;
@@ -403,4 +403,3 @@ pub async fn pushed_manifests(
     }
     Ok(out)
 }
-

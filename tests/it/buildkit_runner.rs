@@ -254,3 +254,133 @@ async fn basic_suites_run_on_the_buildkitd() {
     );
     assert!(infos[1].text.contains("oops"), "{infos:?}");
 }
+
+const CACHE_SPEC: &str = r#"
+root: fresh
+images:
+  fresh: {image_name: x/fresh}
+  cached: {image_name: x/cached, tests: {cache: true}}
+  user: {image_name: x/user}
+tag: {prefix: "2026.3"}
+"#;
+
+const TEST_RUN_ID: &str = r#"
+def test_runs():
+    pass
+"#;
+
+/// A second run on the same digest runs the tests again, unless `tests: {cache: true}`,
+/// which reuses the pass (said in the result and the log) until a test file changes; the
+/// image's user (not root), HOME, working directory and environment are the engine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_are_reused_only_with_tests_cache_and_the_image_user_runs_them() {
+    let Some(bk) = Buildkitd::start("passes_are_reused_only_with_tests_cache") else {
+        return;
+    };
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let layer = Layer {
+        platform: "linux/amd64",
+        tar: platforms::python_rootfs("amd64"),
+    };
+    let env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
+    let py = platforms::push_index(
+        &host,
+        "stack/py",
+        "t1",
+        std::slice::from_ref(&layer),
+        &env,
+        &["/bin/bash"],
+    )
+    .await;
+    let py_ref = format!("{host}/stack/py@{py}");
+    let nobody = platforms::push_index_with(
+        &host,
+        "stack/nobody",
+        "t1",
+        std::slice::from_ref(&layer),
+        serde_json::json!({"Env": env, "User": "nobody"}),
+    )
+    .await;
+    let repo = images::repo(
+        CACHE_SPEC,
+        &[
+            ("images/fresh/test/test_id.py", TEST_RUN_ID),
+            ("images/cached/test/test_id.py", TEST_RUN_ID),
+            ("images/user/test/test_user.py", TEST_USER),
+        ],
+    );
+    let spec = Spec::load(repo.path(), None).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let n = node(&bk).await;
+    let run = |key: &'static str, image: String, name: &'static str| {
+        let (n, spec, dir) = (n.clone(), spec.clone(), logs.path().to_path_buf());
+        async move {
+            n.basic_suite(&spec, key, &image, None, &opts(&dir, name))
+                .await
+                .unwrap()
+        }
+    };
+    // Without the cache: both runs ran (each has pytest's own output).
+    let a = run("fresh", py_ref.clone(), "fresh1").await;
+    let b = run("fresh", py_ref.clone(), "fresh2").await;
+    for r in [&a, &b] {
+        assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+        assert!(!r.cached, "{r:?}");
+        assert!(r.output.contains("1 passed"), "it ran: {}", r.output);
+    }
+
+    // With it: the second is the first's pass, said so.
+    let a = run("cached", py_ref.clone(), "cached1").await;
+    assert_eq!(a.outcome, Outcome::Passed, "{a:?}");
+    assert!(!a.cached, "the first run runs: {a:?}");
+    assert!(a.output.contains("1 passed"), "{}", a.output);
+    let b = run("cached", py_ref.clone(), "cached2").await;
+    assert_eq!(b.outcome, Outcome::Passed, "{b:?}");
+    assert!(b.cached, "{b:?}");
+    assert_eq!(b.message, "passed (cached)");
+    assert_eq!(b.counts.passed, 1, "the report comes from the cached run");
+    let log = std::fs::read_to_string(logs.path().join("cached2.log")).unwrap();
+    assert!(log.contains("cached"), "{log}");
+    let json = serde_json::to_value(&b).unwrap();
+    assert_eq!(json["cached"], true, "{json}");
+    // A changed test file is not the same run.
+    std::fs::write(
+        repo.path().join("images/cached/test/test_id.py"),
+        format!("{TEST_RUN_ID}\n# changed\n"),
+    )
+    .unwrap();
+    let c = run("cached", py_ref.clone(), "cached3").await;
+    assert!(!c.cached, "{c:?}");
+    assert!(c.output.contains("1 passed"), "{}", c.output);
+
+    // The image's user.
+    let r = run("user", format!("{host}/stack/nobody@{nobody}"), "user").await;
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}\n{}", r.output);
+}
+
+/// Each platform's tests on that platform: a test that fails only on arm64 (emulated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_fails_only_on_arm64_when_run_on_arm64() {
+    let Some(bk) = Buildkitd::start("a_test_fails_only_on_arm64_when_run_on_arm64") else {
+        return;
+    };
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let index = platforms::push_python_base(&host).await;
+    let image = format!("{host}/stackctl-local/debian-python@{index}");
+    let repo = images::repo(SPEC, &[("images/arch/test/test_arch.py", TEST_ARCH)]);
+    let spec = Spec::load(repo.path(), None).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let n = node(&bk).await;
+    let (o_amd, o_arm) = (opts(logs.path(), "amd64"), opts(logs.path(), "arm64"));
+    let (amd, arm) = tokio::join!(
+        n.basic_suite(&spec, "arch", &image, Some("linux/amd64"), &o_amd),
+        n.basic_suite(&spec, "arch", &image, Some("linux/arm64"), &o_arm),
+    );
+    let (amd, arm) = (amd.unwrap(), arm.unwrap());
+    assert_eq!(amd.outcome, Outcome::Passed, "{amd:?}\n{}", amd.output);
+    assert_eq!(arm.outcome, Outcome::Failed, "{arm:?}\n{}", arm.output);
+    let log = std::fs::read_to_string(logs.path().join("arm64.log")).unwrap();
+    assert!(log.contains("fails on arm64 only"), "{log}");
+}

@@ -2104,7 +2104,8 @@ struct RecordingSocket {
 impl RecordingSocket {
     fn start() -> RecordingSocket {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("docker.sock")).unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("docker.sock")).unwrap();
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let c = count.clone();
         std::thread::spawn(move || {
@@ -2156,17 +2157,33 @@ fn a_stack_through_buildkitd_is_tested_and_tagged_without_a_docker_engine() {
         &[("DOCKER_HOST", std::ffi::OsStr::new(&host_env))],
     );
     assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
-    assert_eq!(docker.connections(), 0, "the engine was contacted\n{stderr}");
+    assert_eq!(
+        docker.connections(),
+        0,
+        "the engine was contacted\n{stderr}"
+    );
     let tag = format!("{PREFIX}-{BRANCH}");
     for k in ["base", "analysis"] {
         let full = format!("{}:{tag}", ex.image_name(k));
         let digest = report_digest(&summary, k);
         assert_eq!(digest_in_registry(&full).as_deref(), Some(digest.as_str()));
-        let log = read(out.path().join("logs").join(format!("{}.basic-tests.log", safe(&full))));
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.basic-tests.log", safe(&full))),
+        );
         assert!(log.contains("passed"), "{log}");
-        let xml = read(out.path().join("logs").join(format!("{}.basic-tests.xml", safe(&full))));
+        let xml = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.basic-tests.xml", safe(&full))),
+        );
         assert!(xml.contains("<testcase"), "{xml}");
-        let manifest = read(out.path().join("manifests").join(format!("{}.md", page(&full))));
+        let manifest = read(
+            out.path()
+                .join("manifests")
+                .join(format!("{}.md", page(&full))),
+        );
         assert!(manifest.contains("## Python Version"), "{manifest}");
         assert!(manifest.contains("Python 3."), "{manifest}");
         let t = content_tag(&summary, k, "py-3");
@@ -2205,9 +2222,17 @@ fn a_failing_basic_test_through_buildkit_fails_its_image_and_gives_no_tag() {
         "no tag for a failed image"
     );
     let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("analysis"));
-    let log = read(out.path().join("logs").join(format!("{}.basic-tests.log", safe(&full))));
+    let log = read(
+        out.path()
+            .join("logs")
+            .join(format!("{}.basic-tests.log", safe(&full))),
+    );
     assert!(log.contains("fruit mismatch in buildkit"), "{log}");
-    let xml = read(out.path().join("logs").join(format!("{}.basic-tests.xml", safe(&full))));
+    let xml = read(
+        out.path()
+            .join("logs")
+            .join(format!("{}.basic-tests.xml", safe(&full))),
+    );
     assert!(xml.contains("fruit mismatch in buildkit"), "{xml}");
 }
 
@@ -2227,13 +2252,23 @@ fn integration_tests_without_an_engine_exit_2_before_building() {
         )
         .args(["build", "--repo"])
         .arg(ex.path())
-        .args(["--buildkit", bk.unix.as_str(), "--branch", BRANCH, "--base", "HEAD"])
+        .args([
+            "--buildkit",
+            bk.unix.as_str(),
+            "--branch",
+            BRANCH,
+            "--base",
+            "HEAD",
+        ])
         .output()
         .unwrap();
     let stderr = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("service (integration tests)"), "{stderr}");
-    assert!(!stderr.contains("analysis ("), "only the image that needs it: {stderr}");
+    assert!(
+        !stderr.contains("analysis ("),
+        "only the image that needs it: {stderr}"
+    );
     for k in KEYS {
         assert!(
             tags_of(&reg.host(), &format!("stackctl-example/{k}")).is_empty(),
@@ -2244,7 +2279,11 @@ fn integration_tests_without_an_engine_exit_2_before_building() {
         !out.path().join("logs").exists()
             || std::fs::read_dir(out.path().join("logs"))
                 .unwrap()
-                .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".build.log")),
+                .all(|e| !e
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".build.log")),
         "no build started"
     );
 }

@@ -104,7 +104,7 @@ pub async fn build_page(
         .runner
         .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
         .await
-    .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
@@ -137,7 +137,7 @@ async fn platform_pages(
             .runner
             .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
             .await
-                .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+            .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
         page.push_str(&format!("\n## {p}\n\n"));
         page.push_str(&render_body(&meta.digest, &rows, &infos, "###"));
     }
