@@ -1,26 +1,22 @@
 //! stackctl: build, test, publish and promote a stack of container images.
 //!
-//! The library is split by concern; the `cli` module is a thin layer over it.
-//! - [`spec`]: the stack's `spec.yml` and change rules, loaded and validated.
-//!   The image tree (parents before children) is `Spec::topological`.
-//! - [`git`]: the git facts a plan needs (through git2).
-//! - [`plan`]: which images rebuild, and why; [`github_event`]: the GitHub Actions event
-//!   (variables, payload) a plan reads.
+//! The library is split by concern; the [`cli`] module is a thin layer over it, and the
+//! only one that prints or chooses an exit code.
+//! - [`spec`]: the stack's `spec.yml` and change rules, loaded and validated; the image
+//!   tree (`Spec::topological`) and the one [`spec::platform::Platform`] type.
+//! - [`plan`]: which images rebuild, and why, from git (git2) and the GitHub event.
 //! - [`tag`]: image tags made from a prefix and a branch name.
-//! - [`imagetest`], [`manifest_page`], [`containers`]: image tests in containers, manifest pages;
-//!   [`image_commands`]: commands run in a container of an image (info commands, content tags).
-//! - [`pipeline`], [`report`]: the main job's scheduler, its artifacts and CI output;
-//!   [`outcome`]: what happened to each image (the scheduler writes it, the report reads it).
-//! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
-//! - [`registry`]: the registry API: existence checks, retag without pulling, promotion.
-//! - [`content_tags`]: tags computed inside a built image (`tags:`), pushed without moving.
-//! - [`merge`]: `stackctl merge`: split builds' per-platform images put together in one index.
-//! - [`stack_promotion`]: `stackctl tag`: which images are promoted, and the files it leaves.
-//! - [`build_history`]: the wiki's monthly build history pages and its manifest page cap.
-//! - [`wiki`]: the wiki pages (Home.md, Stable_Tag.md) in the old tool's format.
-//! - [`mermaid`]: diagrams as Mermaid text (the image tree, step times, layer sizes).
-//! - [`human`]: byte sizes for people (`12.3 MB`).
+//! - [`registry`]: the registry client over a stack of transport layers; copy, indexes.
+//! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
+//! - [`containers`]: what runs in an image: engine containers, image commands, test suites.
+//! - [`content_tags`]: tags computed inside a built image (`tags:`).
+//! - [`pipeline`]: the main job: the scheduler and one image's steps.
+//! - [`promote`]: tags moved without a pull: stack promotion, its transaction, split builds
+//!   assembled in one index.
+//! - [`wiki`]: Home.md, Stable_Tag.md, the build history and the manifest pages.
+//! - [`report`]: what a build leaves: artifacts, logs, tables, JSON, GitHub output.
+//! - [`exit`]: the error kinds the CLI maps to exit codes.
 #[cfg(test)]
 mod architecture;
 pub mod buildkit;

@@ -1,5 +1,5 @@
 //! The per-platform part of one image's steps: the tests run once per platform of a
-//! multi-platform image, through the step order's [`TestRunner`], folded into the image's
+//! multi-platform image, through the step order's `TestRunner`, folded into the image's
 //! report, and the report's per-platform entries.
 
 use super::platforms::Selection;

@@ -1,5 +1,5 @@
 //! Registry operations over the distribution API, split as go-containerregistry does:
-//! [`reference`] (names); [`transport`], a stack of small layers every request goes
+//! [`reference`](mod@reference) (names); [`transport`], a stack of small layers every request goes
 //! through (scheme, user agent, auth, retry, debug log, http); [`client`] (operation-sized
 //! functions over it); [`copy`] (copy and retag); [`index`] (a multi-platform index put
 //! together from images already in the repository). The all-or-nothing retag of a whole

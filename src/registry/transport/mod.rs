@@ -1,19 +1,19 @@
 //! The transport stack every registry request goes through, in small layers as
 //! go-containerregistry's `remote/transport` has them. From the outside in:
 //!
-//! - [`Auth`](super::auth::Auth): the registry's challenge, basic or bearer, tokens cached
+//! - [`Auth`](self::auth::Auth): the registry's challenge, basic or bearer, tokens cached
 //!   per scope; a 401 is answered once with the credential or token it asks for. Its token
 //!   requests go down the layers below it;
-//! - [`UserAgent`](super::useragent::UserAgent): names stackctl in `User-Agent`;
-//! - [`Retry`](super::retry::Retry): 429/5xx and unanswered requests again, with backoff,
+//! - [`UserAgent`](self::useragent::UserAgent): names stackctl in `User-Agent`;
+//! - [`Retry`](self::retry::Retry): 429/5xx and unanswered requests again, with backoff,
 //!   `Retry-After` and a bound;
-//! - [`DebugLog`](super::debuglog::DebugLog): one debug line per attempt (method, URL without
+//! - [`DebugLog`](self::debuglog::DebugLog): one debug line per attempt (method, URL without
 //!   its query, status, time), never a header;
-//! - [`Http`](super::http::Http): the HTTP clients (TLS roots loaded on the first https
+//! - [`Http`](self::http::Http): the HTTP clients (TLS roots loaded on the first https
 //!   request only).
 //!
 //! Which scheme a host is spoken to with is decided before, when the URL is made
-//! ([`scheme`](super::scheme)). Operation-sized functions (`RegistryClient`) sit on top.
+//! ([`scheme`]). Operation-sized functions (`RegistryClient`) sit on top.
 
 pub mod auth;
 pub mod debuglog;
