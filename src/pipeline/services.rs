@@ -228,8 +228,20 @@ impl TestRunner for Real<'_, '_> {
             }
             // Integration tests run in the engine whatever the runner.
             _ => {
-                if let Ok(r) = ImageRef::parse(image_ref) {
-                    prepull(&r, ctx.credentials).await;
+                // What the engine's containers run, pulled with stackctl's credentials.
+                let runner_image = match suite {
+                    Suite::Integration => self
+                        .image
+                        .tests
+                        .integration
+                        .as_ref()
+                        .and_then(|i| i.runner_image.clone()),
+                    Suite::Basic => None,
+                };
+                for r in std::iter::once(image_ref.to_string()).chain(runner_image) {
+                    if let Ok(r) = ImageRef::parse(&r) {
+                        prepull(&r, ctx.credentials).await;
+                    }
                 }
                 suite::run_suite(ctx.spec, key, image_ref, suite, &opts).await
             }
