@@ -344,7 +344,7 @@ async fn reclaim_space(
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
                     s.key,
-                    crate::report::sizes::human_size(bytes)
+                    crate::sizes::human_size(bytes)
                 );
             }
             Err(e) => tracing::warn!(

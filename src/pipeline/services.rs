@@ -12,7 +12,7 @@ use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
 use crate::containers::in_buildkit::Node;
 use crate::containers::runner::{prepull, Runner};
 use crate::containers::suite::{self, Suite, SuiteResult};
-use crate::content_tags::publish::{ContentTag, Rendered, RunIn};
+use crate::content_tags::publish::{self, ContentTag, Rendered};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ImageReport, ImageStep};
@@ -256,19 +256,22 @@ impl TestRunner for Real<'_, '_> {
         let ctx = self.ctx;
         let commit: String = ctx.commit.chars().take(7).collect();
         let date = ctx.build_time.format("%Y-%m-%d").to_string();
-        crate::content_tags::publish::compute(
-            image_ref,
-            templates,
-            &commit,
-            &date,
-            &ctx.spec.tag_prefix,
-            &RunIn {
-                runner: &self.runner,
-                timeout: ctx.test_timeout,
-                cancel: &ctx.cancel,
-            },
-        )
-        .await
+        // The templates' commands, in one container of the image where the runner runs.
+        let cmds = publish::commands(templates);
+        let parsed = ImageRef::parse(image_ref)?;
+        let outs = self
+            .runner
+            .info_commands(&parsed, None, &cmds, ctx.test_timeout, &ctx.cancel)
+            .await
+            .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
+        let outputs = outs
+            .into_iter()
+            .map(|o| {
+                let v = if o.ok { Ok(o.stdout) } else { Err(o.text) };
+                (o.command, v)
+            })
+            .collect();
+        publish::render(templates, &outputs, &commit, &date, &ctx.spec.tag_prefix)
     }
 }
 

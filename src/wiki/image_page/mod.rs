@@ -7,7 +7,7 @@ pub mod registry;
 pub use crate::containers::commands::InfoOutput;
 use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::names::page_name;
-pub use crate::report::sizes::human_size;
+pub use crate::sizes::human_size;
 use crate::spec::Spec;
 use anyhow::Context;
 pub use history::{human_duration, LayerRow};
