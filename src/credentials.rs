@@ -36,6 +36,24 @@ impl fmt::Display for Secret {
     }
 }
 
+/// `s` with any user information (`USER:PASSWORD@`) before its host replaced by `***`, for
+/// messages about addresses and references that a user may have written with a password in
+/// them: `tcp://u:pw@h:1` gives `tcp://***@h:1`, `u:pw@host/repo:tag` gives `***@host/repo:tag`.
+pub fn mask_userinfo(s: &str) -> String {
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match scheme {
+            Some(scheme) => format!("{scheme}://***{}", &rest[at..]),
+            None => format!("***{}", &rest[at..]),
+        },
+        None => s.to_string(),
+    }
+}
+
 /// A username and secret for one registry, and where they were found (for messages).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credential {
@@ -206,6 +224,19 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!c.describe().contains("hunter2"));
         assert_eq!(c.secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn user_information_is_masked() {
+        for (given, shown) in [
+            ("tcp://u:pw@h:1234", "tcp://***@h:1234"),
+            ("tcp://h:1234", "tcp://h:1234"),
+            ("u:pw@127.0.0.1:5000/a/b:t", "***@127.0.0.1:5000/a/b:t"),
+            ("ghcr.io/a/b@sha256:00", "ghcr.io/a/b@sha256:00"),
+            ("docker-tcp://a@b:c@h:1/x", "docker-tcp://***@h:1/x"),
+        ] {
+            assert_eq!(mask_userinfo(given), shown);
+        }
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub fn addresses(
     let mut out = Vec::with_capacity(list.len());
     for a in list {
         let tls = match (tls_dir, a.trim().strip_prefix("tcp://")) {
-            (Some(dir), Some(rest)) => {
+            // An address with user information is refused by `Address::parse` below, with
+            // the secret masked; no folder is looked up under its name.
+            (Some(dir), Some(rest)) if !rest.contains('@') => {
                 let hostport = rest.trim_end_matches('/');
                 tls_from_dir(dir, hostport)?.unwrap_or_else(|| shared.clone())
             }
@@ -89,13 +91,19 @@ pub fn addresses(
             (_, None) if list.len() > 1 => TlsFiles::default(),
             _ => shared.clone(),
         };
-        let addr = Address::parse(a, tls).with_context(|| {
-            if list.len() > 1 {
-                format!("BuildKit node {:?}", a.trim())
-            } else {
-                String::new()
-            }
-        })?;
+        let parsed = Address::parse(a, tls);
+        // With one address its own message says it all (an empty context would print an
+        // empty `error:` line); in a pool, which node, its password masked.
+        let addr = if list.len() > 1 {
+            parsed.with_context(|| {
+                format!(
+                    "BuildKit node {:?}",
+                    crate::credentials::mask_userinfo(a.trim())
+                )
+            })?
+        } else {
+            parsed?
+        };
         if out.contains(&addr) {
             bail!("BuildKit node {addr} is given twice");
         }

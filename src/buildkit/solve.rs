@@ -8,7 +8,6 @@ use super::progress::Progress;
 use super::session::{LocalDir, Session};
 use super::Client;
 use crate::credentials::CredentialStore;
-use anyhow::Context as _;
 use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, SolveRequest, StatusRequest};
 use indexmap::IndexMap;
 use sha2::Digest;
@@ -182,8 +181,10 @@ pub async fn build(
     progress: &mut Progress,
 ) -> Result<BuildOutcome, BuildError> {
     let started = Instant::now();
+    // What is wrong with the image's own folder (a link out of it, no Dockerfile, a bad
+    // .dockerignore) is the image's failure, not BuildKit's: exit 1, as a failed step.
     let context = std::fs::canonicalize(&req.context).map_err(|e| {
-        BuildError::Unavailable(format!(
+        BuildError::Failed(format!(
             "image {}: build context {}: {e}",
             req.label,
             req.context.display()
@@ -196,10 +197,10 @@ pub async fn build(
     if req.dockerfile.is_none() {
         // The default Dockerfile must not be a link out of the context.
         super::context::inside_context(&context, "Dockerfile")
-            .map_err(|e| BuildError::Unavailable(format!("image {}: {e:#}", req.label)))?;
+            .map_err(|e| BuildError::Failed(format!("image {}: {e:#}", req.label)))?;
     }
     if !dockerfile.is_file() {
-        return Err(BuildError::Unavailable(format!(
+        return Err(BuildError::Failed(format!(
             "image {}: no Dockerfile at {}",
             req.label,
             dockerfile.display()
@@ -211,8 +212,7 @@ pub async fn build(
         .unwrap_or_else(|| PathBuf::from("."));
     let unavailable = |e: anyhow::Error| BuildError::Unavailable(format!("{e:#}"));
     let ctx_dir = LocalDir::with_dockerignore(context.clone())
-        .with_context(|| format!("image {}", req.label))
-        .map_err(unavailable)?;
+        .map_err(|e| BuildError::Failed(format!("image {}: {e:#}", req.label)))?;
     let dirs = HashMap::from([
         ("context".to_string(), ctx_dir),
         (

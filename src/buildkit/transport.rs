@@ -77,7 +77,7 @@ impl Address {
     pub fn parse(s: &str, tls: TlsFiles) -> anyhow::Result<Address> {
         let s = s.trim();
         // Messages show the address with any `user:password@` replaced by `***@`.
-        let shown = without_userinfo(s);
+        let shown = crate::credentials::mask_userinfo(s);
         let addr = if let Some(rest) = s.strip_prefix("tcp://") {
             return Ok(Address::Tcp {
                 hostport: host_port("tcp", rest)?,
@@ -160,17 +160,6 @@ fn host_port(scheme: &str, rest: &str) -> anyhow::Result<String> {
     }
 }
 
-/// `s` with the user information of a `SCHEME://USER:PASSWORD@HOST` address replaced by `***`.
-fn without_userinfo(s: &str) -> String {
-    if let Some((scheme, rest)) = s.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://***{}", &rest[at..]);
-        }
-    }
-    s.to_string()
-}
-
 /// The engine socket DOCKER_HOST names (unix:// or tcp://), else the default socket.
 fn docker_host_socket() -> anyhow::Result<EngineSocket> {
     match std::env::var("DOCKER_HOST") {
@@ -184,7 +173,7 @@ fn docker_host_socket() -> anyhow::Result<EngineSocket> {
             } else {
                 bail!(
                     "DOCKER_HOST={:?} is not understood (expected unix:///PATH or tcp://HOST:PORT)",
-                    without_userinfo(&h)
+                    crate::credentials::mask_userinfo(&h)
                 )
             }
         }

@@ -92,7 +92,7 @@ pub struct BuildArgs {
     pub no_push: bool,
     /// At most this many images at a time on each BuildKit node (an image holds its node's
     /// place from its build to its last step).
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one)]
     pub jobs: usize,
     /// After a failure, go on with the images that do not descend from it.
     #[arg(long)]
@@ -146,6 +146,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
 
     let opts = RunOptions {
         registry_check: !args.select.no_registry,
+        registry_timeout: args.select.registry_timeout,
         only: args.only.clone(),
         push: !args.no_push,
         schedule: ScheduleOptions {
@@ -197,4 +198,13 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     } else {
         ExitStatus::Success
     })
+}
+
+/// `--jobs`: a count of at least 1 (0 would build nothing and wait forever).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -49,6 +49,14 @@ impl BuildkitArgs {
 
     /// Every node's address: --buildkit, else BUILDKIT_HOST, else the local Docker engine.
     pub fn addresses(&self) -> anyhow::Result<Vec<Address>> {
+        if let Some(empty) = self
+            .buildkit
+            .iter()
+            .find(|a| buildkit::pool::split_list(a).is_empty())
+        {
+            // Not read as "not given": that would build on the engine unasked.
+            bail!("--buildkit {empty:?}: the address is empty (give tcp://HOST:PORT, unix:///PATH or docker://)");
+        }
         let mut list: Vec<String> = self
             .buildkit
             .iter()

@@ -40,7 +40,7 @@ pub struct RegistryArgs {
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
     /// Allow plain http to this registry (HOST:PORT); loopback registries are always allowed. Repeatable.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_insecure)]
     pub insecure_registry: Vec<String>,
     /// Set by the commands whose registry work is all through the registry API (exists,
     /// retag, tag) from their `--registry-endpoint` options; see [`RegistryApiArgs`].
@@ -73,23 +73,37 @@ impl RegistryApiArgs {
     }
 }
 
+/// Why `h` is not a registry host with an optional port, as a reference's registry part
+/// (no scheme, path or user): checked by parsing `<h>/x`.
+fn host_problem(h: &str) -> Option<String> {
+    if h.is_empty() || h.contains(['/', '@', '=']) {
+        return Some(format!("{h:?} is not HOST[:PORT]"));
+    }
+    match crate::registry::ImageRef::parse(&format!("{h}/x")) {
+        Ok(r) if r.registry == h || (h == "index.docker.io" && r.registry == "docker.io") => None,
+        Ok(_) => Some(format!(
+            "{h:?} is not a registry host (it has no `.` or `:`, nor is localhost)"
+        )),
+        Err(e) => Some(e.reason),
+    }
+}
+
+/// `--insecure-registry HOST[:PORT]`.
+fn parse_insecure(s: &str) -> Result<String, String> {
+    match host_problem(s) {
+        None => Ok(s.to_string()),
+        Some(why) => Err(format!("expected HOST:PORT: {why}")),
+    }
+}
+
 /// `NAME=HOST[:PORT]`; `index.docker.io` is Docker Hub's other name, stored as `docker.io`.
 fn parse_endpoint(s: &str) -> Result<(String, String), String> {
     let (name, host) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected NAME=HOST:PORT (e.g. docker.io=127.0.0.1:5000)"))?;
-    let is_host = |h: &str| {
-        // A host with an optional port, as a reference's registry part (no scheme, path or
-        // user): checked by parsing `<h>/x`.
-        !h.is_empty()
-            && !h.contains(['/', '@', '='])
-            && crate::registry::ImageRef::parse(&format!("{h}/x")).is_ok_and(|r| {
-                r.registry == h || (h == "index.docker.io" && r.registry == "docker.io")
-            })
-    };
-    if !is_host(name) || !is_host(host) {
+    if let Some(why) = host_problem(name).or_else(|| host_problem(host)) {
         return Err(format!(
-            "{s:?}: expected NAME=HOST:PORT with registry host names (e.g. docker.io=127.0.0.1:5000)"
+            "{s:?}: expected NAME=HOST:PORT with registry host names (e.g. docker.io=127.0.0.1:5000): {why}"
         ));
     }
     let name = if name == "index.docker.io" {

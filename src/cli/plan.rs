@@ -102,6 +102,10 @@ pub struct PlanSelection {
     /// not rebuilt for that reason).
     #[arg(long)]
     pub no_registry: bool,
+    /// The deadline of the whole registry check (every image's tag, retries included):
+    /// a registry that has not answered by then ends the command (exit 2), naming it.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub registry_timeout: std::time::Duration,
 }
 
 impl PlanSelection {
@@ -129,7 +133,8 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     let spec = args.spec.load()?;
     let mut plan = args.select.plan(&spec, &args.spec.repo)?;
     if !args.select.no_registry {
-        plan.check_registry(&args.registry.client()?).await?;
+        plan.check_registry(&args.registry.client()?, args.select.registry_timeout)
+            .await?;
     }
     match Format::chosen(args.json, args.format) {
         Format::Json => output::print_json(&plan)?,

@@ -5,7 +5,7 @@ use super::exit::{self, ExitStatus, WithStatus};
 use super::GlobalArgs;
 use crate::exit::Failed;
 use crate::promote::stack::{self, Kind, Promotion};
-use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::registry::{exists_within, ImageRef, RegistryClient};
 use std::path::PathBuf;
 
 /// `stackctl exists`.
@@ -15,7 +15,8 @@ use std::path::PathBuf;
 `REF missing` or `REF error` (the error on stderr) per reference.\n\n\
 Registry credentials: --username/--password-stdin, else Docker's config.json (DOCKER_CONFIG, \
 else ~/.docker), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\n\
-Exit codes: 0 all exist, 1 any is missing, 2 a check failed (auth, network, bad reference)."
+Exit codes: 0 all exist, 1 any is missing, 2 a check failed (auth, network, bad reference, \
+--timeout passed)."
 )]
 pub struct ExistsArgs {
     /// Image references, e.g. ghcr.io/owner/image:2026.3-main.
@@ -24,6 +25,10 @@ pub struct ExistsArgs {
     /// Print one JSON document: [{reference, exists, digest, media_type, error}].
     #[arg(long)]
     pub json: bool,
+    /// The deadline of all the checks together, retries included: past it, exit 2 with
+    /// one line naming the registry that did not answer.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
     #[command(flatten)]
     pub registry: RegistryApiArgs,
 }
@@ -136,7 +141,9 @@ pub async fn run_exists(a: ExistsArgs, _g: &GlobalArgs) -> anyhow::Result<ExitSt
         .map(|r| ImageRef::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
     let client = registry.client()?;
-    let results = exists_many(&client, &refs).await;
+    let results = exists_within(&client, &refs, a.timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (--timeout)"))?;
     if a.json {
         super::output::print_json(&results)?;
     } else {

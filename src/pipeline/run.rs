@@ -8,7 +8,7 @@ use super::steps::ImageJobContext;
 use crate::buildkit;
 use crate::credentials::CredentialStore;
 use crate::plan::Plan;
-use crate::registry::{exists_many, ImageRef, RegistryClient};
+use crate::registry::{exists_within, ImageRef, RegistryClient};
 use crate::report::github::{self, GithubActions};
 use crate::report::{self, ArtifactDirs, ImageReport, ImageStep, PostworkOutput};
 use crate::spec::platform::Platform;
@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct RunOptions {
     /// Ask the registry which tags exist (missing ones rebuild, existing ones serve as cache).
     pub registry_check: bool,
+    /// The deadline of the registry check, all of its requests together.
+    pub registry_timeout: Duration,
     /// Only these images may rebuild (empty: all).
     pub only: Vec<String>,
     /// Push images; without it nothing is pushed, and integration tests and manifest
@@ -73,7 +75,7 @@ pub async fn run(
 ) -> anyhow::Result<RunSummary> {
     check_only(spec, &opts.only)?;
     let (existing, digests) = if opts.registry_check {
-        registry_facts(spec, &mut plan, registry, &opts.only).await?
+        registry_facts(spec, &mut plan, registry, opts).await?
     } else {
         (HashSet::new(), HashMap::new())
     };
@@ -209,11 +211,12 @@ async fn registry_facts(
     spec: &Spec,
     plan: &mut Plan,
     registry: &RegistryClient,
-    only: &[String],
+    opts: &RunOptions,
 ) -> anyhow::Result<(HashSet<String>, HashMap<String, String>)> {
+    let only = &opts.only;
     let mut existing = HashSet::new();
     let mut digests = HashMap::new();
-    let results = plan.check_registry(registry).await?;
+    let results = plan.check_registry(registry, opts.registry_timeout).await?;
     for (img, r) in plan.images.iter().zip(results) {
         let rebuilds = img.rebuild && (only.is_empty() || only.contains(&img.key));
         if let (false, Some(d)) = (rebuilds, &r.digest) {
@@ -229,7 +232,10 @@ async fn registry_facts(
         .values()
         .map(|i| ImageRef::parse(&format!("{}:{stable_tag}", i.image_name)))
         .collect::<Result<_, _>>()?;
-    for r in exists_many(registry, &stable).await {
+    let stable = exists_within(registry, &stable, opts.registry_timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("registry check: {e}"))?;
+    for r in stable {
         if r.exists {
             existing.insert(r.reference);
         }

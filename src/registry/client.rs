@@ -656,31 +656,86 @@ pub struct ExistsResult {
     pub error: Option<String>,
 }
 
+/// Checks that did not end by their deadline: the registries still asked, for one line.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "registry {} did not answer within {} ({unchecked} of {total} references unchecked, e.g. {first})",
+    .registries.join(", "),
+    humantime::format_duration(*.within)
+)]
+pub struct CheckDeadline {
+    pub registries: Vec<String>,
+    pub within: Duration,
+    pub unchecked: usize,
+    pub total: usize,
+    pub first: String,
+}
+
+/// [`exists_many`] with one deadline for all the checks, however many retries each takes:
+/// a registry that stalls ends the command after `within`, not after every retry.
+pub async fn exists_within(
+    client: &RegistryClient,
+    refs: &[ImageRef],
+    within: Duration,
+) -> Result<Vec<ExistsResult>, CheckDeadline> {
+    let deadline = tokio::time::Instant::now() + within;
+    let done: Vec<Option<ExistsResult>> = futures::stream::iter(refs)
+        .map(|r| async move {
+            tokio::time::timeout_at(deadline, exists_one(client, r))
+                .await
+                .ok()
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let late: Vec<&ImageRef> = refs
+        .iter()
+        .zip(&done)
+        .filter(|(_, d)| d.is_none())
+        .map(|(r, _)| r)
+        .collect();
+    if let Some(first) = late.first() {
+        let mut registries: Vec<String> = late.iter().map(|r| r.registry.clone()).collect();
+        registries.sort();
+        registries.dedup();
+        return Err(CheckDeadline {
+            registries,
+            within,
+            unchecked: late.len(),
+            total: refs.len(),
+            first: first.to_string(),
+        });
+    }
+    Ok(done.into_iter().flatten().collect())
+}
+
 /// Check many references at once: one HEAD each, all concurrently (at most 16 in flight).
 /// Results come back in the order of `refs`; a failed check has `error` set.
 pub async fn exists_many(client: &RegistryClient, refs: &[ImageRef]) -> Vec<ExistsResult> {
     futures::stream::iter(refs)
-        .map(|r| async move {
-            match client.head_manifest(r).await {
-                Ok(d) => ExistsResult {
-                    reference: r.to_string(),
-                    exists: d.is_some(),
-                    digest: d.as_ref().map(|d| d.digest.clone()),
-                    media_type: d.map(|d| d.media_type),
-                    error: None,
-                },
-                Err(e) => ExistsResult {
-                    reference: r.to_string(),
-                    exists: false,
-                    digest: None,
-                    media_type: None,
-                    error: Some(e.to_string()),
-                },
-            }
-        })
+        .map(|r| exists_one(client, r))
         .buffered(16)
         .collect()
         .await
+}
+
+async fn exists_one(client: &RegistryClient, r: &ImageRef) -> ExistsResult {
+    match client.head_manifest(r).await {
+        Ok(d) => ExistsResult {
+            reference: r.to_string(),
+            exists: d.is_some(),
+            digest: d.as_ref().map(|d| d.digest.clone()),
+            media_type: d.map(|d| d.media_type),
+            error: None,
+        },
+        Err(e) => ExistsResult {
+            reference: r.to_string(),
+            exists: false,
+            digest: None,
+            media_type: None,
+            error: Some(e.to_string()),
+        },
+    }
 }
 
 #[cfg(test)]

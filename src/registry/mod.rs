@@ -12,7 +12,8 @@ pub mod reference;
 pub mod transport;
 
 pub use client::{
-    exists_many, ClientOptions, Descriptor, ExistsResult, Manifest, RegistryClient, RegistryError,
+    exists_many, exists_within, CheckDeadline, ClientOptions, Descriptor, ExistsResult, Manifest,
+    RegistryClient, RegistryError,
 };
 pub use copy::RetagReport;
 pub use reference::ImageRef;

@@ -29,6 +29,42 @@ pub struct RefError {
     pub reason: String,
 }
 
+impl RefError {
+    /// The error for `reference`, which it shows with any user information masked.
+    fn new(reference: &str, reason: impl Into<String>) -> RefError {
+        RefError {
+            reference: shown(reference),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `s` as messages may show it: a `USER:PASSWORD@` before the host (which is no part of a
+/// reference, but is what a user may paste from a URL) masked. The `@` of a digest stays.
+fn shown(s: &str) -> String {
+    if has_userinfo(s) {
+        crate::credentials::mask_userinfo(s)
+    } else {
+        s.to_string()
+    }
+}
+
+/// Whether the text before `@` is user information rather than a name before a digest:
+/// what follows the `@` is not shaped as a digest (`ALGORITHM:` and at least 32 hex
+/// digits, no `/`), as `HOST/PATH` or `HOST:PORT` is not.
+fn has_userinfo(s: &str) -> bool {
+    let Some((_, after)) = s.split_once('@') else {
+        return false;
+    };
+    let digest_like = after.split_once(':').is_some_and(|(algo, hex)| {
+        !algo.is_empty()
+            && algo.bytes().all(|b| b.is_ascii_alphanumeric())
+            && hex.len() >= 32
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !after.is_empty() && !digest_like
+}
+
 impl ImageRef {
     /// Parse a full reference. A reference with neither tag nor digest means `:latest`.
     ///
@@ -38,10 +74,15 @@ impl ImageRef {
     /// up to 128 characters (no Unicode), a digest that is not `sha256:`/`sha512:` with
     /// lowercase hex of the right length.
     pub fn parse(s: &str) -> Result<ImageRef, RefError> {
-        let bad = |reason: String| RefError {
-            reference: s.to_string(),
-            reason,
-        };
+        let bad = |reason: String| RefError::new(s, reason);
+        if has_userinfo(s) {
+            return Err(bad(
+                "user information (USER:PASSWORD@) is no part of an image reference, and is not \
+                 repeated here; give credentials with --username and --password-stdin or Docker's \
+                 config.json"
+                    .into(),
+            ));
+        }
         if looks_like_bare_host(s) {
             return Err(bad(
                 "this is a registry host and port without a repository (write HOST:PORT/REPOSITORY:TAG)".into(),
@@ -82,19 +123,19 @@ impl ImageRef {
             if is_valid_tag(s) {
                 return Ok(src.with_tag(s));
             }
-            return Err(RefError {
-                reference: s.to_string(),
-                reason: format!(
+            return Err(RefError::new(
+                s,
+                format!(
                     "the destination is not a valid tag ({TAG_CHARS}; at most 128 characters) nor a full reference"
                 ),
-            });
+            ));
         }
         let r = ImageRef::parse(s)?;
         if r.digest.is_some() {
-            return Err(RefError {
-                reference: s.to_string(),
-                reason: "a destination must be a tag, not a digest".into(),
-            });
+            return Err(RefError::new(
+                s,
+                "a destination must be a tag, not a digest",
+            ));
         }
         Ok(r)
     }
@@ -227,11 +268,28 @@ fn split_reference(s: &str) -> Result<Parts<'_>, String> {
     })
 }
 
-/// `HOST[:PORT]`: DNS labels of letters, digits and inner `-`, separated by dots.
+/// `HOST[:PORT]`: DNS labels of letters, digits and inner `-`, separated by dots, or an IPv6
+/// address in brackets (`[::1]:5000`); the port from 1 to 65535.
 fn check_registry_host(h: &str) -> Result<(), String> {
-    let (host, port) = match h.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (h, None),
+    let (host, port) = if let Some(inner) = h.strip_prefix('[') {
+        let Some((v6, after)) = inner.split_once(']') else {
+            return Err(format!("registry host {h:?}: `[` without its `]`"));
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "registry host {h:?}: {v6:?} in brackets is not an IPv6 address"
+            ));
+        }
+        match after.strip_prefix(':') {
+            Some(port) => (None, Some(port)),
+            None if after.is_empty() => (None, None),
+            None => return Err(format!("registry host {h:?}: expected `:PORT` after `]`")),
+        }
+    } else {
+        match h.split_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(h), None),
+        }
     };
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -239,14 +297,21 @@ fn check_registry_host(h: &str) -> Result<(), String> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if !host.split('.').all(label_ok) {
-        return Err(format!(
-            "registry host {h:?} is not a host name (letters, digits, `-` and dots)"
-        ));
+    if let Some(host) = host {
+        if !host.split('.').all(label_ok) {
+            return Err(format!(
+                "registry host {h:?} is not a host name (letters, digits, `-` and dots)"
+            ));
+        }
     }
     if let Some(p) = port {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("registry port in {h:?} is not a number"));
+        }
+        if !matches!(p.parse::<u32>(), Ok(1..=65535)) {
+            return Err(format!(
+                "registry port in {h:?} is not a port number (1 to 65535)"
+            ));
         }
     }
     Ok(())
@@ -441,6 +506,45 @@ mod tests {
             &src
         )
         .is_err());
+    }
+
+    #[test]
+    fn user_information_is_refused_and_masked() {
+        for s in [
+            "u:hunter2@127.0.0.1:5000/a/b:t",
+            "u:hunter2@ghcr.io/o/x",
+            "u:hunter2@host:5000",
+            "hunter2@host",
+        ] {
+            let e = ImageRef::parse(s).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("***@") && e.contains("USER:PASSWORD@"), "{e}");
+        }
+        let e =
+            ImageRef::parse_destination("u:hunter2@h:1/r:t", &ImageRef::parse("h:1/r").unwrap())
+                .unwrap_err()
+                .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_hosts_and_port_ranges() {
+        let r = ImageRef::parse("[::1]:5000/a/b:t").unwrap();
+        assert_eq!(r.registry, "[::1]:5000");
+        assert_eq!(r.to_string(), "[::1]:5000/a/b:t");
+        assert!(ImageRef::parse("[fe80::1]/a").is_ok());
+        assert!(ImageRef::parse("h:65535/a").is_ok());
+        for (bad, why) in [
+            ("h:99999/a", "1 to 65535"),
+            ("h:0/a", "1 to 65535"),
+            ("[::1]:99999/a", "1 to 65535"),
+            ("[nope]:5000/a", "IPv6"),
+            ("[::1/a", "without its `]`"),
+            ("[::1]x/a", "after `]`"),
+        ] {
+            let e = ImageRef::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ use thiserror::Error;
 pub enum SpecError {
     #[error("no spec found: neither {} nor {} exists (use --spec PATH)", .root.display(), .images.display())]
     NotFound { root: PathBuf, images: PathBuf },
+    #[error("{}: the spec must be a regular file, and this is {kind}", .path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{}: cannot read: {source}", .path.display())]
     Read {
         path: PathBuf,
@@ -36,13 +38,43 @@ pub enum SpecError {
 pub fn default_spec_path(repo: &Path) -> Result<PathBuf, SpecError> {
     let root = repo.join("spec.yml");
     let images = repo.join("images").join("spec.yml");
-    if root.is_file() {
+    // The first that exists, whatever it is: a folder or fifo named spec.yml is refused
+    // by name, not passed over.
+    if root.exists() {
         Ok(root)
-    } else if images.is_file() {
+    } else if images.exists() {
         Ok(images)
     } else {
         Err(SpecError::NotFound { root, images })
     }
+}
+
+/// Refuse what is not a regular file (links followed) before opening it: reading a fifo
+/// would block, and /dev/zero never ends.
+fn check_regular_file(path: &Path) -> Result<(), SpecError> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = std::fs::metadata(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let t = md.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(SpecError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +311,7 @@ impl Spec {
             Some(p) => p.to_path_buf(),
             None => default_spec_path(repo)?,
         };
+        check_regular_file(&path)?;
         let text = std::fs::read_to_string(&path).map_err(|source| SpecError::Read {
             path: path.clone(),
             source,
@@ -288,6 +321,8 @@ impl Spec {
 
     /// Parse and validate spec text as if read from `path` (whose folder decides `images/`).
     pub fn from_str_at(text: &str, path: &Path) -> Result<Spec, SpecError> {
+        // A byte order mark, as some Windows editors write, is no part of the YAML.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let raw: RawSpec = serde_yaml::from_str(text).map_err(|e| SpecError::Syntax {
             path: path.to_path_buf(),
             line: e.location().map(|l| l.line()),

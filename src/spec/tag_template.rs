@@ -103,6 +103,30 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
+        // What no command output can mend is refused now, not at the first push.
+        if let Some(Part::Literal(first)) = parts.first() {
+            if first.starts_with(['.', '-']) {
+                return Err(format!(
+                    "template {source:?} starts with {:?}, and a tag cannot (it starts with a letter, digit or `_`)",
+                    &first[..1]
+                ));
+            }
+        }
+        let shortest: usize = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                Part::Commit => 7,
+                Part::Date => 10,
+                Part::Command(_) => 1,
+            })
+            .sum();
+        if shortest > crate::tag::MAX_TAG_LEN {
+            return Err(format!(
+                "template {source:?} gives tags of at least {shortest} characters; a tag has at most {}",
+                crate::tag::MAX_TAG_LEN
+            ));
+        }
         Ok(Template {
             source: source.to_string(),
             parts,

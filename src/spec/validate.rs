@@ -14,9 +14,40 @@ static REPOSITORY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(r"^(?:{domain}/)?{component}(?:/{component})*$")).unwrap()
 });
 
-/// Whether `name` is a valid repository name (no tag, no digest).
+/// Whether `name` is a valid repository name (no tag, no digest), its port if any from 1
+/// to 65535.
 pub fn is_valid_repository(name: &str) -> bool {
-    name.len() <= 255 && REPOSITORY.is_match(name)
+    name.len() <= 255 && REPOSITORY.is_match(name) && registry_port_ok(name)
+}
+
+/// The registry part of a repository name: its first component when there are several and
+/// it has a `.` or `:` or is `localhost` (the distribution grammar's rule).
+fn registry_part(name: &str) -> Option<&str> {
+    let (first, _) = name.split_once('/')?;
+    (first.contains(['.', ':']) || first == "localhost").then_some(first)
+}
+
+fn registry_port_ok(name: &str) -> bool {
+    let Some(host) = registry_part(name) else {
+        return true;
+    };
+    let port = match host.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => host.split_once(':').map(|(_, p)| p),
+    };
+    port.is_none_or(|p| matches!(p.parse::<u32>(), Ok(1..=65535)))
+}
+
+/// The repository `name` means as Docker reads it, for telling two spellings of one
+/// repository apart: `busybox` and `index.docker.io/library/busybox` are both
+/// `docker.io/library/busybox`.
+fn canonical_repository(name: &str) -> String {
+    match registry_part(name) {
+        Some("index.docker.io") => format!("docker.io/{}", &name["index.docker.io/".len()..]),
+        Some(_) => name.to_string(),
+        None if name.contains('/') => format!("docker.io/{name}"),
+        None => format!("docker.io/library/{name}"),
+    }
 }
 
 /// Whether an image key names one folder directly under `images/`: not empty, no path
@@ -27,7 +58,7 @@ fn is_folder_name(key: &str) -> bool {
 
 pub(super) fn validate(
     spec: &mut Spec,
-    _text: &str,
+    text: &str,
     declared_roots: &[String],
     problems: &mut Vec<String>,
 ) {
@@ -37,7 +68,12 @@ pub(super) fn validate(
         None => file.clone(),
     };
 
-    if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
+    if spec.tag_prefix.is_empty() && problems.iter().all(|p| !p.contains("`tag.prefix`")) {
+        problems.push(format!(
+            "{}: `tag.prefix` is empty (give the quarter, e.g. \"2026.3\")",
+            at(super::load::line_of_key(text, "prefix", 2))
+        ));
+    } else if !spec.tag_prefix.is_empty() && !crate::tag::is_valid_tag(&spec.tag_prefix) {
         problems.push(format!(
             "{file}: `tag.prefix` {:?} cannot start a tag (letters, digits, `_`, `.`, `-`; not starting with `.` or `-`)",
             spec.tag_prefix
@@ -67,7 +103,7 @@ pub(super) fn validate(
     }
     spec.roots = roots;
 
-    let mut by_name: HashMap<&str, &str> = HashMap::new();
+    let mut by_name: HashMap<String, (&str, &str)> = HashMap::new();
     for img in spec.images.values() {
         let here = at(img.line);
         let key = &img.key;
@@ -92,10 +128,44 @@ pub(super) fn validate(
                     img.image_name
                 ));
             }
-            if let Some(other) = by_name.insert(&img.image_name, key) {
+            let canonical = canonical_repository(&img.image_name);
+            if let Some((other, other_name)) =
+                by_name.insert(canonical.clone(), (key, &img.image_name))
+            {
+                if other_name == img.image_name {
+                    problems.push(format!(
+                        "{here}: images `{other}` and `{key}` have the same `image_name: {}`",
+                        img.image_name
+                    ));
+                } else {
+                    problems.push(format!(
+                        "{here}: images `{other}` and `{key}` name the same repository {canonical} (`image_name: {other_name}` and `image_name: {}`)",
+                        img.image_name
+                    ));
+                }
+            }
+        }
+        for k in img.build_args.keys() {
+            if k.trim().is_empty() {
                 problems.push(format!(
-                    "{here}: images `{other}` and `{key}` have the same `image_name: {}`",
-                    img.image_name
+                    "{here}: image `{key}`: a build arg has an empty name"
+                ));
+            }
+        }
+        if img.tests.command.as_ref().is_some_and(|c| c.is_empty()) {
+            problems.push(format!(
+                "{here}: image `{key}`: `tests.command` is an empty list (leave it out for the default, `python3 -m pytest -x`)"
+            ));
+        }
+        if let Some(i) = &img.tests.integration {
+            if i.port == Some(0) {
+                problems.push(format!(
+                    "{here}: image `{key}`: `tests.integration.port` is 0 (a port is 1 to 65535)"
+                ));
+            }
+            if i.command.as_ref().is_some_and(|c| c.is_empty()) {
+                problems.push(format!(
+                    "{here}: image `{key}`: `tests.integration.command` is an empty list (leave it out for the default)"
                 ));
             }
         }
@@ -109,6 +179,14 @@ pub(super) fn validate(
             problems.push(format!(
                 "{here}: image `{key}`: folder {} does not exist",
                 dir.display()
+            ));
+        } else if let Some(target) = link_out_of(&spec.images_dir, &dir) {
+            problems.push(format!(
+                "{here}: image `{key}`: {} is a link to {}, outside {}; refused (the build \
+                 context must lie inside the images folder: move the folder there)",
+                dir.display(),
+                target.display(),
+                spec.images_dir.display()
             ));
         } else if !dir.join("Dockerfile").is_file() {
             problems.push(format!(
@@ -157,6 +235,14 @@ pub(super) fn validate(
     }
 }
 
+/// Where `dir` (a folder of `images`) really is, when links take it outside `images`: a
+/// build context there would send files from elsewhere into the image.
+fn link_out_of(images: &std::path::Path, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let root = std::fs::canonicalize(images).ok()?;
+    let real = std::fs::canonicalize(dir).ok()?;
+    (!real.starts_with(&root)).then_some(real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_valid_repository;
@@ -181,5 +267,26 @@ mod tests {
         assert!(!is_valid_repository("ghcr.io/x@sha256:00"));
         assert!(!is_valid_repository(""));
         assert!(!is_valid_repository("a//b"));
+        assert!(!is_valid_repository("h:99999/a"));
+        assert!(!is_valid_repository("h:0/a"));
+        assert!(is_valid_repository("h:65535/a"));
+        assert!(is_valid_repository("[::1]:5000/a"));
+        assert!(!is_valid_repository("[::1]:70000/a"));
+        assert!(!is_valid_repository("http://h/a"));
+        assert!(!is_valid_repository("ghcr.io/Org/a"));
+    }
+
+    #[test]
+    fn spellings_of_one_repository() {
+        use super::canonical_repository as c;
+        assert_eq!(c("busybox"), "docker.io/library/busybox");
+        assert_eq!(c("docker.io/library/busybox"), "docker.io/library/busybox");
+        assert_eq!(
+            c("index.docker.io/library/busybox"),
+            "docker.io/library/busybox"
+        );
+        assert_eq!(c("ucsdets/x"), "docker.io/ucsdets/x");
+        assert_eq!(c("ghcr.io/o/x"), "ghcr.io/o/x");
+        assert_eq!(c("localhost/x"), "localhost/x");
     }
 }

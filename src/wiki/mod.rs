@@ -167,10 +167,11 @@ pub fn with_tree(home: &str, diagram: &str) -> Option<String> {
 }
 
 /// Stable_Tag.md: one table, one row: the `:stable` names, what they were promoted from,
-/// links to the `:stable` pages.
+/// links to the `:stable` pages. The row has no spaces around its cells, byte for byte the
+/// old tool's, because people diff these pages.
 pub fn stable_tag_page(links: &Links, stable: &[String], based_on: &[String]) -> String {
     format!(
-        "{STABLE_HEADER}| {} | {} | {} |\n",
+        "{STABLE_HEADER}|{}|{}|{}|\n",
         names_cell(stable),
         names_cell(based_on),
         links_cell(links, stable)
@@ -323,7 +324,7 @@ mod tests {
         );
         assert_eq!(
             p,
-            "| Image | Based On | Manifest |\n| :- | :- | :- |\n| `h/a:stable` | `h/a:2026.3-stable` | [Link](https://github.com/o/r/wiki/h-a-stable) |\n"
+            "| Image | Based On | Manifest |\n| :- | :- | :- |\n|`h/a:stable`|`h/a:2026.3-stable`|[Link](https://github.com/o/r/wiki/h-a-stable)|\n"
         );
     }
 }

@@ -259,6 +259,7 @@ async fn tests_common_and_image_folder_run_together_with_shared_fixtures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integration_suite_against_an_http_service() {
+    let networks_before = images::networks_with_label("stackctl=1").await;
     let base = images::base_image();
     let web = images::build(
         "stackctl-test/web:1",
@@ -319,7 +320,7 @@ def test_service_answers():
     }
     assert_eq!(leftovers(&web).await, Vec::<String>::new());
     assert_eq!(
-        images::networks_with_label("stackctl=1").await,
+        images::networks_left_since(&networks_before).await,
         Vec::<String>::new(),
         "networks left"
     );

@@ -13,5 +13,6 @@ mod manifest;
 mod plan;
 mod plan_cli;
 mod plan_registry;
+mod refusals;
 mod registry;
 mod spec;

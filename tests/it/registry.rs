@@ -834,7 +834,7 @@ fn promotion_writes_wiki_and_artifacts() {
         assert_eq!(head_digest(&c, g).as_deref(), Some(m.digest.as_str()));
     }
     let expected_stable = format!(
-        "| Image | Based On | Manifest |\n| :- | :- | :- |\n| {} | {} | {} |\n",
+        "| Image | Based On | Manifest |\n| :- | :- | :- |\n|{}|{}|{}|\n",
         global
             .iter()
             .map(|s| format!("`{s}`"))
@@ -993,7 +993,7 @@ fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
     }
     assert_eq!(
         std::fs::read_to_string(wiki.join("Stable_Tag.md")).unwrap(),
-        "| Image | Based On | Manifest |\n| :- | :- | :- |\n| `ucsdets/datascience-notebook:stable`<br>`ucsdets/rstudio-notebook:stable` | `ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable` | [Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-stable) |\n"
+        "| Image | Based On | Manifest |\n| :- | :- | :- |\n|`ucsdets/datascience-notebook:stable`<br>`ucsdets/rstudio-notebook:stable`|`ucsdets/datascience-notebook:2026.3-rc-stable`<br>`ucsdets/rstudio-notebook:2026.3-rc-stable`|[Link](https://github.com/o/r/wiki/ucsdets-datascience-notebook-stable)<br>[Link](https://github.com/o/r/wiki/ucsdets-rstudio-notebook-stable)|\n"
     );
     for n in names {
         let page = wiki.join(format!("{}-stable.md", n.replace('/', "-")));

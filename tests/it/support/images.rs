@@ -238,6 +238,33 @@ pub async fn networks_with_label(label: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `stackctl=1` networks made since `before` that are still there with no container
+/// attached. Other tests of this binary run at the same time and make such networks too,
+/// so one that is in use, or that goes away within a few seconds, is theirs; a network a
+/// test leaked stays empty for good.
+pub async fn networks_left_since(before: &[String]) -> Vec<String> {
+    let d = docker().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut left = vec![];
+        for name in networks_with_label("stackctl=1").await {
+            if before.contains(&name) {
+                continue;
+            }
+            let Ok(n) = d.inspect_network(&name, None).await else {
+                continue; // removed meanwhile
+            };
+            if n.containers.as_ref().is_none_or(|c| c.is_empty()) {
+                left.push(name);
+            }
+        }
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// A stack repository in a temp dir: `spec.yml`, a placeholder Dockerfile for each
 /// image of the spec, and files under it (`images/...`).
 pub fn repo(spec_yaml: &str, files: &[(&str, &str)]) -> tempfile::TempDir {

@@ -32,6 +32,9 @@ pub enum Rule {
     },
     /// Delay every manifest PUT by 0..`max_ms` milliseconds (pseudo-random).
     DelayPuts { max_ms: u64 },
+    /// Hold every request, of any method and path, for `hold` before handling it (a
+    /// registry that stalls).
+    StallAll { hold: Duration },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +172,13 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
         .unwrap_or(0);
 
     let nth = requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let stall = sh.rules.lock().unwrap().iter().find_map(|r| match r {
+        Rule::StallAll { hold } => Some(*hold),
+        _ => None,
+    });
+    if let Some(hold) = stall {
+        std::thread::sleep(hold);
+    }
     if matches!(fault, Some(Fault::Flaky)) && nth <= 3 {
         let status = match nth {
             1 => "429 Too Many Requests\r\nRetry-After: 1",
