@@ -129,7 +129,7 @@ fn check_repository(r: &str, what: &str) -> Result<String, String> {
             "`{what}` must be a repository without tag or digest (e.g. ghcr.io/org/cache), not {r:?}"
         ));
     }
-    if !super::validate::is_valid_repository(r) {
+    if !super::repository::is_valid_repository(r) {
         return Err(format!(
             "`{what}` {r:?} is not a valid repository name (lower-case path, optional registry \
              HOST[:PORT] with a port from 1 to 65535, no scheme such as http://)"

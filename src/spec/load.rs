@@ -1,6 +1,7 @@
 //! Reading `spec.yml` and `change_ignore.json` into a [`Spec`].
 
 use super::cache::{CacheSpec, RawCache};
+use super::lines::line_of_key;
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
 use super::platform::Platform;
 use super::validate;
@@ -219,19 +220,6 @@ fn scalar_string(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// The 1-based line where `key:` is written with the given indentation, if found.
-pub(super) fn line_of_key(text: &str, key: &str, indent: usize) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let trimmed = l.trim_start();
-            l.len() - trimmed.len() == indent
-                && (trimmed.starts_with(&format!("{key}:"))
-                    || trimmed.starts_with(&format!("\"{key}\":"))
-                    || trimmed.starts_with(&format!("'{key}':")))
-        })
-        .map(|i| i + 1)
 }
 
 /// The 1-based line of each `key:` written with the given indentation (first one wins),

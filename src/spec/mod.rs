@@ -5,9 +5,11 @@
 //! `images/change_ignore.json`. See `docs/spec.md` for the reference.
 
 pub mod cache;
+mod lines;
 mod load;
 mod model;
 pub mod platform;
+mod repository;
 pub mod tag_template;
 mod validate;
 
