@@ -7,8 +7,9 @@
 //! environment and the engine runner's working directory.
 //!
 //! Why the tests are an exec op in an LLB definition and the info commands run in a gateway
-//! container: BuildKit before v0.26 cannot read a file back out of a gateway container
-//! (ReadFileContainer), and the tests' JUnit report must come back. An exec op's output
+//! container: buildkitd v0.25 (the one the tests run) does not implement reading a file back
+//! out of a gateway container (ReadFileContainer: Unimplemented), and the tests' JUnit
+//! report must come back. An exec op's output
 //! folder can be read (ReadFile) when it passed, and when it failed too: BuildKit hands the
 //! failed op's mounts back with the error (`errdefs.Solve`), so nothing is lost; its exit
 //! status is in the error; and its cache key (image digest, the files' contents, the command)
