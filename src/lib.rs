@@ -9,7 +9,8 @@
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
 //! - [`registry`]: the registry client over a stack of transport layers; copy, indexes.
 //! - [`buildkit`]: builds through BuildKit's gRPC API (engine or buildkitd), with the session.
-//! - [`containers`]: what runs in an image: engine containers, image commands, test suites.
+//! - [`containers`]: what runs in an image: engine containers or the BuildKit node that
+//!   built it, image commands, test suites.
 //! - [`content_tags`]: tags computed inside a built image (`tags:`).
 //! - [`pipeline`]: the main job: the scheduler and one image's steps.
 //! - [`promote`]: tags moved without a pull: stack promotion, its transaction, split builds
@@ -17,6 +18,8 @@
 //! - [`wiki`]: Home.md, Stable_Tag.md, the build history and the manifest pages.
 //! - [`report`]: what a build leaves: artifacts, logs, tables, JSON, GitHub output.
 //! - [`exit`]: the error kinds the CLI maps to exit codes.
+//! - [`sizes`]: byte sizes for people, below every module that shows one (BuildKit's
+//!   progress included).
 #[cfg(test)]
 mod architecture;
 pub mod buildkit;
@@ -30,6 +33,7 @@ pub mod plan;
 pub mod promote;
 pub mod registry;
 pub mod report;
+pub mod sizes;
 pub mod spec;
 pub mod tag;
 pub mod wiki;

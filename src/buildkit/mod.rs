@@ -19,6 +19,8 @@
 
 pub mod cache;
 pub mod context;
+pub mod gateway;
+pub mod llb;
 pub mod pool;
 pub mod progress;
 pub mod push;
@@ -128,7 +130,7 @@ pub async fn connect(addr: &Address) -> anyhow::Result<Client> {
     }
 }
 
-fn one_line_status(s: &tonic::Status) -> String {
+pub(crate) fn one_line_status(s: &tonic::Status) -> String {
     let m = s.message().split_whitespace().collect::<Vec<_>>().join(" ");
     let src = std::error::Error::source(s)
         .map(transport::flatten)

@@ -7,7 +7,7 @@
 //! Record: every vertex (step) with its start, end, cached or not, error and output; written to
 //! the log file with a closing table of the time each step took.
 
-use crate::report::sizes::human_size;
+use crate::sizes::human_size;
 use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -39,12 +39,14 @@ or BUILDKIT_HOST=ADDR,ADDR) an image goes to the node that built its parent in t
 when that node is idle, else to the node with the fewest images running (--jobs on each
 node); artifacts/<name>.yaml says which (builder). A node that does not answer at the
 start is left out; a node lost during a build has its image built again on another node,
-once; with no node left the run exits 2. Tests and info commands run in the
-Docker engine at DOCKER_HOST (default /var/run/docker.sock). Through the engine's own
-BuildKit the image is tested in the engine and pushed with its API. Through a buildkitd
-(tcp://, unix://) BuildKit pushes the image by digest, without a tag; the engine pulls
-`<repository>@<digest>` for the tests, and only a tested image gets `<tag>` in the
-registry (a manifest PUT, no data moved). No other tag is made but the spec's content tags. A child builds FROM
+once; with no node left the run exits 2. Through the engine's own BuildKit the image is
+tested in that engine (DOCKER_HOST, default /var/run/docker.sock) and pushed with its API.
+Through a buildkitd (tcp://, unix://) BuildKit pushes the image by digest, without a tag;
+the basic tests, info commands and content tag commands run on the buildkitd against
+`<repository>@<digest>` (spec `tests.runner: engine` moves them to the engine), and only a
+tested image gets `<tag>` in the registry (a manifest PUT, no data moved). Integration
+tests run in the engine; no engine is contacted when no image needs one, and one needed
+that does not answer is exit 2 before anything is built. No other tag is made but the spec's content tags. A child builds FROM
 its parent's digest (BASE_TAG=<tag>@<digest>), recorded as parent_digest in its artifact.
 The spec's `cache:` section may add a registry cache (<image>:buildcache-<tag>).
 

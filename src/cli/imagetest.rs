@@ -56,6 +56,20 @@ pub struct TestArgs {
     /// Print the result as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where the basic tests run: `buildkit` (on the BuildKit node at --buildkit, which pulls
+    /// REF itself; no Docker engine) or `engine` (containers of the engine at DOCKER_HOST).
+    /// Default: the image's `tests.runner` in the spec, else `buildkit` when --buildkit or
+    /// BUILDKIT_HOST names a standalone buildkitd, else `engine`. Integration tests always run
+    /// in the engine.
+    #[arg(long, value_enum, value_name = "RUNNER")]
+    pub runner: Option<crate::spec::RunnerKind>,
+    /// The platform to test (`linux/arm64`) with the BuildKit runner [default: the node's].
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub buildkit: super::buildkit::BuildkitArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// `stackctl manifest`: what `--help` explains below the options.
@@ -98,6 +112,39 @@ pub struct ManifestArgs {
     pub registry: RegistryArgs,
 }
 
+/// The BuildKit node the basic suite runs on, or None for the engine (see `--runner`).
+async fn test_node(
+    a: &TestArgs,
+    spec: &crate::spec::Spec,
+) -> anyhow::Result<Option<crate::containers::in_buildkit::Node>> {
+    use crate::spec::RunnerKind;
+    if a.suite == Suite::Integration {
+        return Ok(None);
+    }
+    let chosen = a
+        .runner
+        .or_else(|| spec.image(&a.key).and_then(|i| i.tests.runner));
+    let named = !a.buildkit.buildkit.is_empty()
+        || std::env::var("BUILDKIT_HOST").is_ok_and(|h| !h.trim().is_empty());
+    if chosen == Some(RunnerKind::Engine) || (chosen.is_none() && !named) {
+        return Ok(None);
+    }
+    let client = a.buildkit.first().await?;
+    if client.kind().is_engine() {
+        if chosen == Some(RunnerKind::Buildkit) {
+            anyhow::bail!(
+                "--runner buildkit needs a standalone buildkitd, and BuildKit at {} is a Docker engine's",
+                client.address()
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(crate::containers::in_buildkit::Node::new(
+        client,
+        a.registry.credentials()?,
+    )))
+}
+
 pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
     let opts = Options {
@@ -107,7 +154,18 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
         junit_suite_name: None,
         cancel: super::common::cancel_on_ctrl_c(),
     };
-    let res = suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?;
+    let res = match test_node(&a, &spec).await? {
+        Some(node) => {
+            node.basic_suite(&spec, &a.key, &a.image_ref, a.platform.as_deref(), &opts)
+                .await?
+        }
+        None => {
+            if let Ok(r) = crate::registry::ImageRef::parse(&a.image_ref) {
+                crate::containers::runner::prepull(&r, &a.registry.credentials()?).await;
+            }
+            suite::run_suite(&spec, &a.key, &a.image_ref, a.suite, &opts).await?
+        }
+    };
     if a.json {
         super::output::print_json(&res)?;
     } else {
@@ -142,11 +200,13 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
 
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
+    let credentials = a.registry.credentials()?;
     let opts = PageOptions {
         out_dir: a.out.clone(),
         wiki_dir: a.wiki.clone(),
+        runner: crate::containers::runner::Runner::Engine(credentials.clone()),
         registry: RegistryAccess {
-            credentials: a.registry.credentials()?,
+            credentials,
             insecure: a.registry.insecure_registry.clone(),
         },
         timeout: a.timeout,

@@ -121,6 +121,7 @@ async fn merge_and_report(
                     timeout: a.page_timeout,
                     cancel: cancel.clone(),
                     content_tags: m.report.content_tags.clone(),
+                    runner: crate::containers::runner::Runner::Engine(credentials.clone()),
                 };
                 let page = image_page::write_page(&spec, &m.key, &m.image, &opts);
                 m.report.run_step(ImageStep::Page, page).await;

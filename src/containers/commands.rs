@@ -121,25 +121,31 @@ async fn exec(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let code = code.unwrap_or(-1);
+    Ok(describe(code.unwrap_or(-1), stdout, &stderr))
+}
+
+/// What a finished command shows: exit code 0, its standard output (then its error output);
+/// otherwise the exit code, the error output and then the standard output. With whether it
+/// succeeded and its standard output alone.
+pub(crate) fn describe(code: i64, stdout: String, stderr: &str) -> (String, bool, String) {
     if code == 0 {
         let mut text = stdout.clone();
         if !stderr.trim().is_empty() {
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&stderr);
+            text.push_str(stderr);
         }
-        Ok((text, true, stdout))
+        (text, true, stdout)
     } else {
         let mut text = format!("exit code {code}\n");
-        text.push_str(&stderr);
+        text.push_str(stderr);
         if !stdout.trim().is_empty() {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
             text.push_str(&stdout);
         }
-        Ok((text, false, stdout))
+        (text, false, stdout)
     }
 }

@@ -7,6 +7,9 @@
 //! carries the run's label. Callers run it after their work, whatever its outcome.
 
 pub mod commands;
+pub mod in_buildkit;
+pub mod pull;
+pub mod runner;
 pub mod suite;
 
 use crate::registry::ImageRef;

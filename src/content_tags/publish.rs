@@ -12,7 +12,6 @@
 //! [`crate::pipeline::content_tag_steps`].
 
 use super::{reserved_reason, Values};
-use crate::containers::commands::run_info_commands;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::InfoCmd;
 use crate::spec::TagTemplate;
@@ -71,18 +70,9 @@ pub struct Rendered {
     pub moving: bool,
 }
 
-/// Run the templates' commands in one container of `image_ref` and render the tags
-/// (one per distinct tag; a tag two templates give moves only if both say so).
-/// `prefix` is the spec's tag prefix: a tag in stackctl's own namespace is refused.
-pub async fn compute(
-    image_ref: &str,
-    templates: &[TagTemplate],
-    commit: &str,
-    date: &str,
-    prefix: &str,
-    timeout: std::time::Duration,
-    cancel: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Vec<Rendered>> {
+/// The commands the templates run in the image, each once, in order (they run where the
+/// caller runs them; their outputs go to [`render`]).
+pub fn commands(templates: &[TagTemplate]) -> Vec<InfoCmd> {
     let mut commands: Vec<&str> = vec![];
     for t in templates {
         for c in t.template.commands() {
@@ -91,28 +81,29 @@ pub async fn compute(
             }
         }
     }
-    let cmds: Vec<InfoCmd> = commands
+    commands
         .iter()
         .map(|c| InfoCmd {
             description: "content tag".into(),
             command: c.to_string(),
         })
-        .collect();
-    let parsed = crate::registry::ImageRef::parse(image_ref)?;
-    let outs = run_info_commands(&parsed, &cmds, timeout, cancel)
-        .await
-        .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
-    let outputs: HashMap<String, Result<String, String>> = outs
-        .into_iter()
-        .map(|o| {
-            let v = if o.ok { Ok(o.stdout) } else { Err(o.text) };
-            (o.command, v)
-        })
-        .collect();
+        .collect()
+}
+
+/// Render the tags from the [`commands`]' `outputs` (command → its standard output, or why
+/// it failed): one per distinct tag; a tag two templates give moves only if both say so.
+/// `prefix` is the spec's tag prefix: a tag in stackctl's own namespace is refused.
+pub fn render(
+    templates: &[TagTemplate],
+    outputs: &HashMap<String, Result<String, String>>,
+    commit: &str,
+    date: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<Rendered>> {
     let values = Values {
         commit,
         date,
-        outputs: &outputs,
+        outputs,
     };
     let mut out: Vec<Rendered> = vec![];
     for t in templates {

@@ -11,6 +11,7 @@
 //! - [`run`]: the whole run, from options to the files it leaves.
 
 pub mod content_tag_steps;
+pub mod engine;
 pub mod image;
 pub mod one_image;
 pub mod platform_steps;

@@ -86,6 +86,7 @@ pub async fn run(
             && (opts.only.is_empty() || opts.only.iter().any(|k| k == key))
     };
     check_platforms(spec, pool, &opts.platforms, rebuild)?;
+    check_engine(spec, pool, opts.push, rebuild).await?;
     let jobs = Job::from_spec(spec, rebuild);
     opts.dirs.create()?;
     let ctx = ImageJobContext {
@@ -261,6 +262,43 @@ fn check_platforms(
     Ok(())
 }
 
+/// Whether each image that rebuilds can run its tests where the spec says, and, through
+/// buildkitd nodes, that a Docker engine answers when an image needs one (integration tests,
+/// `tests.runner: engine`): checked before anything is built (bad input, or an unreachable
+/// service). No engine is contacted when no image needs one.
+async fn check_engine(
+    spec: &Spec,
+    pool: &buildkit::Pool,
+    push: bool,
+    rebuild: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    let images: Vec<_> = spec.images.values().filter(|i| rebuild(&i.key)).collect();
+    for node in &pool.nodes {
+        let addr = node.address().to_string();
+        for img in &images {
+            super::engine::check_runner(img, node.kind().is_engine(), &addr)
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    // Through an engine's BuildKit the engine has answered already.
+    if pool.nodes.iter().all(|n| n.kind().is_engine()) {
+        return Ok(());
+    }
+    let needs: Vec<(String, String)> = images
+        .iter()
+        .filter_map(|i| super::engine::engine_need(i, false, push).map(|w| (i.key.clone(), w)))
+        .collect();
+    if needs.is_empty() {
+        return Ok(());
+    }
+    match super::engine::engine_unreachable().await {
+        Some(cause) => Err(anyhow::anyhow!(super::engine::no_engine_error(
+            &needs, &cause
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A node lost with no other node to build the image again: the run could not be done,
 /// as when BuildKit cannot be reached at all (the first such message is kept).
 fn note_lost_nodes(
@@ -312,7 +350,7 @@ async fn reclaim_space(
                 tracing::info!(
                     "[{}] reclaimed {} of builder space",
                     s.key,
-                    crate::report::sizes::human_size(bytes)
+                    crate::sizes::human_size(bytes)
                 );
             }
             Err(e) => tracing::warn!(

@@ -9,14 +9,16 @@ use super::steps::{
     Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
 };
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
+use crate::containers::in_buildkit::Node;
+use crate::containers::runner::{prepull, Runner};
 use crate::containers::suite::{self, Suite, SuiteResult};
-use crate::content_tags::publish::{ContentTag, Rendered};
+use crate::content_tags::publish::{self, ContentTag, Rendered};
 use crate::plan::PlannedImage;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::report::{ImageReport, ImageStep};
 use crate::spec::platform::{self, Platform};
-use crate::spec::ImageSpec;
 use crate::spec::TagTemplate;
+use crate::spec::{ImageSpec, RunnerKind};
 use crate::wiki::image_page::{self, PageOptions, RegistryAccess};
 use anyhow::{anyhow, Context as _};
 use std::time::Instant;
@@ -79,6 +81,8 @@ pub(crate) struct Real<'a, 'c> {
     node: &'a buildkit::Client,
     kind: Kind,
     prepared: Prepared,
+    /// Where the basic tests, info commands and content tag commands run.
+    runner: Runner,
 }
 
 impl<'a, 'c> Real<'a, 'c> {
@@ -121,6 +125,12 @@ impl<'a, 'c> Real<'a, 'c> {
                 ),
             }
         }
+        let runner = match super::engine::runner_of(image, kind.is_engine()) {
+            RunnerKind::Buildkit => {
+                Runner::BuildKit(Node::new(node.clone(), ctx.credentials.clone()))
+            }
+            RunnerKind::Engine => Runner::Engine(ctx.credentials.clone()),
+        };
         Real {
             ctx,
             planned,
@@ -128,6 +138,7 @@ impl<'a, 'c> Real<'a, 'c> {
             node,
             kind,
             prepared,
+            runner,
         }
     }
 
@@ -196,19 +207,45 @@ impl TestRunner for Real<'_, '_> {
         platform: Option<&Platform>,
     ) -> anyhow::Result<SuiteResult> {
         let ctx = self.ctx;
-        if let Some(p) = platform {
-            return run_platform_suite(ctx, self.planned, image_ref, suite, p).await;
-        }
         let full = &self.planned.reference;
-        let (log, junit) = ctx.dirs.suite_files(full, &suite.to_string(), None);
+        let part = platform.map(|p| p.file_part());
+        let (log, junit) = ctx
+            .dirs
+            .suite_files(full, &suite.to_string(), part.as_deref());
         let opts = suite::Options {
             timeout: ctx.test_timeout,
             log_file: Some(log),
             junit_file: Some(junit),
-            junit_suite_name: None,
+            junit_suite_name: platform.map(|p| format!("{suite} {p}")),
             cancel: ctx.cancel.clone(),
         };
-        suite::run_suite(ctx.spec, &self.planned.key, image_ref, suite, &opts).await
+        let key = &self.planned.key;
+        match (&self.runner, suite) {
+            (Runner::BuildKit(node), Suite::Basic) => {
+                let p = platform.map(|p| p.to_string());
+                node.basic_suite(ctx.spec, key, image_ref, p.as_deref(), &opts)
+                    .await
+            }
+            // Integration tests run in the engine whatever the runner.
+            _ => {
+                // What the engine's containers run, pulled with stackctl's credentials.
+                let runner_image = match suite {
+                    Suite::Integration => self
+                        .image
+                        .tests
+                        .integration
+                        .as_ref()
+                        .and_then(|i| i.runner_image.clone()),
+                    Suite::Basic => None,
+                };
+                for r in std::iter::once(image_ref.to_string()).chain(runner_image) {
+                    if let Ok(r) = ImageRef::parse(&r) {
+                        prepull(&r, ctx.credentials).await;
+                    }
+                }
+                suite::run_suite(ctx.spec, key, image_ref, suite, &opts).await
+            }
+        }
     }
 
     async fn content_tag_values(
@@ -219,16 +256,22 @@ impl TestRunner for Real<'_, '_> {
         let ctx = self.ctx;
         let commit: String = ctx.commit.chars().take(7).collect();
         let date = ctx.build_time.format("%Y-%m-%d").to_string();
-        crate::content_tags::publish::compute(
-            image_ref,
-            templates,
-            &commit,
-            &date,
-            &ctx.spec.tag_prefix,
-            ctx.test_timeout,
-            &ctx.cancel,
-        )
-        .await
+        // The templates' commands, in one container of the image where the runner runs.
+        let cmds = publish::commands(templates);
+        let parsed = ImageRef::parse(image_ref)?;
+        let outs = self
+            .runner
+            .info_commands(&parsed, None, &cmds, ctx.test_timeout, &ctx.cancel)
+            .await
+            .map_err(|stop| anyhow!("content tag commands in {image_ref}: {stop}"))?;
+        let outputs = outs
+            .into_iter()
+            .map(|o| {
+                let v = if o.ok { Ok(o.stdout) } else { Err(o.text) };
+                (o.command, v)
+            })
+            .collect();
+        publish::render(templates, &outputs, &commit, &date, &ctx.spec.tag_prefix)
     }
 }
 
@@ -290,6 +333,7 @@ impl PageWriter for Real<'_, '_> {
             timeout: ctx.test_timeout,
             cancel: ctx.cancel.clone(),
             content_tags: content_tags.to_vec(),
+            runner: self.runner.clone(),
         };
         image_page::write_page(
             ctx.spec,
@@ -373,28 +417,4 @@ pub async fn pushed_manifests(
         out.push((p.clone(), found.digest.clone()));
     }
     Ok(out)
-}
-
-/// One platform's run of `suite` in `image_ref` (the real [`TestRunner`]'s): its log and
-/// JUnit file carry the platform in their names, and the JUnit suite is named
-/// `<suite> <platform>`.
-pub(crate) async fn run_platform_suite(
-    ctx: &ImageJobContext<'_>,
-    planned: &PlannedImage,
-    image_ref: &str,
-    suite: Suite,
-    p: &Platform,
-) -> anyhow::Result<SuiteResult> {
-    let part = p.file_part();
-    let (log, junit) = ctx
-        .dirs
-        .suite_files(&planned.reference, &suite.to_string(), Some(&part));
-    let opts = suite::Options {
-        timeout: ctx.test_timeout,
-        log_file: Some(log),
-        junit_file: Some(junit),
-        junit_suite_name: Some(format!("{suite} {p}")),
-        cancel: ctx.cancel.clone(),
-    };
-    suite::run_suite(ctx.spec, &planned.key, image_ref, suite, &opts).await
 }

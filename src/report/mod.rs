@@ -24,7 +24,6 @@ pub mod outcome;
 pub mod postwork;
 pub mod progress;
 pub mod runlog;
-pub mod sizes;
 pub mod table;
 
 pub use dirs::ArtifactDirs;

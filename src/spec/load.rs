@@ -141,6 +141,9 @@ struct RawSpec {
     platforms: Option<Value>,
     #[serde(default)]
     integration_platforms: Option<Value>,
+    /// Defaults of every image's `tests:`.
+    #[serde(default)]
+    tests: Option<super::model::StackTestSpec>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -331,6 +334,7 @@ impl Spec {
             integration_platforms: l
                 .stack_platforms("integration_platforms", raw.integration_platforms.as_ref()),
             cache: raw.cache,
+            tests: raw.tests.unwrap_or_default(),
         };
         let images = l.images(raw.images, &stack);
         let declared_roots = match raw.root {
@@ -399,6 +403,8 @@ struct StackDefaults {
     integration_platforms: Vec<Platform>,
     /// The stack's `cache:`, merged key by key with an image's.
     cache: Option<RawCache>,
+    /// The stack's `tests:` (runner, cache), which an image's own keys replace.
+    tests: super::model::StackTestSpec,
 }
 
 /// One spec text being read: the remarks and problems found so far, each naming the file
@@ -598,7 +604,12 @@ impl Loader<'_> {
             integration_tests: ri.integration_tests,
             prune: ri.prune,
             prepull: ri.prepull,
-            tests: ri.tests.unwrap_or_default(),
+            tests: {
+                let mut t = ri.tests.unwrap_or_default();
+                t.runner = t.runner.or(stack.tests.runner);
+                t.cache = t.cache.or(stack.tests.cache);
+                t
+            },
             cache,
             tags,
             platforms,

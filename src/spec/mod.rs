@@ -15,5 +15,7 @@ mod validate;
 
 pub use cache::CacheSpec;
 pub use load::{default_spec_path, SpecError};
-pub use model::{ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, Spec, TestSpec};
+pub use model::{
+    ChangeRules, ImageSpec, InfoCmd, IntegrationSpec, RunnerKind, Spec, StackTestSpec, TestSpec,
+};
 pub use tag_template::{TagTemplate, Template};

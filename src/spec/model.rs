@@ -107,6 +107,55 @@ pub struct TestSpec {
     /// Settings for the integration suite.
     #[serde(default)]
     pub integration: Option<IntegrationSpec>,
+    /// Where the basic tests, info commands and content tag commands run (the image's own,
+    /// else the stack's `tests.runner`); None: see [`RunnerKind::default_for`].
+    #[serde(default)]
+    pub runner: Option<RunnerKind>,
+    /// Reuse a pass from BuildKit's cache for the same image digest and test files (the
+    /// image's own, else the stack's `tests.cache`; BuildKit runner only). Default: never.
+    #[serde(default)]
+    pub cache: Option<bool>,
+}
+
+/// The stack's `tests:`: what every image's `tests:` defaults to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackTestSpec {
+    #[serde(default)]
+    pub runner: Option<RunnerKind>,
+    #[serde(default)]
+    pub cache: Option<bool>,
+}
+
+/// Where commands run in an image: on the BuildKit node that built it, or in containers of a
+/// Docker engine (which pulls the image). Integration tests always run in the engine.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerKind {
+    Buildkit,
+    Engine,
+}
+
+impl RunnerKind {
+    /// The runner when the spec names none: BuildKit when the image is built by a standalone
+    /// buildkitd (it holds the image), the engine when built by the engine's BuildKit (the
+    /// image is already in the engine).
+    pub fn default_for(built_by_engine: bool) -> RunnerKind {
+        if built_by_engine {
+            RunnerKind::Engine
+        } else {
+            RunnerKind::Buildkit
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RunnerKind::Buildkit => "buildkit",
+            RunnerKind::Engine => "engine",
+        }
+    }
 }
 
 /// How the image runs as a service for its integration tests.

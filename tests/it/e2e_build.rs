@@ -2090,3 +2090,200 @@ fn merge_gives_the_content_tags_split_builds_left_to_the_index() {
     );
     remove_engine_images_of(&host);
 }
+
+// ---- The BuildKit runner: through a buildkitd, the basic tests, info commands and content
+// tags run on the node; a Docker engine is contacted only when an image needs one.
+
+/// A unix socket that records every connection made to it (and closes it at once): a
+/// DOCKER_HOST nothing should talk to.
+struct RecordingSocket {
+    dir: tempfile::TempDir,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RecordingSocket {
+    fn start() -> RecordingSocket {
+        let dir = tempfile::tempdir().unwrap();
+        let listener =
+            std::os::unix::net::UnixListener::bind(dir.path().join("docker.sock")).unwrap();
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(s);
+            }
+        });
+        RecordingSocket { dir, count }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The example's base and analysis (no integration tests), with a content tag computed in
+/// the image.
+fn no_engine_spec(ex: &ExampleRepo) -> String {
+    format!(
+        "{}  analysis:\n    image_name: {}\n    depend_on: base\n    build_args:\n      BASE_IMAGE: {}\n    info_cmds: [PY_VER]\ntags: [\"py-{{python3 -c 'import sys; print(sys.version_info[0])'}}\"]\n",
+        base_only_spec(ex).replace("tag:\n", "__TAG__").split("__TAG__").next().unwrap(),
+        ex.image_name("analysis"),
+        ex.image_name("base"),
+    ) + &format!(
+        "tag:\n  prefix: \"{PREFIX}\"\nall_info_cmds:\n  PY_VER: {{description: Python Version, command: python3 --version}}\n"
+    )
+}
+
+#[test]
+fn a_stack_through_buildkitd_is_tested_and_tagged_without_a_docker_engine() {
+    let test = "a_stack_through_buildkitd_is_tested_and_tagged_without_a_docker_engine";
+    let Some(s) = Stack::builder(test).buildkitd().example().build() else {
+        return;
+    };
+    let (bk, ex, out) = (&s.nodes[0], &s.repo, &s.out);
+    ex.change("spec.yml", &no_engine_spec(ex), "no integration tests");
+    let docker = RecordingSocket::start();
+    let host_env = docker.host();
+    let (code, summary, stderr) = build_through(
+        ex.path(),
+        out.path(),
+        &["--buildkit", bk.unix.as_str()],
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[("DOCKER_HOST", std::ffi::OsStr::new(&host_env))],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", bk.log());
+    assert_eq!(
+        docker.connections(),
+        0,
+        "the engine was contacted\n{stderr}"
+    );
+    let tag = format!("{PREFIX}-{BRANCH}");
+    for k in ["base", "analysis"] {
+        let full = format!("{}:{tag}", ex.image_name(k));
+        let digest = report_digest(&summary, k);
+        assert_eq!(digest_in_registry(&full).as_deref(), Some(digest.as_str()));
+        let log = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.basic-tests.log", safe(&full))),
+        );
+        assert!(log.contains("passed"), "{log}");
+        let xml = read(
+            out.path()
+                .join("logs")
+                .join(format!("{}.basic-tests.xml", safe(&full))),
+        );
+        assert!(xml.contains("<testcase"), "{xml}");
+        let manifest = read(
+            out.path()
+                .join("manifests")
+                .join(format!("{}.md", page(&full))),
+        );
+        assert!(manifest.contains("## Python Version"), "{manifest}");
+        assert!(manifest.contains("Python 3."), "{manifest}");
+        let t = content_tag(&summary, k, "py-3");
+        assert_eq!(t["digest"], digest.as_str(), "{t}");
+    }
+}
+
+#[test]
+fn a_failing_basic_test_through_buildkit_fails_its_image_and_gives_no_tag() {
+    let test = "a_failing_basic_test_through_buildkit_fails_its_image_and_gives_no_tag";
+    let Some(s) = Stack::builder(test).buildkitd().example().build() else {
+        return;
+    };
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
+    ex.change("spec.yml", &no_engine_spec(ex), "no integration tests");
+    ex.change(
+        "images/analysis/test/test_broken.py",
+        "def test_broken():\n    assert 'apple' == 'pear', 'fruit mismatch in buildkit'\n",
+        "a failing test",
+    );
+    let docker = RecordingSocket::start();
+    let host_env = docker.host();
+    let (code, summary, stderr) = build_through(
+        ex.path(),
+        out.path(),
+        &["--buildkit", bk.unix.as_str()],
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[("DOCKER_HOST", std::ffi::OsStr::new(&host_env))],
+    );
+    assert_eq!(code, 1, "{summary:#}\n{stderr}");
+    assert_eq!(docker.connections(), 0, "{stderr}");
+    assert_eq!(status_of(&summary, "base"), "done", "{summary:#}");
+    assert_eq!(status_of(&summary, "analysis"), "failed", "{summary:#}");
+    assert!(
+        tags_of(&reg.host(), "stackctl-example/analysis").is_empty(),
+        "no tag for a failed image"
+    );
+    let full = format!("{}:{PREFIX}-{BRANCH}", ex.image_name("analysis"));
+    let log = read(
+        out.path()
+            .join("logs")
+            .join(format!("{}.basic-tests.log", safe(&full))),
+    );
+    assert!(log.contains("fruit mismatch in buildkit"), "{log}");
+    let xml = read(
+        out.path()
+            .join("logs")
+            .join(format!("{}.basic-tests.xml", safe(&full))),
+    );
+    assert!(xml.contains("fruit mismatch in buildkit"), "{xml}");
+}
+
+#[test]
+fn integration_tests_without_an_engine_exit_2_before_building() {
+    let test = "integration_tests_without_an_engine_exit_2_before_building";
+    let Some(s) = Stack::builder(test).buildkitd().example().build() else {
+        return;
+    };
+    let (bk, reg, ex, out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
+    let gone = tempfile::tempdir().unwrap();
+    let o = stackctl()
+        .current_dir(out.path())
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", gone.path().join("docker.sock").display()),
+        )
+        .args(["build", "--repo"])
+        .arg(ex.path())
+        .args([
+            "--buildkit",
+            bk.unix.as_str(),
+            "--branch",
+            BRANCH,
+            "--base",
+            "HEAD",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("service (integration tests)"), "{stderr}");
+    assert!(
+        !stderr.contains("analysis ("),
+        "only the image that needs it: {stderr}"
+    );
+    for k in KEYS {
+        assert!(
+            tags_of(&reg.host(), &format!("stackctl-example/{k}")).is_empty(),
+            "{k}: nothing is built or pushed"
+        );
+    }
+    assert!(
+        !out.path().join("logs").exists()
+            || std::fs::read_dir(out.path().join("logs"))
+                .unwrap()
+                .all(|e| !e
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".build.log")),
+        "no build started"
+    );
+}

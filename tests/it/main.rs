@@ -5,6 +5,7 @@
 mod support;
 
 mod buildkit;
+mod buildkit_runner;
 mod e2e_build;
 mod example_stack;
 mod imagetest;

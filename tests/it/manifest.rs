@@ -5,7 +5,7 @@
 use crate::support;
 
 use stackctl::report::names::page_name;
-use stackctl::report::sizes::human_size;
+use stackctl::sizes::human_size;
 use stackctl::wiki::image_page::history::clean_command;
 use support::images;
 use support::{stackctl, text};

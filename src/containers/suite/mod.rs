@@ -29,9 +29,9 @@ pub const DEFAULT_COMMAND: [&str; 4] = ["python3", "-m", "pytest", "-x"];
 /// The default bound on one suite (pull, start and tests).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Where the tests are copied in the container (the command's working directory).
-const WORKDIR: &str = "/tmp/stackctl-tests";
+pub(crate) const WORKDIR: &str = "/tmp/stackctl-tests";
 /// Where pytest writes its JUnit report in the container (`/tmp` is writable by any user).
-const JUNIT_PATH: &str = "/tmp/stackctl-junit.xml";
+pub(crate) const JUNIT_PATH: &str = "/tmp/stackctl-junit.xml";
 
 /// Which suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
@@ -109,6 +109,10 @@ pub struct SuiteResult {
     pub notices: Vec<String>,
     /// The test command's exit code, when it ran.
     pub exit_code: Option<i64>,
+    /// A pass reused from BuildKit's cache (`tests: {cache: true}`: same image digest, same
+    /// test files), not run again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     pub seconds: f64,
     /// The whole output of the test command (and of the service, for integration).
     #[serde(skip)]
@@ -119,7 +123,7 @@ pub struct SuiteResult {
 }
 
 impl SuiteResult {
-    fn new(suite: Suite, image: &str) -> Self {
+    pub(crate) fn new(suite: Suite, image: &str) -> Self {
         SuiteResult {
             suite,
             image: image.to_string(),
@@ -128,13 +132,14 @@ impl SuiteResult {
             message: String::new(),
             notices: vec![],
             exit_code: None,
+            cached: false,
             seconds: 0.0,
             output: String::new(),
             junit_xml: None,
         }
     }
 
-    fn could_not_run(mut self, msg: impl Into<String>) -> Self {
+    pub(crate) fn could_not_run(mut self, msg: impl Into<String>) -> Self {
         self.outcome = TestOutcome::CouldNotRun;
         self.message = msg.into();
         self
@@ -168,35 +173,12 @@ pub async fn run_suite(
 
     let plan = match suite {
         Suite::Basic => {
-            let mut dirs = vec![];
-            for (dir, name) in [
-                (
-                    spec.images_dir.join("tests_common"),
-                    "tests_common".to_string(),
-                ),
-                (image.dir(spec).join("test"), "test".to_string()),
-            ] {
-                if dir.is_dir() {
-                    dirs.push((dir, name));
-                } else {
-                    res.notices
-                        .push(format!("no {} folder: skipped", rel(spec, &dir)));
-                }
-            }
-            let command = image
-                .tests
-                .command
-                .clone()
-                .unwrap_or_else(|| DEFAULT_COMMAND.map(String::from).to_vec());
-            let copies = basic_copies(&dirs)?;
-            // A tests_common/ holding only shared files has no tests of its own to name.
-            dirs.retain(|(_, n)| {
-                n != "tests_common" || copies.iter().any(|(_, c)| c.starts_with("tests_common/"))
-            });
+            let inputs = basic_inputs(spec, image)?;
+            res.notices.extend(inputs.notices);
             Plan {
-                dirs,
-                copies,
-                command,
+                dirs: inputs.dirs,
+                copies: inputs.copies,
+                command: inputs.command,
                 runner_image: image_ref.to_string(),
                 runner: image_under_test.clone(),
                 service: None,
@@ -268,6 +250,54 @@ pub async fn run_suite(
     Ok(res)
 }
 
+/// What the basic suite of `image` runs, wherever it runs.
+pub(crate) struct BasicInputs {
+    /// Host folder and its name under the working directory, given to the test command.
+    pub dirs: Vec<(PathBuf, String)>,
+    /// What is copied where under the working directory (see [`basic_copies`]).
+    pub copies: Vec<(PathBuf, String)>,
+    pub command: Vec<String>,
+    /// Missing test folders, said in the log.
+    pub notices: Vec<String>,
+}
+
+pub(crate) fn basic_inputs(
+    spec: &Spec,
+    image: &crate::spec::ImageSpec,
+) -> anyhow::Result<BasicInputs> {
+    let mut dirs = vec![];
+    let mut notices = vec![];
+    for (dir, name) in [
+        (
+            spec.images_dir.join("tests_common"),
+            "tests_common".to_string(),
+        ),
+        (image.dir(spec).join("test"), "test".to_string()),
+    ] {
+        if dir.is_dir() {
+            dirs.push((dir, name));
+        } else {
+            notices.push(format!("no {} folder: skipped", rel(spec, &dir)));
+        }
+    }
+    let command = image
+        .tests
+        .command
+        .clone()
+        .unwrap_or_else(|| DEFAULT_COMMAND.map(String::from).to_vec());
+    let copies = basic_copies(&dirs)?;
+    // A tests_common/ holding only shared files has no tests of its own to name.
+    dirs.retain(|(_, n)| {
+        n != "tests_common" || copies.iter().any(|(_, c)| c.starts_with("tests_common/"))
+    });
+    Ok(BasicInputs {
+        dirs,
+        copies,
+        command,
+        notices,
+    })
+}
+
 /// Files of `tests_common/` that apply to every test folder when placed at the top of the
 /// working directory: pytest scopes a `conftest.py` to its own folder, and reads a
 /// `pytest.ini` only in the folders above the test paths.
@@ -329,12 +359,12 @@ struct Service {
 
 /// What came out of the test container.
 #[derive(Default)]
-struct RunOutput {
-    exit_code: Option<i64>,
-    output: String,
-    junit: Option<String>,
+pub(crate) struct RunOutput {
+    pub exit_code: Option<i64>,
+    pub output: String,
+    pub junit: Option<String>,
     /// Why it stopped early, if it did.
-    stop: Option<Stop>,
+    pub stop: Option<Stop>,
 }
 
 async fn run_plan(
@@ -537,7 +567,7 @@ fn tail(s: &str, n: usize) -> String {
 }
 
 /// Turn what the container did into a result.
-fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> SuiteResult {
+pub(crate) fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> SuiteResult {
     res.output = run.output;
     res.junit_xml = run.junit.clone();
     res.exit_code = run.exit_code;
@@ -595,7 +625,7 @@ fn judge(mut res: SuiteResult, run: RunOutput, timeout: Duration) -> SuiteResult
     res
 }
 
-fn write_files(res: &SuiteResult, opts: &Options) -> anyhow::Result<()> {
+pub(crate) fn write_files(res: &SuiteResult, opts: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     let write = |path: &Path, text: &str| -> anyhow::Result<()> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

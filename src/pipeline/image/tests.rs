@@ -106,6 +106,7 @@ fn suite(suite: Suite, image: &str, outcome: TestOutcome) -> SuiteResult {
         },
         notices: vec![],
         exit_code: Some(failed as i64),
+        cached: false,
         seconds: 0.5,
         output: String::new(),
         junit_xml: None,

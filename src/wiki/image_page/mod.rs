@@ -7,7 +7,7 @@ pub mod registry;
 pub use crate::containers::commands::InfoOutput;
 use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::names::page_name;
-pub use crate::report::sizes::human_size;
+pub use crate::sizes::human_size;
 use crate::spec::Spec;
 use anyhow::Context;
 pub use history::{human_duration, LayerRow};
@@ -32,6 +32,8 @@ pub struct PageOptions {
     pub cancel: CancellationToken,
     /// The image's content tags (`tags:`), listed in a section of their own.
     pub content_tags: Vec<ContentTag>,
+    /// Where the info commands run.
+    pub runner: crate::containers::runner::Runner,
 }
 
 impl Default for PageOptions {
@@ -43,6 +45,7 @@ impl Default for PageOptions {
             timeout: Duration::from_secs(30 * 60),
             cancel: CancellationToken::new(),
             content_tags: vec![],
+            runner: Default::default(),
         }
     }
 }
@@ -97,14 +100,11 @@ pub async fn build_page(
         &meta.layer_sizes,
         reference.tag.as_ref().map(|_| image_ref),
     )?;
-    let infos = crate::containers::commands::run_info_commands(
-        &reference,
-        &cmds,
-        opts.timeout,
-        &opts.cancel,
-    )
-    .await
-    .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
+    let infos = opts
+        .runner
+        .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
+        .await
+        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
     let mut page = render(image_ref, &meta.digest, &rows, &infos);
     page.push_str(&content_tags_section(&opts.content_tags));
     Ok(page)
@@ -133,10 +133,11 @@ async fn platform_pages(
             reference.tag.as_ref().map(|_| image_ref),
         )?;
         let at = reference.with_digest(&meta.digest);
-        let infos =
-            crate::containers::commands::run_info_commands(&at, cmds, opts.timeout, &opts.cancel)
-                .await
-                .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+        let infos = opts
+            .runner
+            .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
+            .await
+            .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
         page.push_str(&format!("\n## {p}\n\n"));
         page.push_str(&render_body(&meta.digest, &rows, &infos, "###"));
     }

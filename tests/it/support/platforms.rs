@@ -140,6 +140,17 @@ pub async fn push_index(
     env: &[&str],
     cmd: &[&str],
 ) -> String {
+    push_index_with(host, repo, tag, layers, json!({"Env": env, "Cmd": cmd})).await
+}
+
+/// [`push_index`] with the image config's `config` as given (`User`, `WorkingDir`, ...).
+pub async fn push_index_with(
+    host: &str,
+    repo: &str,
+    tag: &str,
+    layers: &[Layer],
+    image_config: serde_json::Value,
+) -> String {
     let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
     let target = ImageRef::parse(&format!("{host}/{repo}:{tag}")).unwrap();
     let mut entries = vec![];
@@ -153,7 +164,7 @@ pub async fn push_index(
         let config = serde_json::to_vec(&json!({
             "architecture": arch,
             "os": os,
-            "config": {"Env": env, "Cmd": cmd},
+            "config": image_config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             "history": [{"created_by": format!("rootfs {}", l.tar.display())}],
         }))
