@@ -1280,7 +1280,7 @@ fn a_pool_whose_nodes_are_all_down_exits_2_with_one_line() {
     );
 }
 
-// ---- Multi-platform stacks (issue 13): linux/amd64 + linux/arm64 through a buildkitd,
+// ---- Multi-platform stacks: linux/amd64 + linux/arm64 through a buildkitd,
 // arm64 run through qemu-user-static's binfmt handler (scripts/dev-env).
 
 const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];

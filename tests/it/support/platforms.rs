@@ -1,4 +1,4 @@
-//! Two-platform test bases (issue 13): rootfs tarballs of amd64 and arm64 (debootstrap's
+//! Two-platform test bases: rootfs tarballs of amd64 and arm64 (debootstrap's
 //! python base through scripts/base-image, cached in /var/cache/stackctl; busybox-static of
 //! each architecture) pushed to a test registry as one image index, blob and manifest
 //! PUTs through stackctl's own registry client (no engine, no BuildKit needed).
