@@ -194,4 +194,3 @@ pub fn main() -> std::process::ExitCode {
     };
     std::process::ExitCode::from(status.code())
 }
-

@@ -331,9 +331,7 @@ fn image_merge(
             ));
         }
     }
-    if want.is_none() {
-        return None;
-    }
+    want.as_ref()?;
     if image_spec.platforms.is_empty() {
         problems.push(format!(
             "{image}: awaits a merge, but images.{key} in {} declares no `platforms:` to merge",
