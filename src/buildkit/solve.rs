@@ -47,6 +47,42 @@ pub struct BuildRequest {
     pub credentials: CredentialStore,
     /// Where the build log goes (written on failure too).
     pub log: Option<PathBuf>,
+    /// The parent image it is built FROM, recorded in the image (see [`base_record`]).
+    pub base: Option<BaseImage>,
+}
+
+/// Attributes of a Solve request, as (key, value).
+pub type Attrs = Vec<(String, String)>;
+
+/// The image an image is built FROM: its reference and manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImage {
+    pub name: String,
+    pub digest: String,
+}
+
+/// How the parent is recorded: a buildkitd's image exporter annotates the manifest (each
+/// platform's, and an index's own when there are several platforms); the engine's
+/// BuildKit v0.8 cannot annotate, so its frontend sets config labels of the same names.
+/// Returns (exporter attributes, frontend attributes).
+pub fn base_record(base: &BaseImage, moby: bool, platforms: usize) -> (Attrs, Attrs) {
+    use crate::registry::{BASE_DIGEST_KEY, BASE_NAME_KEY};
+    let pairs = [(BASE_NAME_KEY, &base.name), (BASE_DIGEST_KEY, &base.digest)];
+    if moby {
+        let labels = pairs
+            .iter()
+            .map(|(k, v)| (format!("label:{k}"), v.to_string()))
+            .collect();
+        return (vec![], labels);
+    }
+    let mut exporter = vec![];
+    for (k, v) in pairs {
+        exporter.push((format!("annotation.{k}"), v.clone()));
+        if platforms > 1 {
+            exporter.push((format!("annotation-index.{k}"), v.clone()));
+        }
+    }
+    (exporter, vec![])
 }
 
 /// What a successful build gives.
@@ -146,6 +182,12 @@ pub fn solve_request(
         }
         "image"
     };
+    let mut frontend = frontend_attrs(req);
+    if let Some(base) = &req.base {
+        let (e, f) = base_record(base, moby, req.platforms.len());
+        exporter_attrs.extend(e);
+        frontend.extend(f);
+    }
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -153,7 +195,7 @@ pub fn solve_request(
         exporter_attrs_deprecated: exporter_attrs,
         session: session.to_string(),
         frontend: "dockerfile.v0".into(),
-        frontend_attrs: frontend_attrs(req),
+        frontend_attrs: frontend,
         cache: Some(CacheOptions {
             // The engine's v0.8 cannot export a registry cache: Client::build made it inline.
             exports: cache::export_entries(if moby {
@@ -453,6 +495,34 @@ mod tests {
         let cache = r.cache.unwrap();
         assert_eq!(cache.exports[0].r#type, "inline");
         assert_eq!(cache.imports[0].attrs["ref"], "127.0.0.1:5000/a/base:t0");
+    }
+
+    /// The parent is recorded as manifest (and, for several platforms, index) annotations
+    /// through a buildkitd, and as config labels through the engine's BuildKit.
+    #[test]
+    fn the_parent_is_annotated_or_labelled() {
+        let mut q = req();
+        q.base = Some(BaseImage {
+            name: "127.0.0.1:5000/a/base:t1".into(),
+            digest: "sha256:ab".into(),
+        });
+        let key = "org.opencontainers.image.base.digest";
+        let r = solve_request(&q, false, "ref1", "sess1");
+        let e = &r.exporter_attrs_deprecated;
+        assert_eq!(e[&format!("annotation.{key}")], "sha256:ab");
+        assert_eq!(e[&format!("annotation-index.{key}")], "sha256:ab");
+        assert!(!r.frontend_attrs.contains_key(&format!("label:{key}")));
+        let r = solve_request(&q, true, "ref1", "sess1");
+        assert_eq!(r.frontend_attrs[&format!("label:{key}")], "sha256:ab");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .keys()
+            .any(|k| k.starts_with("annotation")));
+        q.platforms.truncate(1);
+        let r = solve_request(&q, false, "ref1", "sess1");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .contains_key(&format!("annotation-index.{key}")));
     }
 
     #[test]

@@ -14,7 +14,10 @@ spec's `platforms:`); its images are built, tested and pushed by digest without 
 recorded in artifacts/<image>.yaml with `awaiting_merge: true`. `stackctl merge` reads those \
 folders (each a run's --artifacts folder, or its artifacts/ folder itself) and, for every \
 image awaiting a merge:\n\
-  - checks: every run built the same commit; every platform the spec declares for the image \
+  - checks: every run built the commit at --head (HEAD) in --repo, and each artifact's \
+`image:` is the spec's image_name with the tag `build` gives that commit on the branch \
+(--branch, GITHUB_HEAD_REF, GITHUB_REF_NAME, the checked-out branch): the tag is computed \
+here, never taken from the artifacts; every run built the same commit; every platform the spec declares for the image \
 is in one of the runs (no other, and each with one digest); no image or platform failed in \
 any run. Any problem refuses the whole merge, before any registry write (exit 2);\n\
   - reads each platform's manifest and config (no layer is pulled), makes a Docker manifest \
@@ -45,6 +48,14 @@ pub struct MergeArgs {
     pub dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// The commit the runs built, in --repo [default: HEAD]. Every artifact must record it.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub head: String,
+    /// The branch whose tag the images get (`<prefix>-<branch>`), computed as `build`
+    /// computes it. Default: GITHUB_HEAD_REF for a pull request, else GITHUB_REF_NAME,
+    /// else the checked-out branch. Every artifact's `image:` must name that tag.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
     /// Where the merged artifacts/, manifests/ and wiki/ are written.
     #[arg(
         long,
@@ -94,7 +105,17 @@ async fn merge_and_report(
         .iter()
         .map(|d| assemble::read_run(d))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let plan = assemble::plan(&spec, &runs)?;
+    let env = crate::plan::github_event::GithubEnv::from_process();
+    let event = env
+        .event()
+        .unwrap_or(crate::plan::github_event::GithubEvent::Push);
+    let branch = a
+        .branch
+        .clone()
+        .filter(|b| !b.is_empty())
+        .or_else(|| crate::plan::branch_from_env(event, &env));
+    let expected = assemble::Expected::new(&spec, &a.spec.repo, &a.head, branch.as_deref())?;
+    let plan = assemble::plan(&spec, &runs, &expected)?;
     if plan.images.is_empty() {
         tracing::info!("no image awaits a merge in {} folder(s)", runs.len());
     }

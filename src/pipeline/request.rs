@@ -2,7 +2,9 @@
 //! `stackctl build-image`, so that an image builds the same way through both (tag, build
 //! arguments and `BASE_TAG`, cache sources and export, platforms, where the image goes).
 
-use crate::buildkit::{BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress};
+use crate::buildkit::{
+    BaseImage, BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress,
+};
 use crate::credentials::CredentialStore;
 use crate::registry::{ImageRef, RegistryClient};
 use crate::spec::cache::{CacheSpec, CacheType};
@@ -128,7 +130,16 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         build_args.get("BASE_TAG") == Some(&format!("{}@{d}", i.tag))
     });
 
+    // The parent it is built FROM, recorded in the image for `stackctl tag`'s check.
+    let base = parent_digest.as_ref().and_then(|d| {
+        let parent = i.spec.image(image.depend_on.as_deref()?)?;
+        Some(BaseImage {
+            name: format!("{}:{}", parent.image_name, i.tag),
+            digest: d.clone(),
+        })
+    });
     let request = BuildRequest {
+        base,
         label: image.key.clone(),
         context: image.dir(i.spec),
         dockerfile: None,

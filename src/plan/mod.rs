@@ -137,10 +137,7 @@ pub enum PlanError {
 pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions, PlanError> {
     let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
     let event = req.event.or(env.event()).unwrap_or(GithubEvent::Push);
-    let branch = nonempty(&req.branch).or_else(|| match event {
-        GithubEvent::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
-        GithubEvent::Push => nonempty(&env.ref_name),
-    });
+    let branch = nonempty(&req.branch).or_else(|| branch_from_env(event, env));
     let base = match nonempty(&req.base) {
         Some(rev) if git::is_zero_rev(&rev) => Base::NewBranch,
         Some(rev) => Base::Rev {
@@ -159,6 +156,16 @@ pub fn resolve_options(req: &PlanRequest, env: &GithubEnv) -> Result<PlanOptions
         event,
         full_rebuild: req.full_rebuild,
     })
+}
+
+/// The branch GitHub Actions names: GITHUB_HEAD_REF for a pull request (else
+/// GITHUB_REF_NAME), GITHUB_REF_NAME for a push.
+pub fn branch_from_env(event: GithubEvent, env: &GithubEnv) -> Option<String> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+    match event {
+        GithubEvent::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
+        GithubEvent::Push => nonempty(&env.ref_name),
+    }
 }
 
 /// The base a plan takes from the event payload (see [`payload_base`]).

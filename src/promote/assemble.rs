@@ -57,6 +57,61 @@ pub fn read_run(dir: &Path) -> anyhow::Result<RunArtifacts> {
     })
 }
 
+/// What every artifact must say, computed as `build` computes it: the commit checked out at
+/// `--repo` (`--head`) and the tag a build of that commit on the branch gives. The
+/// artifacts' own `image:` and `commit:` are only compared with it, never used: a tampered
+/// artifact must not choose what is tagged.
+pub struct Expected {
+    /// The commit (full hex).
+    pub commit: String,
+    pub branch: String,
+    /// The tag every image gets (`tag::build_tag`).
+    pub tag: String,
+    /// Where the commit came from, for messages: `HEAD in /path`.
+    pub origin: String,
+    repo: git2::Repository,
+}
+
+impl Expected {
+    /// The commit `head` names in the repository at `repo_dir`, and the tag a build of it
+    /// on `branch` gets (`None`: the checked-out branch).
+    pub fn new(
+        spec: &Spec,
+        repo_dir: &Path,
+        head: &str,
+        branch: Option<&str>,
+    ) -> anyhow::Result<Expected> {
+        let repo = crate::plan::git::open(repo_dir)?;
+        let commit = crate::plan::git::resolve_commit(&repo, head, "--head")?;
+        let branch = match branch {
+            Some(b) => b.to_string(),
+            None => crate::plan::git::current_branch(&repo)?,
+        };
+        let tag = crate::tag::build_tag(
+            &spec.tag_prefix,
+            spec.tag_suffix,
+            &branch,
+            &commit.to_string(),
+        )?;
+        Ok(Expected {
+            commit: commit.to_string(),
+            branch,
+            tag,
+            origin: format!("{head} in {}", repo_dir.display()),
+            repo,
+        })
+    }
+
+    /// Whether `commit` (full hex) is a commit of the repository.
+    fn knows(&self, commit: &str) -> bool {
+        commit.len() == 40
+            && git2::Oid::from_str(commit)
+                .ok()
+                .and_then(|o| self.repo.find_commit(o).ok())
+                .is_some()
+    }
+}
+
 /// One image to merge: its platforms' digests in the spec's order, and the report to write.
 #[derive(Debug, Clone)]
 pub struct ImageMerge {
@@ -67,7 +122,7 @@ pub struct ImageMerge {
     pub repository: String,
     /// The content tags the runs computed (`tags:`), pushed once the index is tested.
     pub content_tags: Vec<Rendered>,
-    /// The full image name with its tag, as the runs recorded it.
+    /// The full image name with its tag: the spec's `image_name` and [`Expected::tag`].
     pub image: String,
     pub platforms: Vec<(Platform, String)>,
     /// The merged report (written once the index is tagged).
@@ -93,15 +148,18 @@ fn dir_list(dirs: &[&Path]) -> String {
 
 /// Check the runs against each other and the spec, and say what is merged. Every problem
 /// found is listed in one error (a refusal: nothing is written anywhere):
-/// - a report without `commit`, or runs of different commits;
+/// - a report without `commit`, or runs of different commits, or a commit that is not
+///   [`Expected::commit`] (not in the repository, or not the one checked out);
+/// - an `image:` that is not the spec's `image_name` with [`Expected::tag`];
 /// - an image that failed in a run (or one of its platforms did);
 /// - an image awaiting merge that the spec does not have, or that declares no platforms;
 /// - a declared platform in none of the runs, a platform the spec does not declare, one
 ///   platform with two digests, a platform without a digest.
-pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
+pub fn plan(spec: &Spec, runs: &[RunArtifacts], expected: &Expected) -> anyhow::Result<MergePlan> {
     let mut problems: Vec<String> = vec![];
     let all_dirs: Vec<&Path> = runs.iter().map(|r| r.dir.as_path()).collect();
-    let commits = commits_of(runs, &mut problems);
+    commits_of(runs, &mut problems);
+    check_commits(runs, expected, &mut problems);
     let awaiting = awaiting_of(spec, runs, &mut problems);
     let mut images = vec![];
     for image_spec in spec.topological() {
@@ -111,6 +169,7 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
                 image_spec,
                 found,
                 &all_dirs,
+                expected,
                 &mut problems,
             ));
         }
@@ -124,13 +183,38 @@ pub fn plan(spec: &Spec, runs: &[RunArtifacts]) -> anyhow::Result<MergePlan> {
         );
     }
     Ok(MergePlan {
-        commit: commits
-            .keys()
-            .next()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
+        commit: expected.commit.clone(),
         images,
     })
+}
+
+/// Every report's `commit:` must be the commit checked out, which the tag is computed from.
+fn check_commits(runs: &[RunArtifacts], expected: &Expected, problems: &mut Vec<String>) {
+    for run in runs {
+        for (file, r) in &run.reports {
+            let Some(c) = r.commit.as_deref() else {
+                continue;
+            };
+            if c == expected.commit {
+                continue;
+            }
+            if expected.knows(c) {
+                problems.push(format!(
+                    "{}: commit: {c} is not {}, the commit at {} (the one the tag {} is computed from)",
+                    file.display(),
+                    expected.commit,
+                    expected.origin,
+                    expected.tag
+                ));
+            } else {
+                problems.push(format!(
+                    "{}: commit: {c} is not a commit of the repository ({})",
+                    file.display(),
+                    expected.origin
+                ));
+            }
+        }
+    }
 }
 
 /// One run's report of an image awaiting a merge: the run's folder, the report's file,
@@ -228,22 +312,26 @@ fn image_merge(
     image_spec: &ImageSpec,
     found: &[Found<'_>],
     all_dirs: &[&Path],
+    expected: &Expected,
     problems: &mut Vec<String>,
 ) -> Option<ImageMerge> {
     let key = &image_spec.key;
-    let (_, first_file, first) = found[0];
-    let image = first.image.clone();
-    for (_, file, r) in &found[1..] {
-        if r.image != image {
+    let first = found[0].2;
+    let image = format!("{}:{}", image_spec.image_name, expected.tag);
+    let want = ImageRef::parse(&image).ok();
+    for (_, file, r) in found {
+        if want.is_none() || ImageRef::parse(&r.image).ok() != want {
             problems.push(format!(
-                "{key}: {} names {}, {} names {} (different tags: runs of different branches?)",
-                first_file.display(),
-                image,
+                "{}: image: {} is not {image} (images.{key}.image_name in {} with the tag of commit {} on branch {})",
                 file.display(),
-                r.image
+                r.image,
+                spec.path.display(),
+                &expected.commit[..expected.commit.len().min(12)],
+                expected.branch
             ));
         }
     }
+    want.as_ref()?;
     if image_spec.platforms.is_empty() {
         problems.push(format!(
             "{image}: awaits a merge, but images.{key} in {} declares no `platforms:` to merge",
@@ -278,6 +366,7 @@ fn image_merge(
     }
     let content_tags = agreed_content_tags(&image, found, problems);
     let mut report = first.clone();
+    report.image = image.clone();
     report.platforms = reports;
     Some(ImageMerge {
         key: key.clone(),
@@ -568,7 +657,8 @@ tag:
   prefix: '2026.3'
 ";
 
-    fn spec(dir: &Path) -> Spec {
+    /// The spec in a git repository of one commit on `main`, and what a merge expects there.
+    fn spec(dir: &Path) -> (Spec, Expected) {
         std::fs::write(dir.join("spec.yml"), SPEC).unwrap();
         for k in ["base", "child"] {
             std::fs::create_dir_all(dir.join("images").join(k)).unwrap();
@@ -578,7 +668,20 @@ tag:
             )
             .unwrap();
         }
-        Spec::load(dir, None).unwrap()
+        let repo = git2::Repository::init(dir).unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["spec.yml", "images"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "stack", &tree, &[])
+            .unwrap();
+        let spec = Spec::load(dir, None).unwrap();
+        let ex = Expected::new(&spec, dir, "HEAD", None).unwrap();
+        assert_eq!(ex.tag, "2026.3-main");
+        (spec, ex)
     }
 
     fn digest(c: char) -> String {
@@ -611,15 +714,15 @@ tag:
         read_run(&dir).unwrap()
     }
 
-    fn refusal(spec: &Spec, runs: &[RunArtifacts]) -> String {
-        format!("{:#}", plan(spec, runs).unwrap_err())
+    fn refusal(spec: &Spec, runs: &[RunArtifacts], ex: &Expected) -> String {
+        format!("{:#}", plan(spec, runs, ex).unwrap_err())
     }
 
     #[test]
     fn two_runs_merge_in_the_specs_platform_order() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let c = "1".repeat(40);
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
         let arm = run(tmp.path(), "arm", &[report("base", "linux/arm64", 'b', &c)]);
         let amd = run(
             tmp.path(),
@@ -632,7 +735,7 @@ tag:
         // The artifacts/ folder itself is read as well as the run's folder.
         let arm_artifacts = read_run(&tmp.path().join("arm/artifacts")).unwrap();
         assert_eq!(arm_artifacts.reports.len(), 1);
-        let p = plan(&spec, &[arm, amd]).unwrap();
+        let p = plan(&spec, &[arm, amd], &ex).unwrap();
         assert_eq!(p.commit, c);
         let keys: Vec<&str> = p.images.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["base", "child"]);
@@ -654,10 +757,10 @@ tag:
     #[test]
     fn a_missing_platform_is_refused_naming_image_platform_and_dirs() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let c = "1".repeat(40);
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
         let amd = run(tmp.path(), "amd", &[report("base", "linux/amd64", 'a', &c)]);
-        let e = refusal(&spec, &[amd]);
+        let e = refusal(&spec, &[amd], &ex);
         assert!(
             e.contains("127.0.0.1:5999/ex/base:2026.3-main: platform linux/arm64")
                 && e.contains(&tmp.path().join("amd").display().to_string()),
@@ -668,8 +771,8 @@ tag:
     #[test]
     fn different_commits_are_refused_naming_both() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let (c1, c2) = ("1".repeat(40), "2".repeat(40));
+        let (spec, ex) = spec(tmp.path());
+        let (c1, c2) = (ex.commit.clone(), "2".repeat(40));
         let amd = run(
             tmp.path(),
             "amd",
@@ -680,7 +783,7 @@ tag:
             "arm",
             &[report("base", "linux/arm64", 'b', &c2)],
         );
-        let e = refusal(&spec, &[amd, arm]);
+        let e = refusal(&spec, &[amd, arm], &ex);
         assert!(e.contains("different commits"), "{e}");
         for (c, d) in [(&c1, "amd"), (&c2, "arm")] {
             assert!(
@@ -693,12 +796,12 @@ tag:
     #[test]
     fn one_platform_with_two_digests_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let c = "1".repeat(40);
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
         let a = run(tmp.path(), "a", &[report("base", "linux/amd64", 'a', &c)]);
         let b = run(tmp.path(), "b", &[report("base", "linux/amd64", 'e', &c)]);
         let arm = run(tmp.path(), "arm", &[report("base", "linux/arm64", 'b', &c)]);
-        let e = refusal(&spec, &[a, b, arm]);
+        let e = refusal(&spec, &[a, b, arm], &ex);
         assert!(
             e.contains(&format!(
                 "platform linux/amd64 is {} in {}",
@@ -712,8 +815,8 @@ tag:
     #[test]
     fn a_failed_platform_and_an_undeclared_one_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let c = "1".repeat(40);
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
         let mut failed = report("base", "linux/arm64", 'b', &c);
         failed.awaiting_merge = false;
         failed.platforms[0].success = false;
@@ -730,7 +833,7 @@ tag:
             ],
         );
         let arm = run(tmp.path(), "arm", &[failed]);
-        let e = refusal(&spec, &[amd, arm]);
+        let e = refusal(&spec, &[amd, arm], &ex);
         assert!(
             e.contains("127.0.0.1:5999/ex/base:2026.3-main: failed on linux/arm64 in"),
             "{e}"
@@ -745,8 +848,8 @@ tag:
     fn runs_that_computed_different_content_tags_are_refused() {
         use crate::content_tags::publish::ContentTag;
         let tmp = tempfile::tempdir().unwrap();
-        let spec = spec(tmp.path());
-        let c = "1".repeat(40);
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
         let tagged = |platform: &str, d: char, tag: &str| {
             let mut r = report("base", platform, d, &c);
             r.content_tags.push(ContentTag {
@@ -762,15 +865,116 @@ tag:
             run(tmp.path(), "a", &[tagged("linux/amd64", 'a', "py-3.11")]),
             run(tmp.path(), "b", &[tagged("linux/arm64", 'b', "py-3.11")]),
         ];
-        let p = plan(&spec, &same).unwrap();
+        let p = plan(&spec, &same, &ex).unwrap();
         assert_eq!(p.images[0].content_tags.len(), 1);
         let differ = [
             run(tmp.path(), "c", &[tagged("linux/amd64", 'a', "py-3.11")]),
             run(tmp.path(), "d", &[tagged("linux/arm64", 'b', "py-3.12")]),
         ];
-        let e = refusal(&spec, &differ);
+        let e = refusal(&spec, &differ, &ex);
         assert!(
             e.contains("different content tags: [py-3.11] in") && e.contains("[py-3.12] in"),
+            "{e}"
+        );
+    }
+
+    /// The tag and repository come from the spec, the commit and the branch: an artifact
+    /// whose `image:` names another tag or repository, or whose `commit:` is not the one
+    /// checked out (even when the runs agree on it), is refused naming the file and field.
+    #[test]
+    fn tampered_image_and_commit_fields_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (spec, ex) = spec(tmp.path());
+        let c = ex.commit.clone();
+        for image in [
+            "127.0.0.1:5999/ex/base:stable",
+            "127.0.0.1:5999/ex/base:2026.3-stable",
+            "127.0.0.1:5999/ex/base:evil",
+            "127.0.0.1:5999/other/base:2026.3-main",
+        ] {
+            let tamper = |mut r: ImageReport| {
+                r.image = image.into();
+                r
+            };
+            let name = image.replace([':', '/'], "_");
+            let a = run(
+                tmp.path(),
+                &format!("a{name}"),
+                &[tamper(report("base", "linux/amd64", 'a', &c))],
+            );
+            let b = run(
+                tmp.path(),
+                &format!("b{name}"),
+                &[tamper(report("base", "linux/arm64", 'b', &c))],
+            );
+            let file = a.reports[0].0.display().to_string();
+            let e = refusal(&spec, &[a, b], &ex);
+            assert!(
+                e.contains(&format!(
+                    "{file}: image: {image} is not 127.0.0.1:5999/ex/base:2026.3-main"
+                )),
+                "{e}"
+            );
+        }
+        let other = "3".repeat(40);
+        let a = run(
+            tmp.path(),
+            "ca",
+            &[report("base", "linux/amd64", 'a', &other)],
+        );
+        let b = run(
+            tmp.path(),
+            "cb",
+            &[report("base", "linux/arm64", 'b', &other)],
+        );
+        let file = a.reports[0].0.display().to_string();
+        let e = refusal(&spec, &[a, b], &ex);
+        assert!(
+            e.contains(&format!(
+                "{file}: commit: {other} is not a commit of the repository"
+            )),
+            "{e}"
+        );
+        // A real commit, but not the one checked out.
+        let repo = git2::Repository::open(tmp.path()).unwrap();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let next = repo
+            .commit(
+                Some("HEAD"),
+                &sig,
+                &sig,
+                "next",
+                &head.tree().unwrap(),
+                &[&head],
+            )
+            .unwrap()
+            .to_string();
+        let ex2 = Expected::new(&spec, tmp.path(), "HEAD~1", Some("main")).unwrap();
+        let a = run(
+            tmp.path(),
+            "da",
+            &[report("base", "linux/amd64", 'a', &next)],
+        );
+        let b = run(
+            tmp.path(),
+            "db",
+            &[report("base", "linux/arm64", 'b', &next)],
+        );
+        let file = a.reports[0].0.display().to_string();
+        let e = refusal(&spec, &[a, b], &ex2);
+        assert!(
+            e.contains(&format!(
+                "{file}: commit: {next} is not {c}, the commit at HEAD~1"
+            )),
+            "{e}"
+        );
+        // Another branch gives another tag, which the artifacts do not name.
+        let ex3 = Expected::new(&spec, tmp.path(), "HEAD~1", Some("feature")).unwrap();
+        let a = run(tmp.path(), "ea", &[report("base", "linux/amd64", 'a', &c)]);
+        let e = refusal(&spec, &[a], &ex3);
+        assert!(
+            e.contains("image: 127.0.0.1:5999/ex/base:2026.3-main is not 127.0.0.1:5999/ex/base:2026.3-feature"),
             "{e}"
         );
     }

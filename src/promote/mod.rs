@@ -3,9 +3,12 @@
 //!   files it leaves (`IMAGES_*`, the wiki);
 //! - [`transaction`]: the tag moves of one promotion, all or nothing as far as a registry
 //!   without transactions allows, read back before they are reported;
+//! - [`lineage`]: the parent each image records, checked so that a promoted stack fits
+//!   together;
 //! - [`assemble`]: the per-platform images of split builds put together in one index each,
 //!   then tagged.
 
 pub mod assemble;
+pub mod lineage;
 pub mod stack;
 pub mod transaction;

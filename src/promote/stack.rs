@@ -224,11 +224,15 @@ pub fn prepare<'a>(spec: &'a Spec, opts: &'a Options) -> anyhow::Result<ReadyPro
         }),
         None => None,
     };
-    let moves = plan
+    let mut moves = plan
         .pairs
         .iter()
         .map(|(s, t)| Ok(TagMove::named(s, t)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let parents = parents_of(spec, &moves);
+    for (m, p) in moves.iter_mut().zip(parents) {
+        m.parent = p;
+    }
     Ok(ReadyPromotion {
         spec,
         opts,
@@ -359,6 +363,27 @@ impl ReadyPromotion<'_> {
         }
         Ok(())
     }
+}
+
+/// Each move's parent move: the move of the spec image its source's image depends on
+/// (matched by repository), when that image is promoted too.
+fn parents_of(spec: &Spec, moves: &[TagMove]) -> Vec<Option<usize>> {
+    let key_of = |m: &TagMove| {
+        spec.images
+            .values()
+            .find(|i| ImageRef::parse(&i.image_name).is_ok_and(|r| r.same_repository(&m.source)))
+    };
+    let keys: Vec<Option<&str>> = moves
+        .iter()
+        .map(|m| key_of(m).map(|i| i.key.as_str()))
+        .collect();
+    moves
+        .iter()
+        .map(|m| {
+            let parent = key_of(m)?.depend_on.as_deref()?;
+            keys.iter().position(|k| *k == Some(parent))
+        })
+        .collect()
 }
 
 /// The stack's tree for Home.md (see [`wiki::TREE_MARKER`]): each image with the tag it

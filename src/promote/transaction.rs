@@ -35,6 +35,7 @@ use crate::exit::{Failed, Interrupted};
 use crate::registry::client::{Manifest, RegistryClient};
 use crate::registry::reference::ImageRef;
 use crate::registry::transport::retry::Unanswered;
+use anyhow::Context;
 use futures::future::join_all;
 use std::fmt;
 use std::future::Future;
@@ -52,6 +53,9 @@ pub struct TagMove {
     /// normalized references above.
     pub source_name: String,
     pub target_name: String,
+    /// The move of the image this one was built FROM (an index into the promotion's moves):
+    /// its source must be the parent the source records.
+    pub parent: Option<usize>,
 }
 
 impl TagMove {
@@ -62,6 +66,7 @@ impl TagMove {
             target_name: target.to_string(),
             source,
             target,
+            parent: None,
         }
     }
 
@@ -75,6 +80,7 @@ impl TagMove {
             target: ImageRef::parse(target)?,
             source_name: source.to_string(),
             target_name: target.to_string(),
+            parent: None,
         })
     }
 }
@@ -292,7 +298,10 @@ pub async fn promote(
         })
         .collect();
 
-    // 2. The plan.
+    // 2. The stack must fit together: each child built FROM the parent promoted with it.
+    check_lineage(client, steps, &manifests).await?;
+
+    // 3. The plan.
     let todo: Vec<usize> = (0..steps.len())
         .filter(|&i| before[i].digest() != Some(manifests[i].digest.as_str()))
         .collect();
@@ -347,6 +356,38 @@ pub async fn promote(
         summary,
         deadline_hit,
     })
+}
+
+/// Refuse (before any write) a promotion whose child records another parent than the one
+/// promoted with it; a child that records none is a warning.
+async fn check_lineage(
+    client: &RegistryClient,
+    steps: &[TagMove],
+    manifests: &[Manifest],
+) -> anyhow::Result<()> {
+    let refs: Vec<ImageRef> = steps.iter().map(|s| s.source.clone()).collect();
+    let names: Vec<String> = steps.iter().map(|s| s.source_name.clone()).collect();
+    let parents: Vec<Option<usize>> = steps.iter().map(|s| s.parent).collect();
+    let (mismatches, unrecorded) =
+        crate::promote::lineage::check(client, &refs, &names, manifests, &parents)
+            .await
+            .context("cannot read which parent each image was built FROM; nothing was changed")?;
+    for u in unrecorded {
+        tracing::warn!(
+            "{u} records no parent digest (built before stackctl recorded it): not checked"
+        );
+    }
+    if !mismatches.is_empty() {
+        anyhow::bail!(
+            "refusing to promote a stack that does not fit together; nothing was changed:\n  {}",
+            mismatches
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        );
+    }
+    Ok(())
 }
 
 /// The read round: each source's manifest and each target's (None: absent), read all at

@@ -5,6 +5,11 @@
 //! together from images already in the repository). The all-or-nothing retag of a whole
 //! stack is built on them in [`crate::promote::transaction`].
 
+/// The OCI annotation (or, where BuildKit cannot annotate, the config label) naming the
+/// image an image was built FROM, and the one with that image's manifest digest.
+pub const BASE_NAME_KEY: &str = "org.opencontainers.image.base.name";
+pub const BASE_DIGEST_KEY: &str = "org.opencontainers.image.base.digest";
+
 pub mod client;
 pub mod copy;
 pub mod index;

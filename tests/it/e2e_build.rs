@@ -2287,3 +2287,107 @@ fn integration_tests_without_an_engine_exit_2_before_building() {
         "no build started"
     );
 }
+
+/// The parent digest a child records: the manifest's annotation, else its config's label.
+fn recorded_base(reference: &str) -> (Option<String>, Option<String>) {
+    let key = stackctl::registry::BASE_DIGEST_KEY;
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let r = ImageRef::parse(reference).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
+    let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    let annotation = v["annotations"][key].as_str().map(str::to_string);
+    let label = config_of(reference)["config"]["Labels"][key]
+        .as_str()
+        .map(str::to_string);
+    (annotation, label)
+}
+
+/// Build the example stack through `buildkit`, then only its base again on the same tag
+/// (its children still record the old base): `stackctl tag` refuses with exit 2 naming
+/// each child, the parent, the recorded and the promoted digest, and moves nothing. Before
+/// the rebuild the stack fits (a dry run passes). `annotated`: the record is an annotation
+/// on the manifest (a buildkitd), else a config label (the engine's BuildKit v0.8).
+fn a_rebuilt_base_alone_is_not_promoted(
+    s: &Stack<ExampleRepo>,
+    buildkit: &[&str],
+    annotated: bool,
+) {
+    let (ex, out) = (&s.repo, &s.out);
+    let tag = format!("{PREFIX}-{BRANCH}");
+    let full = |k: &str| format!("{}:{tag}", ex.image_name(k));
+    let stable = |k: &str| format!("{}:{PREFIX}-stable", ex.image_name(k));
+    let args = [&["--branch", BRANCH, "--base", "HEAD"][..]].concat();
+    let (code, summary, stderr) = build_through(ex.path(), out.path(), buildkit, &args, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let old_base = digest_in_registry(&full("base")).unwrap();
+    for k in ["analysis", "service"] {
+        let (annotation, label) = recorded_base(&full(k));
+        let recorded = if annotated { annotation } else { label };
+        assert_eq!(recorded.as_deref(), Some(old_base.as_str()), "{k}");
+    }
+    let tag_cmd = |extra: &[&str]| {
+        stackctl()
+            .current_dir(out.path())
+            .env("GITHUB_SHA", "0123456789abcdef")
+            .args(["tag", &tag, "--spec"])
+            .arg(ex.path().join("spec.yml"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = tag_cmd(&["--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    ex.append("images/base/stack-info", "# rebuilt alone", "base: rebuilt");
+    // Against the commit before (the base's files changed), only the base may rebuild.
+    let only = ["--branch", BRANCH, "--only", "base"];
+    let (code, summary, stderr) = build_through(ex.path(), out.path(), buildkit, &only, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let new_base = digest_in_registry(&full("base")).unwrap();
+    assert_ne!(new_base, old_base);
+
+    let o = tag_cmd(&[]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for k in ["analysis", "service"] {
+        assert!(
+            err.contains(&format!(
+                "{} was built FROM {old_base}, but {} is promoted as {new_base}",
+                full(k),
+                full("base")
+            )),
+            "{k}: {err}"
+        );
+    }
+    for k in ["base", "analysis", "service"] {
+        assert_eq!(digest_in_registry(&stable(k)), None, "{k}: nothing moved");
+    }
+}
+
+#[test]
+fn tag_refuses_a_base_rebuilt_alone_through_a_buildkitd() {
+    let Some(s) = Stack::builder("tag_refuses_a_base_rebuilt_alone_through_a_buildkitd")
+        .buildkitd()
+        .example()
+        .build()
+    else {
+        return;
+    };
+    let tls = s.nodes[0].tcp_args();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    a_rebuilt_base_alone_is_not_promoted(&s, &tls, true);
+}
+
+#[test]
+fn tag_refuses_a_base_rebuilt_alone_through_the_engine() {
+    let s = Stack::builder("tag_refuses_a_base_rebuilt_alone_through_the_engine")
+        .example()
+        .build()
+        .unwrap();
+    a_rebuilt_base_alone_is_not_promoted(
+        &s,
+        &["--buildkit", "docker-unix:///var/run/docker.sock"],
+        false,
+    );
+}

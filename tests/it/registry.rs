@@ -68,6 +68,22 @@ fn blob_gets(reg: &Registry) -> usize {
     re.find_iter(&reg.log()).count()
 }
 
+/// Blob GETs in the registry's log that were not of an image config (a promotion reads
+/// manifests and the configs of children whose manifest records no parent, never a layer).
+fn layer_gets(reg: &Registry) -> usize {
+    let re = regex::Regex::new(r#""GET /v2/([^ "]*)/blobs/(sha256:[0-9a-f]{64})"#).unwrap();
+    let log = reg.log();
+    let c = client(None);
+    re.captures_iter(&log)
+        .filter(|cap| {
+            let at = r(&format!("{}/{}@{}", reg.host(), &cap[1], &cap[2]));
+            let blob = rt().block_on(c.get_blob(&at, &cap[2])).unwrap();
+            !serde_json::from_slice::<serde_json::Value>(&blob)
+                .is_ok_and(|v| v.get("rootfs").is_some())
+        })
+        .count()
+}
+
 fn head_digest(c: &RegistryClient, s: &str) -> Option<String> {
     rt().block_on(c.head_manifest(&r(s)))
         .unwrap()
@@ -309,7 +325,7 @@ fn failed_promotion_puts_every_target_back() {
     );
     // Nothing written on failure.
     assert!(!dir.path().join("artifacts/IMAGES_TAGGED").exists());
-    assert_eq!(blob_gets(&reg), 0);
+    assert_eq!(layer_gets(&reg), 0, "only manifests and configs are read");
 }
 
 /// `stackctl tag`'s table on stdout: target -> [before, now, intended, state].
@@ -778,7 +794,7 @@ fn promotion_writes_wiki_and_artifacts() {
             Some(m.digest.as_str())
         );
     }
-    assert_eq!(blob_gets(&reg), 0, "promotion fetched blobs");
+    assert_eq!(layer_gets(&reg), 0, "promotion fetched layers");
     assert!(err.contains("missing page"), "{err}");
     let stable: Vec<String> = names.iter().map(|n| format!("{n}:2026.3-stable")).collect();
     let row = format!(
@@ -874,7 +890,7 @@ fn promotion_writes_wiki_and_artifacts() {
         listed("IMAGES_GLOBAL_STABLE"),
         global.iter().map(|s| format!("{s}\n")).collect::<String>()
     );
-    assert_eq!(blob_gets(&reg), 0);
+    assert_eq!(layer_gets(&reg), 0);
 
     // --offline only with --dry-run; offline dry run touches no registry.
     let mut args = vec!["tag", "2026.3-main", "--offline"];
@@ -1010,7 +1026,7 @@ fn promotion_with_docker_hub_short_names_keeps_them_as_written() {
         .collect();
     files.sort();
     assert!(files.iter().all(|f| !f.contains("docker")), "{files:?}");
-    assert_eq!(blob_gets(&reg), 0);
+    assert_eq!(layer_gets(&reg), 0);
 }
 
 /// Early upstream rows carry `<prefix>-<short commit>` tags (`tag.suffix: commit`): such a
@@ -1654,16 +1670,18 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
     let reg = Registry::start(RegistryAuth::None);
     let host = reg.host();
     let c = client(None);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::git_repo::TestRepo::new("main");
+    write_platform_spec(dir.path(), &host, "[linux/amd64, linux/arm64]");
+    let commit = dir.commit("a two-platform image").to_string();
     let spec = dir.path().join("spec.yml");
-    let commit = "c0ffee".repeat(6) + "c0ff";
     for (oci, want_type) in [
         (false, stackctl::registry::client::DOCKER_MANIFEST_LIST),
         (true, stackctl::registry::client::OCI_INDEX),
     ] {
-        let tag = if oci { "2026.3-oci" } else { "2026.3-docker" };
+        let branch = if oci { "oci" } else { "docker" };
+        let tag = format!("2026.3-{branch}");
+        let tag = tag.as_str();
         let image = format!("{host}/split/base:{tag}");
-        write_platform_spec(dir.path(), &host, "[linux/amd64, linux/arm64]");
         let repo = r(&image);
         let (amd, arm) = rt().block_on(async {
             (
@@ -1678,7 +1696,7 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
         let merge = |dirs: &[&Path], out: &Path| {
             let mut args = vec!["merge", "--json", "--spec", spec.to_str().unwrap()];
             args.extend(["--repo", dir.path().to_str().unwrap()]);
-            args.extend(["--out", out.to_str().unwrap()]);
+            args.extend(["--branch", branch, "--out", out.to_str().unwrap()]);
             args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
             run_stackctl(&args, None, &[])
         };
@@ -1795,6 +1813,7 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
             .map(String::from)
             .to_vec();
         v.push(dir.path().display().to_string());
+        v.extend(["--branch".into(), "bad".into()]);
         v.extend(["--out".into(), out.path().display().to_string()]);
         v.extend(dirs.iter().map(|d| d.display().to_string()));
         v
@@ -1821,6 +1840,102 @@ fn merge_puts_platform_images_together_and_refuses_gaps() {
         "{err}"
     );
     assert_eq!(head_digest(&c, &image), None);
+}
+
+/// `stackctl merge` computes the tag from the spec, the commit and the branch: artifacts
+/// whose `image:` names `:stable`, `:2026.3-stable`, `:evil` or another repository, or
+/// whose `commit:` fields agree with each other but are not the commit checked out (one
+/// unknown to the repository, one that is in it but is not HEAD), are refused with exit 2
+/// naming the file and the field, and the registry gets no write at all. The same runs
+/// with honest artifacts are merged under the computed tag.
+#[test]
+fn merge_refuses_tampered_image_and_commit_fields_before_any_write() {
+    let reg = Registry::start(RegistryAuth::None);
+    let host = reg.host();
+    let c = client(None);
+    let git = support::git_repo::TestRepo::new("main");
+    write_platform_spec(git.path(), &host, "[linux/amd64, linux/arm64]");
+    let first = git.commit("a two-platform image").to_string();
+    git.write("README", "more\n");
+    let commit = git.commit("the commit built").to_string();
+    let spec = git.path().join("spec.yml");
+    let good = format!("{host}/split/base:2026.3-main");
+    let repo = r(&good);
+    let (amd, arm) = rt().block_on(async {
+        (
+            support::hand_made::push_single(&c, &repo, false, "t", "amd64", 1, 64).await,
+            support::hand_made::push_single(&c, &repo, false, "t", "arm64", 1, 64).await,
+        )
+    });
+    let merge = |dirs: &[&Path], out: &Path| {
+        let mut args = vec!["merge", "--json", "--spec", spec.to_str().unwrap()];
+        args.extend(["--repo", git.path().to_str().unwrap()]);
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+        run_stackctl(&args, None, &[("GITHUB_REF_NAME", "main")])
+    };
+    let writes = |reg: &Registry| {
+        reg.log()
+            .lines()
+            .filter(|l| l.contains("\"PUT ") || l.contains("\"POST ") || l.contains("\"PATCH "))
+            .count()
+    };
+    let cases: Vec<(String, String, &str)> = vec![
+        (format!("{host}/split/base:stable"), commit.clone(), "image"),
+        (
+            format!("{host}/split/base:2026.3-stable"),
+            commit.clone(),
+            "image",
+        ),
+        (format!("{host}/split/base:evil"), commit.clone(), "image"),
+        (
+            format!("{host}/elsewhere/base:2026.3-main"),
+            commit.clone(),
+            "image",
+        ),
+        (good.clone(), "d".repeat(40), "commit"),
+        (good.clone(), first.clone(), "commit"),
+    ];
+    for (image, recorded, field) in &cases {
+        let runs = tempfile::tempdir().unwrap();
+        let (a, b) = (runs.path().join("amd64"), runs.path().join("arm64"));
+        write_split_artifact(&a, image, recorded, "linux/amd64", &amd.digest);
+        write_split_artifact(&b, image, recorded, "linux/arm64", &arm.digest);
+        let file = stackctl::report::ArtifactDirs::new(&a).image_yaml(image);
+        let before = writes(&reg);
+        let out = tempfile::tempdir().unwrap();
+        let o = merge(&[&a, &b], out.path());
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{image} {recorded}: {err}");
+        assert!(
+            err.contains(&format!("{}: {field}: ", file.display())),
+            "{image} {recorded}: {err}"
+        );
+        assert_eq!(writes(&reg), before, "{image}: no registry write");
+        for t in ["stable", "2026.3-stable", "evil", "2026.3-main"] {
+            assert_eq!(
+                head_digest(&c, &format!("{host}/split/base:{t}")),
+                None,
+                "{t}"
+            );
+        }
+        assert_eq!(
+            head_digest(&c, &format!("{host}/elsewhere/base:2026.3-main")),
+            None
+        );
+        assert!(!out.path().join("artifacts").exists());
+    }
+    // Honest artifacts: merged under the tag computed for branch main.
+    let runs = tempfile::tempdir().unwrap();
+    let (a, b) = (runs.path().join("amd64"), runs.path().join("arm64"));
+    write_split_artifact(&a, &good, &commit, "linux/amd64", &amd.digest);
+    write_split_artifact(&b, &good, &commit, "linux/arm64", &arm.digest);
+    let out = tempfile::tempdir().unwrap();
+    let o = merge(&[&a, &b], out.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["images"][0]["image"], good.as_str());
+    assert!(head_digest(&c, &good).is_some());
 }
 
 /// A two-platform image built here (a buildkitd: FROM scratch + COPY, no RUN, so no
