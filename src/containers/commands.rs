@@ -24,6 +24,22 @@ pub struct InfoOutput {
     pub stdout: String,
 }
 
+impl InfoOutput {
+    /// Every command of `cmds` failed for one reason (its container or node could not run
+    /// them).
+    pub(crate) fn failed_all(cmds: &[InfoCmd], why: String) -> Vec<InfoOutput> {
+        cmds.iter()
+            .map(|c| InfoOutput {
+                description: c.description.clone(),
+                command: c.command.clone(),
+                text: why.clone(),
+                ok: false,
+                stdout: String::new(),
+            })
+            .collect()
+    }
+}
+
 /// Run `cmds` through `/bin/sh -c` in one container of `image_ref` (kept alive by a
 /// shell loop, the image's entrypoint replaced). A failing command is reported in its
 /// output, never aborts the others; a container that cannot start fails every command.
@@ -51,17 +67,6 @@ async fn run(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<Vec<InfoOutput>, Stop> {
-    let failed_all = |why: String| {
-        cmds.iter()
-            .map(|c| InfoOutput {
-                description: c.description.clone(),
-                command: c.command.clone(),
-                text: why.clone(),
-                ok: false,
-                stdout: String::new(),
-            })
-            .collect::<Vec<_>>()
-    };
     let req = containers::generic_image(image_ref)
         .with_entrypoint("/bin/sh")
         .with_labels(scope.labels("info"))
@@ -76,7 +81,9 @@ async fn run(
     .unwrap_or_else(Err)
     {
         Ok(c) => c,
-        Err(Stop::Error(m)) => return Ok(failed_all(format!("could not run: {m}"))),
+        Err(Stop::Error(m)) => {
+            return Ok(InfoOutput::failed_all(cmds, format!("could not run: {m}")))
+        }
         Err(stop) => return Err(stop),
     };
     let mut out = Vec::new();

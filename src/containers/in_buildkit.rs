@@ -294,17 +294,6 @@ impl Node {
             return Ok(vec![]);
         }
         let deadline = Instant::now() + timeout;
-        let failed_all = |why: String| {
-            cmds.iter()
-                .map(|c| InfoOutput {
-                    description: c.description.clone(),
-                    command: c.command.clone(),
-                    text: why.clone(),
-                    ok: false,
-                    stdout: String::new(),
-                })
-                .collect::<Vec<_>>()
-        };
         let prepared = bounded(deadline, cancel, async {
             let gw = self
                 .client
@@ -323,10 +312,13 @@ impl Node {
         let (gw, root, process) = match prepared {
             Ok(v) => v,
             Err(e) => {
-                return Ok(failed_all(format!(
-                    "could not run: BuildKit at {}: {e:#}",
-                    self.client.address()
-                )))
+                return Ok(InfoOutput::failed_all(
+                    cmds,
+                    format!(
+                        "could not run: BuildKit at {}: {e:#}",
+                        self.client.address()
+                    ),
+                ))
             }
         };
         let mut out = Vec::new();
