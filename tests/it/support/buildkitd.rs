@@ -80,6 +80,18 @@ impl Buildkitd {
             .unwrap();
         let certs = dir.path().join("certs");
         make_certs(&certs);
+        // Every buildkitd serves a trace socket, by default /run/buildkit/otel-grpc.sock:
+        // daemons started side by side race to remove and chown that one file, and the
+        // loser exits. Each gets its own.
+        let config = dir.path().join("buildkitd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[otel]\n  socketPath = {:?}\n",
+                dir.path().join("otel-grpc.sock").display().to_string()
+            ),
+        )
+        .unwrap();
         // free_port() lets the port go before buildkitd binds it, so a test starting at the
         // same time may take it first: then buildkitd exits with "address already in use",
         // and it is started again on another port. Any other early exit fails at once.
@@ -91,6 +103,8 @@ impl Buildkitd {
             let unix = format!("unix://{}", sock.display());
             let log = std::fs::File::create(dir.path().join("buildkitd.log")).unwrap();
             let child = Command::new(bin)
+                .arg("--config")
+                .arg(&config)
                 .arg("--root")
                 .arg(dir.path().join("root"))
                 .args(["--addr", &unix, "--addr", &tcp])
