@@ -5,19 +5,27 @@ use crate::buildkit::{self, EngineSocket};
 use bollard_buildkit_proto::moby::buildkit::v1::PruneRequest;
 use futures::StreamExt;
 
-/// Ask BuildKit to drop its unused cache records and, when the image was pushed and lives
-/// in an engine, remove the engine's copy. Returns the bytes reclaimed.
+/// Ask BuildKit to drop its unused cache records (but those used within `keep_used`, when
+/// given) and, when the image was pushed and lives in an engine, remove the engine's copy.
+/// Returns the bytes reclaimed.
 pub async fn reclaim(
     client: &buildkit::Client,
     engine: Option<&EngineSocket>,
     image: &str,
     pushed: bool,
+    keep_used: Option<std::time::Duration>,
 ) -> anyhow::Result<u64> {
     let mut reclaimed: u64 = 0;
+    // BuildKit keeps a record whose last use is younger than keep_duration (nanoseconds);
+    // a second more covers the clocks of client and daemon.
+    let keep_duration = keep_used
+        .map(|d| (d + std::time::Duration::from_secs(1)).as_nanos() as i64)
+        .unwrap_or(0);
     let mut stream = client
         .control()
         .prune(PruneRequest {
             all: false,
+            keep_duration,
             ..Default::default()
         })
         .await

@@ -109,7 +109,7 @@ pub async fn run(
     let gha = GithubActions::from_env();
     let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;
     if !ctx.cancel.is_cancelled() {
-        reclaim_space(spec, pool, &mut images).await;
+        reclaim_space(spec, pool, opts.build_time, &mut images).await;
     }
     note_lost_nodes(&images, &ctx.service_error);
 
@@ -324,6 +324,7 @@ fn note_lost_nodes(
 async fn reclaim_space(
     spec: &Spec,
     pool: &buildkit::Pool,
+    started: chrono::DateTime<chrono::Utc>,
     images: &mut [ScheduledImage<ImageReport>],
 ) {
     for s in images.iter_mut() {
@@ -341,9 +342,16 @@ async fn reclaim_space(
             buildkit::Kind::Engine(sock) => Some(sock),
             _ => None,
         };
+        // A standalone buildkitd serves the next run too (a CI's remote BuildKit): what this
+        // run used is the next one's cache, so only older records go; its own gc policy
+        // bounds the rest. The engine's BuildKit is the runner's disk: all unused records go.
+        let keep = match engine {
+            Some(_) => None,
+            None => Some((chrono::Utc::now() - started).to_std().unwrap_or_default()),
+        };
         let t0 = std::time::Instant::now();
-        match super::prune::reclaim(buildkit, engine.as_ref(), &outcome.image, outcome.pushed).await
-        {
+        let (image, pushed) = (&outcome.image, outcome.pushed);
+        match super::prune::reclaim(buildkit, engine.as_ref(), image, pushed, keep).await {
             Ok(bytes) => {
                 outcome.step_took(ImageStep::Prune, t0.elapsed());
                 outcome.reclaimed_bytes = Some(bytes);
