@@ -321,60 +321,85 @@ impl Node {
                 ))
             }
         };
-        let mut out = Vec::new();
-        let grace = Duration::from_secs(30);
-        for c in cmds {
-            // A container per command: a gateway container ends with its first process, and
-            // without a program kept running in it (none is sure to be in the image).
-            let id = crate::buildkit::new_id();
-            let mounts = vec![Mount {
-                dest: "/".into(),
-                result_id: root.clone(),
-                output: 0,
-                ..Default::default()
-            }];
-            let mut po = ProcessOutput::default();
-            match bounded(deadline, cancel, gw.new_container(&id, mounts, platform)).await? {
-                Ok(()) => {}
-                Err(e) => po.error = Some(format!("{e:#}")),
+        // A container per command, all at once: a gateway container ends with its first
+        // process, and without a program kept running in it (none is sure to be in the
+        // image); they share the solved root, so each is only a process start.
+        let runs = cmds
+            .iter()
+            .map(|c| run_info_command(&gw, &root, &process, platform, c, deadline, cancel));
+        let mut out = Vec::with_capacity(cmds.len());
+        let mut stop = None;
+        for r in futures::future::join_all(runs).await {
+            match r {
+                Ok(o) => out.push(o),
+                Err(s) => stop = stop.or(Some(s)),
             }
-            let meta = Meta {
-                args: vec!["/bin/sh".into(), "-c".into(), c.command.clone()],
-                env: process.env.clone(),
-                cwd: process.workdir.clone(),
-                user: process.user.clone(),
-                ..Default::default()
-            };
-            if po.error.is_none() {
-                if let Err(e) = bounded(deadline, cancel, gw.run(&id, meta, &mut po)).await? {
-                    po.error = Some(format!("{e:#}"));
-                }
-            }
-            let _ = tokio::time::timeout(grace, gw.release_container(&id)).await;
-            let stdout = String::from_utf8_lossy(&po.stdout).into_owned();
-            let stderr = String::from_utf8_lossy(&po.stderr).into_owned();
-            let (text, ok, stdout) = match (po.exit_code, po.error) {
-                (Some(code), _) => describe(code as i64, stdout, &stderr),
-                (None, e) => (
-                    format!(
-                        "could not run: {}",
-                        e.unwrap_or_else(|| "no exit status".into())
-                    ),
-                    false,
-                    String::new(),
-                ),
-            };
-            out.push(InfoOutput {
-                description: c.description.clone(),
-                command: c.command.clone(),
-                text,
-                ok,
-                stdout,
-            });
         }
-        let _ = tokio::time::timeout(grace, gw.finish()).await;
-        Ok(out)
+        let _ = tokio::time::timeout(GRACE, gw.finish()).await;
+        match stop {
+            Some(s) => Err(s),
+            None => Ok(out),
+        }
     }
+}
+
+/// How long a container's release or the session's end may take once the work is done.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// One info command in a container of its own on `root`.
+async fn run_info_command(
+    gw: &GatewayBuild,
+    root: &str,
+    process: &ImageProcess,
+    platform: Option<&str>,
+    c: &InfoCmd,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Result<InfoOutput, Stop> {
+    let id = crate::buildkit::new_id();
+    let mounts = vec![Mount {
+        dest: "/".into(),
+        result_id: root.to_string(),
+        output: 0,
+        ..Default::default()
+    }];
+    let mut po = ProcessOutput::default();
+    if let Err(e) = bounded(deadline, cancel, gw.new_container(&id, mounts, platform)).await? {
+        po.error = Some(format!("{e:#}"));
+    }
+    let meta = Meta {
+        args: vec!["/bin/sh".into(), "-c".into(), c.command.clone()],
+        env: process.env.clone(),
+        cwd: process.workdir.clone(),
+        user: process.user.clone(),
+        ..Default::default()
+    };
+    if po.error.is_none() {
+        if let Err(e) = bounded(deadline, cancel, gw.run(&id, meta, &mut po)).await? {
+            po.error = Some(format!("{e:#}"));
+        }
+    }
+    let _ = tokio::time::timeout(GRACE, gw.release_container(&id)).await;
+    let stdout = String::from_utf8_lossy(&po.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&po.stderr).into_owned();
+    let (text, ok, stdout) = match (po.exit_code, po.error) {
+        (Some(code), _) => describe(code as i64, stdout, &stderr),
+        (None, e) => (
+            format!(
+                "could not run: {}",
+                e.unwrap_or_else(|| "no exit status".into())
+            ),
+            false,
+            String::new(),
+        ),
+    };
+    Ok(InfoOutput {
+        description: c.description.clone(),
+        command: c.command.clone(),
+        text,
+        ok,
+        stdout,
+    })
 }
 
 fn local(dir: &Path) -> LocalDir {

@@ -76,13 +76,38 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         report.fail(ImageStep::BasicTests, "interrupted: no later step was run");
         return;
     }
+    // The page's facts of a digest already in the registry are gathered beside the tests
+    // (its info commands need only the image), and dropped if the tests fail.
+    let early = built
+        .pushed_digest
+        .as_deref()
+        .filter(|_| job.push && !job.selection.split);
+    let gather = async {
+        match early {
+            Some(d) => Some(parts.pages.gather(d).await),
+            None => None,
+        }
+    };
+    tokio::pin!(gather);
+    let mut facts = None;
     // Basic tests, before the image gets its tag.
-    let passed = if manifests.is_empty() {
-        let basic = parts.tests.run_suite(Suite::Basic, test_ref, None).await;
-        record_suite(report, ImageStep::BasicTests, basic)
-    } else {
-        let (repo, suite) = (job.repository, Suite::Basic);
-        platform_steps::run_tests(parts.tests, repo, &manifests, suite, report).await
+    let passed = {
+        let tests = async {
+            if manifests.is_empty() {
+                let basic = parts.tests.run_suite(Suite::Basic, test_ref, None).await;
+                record_suite(report, ImageStep::BasicTests, basic)
+            } else {
+                let (repo, suite) = (job.repository, Suite::Basic);
+                platform_steps::run_tests(parts.tests, repo, &manifests, suite, report).await
+            }
+        };
+        tokio::pin!(tests);
+        loop {
+            tokio::select! {
+                passed = &mut tests => break passed,
+                f = &mut gather, if facts.is_none() => facts = Some(f),
+            }
+        }
     };
     if !passed {
         return;
@@ -94,7 +119,11 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     }
     let native = platforms::native_ref(job.repository, &manifests, test_ref);
     let content_tags = content_tag_steps::compute_step(job, parts.tests, &native, report);
-    let Some(content_tags) = content_tags.await else {
+    let (content_tags, facts) = match facts {
+        Some(f) => (content_tags.await, f),
+        None => tokio::join!(content_tags, &mut gather),
+    };
+    let Some(content_tags) = content_tags else {
         return;
     };
     if job.selection.split {
@@ -158,7 +187,10 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         // A failed page is recorded in the report by run_step; it is the last step.
         let content_tags = report.content_tags.clone();
         report
-            .run_step(ImageStep::Page, parts.pages.write_page(&content_tags))
+            .run_step(
+                ImageStep::Page,
+                parts.pages.write_page(&content_tags, facts),
+            )
             .await;
     }
 }

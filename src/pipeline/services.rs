@@ -321,9 +321,34 @@ impl Publisher for Real<'_, '_> {
 }
 
 impl PageWriter for Real<'_, '_> {
-    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
+    type Facts = image_page::PageFacts;
+
+    async fn gather(&self, digest: &str) -> anyhow::Result<image_page::PageFacts> {
+        let at = format!("{}@{digest}", self.image.image_name);
+        let opts = self.page_options(&[]);
+        image_page::gather(self.ctx.spec, &self.planned.key, &at, &opts).await
+    }
+
+    async fn write_page(
+        &self,
+        content_tags: &[ContentTag],
+        facts: Option<anyhow::Result<image_page::PageFacts>>,
+    ) -> anyhow::Result<()> {
+        let (opts, reference) = (self.page_options(content_tags), &self.planned.reference);
+        match facts {
+            Some(facts) => image_page::write_facts(reference, &facts?, &opts),
+            None => {
+                image_page::write_page(self.ctx.spec, &self.planned.key, reference, &opts).await
+            }
+        }
+        .map(|_| ())
+    }
+}
+
+impl Real<'_, '_> {
+    fn page_options(&self, content_tags: &[ContentTag]) -> PageOptions {
         let ctx = self.ctx;
-        let page_opts = PageOptions {
+        PageOptions {
             out_dir: ctx.dirs.manifests(),
             wiki_dir: Some(ctx.dirs.wiki()),
             registry: RegistryAccess {
@@ -334,15 +359,7 @@ impl PageWriter for Real<'_, '_> {
             cancel: ctx.cancel.clone(),
             content_tags: content_tags.to_vec(),
             runner: self.runner.clone(),
-        };
-        image_page::write_page(
-            ctx.spec,
-            &self.planned.key,
-            &self.planned.reference,
-            &page_opts,
-        )
-        .await
-        .map(|_| ())
+        }
     }
 }
 

@@ -155,8 +155,18 @@ pub(crate) trait Publisher {
 
 /// Writes the image's manifest page.
 pub(crate) trait PageWriter {
-    /// Write the page of the pushed image, with its content tags.
-    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()>;
+    /// What the page shows of the image apart from its content tags.
+    type Facts;
+    /// Gather the page's facts for the pushed `digest`: its info commands run while the
+    /// tests do, and the page waits only for what is left.
+    async fn gather(&self, digest: &str) -> anyhow::Result<Self::Facts>;
+    /// Write the page of the pushed image, with its content tags, from the facts gathered
+    /// (None: gathered now, from its tag).
+    async fn write_page(
+        &self,
+        content_tags: &[ContentTag],
+        facts: Option<anyhow::Result<Self::Facts>>,
+    ) -> anyhow::Result<()>;
 }
 
 /// The services the steps run against.

@@ -2234,6 +2234,12 @@ fn a_failing_basic_test_through_buildkit_fails_its_image_and_gives_no_tag() {
             .join(format!("{}.basic-tests.xml", safe(&full))),
     );
     assert!(xml.contains("fruit mismatch in buildkit"), "{xml}");
+    // Its page's facts were gathered beside the tests, and no page is written.
+    let page_file = out
+        .path()
+        .join("manifests")
+        .join(format!("{}.md", page(&full)));
+    assert!(!page_file.exists(), "a page for a failed image");
 }
 
 #[test]
@@ -2390,4 +2396,91 @@ fn tag_refuses_a_base_rebuilt_alone_through_the_engine() {
         &["--buildkit", "docker-unix:///var/run/docker.sock"],
         false,
     );
+}
+
+/// Every cache record of the buildkitd at `unix`, as `buildctl du` lists them.
+fn cache_records(unix: &str) -> Vec<bollard_buildkit_proto::moby::buildkit::v1::UsageRecord> {
+    use stackctl::buildkit::{Address, TlsFiles};
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let addr = Address::parse(unix, TlsFiles::default()).unwrap();
+        let client = stackctl::buildkit::connect(&addr).await.unwrap();
+        let req = bollard_buildkit_proto::moby::buildkit::v1::DiskUsageRequest::default();
+        client
+            .control()
+            .disk_usage(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .record
+    })
+}
+
+#[test]
+fn prune_on_a_buildkitd_keeps_what_the_run_used() {
+    let test = "prune_on_a_buildkitd_keeps_what_the_run_used";
+    let Some(s) = Stack::builder(test).buildkitd().example().build() else {
+        return;
+    };
+    let (bk, ex, out) = (&s.nodes[0], &s.repo, &s.out);
+    ex.change("spec.yml", &no_engine_spec(ex), "no integration tests");
+    let bk_args = ["--buildkit", bk.unix.as_str()];
+    let (code, summary, stderr) = build_through(
+        ex.path(),
+        out.path(),
+        &bk_args,
+        &["--branch", BRANCH, "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    // A second run: only analysis rebuilds (FROM the base's layers, in the node's cache),
+    // and prunes after it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let spec = no_engine_spec(ex).replace(
+        "info_cmds: [PY_VER]\n",
+        "info_cmds: [PY_VER]\n    prune: true\n",
+    );
+    ex.change("spec.yml", &spec, "prune after analysis");
+    ex.append("images/analysis/stackstats.py", "# changed", "change analysis");
+    let second = chrono::Utc::now();
+    let before = cache_records(&bk.unix);
+    let (code, summary, stderr) = build_through(
+        ex.path(),
+        out.path(),
+        &bk_args,
+        &["--branch", BRANCH, "--base", "HEAD~1"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    assert_eq!(status_of(&summary, "base"), "up-to-date", "{summary:#}");
+    let reclaimed = summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "analysis")
+        .unwrap()["report"]["reclaimed_bytes"]
+        .clone();
+    assert!(reclaimed.is_u64(), "no prune ran: {summary:#}");
+    let after = cache_records(&bk.unix);
+    // Older records this run did not use are gone...
+    let stale: Vec<_> = after
+        .iter()
+        .filter(|r| {
+            !r.in_use && r.last_used_at.as_ref().map_or(0, |t| t.seconds) < second.timestamp() - 1
+        })
+        .map(|r| &r.description)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "records the run did not use were kept: {stale:?}"
+    );
+    assert!(
+        before.iter().any(|r| !after.iter().any(|a| a.id == r.id)),
+        "the prune dropped nothing"
+    );
+    // ...and those of the first run that the second one used (the base) are kept.
+    let kept = after
+        .iter()
+        .filter(|r| r.created_at.as_ref().map_or(0, |t| t.seconds) < second.timestamp())
+        .count();
+    assert!(kept > 0, "the base's records were pruned: {after:#?}");
 }

@@ -256,7 +256,15 @@ impl Publisher for Fake {
 }
 
 impl PageWriter for Fake {
-    async fn write_page(&self, content_tags: &[ContentTag]) -> anyhow::Result<()> {
+    type Facts = ();
+    async fn gather(&self, _digest: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    async fn write_page(
+        &self,
+        content_tags: &[ContentTag],
+        _facts: Option<anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
         let tags: Vec<&str> = content_tags.iter().map(|r| r.tag.as_str()).collect();
         self.call(format!("manifest [{}]", tags.join(",")));
         if self.trouble == Trouble::Manifest {

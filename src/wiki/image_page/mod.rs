@@ -50,6 +50,24 @@ impl Default for PageOptions {
     }
 }
 
+/// What a page shows apart from its content tags, read from the registry and the runner:
+/// the pipeline gathers it by digest while the tests run, and writes the page once the
+/// image has its tag and content tags.
+#[derive(Debug, Clone)]
+pub struct PageFacts {
+    /// The index's digest, for an image of more than one platform.
+    index_digest: Option<String>,
+    /// One entry (platform None) for a one-platform image.
+    platforms: Vec<PlatformFacts>,
+}
+
+#[derive(Debug, Clone)]
+struct PlatformFacts {
+    platform: Option<String>,
+    meta: ImageMeta,
+    infos: Vec<InfoOutput>,
+}
+
 /// The page's content for image `key` of the spec at `image_ref`.
 pub async fn build_page(
     spec: &Spec,
@@ -57,6 +75,18 @@ pub async fn build_page(
     image_ref: &str,
     opts: &PageOptions,
 ) -> anyhow::Result<String> {
+    let facts = gather(spec, key, image_ref, opts).await?;
+    render_facts(image_ref, &facts, &opts.content_tags)
+}
+
+/// The facts of image `key`'s page, read at `at` (a tag or `<repository>@<digest>`): its
+/// manifests from the registry, and its info commands' output, every platform's at once.
+pub async fn gather(
+    spec: &Spec,
+    key: &str,
+    at: &str,
+    opts: &PageOptions,
+) -> anyhow::Result<PageFacts> {
     let image = spec
         .image(key)
         .with_context(|| format!("image {key:?} is not in {}", spec.path.display()))?;
@@ -71,77 +101,105 @@ pub async fn build_page(
         cmds.push(cmd.clone());
     }
     // Registry and engine get the normalized reference; the page names it as written.
-    let reference = crate::registry::ImageRef::parse(image_ref)?;
-    let platforms = tokio::select! {
-        m = tokio::time::timeout(opts.timeout, registry::fetch_platforms(&reference, &opts.registry)) => {
-            m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
-        }
-        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
-    };
-    if let Some((index_digest, platforms)) = platforms.filter(|(_, p)| p.len() > 1) {
-        return platform_pages(
-            image_ref,
-            &reference,
-            &index_digest,
-            &platforms,
-            &cmds,
-            opts,
-        )
-        .await;
+    let reference = crate::registry::ImageRef::parse(at)?;
+    let platforms = bounded(
+        opts,
+        at,
+        registry::fetch_platforms(&reference, &opts.registry),
+    );
+    if let Some((index_digest, platforms)) = platforms.await?.filter(|(_, p)| p.len() > 1) {
+        let runs = platforms.into_iter().map(|(p, meta)| {
+            let (reference, cmds) = (&reference, &cmds);
+            async move {
+                let at = reference.with_digest(&meta.digest);
+                let infos = opts
+                    .runner
+                    .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
+                    .await
+                    .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+                anyhow::Ok(PlatformFacts {
+                    platform: Some(p),
+                    meta,
+                    infos,
+                })
+            }
+        });
+        let platforms = futures::future::try_join_all(runs).await?;
+        return Ok(PageFacts {
+            index_digest: Some(index_digest),
+            platforms,
+        });
     }
-    let meta = tokio::select! {
-        m = tokio::time::timeout(opts.timeout, registry::fetch_image(&reference, &opts.registry)) => {
-            m.map_err(|_| anyhow::anyhow!("timed out reading {image_ref} from its registry"))??
-        }
-        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
-    };
-    let rows = history::rows(
-        &meta.config,
-        &meta.layer_sizes,
-        reference.tag.as_ref().map(|_| image_ref),
-    )?;
+    let meta = bounded(opts, at, registry::fetch_image(&reference, &opts.registry)).await?;
     let infos = opts
         .runner
         .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
         .await
-        .map_err(|stop| anyhow::anyhow!("info commands in {image_ref}: {stop}"))?;
-    let mut page = render(image_ref, &meta.digest, &rows, &infos);
-    page.push_str(&content_tags_section(&opts.content_tags));
-    Ok(page)
+        .map_err(|stop| anyhow::anyhow!("info commands in {at}: {stop}"))?;
+    Ok(PageFacts {
+        index_digest: None,
+        platforms: vec![PlatformFacts {
+            platform: None,
+            meta,
+            infos,
+        }],
+    })
 }
 
-/// The page of a multi-platform image: the index digest, then for each platform its own
-/// section (`## linux/arm64`) with its manifest digest, its layer table (that platform's
-/// sizes) and its info commands, run in a container of that platform's manifest.
-async fn platform_pages(
-    image_ref: &str,
-    reference: &crate::registry::ImageRef,
-    index_digest: &str,
-    platforms: &[(String, ImageMeta)],
-    cmds: &[crate::spec::InfoCmd],
+/// A registry read bounded by the page's timeout and interrupt.
+async fn bounded<T>(
     opts: &PageOptions,
-) -> anyhow::Result<String> {
-    let names: Vec<&str> = platforms.iter().map(|(p, _)| p.as_str()).collect();
-    let mut page = format!(
-        "# {image_ref}\n\nIndex digest: `{index_digest}`\n\nPlatforms: {}\n",
-        names.join(", ")
-    );
-    for (p, meta) in platforms {
-        let rows = history::rows(
-            &meta.config,
-            &meta.layer_sizes,
-            reference.tag.as_ref().map(|_| image_ref),
-        )?;
-        let at = reference.with_digest(&meta.digest);
-        let infos = opts
-            .runner
-            .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
-            .await
-            .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
-        page.push_str(&format!("\n## {p}\n\n"));
-        page.push_str(&render_body(&meta.digest, &rows, &infos, "###"));
+    at: &str,
+    read: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        m = tokio::time::timeout(opts.timeout, read) => {
+            m.map_err(|_| anyhow::anyhow!("timed out reading {at} from its registry"))?
+        }
+        _ = opts.cancel.cancelled() => anyhow::bail!("interrupted"),
     }
-    page.push_str(&content_tags_section(&opts.content_tags));
+}
+
+/// The page of `image_ref` from its facts. A multi-platform page has the index digest,
+/// then for each platform its own section (`## linux/arm64`) with its manifest digest, its
+/// layer table (that platform's sizes) and its info commands.
+pub fn render_facts(
+    image_ref: &str,
+    facts: &PageFacts,
+    content_tags: &[ContentTag],
+) -> anyhow::Result<String> {
+    let tag = crate::registry::ImageRef::parse(image_ref)?
+        .tag
+        .map(|_| image_ref);
+    let mut page = match &facts.index_digest {
+        None => {
+            let f = facts
+                .platforms
+                .first()
+                .context("a page's facts name no manifest")?;
+            let rows = history::rows(&f.meta.config, &f.meta.layer_sizes, tag)?;
+            render(image_ref, &f.meta.digest, &rows, &f.infos)
+        }
+        Some(index_digest) => {
+            let names: Vec<&str> = facts
+                .platforms
+                .iter()
+                .filter_map(|f| f.platform.as_deref())
+                .collect();
+            let mut page = format!(
+                "# {image_ref}\n\nIndex digest: `{index_digest}`\n\nPlatforms: {}\n",
+                names.join(", ")
+            );
+            for f in &facts.platforms {
+                let rows = history::rows(&f.meta.config, &f.meta.layer_sizes, tag)?;
+                let p = f.platform.as_deref().unwrap_or_default();
+                page.push_str(&format!("\n## {p}\n\n"));
+                page.push_str(&render_body(&f.meta.digest, &rows, &f.infos, "###"));
+            }
+            page
+        }
+    };
+    page.push_str(&content_tags_section(content_tags));
     Ok(page)
 }
 
@@ -181,7 +239,17 @@ pub async fn write_page(
     image_ref: &str,
     opts: &PageOptions,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let page = build_page(spec, key, image_ref, opts).await?;
+    let facts = gather(spec, key, image_ref, opts).await?;
+    write_facts(image_ref, &facts, opts)
+}
+
+/// Write the page of `image_ref` from facts gathered earlier (see [`gather`]).
+pub fn write_facts(
+    image_ref: &str,
+    facts: &PageFacts,
+    opts: &PageOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let page = render_facts(image_ref, facts, &opts.content_tags)?;
     let file = format!("{}.md", page_name(image_ref));
     let mut written = vec![];
     for dir in std::iter::once(&opts.out_dir).chain(opts.wiki_dir.as_ref()) {
