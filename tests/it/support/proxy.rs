@@ -30,6 +30,9 @@ pub enum Rule {
         status: u16,
         hook: Arc<dyn Fn() + Send + Sync>,
     },
+    /// Forward each of them at once, then hold the registry's answer for `hold`: the PUT
+    /// has landed while the client still waits (an interrupt then cuts a write that is done).
+    HoldAnswer { path: String, hold: Duration },
     /// Delay every manifest PUT by 0..`max_ms` milliseconds (pseudo-random).
     DelayPuts { max_ms: u64 },
     /// Hold every request, of any method and path, for `hold` before handling it (a
@@ -210,6 +213,7 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
     }
     let is_manifest_put = method == "PUT" && path.contains("/manifests/");
     let mut hold = None;
+    let mut hold_answer = None;
     if is_manifest_put {
         let rules = sh.rules.lock().unwrap().clone();
         for rule in rules {
@@ -241,6 +245,9 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
                         respond(&mut client, status, content_length);
                         return;
                     }
+                }
+                Rule::HoldAnswer { path: p, hold: h } if path.ends_with(&p) => {
+                    hold_answer = Some(h);
                 }
                 Rule::DelayPuts { max_ms } => {
                     let pseudo = (std::time::SystemTime::now()
@@ -308,6 +315,9 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
             .lock()
             .unwrap()
             .push((path.clone(), status_of(&answer)));
+        if let Some(h) = hold_answer {
+            std::thread::sleep(h);
+        }
         let _ = client.write_all(&answer);
     } else {
         let _ = std::io::copy(&mut up, &mut client);
