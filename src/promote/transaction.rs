@@ -21,8 +21,14 @@
 //! 4. **New targets after** (a second PUT round), only once every existing target holds the
 //!    source's digest. A failure here rolls forward (bounded); what still fails is reported.
 //! 5. **Read-back round**: after a settle time when a write got no answer, every target is
-//!    read (HEAD) again. The [`Verdict`] comes from what the registry holds: promoted,
-//!    unchanged, partly promoted (or a target unknown), or changed by another writer.
+//!    read (HEAD) again; a whole set is read once more after `confirm_after`. A target
+//!    holding bytes this run PUT (its source's, or the old manifest of a restore, even one
+//!    that landed after its answer was lost) is this run's doing. Another writer's values
+//!    are ordered against this run's set ([`crate::promote::order`]): newer ones stop the
+//!    run ([`Verdict::Superseded`]); older ones are written over again, in bounded rounds,
+//!    by a run that had written its whole set, so that racing promotions converge on the
+//!    newer one. The [`Verdict`] comes from what the registry holds: promoted, unchanged,
+//!    partly promoted (or a target unknown), changed by another writer, or superseded.
 //!
 //! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
 //! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
