@@ -20,8 +20,12 @@ pub enum ExitStatus {
     Error = 2,
     /// 3: `tag`: partly promoted (or a target's state unknown); a rerun completes it.
     Partial = 3,
-    /// 4: `tag`: another writer changed a target during the run.
+    /// 4: `tag`: another writer changed a target during the run, and the set could not
+    /// be made whole.
     ConcurrentWriter = 4,
+    /// 5: `tag`: superseded: a concurrent promotion of a newer source is writing the same
+    /// targets; this run stopped writing.
+    Superseded = 5,
     /// 130: interrupted (SIGINT or SIGTERM), as shells report 128 + SIGINT.
     Interrupted = 130,
 }
@@ -55,13 +59,14 @@ pub fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
 }
 
 /// A promotion's verdict: 0 promoted (or checked), 1 nothing changed, 3 partly promoted or
-/// a target unknown, 4 another writer, 130 interrupted.
+/// a target unknown, 4 another writer, 5 superseded by a newer promotion, 130 interrupted.
 pub fn of_promotion(verdict: Verdict) -> ExitStatus {
     match verdict {
         Verdict::Promoted | Verdict::Checked => ExitStatus::Success,
         Verdict::Unchanged => ExitStatus::Failed,
         Verdict::Partial => ExitStatus::Partial,
         Verdict::ConcurrentWriter => ExitStatus::ConcurrentWriter,
+        Verdict::Superseded => ExitStatus::Superseded,
         Verdict::Interrupted => ExitStatus::Interrupted,
     }
 }

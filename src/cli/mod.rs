@@ -51,8 +51,8 @@ pub mod registry;
 /// CI, RUST_LOG.
 ///
 /// Exit codes: 0 done; 1 the work ran and something failed (a build, a test, a
-/// missing tag); 2 bad input or an unreachable service; 3 and 4 `tag` only (partly
-/// promoted; another writer); 130 interrupted (SIGINT or SIGTERM; a second one exits at once).
+/// missing tag); 2 bad input or an unreachable service; 3, 4 and 5 `tag` only (partly
+/// promoted; another writer; superseded by a newer promotion); 130 interrupted (SIGINT or SIGTERM; a second one exits at once).
 #[derive(Debug, Parser)]
 #[command(
     name = "stackctl",

@@ -80,8 +80,14 @@ existing targets are moved first, NEW targets last, since a new tag cannot be ta
 and every write was answered, what this run changed is put back (only where the target \
 still holds this run's digest). Once a write got no answer (it may still land) or a new tag \
 exists, the run rolls forward instead, retrying within --timeout. Every target is then read \
-back (after a settle time of --request-timeout when a write got no answer), and the verdict \
-comes from what the registry holds. Unless promoted, a table of every target (TARGET BEFORE \
+back (after a settle time of --request-timeout when a write got no answer), and a whole set is \
+read again after --confirm-after before it counts; the verdict comes from what the registry \
+holds.\n\n\
+Concurrent promotions of the same targets converge on one whole set: the one whose source is \
+newer (its newest image's config `created` time, then its digest) writes what another \
+writer changed again until it reads back whole; the older one stops writing as soon as it \
+sees a newer value, and exits 5. Its own writes (the bytes it PUT, a late restore too) are \
+never taken for another writer's. Unless promoted, a table of every target (TARGET BEFORE \
 NOW INTENDED STATE) goes to stdout.\n\n\
 Names in the files and on stdout are the spec's image_name as written (Docker Hub short names \
 such as ucsdets/notebook stay short); only registry requests use the normalized reference.\n\n\
@@ -89,7 +95,8 @@ Exit codes: 0 promoted (with --dry-run: checked, files written); 1 a source is m
 nothing changed (every target holds what it held before); 2 bad input, or a registry that \
 cannot be read before any write (auth, network); 3 partly promoted, or a target could not \
 be read back: run the same command again; 4 another writer changed a target during the run \
-(it is never overwritten); 130 interrupted (SIGINT/SIGTERM): writes stop, targets are read \
+and the set could not be made whole; 5 superseded: a concurrent promotion of a newer source \
+is writing the same targets, and this run stopped writing; 130 interrupted (SIGINT/SIGTERM): writes stop, targets are read \
 back and the table printed.\n\n\
 Environment: GITHUB_SHA (the commit in Home.md; else HEAD of --repo), GITHUB_SERVER_URL and \
 GITHUB_REPOSITORY (wiki links, unless --repo-url); registry credentials as for --username."
@@ -129,6 +136,11 @@ pub struct TagArgs {
     /// when a write got no answer.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: std::time::Duration,
+    /// Once every target reads back with its source's digest, wait this long and read them
+    /// again before reporting success: a concurrent promotion of a newer source may be
+    /// about to write (0s: report the first whole read-back).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub confirm_after: std::time::Duration,
     #[command(flatten)]
     pub registry: RegistryApiArgs,
 }
@@ -248,6 +260,7 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         timeout: a.timeout,
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
+        confirm_after: a.confirm_after,
     };
     let prepared = stack::prepare(&spec, &opts)?;
     let promotion = prepared.promote(client.as_ref()).await?;

@@ -143,16 +143,28 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     }
     if job.push {
-        let pushed = report
-            .run_step(ImageStep::Push, async {
-                // Dropped on an interrupt before its manifest is written: no tag is made.
-                tokio::select! {
-                    r = parts.publisher.publish(&built) => r,
-                    _ = job.cancel.cancelled() => Err(anyhow!("interrupted: the push was stopped")),
+        let t0 = std::time::Instant::now();
+        let pushed = tokio::select! {
+            r = parts.publisher.publish(&built) => Some(r),
+            _ = job.cancel.cancelled() => None,
+        };
+        let pushed = match pushed {
+            Some(r) => {
+                report.step_took(ImageStep::Push, t0.elapsed());
+                match r {
+                    Ok(d) => d,
+                    Err(e) => return report.fail(ImageStep::Push, format!("push failed: {e:#}")),
                 }
-            })
-            .await;
-        let Some(digest) = pushed else { return };
+            }
+            // The interrupt dropped the push, maybe after its tag PUT was sent: what is
+            // reported is what the registry holds.
+            None => {
+                let read = parts.publisher.read_back_tag(&built).await;
+                report.step_took(ImageStep::Push, t0.elapsed());
+                return interrupted_push(report, run, job.key, read);
+            }
+        };
+        let digest = pushed;
         report.pushed = true;
         run.record_digest(job.key, &digest);
         report.digest = Some(digest);
@@ -192,6 +204,41 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
                 parts.pages.write_page(&content_tags, facts),
             )
             .await;
+    }
+}
+
+/// An interrupted push, as the registry's read-back (`read`) says: the tag names the tested
+/// image (pushed, no later step run), or it does not (not pushed; a PUT still in flight
+/// may land, and a failed read-back says so).
+fn interrupted_push(
+    report: &mut ImageReport,
+    run: &RunState<'_>,
+    key: &str,
+    read: anyhow::Result<Option<String>>,
+) {
+    match read {
+        Ok(Some(d)) => {
+            report.pushed = true;
+            run.record_digest(key, &d);
+            let message = format!(
+                "interrupted during the push: the tag was written (read back: it names {d}); \
+                 no later step was run"
+            );
+            report.digest = Some(d);
+            report.fail(ImageStep::Push, message);
+        }
+        Ok(None) => report.fail(
+            ImageStep::Push,
+            "push failed: interrupted: the push was stopped; read back, the tag does not name \
+             the tested image (a PUT still in flight may land later)",
+        ),
+        Err(e) => report.fail(
+            ImageStep::Push,
+            format!(
+                "push failed: interrupted: the push was stopped; the tag could not be read \
+                 back ({e:#}): it may name the tested image"
+            ),
+        ),
     }
 }
 

@@ -296,6 +296,20 @@ impl Publisher for Real<'_, '_> {
         }
     }
 
+    async fn read_back_tag(&self, built: &Built) -> anyhow::Result<Option<String>> {
+        // Through the engine nothing tells this run's image from the one tagged before.
+        let Some(tested) = &built.pushed_digest else {
+            return Ok(None);
+        };
+        let tag = ImageRef::parse(&self.planned.reference)?;
+        // Bounded: the run is being interrupted.
+        let limit = std::time::Duration::from_secs(10);
+        let head = tokio::time::timeout(limit, self.ctx.registry.head_manifest(&tag))
+            .await
+            .map_err(|_| anyhow!("{tag}: no answer within {limit:?}"))??;
+        Ok(head.map(|d| d.digest).filter(|d| d == tested))
+    }
+
     async fn pushed_manifests(
         &self,
         digest: &str,

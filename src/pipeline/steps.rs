@@ -137,6 +137,14 @@ pub(crate) trait Publisher {
     /// buildkitd, a manifest PUT tags the tested digest. Returns the digest the tag names,
     /// read back.
     async fn publish(&self, built: &Built) -> anyhow::Result<String>;
+    /// After an interrupt cut [`Self::publish`]: the digest the tag names, read back from
+    /// the registry, if it is the tested image's (a cancelled PUT may have landed); None
+    /// when it names anything else, is absent, or (the default, an engine's push) what was
+    /// pushed cannot be told from what was there.
+    async fn read_back_tag(&self, built: &Built) -> anyhow::Result<Option<String>> {
+        let _ = built;
+        Ok(None)
+    }
     /// Each of `platforms`' manifest digest in the image BuildKit pushed as
     /// `<repository>@<digest>`, read back from the registry.
     async fn pushed_manifests(

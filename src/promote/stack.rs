@@ -46,6 +46,8 @@ pub struct Options {
     pub request_timeout: std::time::Duration,
     /// Cancelled on SIGINT or SIGTERM.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The wait before a whole read-back is read again and reported (`--confirm-after`).
+    pub confirm_after: std::time::Duration,
 }
 
 /// Source and target full names, in spec (or Home.md) order.
@@ -255,6 +257,7 @@ impl ReadyPromotion<'_> {
                     settle: opts.request_timeout,
                     read_back_timeout: opts.request_timeout,
                     cancel: opts.cancel.clone(),
+                    confirm_after: opts.confirm_after,
                 };
                 Ok(Promotion::Registry(
                     transaction::promote(c, &self.moves, &topts).await?,

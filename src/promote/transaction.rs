@@ -21,8 +21,14 @@
 //! 4. **New targets after** (a second PUT round), only once every existing target holds the
 //!    source's digest. A failure here rolls forward (bounded); what still fails is reported.
 //! 5. **Read-back round**: after a settle time when a write got no answer, every target is
-//!    read (HEAD) again. The [`Verdict`] comes from what the registry holds: promoted,
-//!    unchanged, partly promoted (or a target unknown), or changed by another writer.
+//!    read (HEAD) again; a whole set is read once more after `confirm_after`. A target
+//!    holding bytes this run PUT (its source's, or the old manifest of a restore, even one
+//!    that landed after its answer was lost) is this run's doing. Another writer's values
+//!    are ordered against this run's set ([`crate::promote::order`]): newer ones stop the
+//!    run ([`Verdict::Superseded`]); older ones are written over again, in bounded rounds,
+//!    by a run that had written its whole set, so that racing promotions converge on the
+//!    newer one. The [`Verdict`] comes from what the registry holds: promoted, unchanged,
+//!    partly promoted (or a target unknown), changed by another writer, or superseded.
 //!
 //! Round trips: the new digest is taken from each PUT answer's `Docker-Content-Digest`,
 //! checked against the sha256 of the bytes sent, so no HEAD follows a PUT. The read-back is
@@ -32,6 +38,7 @@
 //! existing or all new, and 4 when both kinds are mixed (the all-or-nothing order).
 
 use crate::exit::{Failed, Interrupted};
+use crate::promote::order::{self, Age};
 use crate::registry::client::{Manifest, RegistryClient};
 use crate::registry::reference::ImageRef;
 use crate::registry::transport::retry::Unanswered;
@@ -99,6 +106,10 @@ pub struct Options {
     pub read_back_timeout: Duration,
     /// An interrupt: like the deadline, but the verdict is then [`Verdict::Interrupted`].
     pub cancel: CancellationToken,
+    /// After a read-back that shows the whole set, wait this long and read again before
+    /// reporting it promoted: a concurrent promotion of a newer source may still be writing
+    /// (zero: report the first whole read-back).
+    pub confirm_after: Duration,
 }
 
 /// At most this many roll-forward rounds after the first PUT round (each already retried by
@@ -175,6 +186,9 @@ pub enum Verdict {
     ConcurrentWriter,
     /// The run was interrupted after it started writing.
     Interrupted,
+    /// A concurrent promotion of a newer source is writing the same targets: this run
+    /// stopped writing as soon as it saw it.
+    Superseded,
 }
 
 /// One target's line of the report.
@@ -257,6 +271,9 @@ struct Write {
     cut: bool,
     /// This run put the old manifest back (the answer said so).
     restored: bool,
+    /// A PUT of the old manifest (a restore) was sent: if the target holds those bytes, it
+    /// is this run's doing, answered or not.
+    restore_sent: std::sync::atomic::AtomicBool,
     /// A restore was skipped: the target no longer held this run's digest.
     left_alone: Option<String>,
 }
@@ -324,28 +341,31 @@ pub async fn promote(
         interrupted: false,
     };
     run.write_all(&existing, &new).await;
+
+    // 5. Read back (after a settle time when a write got no answer) until the set is whole
+    //    and stays so, or another writer is seen: the newer source writes again, the older
+    //    stops.
+    let (rows, superseded) = run.converge(&todo, &before).await;
     let Run {
-        writes,
         deadline_hit,
         interrupted,
         ..
     } = run;
-
-    // 5. Settle, then read every target back.
-    settle(&writes, opts.settle).await;
-    let now = read_back(client, steps, opts).await;
-    let rows: Vec<Row> = (0..steps.len())
-        .map(|i| {
-            let read = Read {
-                before: &before[i],
-                now: &now[i],
-                intended: &manifests[i].digest,
-                in_todo: todo.contains(&i),
-            };
-            row(&steps[i], &read, &writes[i])
-        })
-        .collect();
-    let (verdict, summary) = verdict_of(&rows);
+    let (verdict, summary) = match &superseded {
+        Some((own, theirs)) => (
+            Verdict::Superseded,
+            format!(
+                "superseded: another promotion, of a newer source (its newest image {theirs}; \
+                 this run's {own}), is writing {} of {} targets; this run stopped writing and \
+                 leaves them to it",
+                rows.iter()
+                    .filter(|r| r.state == State::OtherWriter)
+                    .count(),
+                rows.len()
+            ),
+        ),
+        None => verdict_of(&rows),
+    };
     Ok(TransactionEnd {
         rows,
         verdict: if interrupted {
@@ -356,6 +376,18 @@ pub async fn promote(
         summary,
         deadline_hit,
     })
+}
+
+/// At most this many rounds of writing the set again when an older promotion's values are
+/// seen (each followed by a read-back), within the deadline.
+const REAPPLY_ROUNDS: u32 = 8;
+
+/// The ages of the promotions seen during a run: this run's set, and each image another
+/// writer put on a target.
+#[derive(Default)]
+struct Ages {
+    own: Option<Option<Age>>,
+    seen: std::collections::HashMap<String, Age>,
 }
 
 /// Refuse (before any write) a promotion whose child records another parent than the one
@@ -521,7 +553,7 @@ fn row(step: &TagMove, read: &Read<'_>, w: &Write) -> Row {
         Held::Unknown(_) => State::Unknown,
         Held::Digest(d) if d == read.intended => State::Promoted,
         n if n == read.before => {
-            if w.restored {
+            if w.restored || w.restore_sent.load(std::sync::atomic::Ordering::SeqCst) {
                 State::Restored
             } else if w.confirmed {
                 // This run's digest was there, and someone put the old one back.
@@ -627,6 +659,143 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The rows of every target as `now` holds it.
+    fn rows(&self, todo: &[usize], before: &[Held], now: &[Held]) -> Vec<Row> {
+        (0..self.steps.len())
+            .map(|i| {
+                let read = Read {
+                    before: &before[i],
+                    now: &now[i],
+                    intended: &self.manifests[i].digest,
+                    in_todo: todo.contains(&i),
+                };
+                row(&self.steps[i], &read, &self.writes[i])
+            })
+            .collect()
+    }
+
+    /// Whether every target of `todo` was written and none put back: only such a run may
+    /// write its set again.
+    fn whole_written(&self, todo: &[usize]) -> bool {
+        todo.iter().all(|&i| {
+            let w = &self.writes[i];
+            w.confirmed && !w.restored && !w.restore_sent.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
+    /// Read every target back until the verdict is settled. A whole set is read again
+    /// after `confirm_after` before it counts (a newer promotion may be about to write
+    /// over it). Another writer's values: when they are newer than this run's set (see
+    /// [`order`]), the run stops writing (the second value: the ages, this run's and
+    /// theirs); when older, the run writes what it lacks again, in bounded rounds. Returns
+    /// the rows of the last read-back.
+    async fn converge(
+        &mut self,
+        todo: &[usize],
+        before: &[Held],
+    ) -> (Vec<Row>, Option<(Age, Age)>) {
+        let opts = self.opts;
+        let confirm = !todo.is_empty() && !opts.confirm_after.is_zero();
+        let mut confirmed = !confirm;
+        let mut ages = Ages::default();
+        let mut rounds = 0;
+        loop {
+            settle(&self.writes, opts.settle).await;
+            let now = read_back(self.client, self.steps, opts).await;
+            let rows = self.rows(todo, before, &now);
+            if self.interrupted || opts.cancel.is_cancelled() {
+                self.interrupted |= opts.cancel.is_cancelled();
+                return (rows, None);
+            }
+            if rows.iter().all(|r| r.state == State::Promoted) {
+                if confirmed {
+                    return (rows, None);
+                }
+                confirmed = true;
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.confirm_after) => {}
+                    _ = opts.cancel.cancelled() => self.interrupted = true,
+                }
+                continue;
+            }
+            let foreign: Vec<(usize, String)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.state == State::OtherWriter)
+                .filter_map(|(i, r)| r.now.digest().map(|d| (i, d.to_string())))
+                .collect();
+            if rows.iter().all(|r| r.state != State::OtherWriter) {
+                return (rows, None);
+            }
+            let own = self.own_age(&mut ages).await;
+            let theirs = self.foreign_age(&mut ages, &foreign).await;
+            if let (Some(own), Some(theirs)) = (&own, theirs) {
+                if theirs > *own {
+                    tracing::warn!(
+                        "another writer put {theirs} on a target: its source is newer than \
+                         this run's ({own}); stopping, writing nothing more"
+                    );
+                    return (rows, Some((own.clone(), theirs)));
+                }
+            }
+            let redo: Vec<usize> = (0..rows.len())
+                .filter(|&i| rows[i].state != State::Promoted)
+                .collect();
+            if !self.whole_written(todo)
+                || rounds >= REAPPLY_ROUNDS
+                || Instant::now() >= opts.deadline
+            {
+                return (rows, None);
+            }
+            rounds += 1;
+            tracing::warn!(
+                "another writer changed {} target(s) with an older source than this run's: \
+                 writing them again (round {rounds} of {REAPPLY_ROUNDS})",
+                redo.len()
+            );
+            self.put_round(&redo).await;
+            confirmed = !confirm;
+        }
+    }
+
+    /// This run's set's age: its newest source (read once).
+    async fn own_age(&self, ages: &mut Ages) -> Option<Age> {
+        if ages.own.is_none() {
+            let all = join_all(
+                self.steps
+                    .iter()
+                    .zip(self.manifests)
+                    .map(|(s, m)| async move {
+                        Age {
+                            created: order::created(self.client, &s.source, m).await,
+                            digest: m.digest.clone(),
+                        }
+                    }),
+            )
+            .await;
+            ages.own = Some(order::newest(all));
+        }
+        ages.own.clone().flatten()
+    }
+
+    /// The newest image another writer was seen to put on a target during the run.
+    async fn foreign_age(&self, ages: &mut Ages, foreign: &[(usize, String)]) -> Option<Age> {
+        let unread: Vec<&(usize, String)> = foreign
+            .iter()
+            .filter(|(_, d)| !ages.seen.contains_key(d))
+            .collect();
+        let read = join_all(
+            unread
+                .iter()
+                .map(|(i, d)| order::age_of(self.client, &self.steps[*i].target, d)),
+        )
+        .await;
+        for a in read {
+            ages.seen.insert(a.digest.clone(), a);
+        }
+        order::newest(ages.seen.values().cloned())
+    }
+
     /// The writes: `existing` targets first (rolled back if one fails and every write was
     /// answered, else rolled forward), then the `new` ones, only once every existing one
     /// holds its source's digest (rolled forward: a new tag cannot be taken back).
@@ -784,7 +953,15 @@ impl Run<'_> {
                         let r = bounded(limit, &this.opts.cancel, async {
                             match this.client.head_manifest(t).await {
                                 Ok(Some(d)) if d.digest == *intended => {
-                                    match this.client.put_manifest(t, old).await {
+                                    let w = &this.writes[i];
+                                    w.restore_sent
+                                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                                    let put = this.client.put_manifest_noting(
+                                        t,
+                                        old,
+                                        Some(&w.unanswered),
+                                    );
+                                    match put.await {
                                         Ok(d) if d == old.digest => Ok(true),
                                         Ok(d) => Err(format!("the re-PUT stored {d}")),
                                         Err(e) => Err(format!("could not put it back: {e}")),
@@ -815,6 +992,10 @@ impl Run<'_> {
                     self.writes[i].left_alone = Some(why);
                 }
                 Err(_) => {
+                    // A PUT cut in flight may still land: the settle time waits for it.
+                    if self.writes[i].unanswered.in_flight() {
+                        self.writes[i].unanswered.note();
+                    }
                     self.writes[i].left_alone = Some("the restore was cut short".into());
                 }
             }

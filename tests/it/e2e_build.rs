@@ -2440,7 +2440,11 @@ fn prune_on_a_buildkitd_keeps_what_the_run_used() {
         "info_cmds: [PY_VER]\n    prune: true\n",
     );
     ex.change("spec.yml", &spec, "prune after analysis");
-    ex.append("images/analysis/stackstats.py", "# changed", "change analysis");
+    ex.append(
+        "images/analysis/stackstats.py",
+        "# changed",
+        "change analysis",
+    );
     let second = chrono::Utc::now();
     let before = cache_records(&bk.unix);
     let (code, summary, stderr) = build_through(
@@ -2483,4 +2487,100 @@ fn prune_on_a_buildkitd_keeps_what_the_run_used() {
         .filter(|r| r.created_at.as_ref().map_or(0, |t| t.seconds) < second.timestamp())
         .count();
     assert!(kept > 0, "the base's records were pruned: {after:#?}");
+}
+
+/// SIGINT while the tag PUT is in flight: the proxy forwards the PUT (it lands) and holds
+/// the registry's answer. The run must read the tag back and report what the registry
+/// holds: `pushed: true` with the digest the tag names, never "the push was stopped".
+#[test]
+fn an_interrupted_tag_put_that_landed_is_reported_pushed() {
+    use support::proxy::{Proxy, Rule};
+    let test = "an_interrupted_tag_put_that_landed_is_reported_pushed";
+    let Some(s) = Stack::builder(test)
+        .buildkitd()
+        .repo(|host, _| {
+            let port: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+            let proxy = Proxy::with_rules(port, vec![]);
+            let repo = TestRepo::new("main");
+            repo.write(
+                "spec.yml",
+                &format!(
+                    "images:\n  solo:\n    image_name: {}/i7/solo\ntag:\n  prefix: \"{PREFIX}\"\n",
+                    proxy.host()
+                ),
+            )
+            .write(
+                "images/solo/Dockerfile",
+                "FROM scratch\nCOPY a.txt /a.txt\n",
+            )
+            .write("images/solo/a.txt", "a\n");
+            repo.commit("one image");
+            (repo, proxy)
+        })
+        .build()
+    else {
+        return;
+    };
+    let (bk, reg, (repo, proxy), out) = (&s.nodes[0], &s.registry, &s.repo, &s.out);
+    let put = format!("i7/solo/manifests/{PREFIX}-{BRANCH}");
+    proxy.set_rules(vec![Rule::HoldAnswer {
+        path: put.clone(),
+        hold: std::time::Duration::from_secs(60),
+    }]);
+    let tls = bk.tcp_args();
+    let child = stackctl()
+        .current_dir(out.path())
+        .args(["build", "--json", "--repo"])
+        .arg(repo.path())
+        .args(&tls)
+        .args(["--branch", BRANCH, "--base", "HEAD"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while proxy.forwarded_to(&put) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tag PUT\n{}",
+            bk.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let sent = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(20),
+        "{stderr}"
+    );
+    // What the registry holds, read directly.
+    let direct = format!("{}/i7/solo:{PREFIX}-{BRANCH}", reg.host());
+    let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt
+        .block_on(client.head_manifest(&ImageRef::parse(&direct).unwrap()))
+        .unwrap()
+        .expect("the PUT landed")
+        .digest;
+    let yaml = artifact(
+        out.path(),
+        &format!("{}/i7/solo:{PREFIX}-{BRANCH}", proxy.host()),
+    );
+    assert_eq!(
+        yaml["pushed"],
+        serde_yaml::Value::Bool(true),
+        "{yaml:?}\n{stderr}"
+    );
+    assert_eq!(yaml["digest"].as_str(), Some(held.as_str()), "{yaml:?}");
+    let message = yaml["message"].as_str().unwrap();
+    assert!(message.contains("the tag was written"), "{message}");
+    assert!(!message.contains("push was stopped"), "{message}");
 }

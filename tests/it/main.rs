@@ -6,6 +6,7 @@ mod support;
 
 mod buildkit;
 mod buildkit_runner;
+mod convergence;
 mod e2e_build;
 mod example_stack;
 mod imagetest;

@@ -43,6 +43,8 @@ enum Trouble {
     /// An interrupt arrives while the content tags' values are computed (which succeeds).
     CancelBeforePush,
     CancelDuringPublish,
+    /// An interrupt arrives while the tag PUT is in flight, and the PUT lands.
+    CancelDuringPublishLanded,
 }
 
 /// Every part of the step order in one test double; it records each call, and every tag
@@ -204,7 +206,10 @@ impl Publisher for Fake {
         ));
         match self.trouble {
             Trouble::Publish => anyhow::bail!("PUT {REFERENCE}: 500 Internal Server Error"),
-            Trouble::CancelDuringPublish => {
+            Trouble::CancelDuringPublish | Trouble::CancelDuringPublishLanded => {
+                if self.trouble == Trouble::CancelDuringPublishLanded {
+                    self.tags.borrow_mut().push(REFERENCE.into());
+                }
                 self.cancel.cancel();
                 std::future::pending::<()>().await;
             }
@@ -212,6 +217,12 @@ impl Publisher for Fake {
         }
         self.tags.borrow_mut().push(REFERENCE.into());
         Ok(built.pushed_digest.clone().unwrap_or(PUSHED_DIGEST.into()))
+    }
+
+    async fn read_back_tag(&self, built: &Built) -> anyhow::Result<Option<String>> {
+        self.call("read-back".into());
+        let landed = self.tags.borrow().iter().any(|t| t == REFERENCE);
+        Ok(built.pushed_digest.clone().filter(|_| landed))
     }
 
     async fn pushed_manifests(
@@ -707,14 +718,39 @@ async fn cancelled_before_the_push_pushes_nothing() {
 #[tokio::test]
 async fn cancelled_during_the_push_stops_it_untagged() {
     let r = run(Trouble::CancelDuringPublish).await;
-    assert_eq!(r.calls, ["build".to_string(), basic(), values(), publish()]);
+    let read_back = "read-back".to_string();
+    assert_eq!(
+        r.calls,
+        ["build".to_string(), basic(), values(), publish(), read_back]
+    );
     assert_failed(
         &r,
         ImageStep::Push,
-        "push failed: interrupted: the push was stopped",
+        "push failed: interrupted: the push was stopped; read back, the tag does not name",
     );
     assert!(!r.report.pushed);
     assert!(r.tags.is_empty());
+}
+
+/// The interrupt came with the tag PUT in flight, and it landed: the read-back says so,
+/// the image is reported pushed with the digest, and no later step runs.
+#[tokio::test]
+async fn cancelled_push_that_landed_is_reported_pushed() {
+    let r = run(Trouble::CancelDuringPublishLanded).await;
+    let read_back = "read-back".to_string();
+    assert_eq!(
+        r.calls,
+        ["build".to_string(), basic(), values(), publish(), read_back]
+    );
+    assert_failed(
+        &r,
+        ImageStep::Push,
+        &format!(
+            "interrupted during the push: the tag was written (read back: it names {BUILT_DIGEST})"
+        ),
+    );
+    assert!(r.report.pushed);
+    assert_eq!(r.report.digest.as_deref(), Some(BUILT_DIGEST));
 }
 
 #[tokio::test]

@@ -102,3 +102,25 @@ pub async fn push_kind(c: &RegistryClient, r: &ImageRef, kind: Kind, seed: &str)
     assert_eq!(stored, m.digest);
     m
 }
+
+/// Push a one-layer OCI image whose config records `created` (RFC 3339), under `r`'s tag:
+/// the creation time is what orders concurrent promotions.
+pub async fn push_created(c: &RegistryClient, r: &ImageRef, seed: &str, created: &str) -> Manifest {
+    let layer = format!("{seed}-layer").into_bytes();
+    let layer_digest = c.push_blob(r, Bytes::from(layer.clone())).await.unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": created,
+        "config": {"Labels": {"seed": seed}},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = c.push_blob(r, Bytes::from(config.clone())).await.unwrap();
+    let m = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer.len(), "digest": layer_digest}],
+    });
+    let m = manifest(serde_json::to_vec(&m).unwrap(), OCI_MANIFEST);
+    assert_eq!(c.put_manifest(r, &m).await.unwrap(), m.digest);
+    m
+}

@@ -30,6 +30,15 @@ pub enum Rule {
         status: u16,
         hook: Arc<dyn Fn() + Send + Sync>,
     },
+    /// Drop the connection of the first one without an answer: before forwarding it (it
+    /// never lands), or after (it landed, the client cannot know).
+    DropFirstPut { path: String, forward: bool },
+    /// Let the first one through; hold every later one for `hold`, then forward it (a
+    /// restore that lands after the client gave up on it).
+    HoldLaterPuts { path: String, hold: Duration },
+    /// Forward each of them at once, then hold the registry's answer for `hold`: the PUT
+    /// has landed while the client still waits (an interrupt then cuts a write that is done).
+    HoldAnswer { path: String, hold: Duration },
     /// Delay every manifest PUT by 0..`max_ms` milliseconds (pseudo-random).
     DelayPuts { max_ms: u64 },
     /// Hold every request, of any method and path, for `hold` before handling it (a
@@ -55,6 +64,10 @@ pub struct Proxy {
     pub rules: Arc<Mutex<Vec<Rule>>>,
     /// Paths of the manifest PUTs the registry answered, in order, with its status.
     pub forwarded_puts: Arc<Mutex<Vec<(String, u16)>>>,
+    /// How many times a rule failed, held or dropped a request (delays not counted).
+    pub injected: Arc<AtomicUsize>,
+    used: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 /// What one connection's handler shares with the others.
@@ -67,6 +80,9 @@ struct Shared {
     forwarded: Arc<Mutex<Vec<(String, u16)>>>,
     /// Paths whose one-time rule was used.
     used: Arc<Mutex<Vec<String>>>,
+    /// Manifest PUTs seen per path.
+    seen: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    injected: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -89,6 +105,8 @@ impl Proxy {
             rules: Arc::new(Mutex::new(rules)),
             forwarded: Arc::new(Mutex::new(Vec::new())),
             used: Arc::new(Mutex::new(Vec::new())),
+            seen: Arc::default(),
+            injected: Arc::default(),
         };
         let sh = shared.clone();
         std::thread::spawn(move || {
@@ -104,12 +122,18 @@ impl Proxy {
             requests: shared.requests,
             rules: shared.rules,
             forwarded_puts: shared.forwarded,
+            injected: shared.injected,
+            used: shared.used,
+            seen: shared.seen,
         }
     }
 
-    /// Replace the rules (an empty list: a plain proxy).
+    /// Replace the rules (an empty list: a plain proxy); one-time rules count afresh.
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        *self.rules.lock().unwrap() = rules;
+        let mut r = self.rules.lock().unwrap();
+        self.used.lock().unwrap().clear();
+        self.seen.lock().unwrap().clear();
+        *r = rules;
     }
 
     /// Manifest PUTs answered by the registry whose path ends with `path`.
@@ -210,11 +234,19 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
     }
     let is_manifest_put = method == "PUT" && path.contains("/manifests/");
     let mut hold = None;
+    let mut hold_answer = None;
     if is_manifest_put {
+        let nth_on_path = {
+            let mut seen = sh.seen.lock().unwrap();
+            let n = seen.entry(path.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let rules = sh.rules.lock().unwrap().clone();
         for rule in rules {
             match rule {
                 Rule::FailPut { path: p, status } if path.ends_with(&p) => {
+                    sh.injected.fetch_add(1, Ordering::SeqCst);
                     respond(&mut client, status, content_length);
                     return;
                 }
@@ -223,6 +255,40 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
                     if !used.contains(&p) {
                         used.push(p);
                         hold = Some(h);
+                    }
+                }
+                Rule::DropFirstPut { path: p, forward } if path.ends_with(&p) => {
+                    let first = {
+                        let mut used = sh.used.lock().unwrap();
+                        let first = !used.contains(&p);
+                        used.push(p);
+                        first
+                    };
+                    if first {
+                        sh.injected.fetch_add(1, Ordering::SeqCst);
+                        let mut body = vec![0u8; content_length];
+                        if client.read_exact(&mut body).is_err() || !forward {
+                            let _ = client.shutdown(Shutdown::Both);
+                            return;
+                        }
+                        if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) {
+                            let mut head = format!("{method} {path} {version}\r\n");
+                            for h in &headers {
+                                head.push_str(h);
+                                head.push_str("\r\n");
+                            }
+                            head.push_str("Connection: close\r\n\r\n");
+                            let _ = up.write_all(head.as_bytes());
+                            let _ = up.write_all(&body);
+                            let mut answer = Vec::new();
+                            let _ = up.read_to_end(&mut answer);
+                            sh.forwarded
+                                .lock()
+                                .unwrap()
+                                .push((path.clone(), status_of(&answer)));
+                        }
+                        let _ = client.shutdown(Shutdown::Both);
+                        return;
                     }
                 }
                 Rule::HookThenFail {
@@ -237,10 +303,19 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
                         first
                     };
                     if first {
+                        sh.injected.fetch_add(1, Ordering::SeqCst);
                         hook();
                         respond(&mut client, status, content_length);
                         return;
                     }
+                }
+                Rule::HoldLaterPuts { path: p, hold: h }
+                    if path.ends_with(&p) && nth_on_path > 1 =>
+                {
+                    hold = Some(h);
+                }
+                Rule::HoldAnswer { path: p, hold: h } if path.ends_with(&p) => {
+                    hold_answer = Some(h);
                 }
                 Rule::DelayPuts { max_ms } => {
                     let pseudo = (std::time::SystemTime::now()
@@ -256,6 +331,7 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
         }
     }
     if let Some(h) = hold {
+        sh.injected.fetch_add(1, Ordering::SeqCst);
         // Take the whole request first, then wait: the client gives up meanwhile, and the
         // PUT is forwarded anyway, as a slow proxy or registry would.
         let mut body = vec![0u8; content_length];
@@ -308,6 +384,9 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
             .lock()
             .unwrap()
             .push((path.clone(), status_of(&answer)));
+        if let Some(h) = hold_answer {
+            std::thread::sleep(h);
+        }
         let _ = client.write_all(&answer);
     } else {
         let _ = std::io::copy(&mut up, &mut client);
