@@ -81,7 +81,8 @@ The page is `DIR/<page>.md` where `<page>` is REF with `/` and `:` written `-` a
 registry host's dots written `-` (`ghcr-io-org-img-2026.3-main.md`).\n\
 Registry credentials: --username/--password-stdin, else Docker's config.json\n\
 (DOCKER_CONFIG), else GITHUB_TOKEN with GITHUB_ACTOR or GITHUB_USER for ghcr.io.\n\
-The info commands run through the engine at DOCKER_HOST (default /var/run/docker.sock);
+The info commands run on the buildkitd given by --buildkit (or BUILDKIT_HOST), each
+platform's on its platform, else through the engine at DOCKER_HOST (see --runner);
 a failing one puts its error output and exit code in its section, not in the exit code.
 Prints the paths of the pages written.
 
@@ -108,6 +109,14 @@ pub struct ManifestArgs {
     /// Give up on the info commands after this long (container start included).
     #[arg(long, value_name = "DUR", default_value = "30m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Where the info commands run: `buildkit` (on the BuildKit node at --buildkit, which
+    /// pulls REF itself; no Docker engine) or `engine` (a container of the engine at
+    /// DOCKER_HOST). Default: the image's `tests.runner` in the spec, else `buildkit` when
+    /// --buildkit or BUILDKIT_HOST names a standalone buildkitd, else `engine`.
+    #[arg(long, value_enum, value_name = "RUNNER")]
+    pub runner: Option<crate::spec::RunnerKind>,
+    #[command(flatten)]
+    pub buildkit: super::buildkit::BuildkitArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -117,19 +126,29 @@ async fn test_node(
     a: &TestArgs,
     spec: &crate::spec::Spec,
 ) -> anyhow::Result<Option<crate::containers::in_buildkit::Node>> {
-    use crate::spec::RunnerKind;
     if a.suite == Suite::Integration {
         return Ok(None);
     }
-    let chosen = a
-        .runner
-        .or_else(|| spec.image(&a.key).and_then(|i| i.tests.runner));
-    let named = !a.buildkit.buildkit.is_empty()
+    chosen_node(spec, &a.key, a.runner, &a.buildkit, &a.registry).await
+}
+
+/// The BuildKit node that runs things in image `key`, or None for the engine: `--runner`,
+/// else the image's `tests.runner`, else BuildKit when a standalone buildkitd is named.
+async fn chosen_node(
+    spec: &crate::spec::Spec,
+    key: &str,
+    runner: Option<crate::spec::RunnerKind>,
+    buildkit: &super::buildkit::BuildkitArgs,
+    registry: &RegistryArgs,
+) -> anyhow::Result<Option<crate::containers::in_buildkit::Node>> {
+    use crate::spec::RunnerKind;
+    let chosen = runner.or_else(|| spec.image(key).and_then(|i| i.tests.runner));
+    let named = !buildkit.buildkit.is_empty()
         || std::env::var("BUILDKIT_HOST").is_ok_and(|h| !h.trim().is_empty());
     if chosen == Some(RunnerKind::Engine) || (chosen.is_none() && !named) {
         return Ok(None);
     }
-    let client = a.buildkit.first().await?;
+    let client = buildkit.first().await?;
     if client.kind().is_engine() {
         if chosen == Some(RunnerKind::Buildkit) {
             anyhow::bail!(
@@ -141,7 +160,7 @@ async fn test_node(
     }
     Ok(Some(crate::containers::in_buildkit::Node::new(
         client,
-        a.registry.credentials()?,
+        registry.credentials()?,
     )))
 }
 
@@ -201,10 +220,15 @@ pub async fn run_test(a: TestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus
 pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let spec = a.spec.load()?;
     let credentials = a.registry.credentials()?;
+    use crate::containers::runner::Runner;
+    let runner = match chosen_node(&spec, &a.key, a.runner, &a.buildkit, &a.registry).await? {
+        Some(node) => Runner::BuildKit(node),
+        None => Runner::Engine(credentials.clone()),
+    };
     let opts = PageOptions {
         out_dir: a.out.clone(),
         wiki_dir: a.wiki.clone(),
-        runner: crate::containers::runner::Runner::Engine(credentials.clone()),
+        runner,
         registry: RegistryAccess {
             credentials,
             insecure: a.registry.insecure_registry.clone(),

@@ -2189,6 +2189,28 @@ fn a_stack_through_buildkitd_is_tested_and_tagged_without_a_docker_engine() {
         let t = content_tag(&summary, k, "py-3");
         assert_eq!(t["digest"], digest.as_str(), "{t}");
     }
+    // `stackctl manifest` runs the info commands on the buildkitd too.
+    let full = format!("{}:{tag}", ex.image_name("analysis"));
+    let pages = tempfile::tempdir().unwrap();
+    let o = stackctl()
+        .env("DOCKER_HOST", &host_env)
+        .args(["manifest", "--repo"])
+        .arg(ex.path())
+        .args([
+            "analysis",
+            "--ref",
+            &full,
+            "--buildkit",
+            bk.unix.as_str(),
+            "--out",
+        ])
+        .arg(pages.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let manifest = read(pages.path().join(format!("{}.md", page(&full))));
+    assert!(manifest.contains("Python 3."), "{manifest}");
+    assert_eq!(docker.connections(), 0, "manifest contacted the engine");
 }
 
 #[test]
