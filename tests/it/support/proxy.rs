@@ -232,6 +232,13 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
     if matches!(fault, Some(Fault::RefuseMounts)) && method == "POST" && path.contains("mount=") {
         path = path.split('?').next().unwrap_or(&path).to_string();
     }
+    // What goes upstream: the request as it came, on a connection of its own.
+    let mut upstream_head = format!("{method} {path} {version}\r\n");
+    for h in &headers {
+        upstream_head.push_str(h);
+        upstream_head.push_str("\r\n");
+    }
+    upstream_head.push_str("Connection: close\r\n\r\n");
     let is_manifest_put = method == "PUT" && path.contains("/manifests/");
     let mut hold = None;
     let mut hold_answer = None;
@@ -271,17 +278,7 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
                             let _ = client.shutdown(Shutdown::Both);
                             return;
                         }
-                        if let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) {
-                            let mut head = format!("{method} {path} {version}\r\n");
-                            for h in &headers {
-                                head.push_str(h);
-                                head.push_str("\r\n");
-                            }
-                            head.push_str("Connection: close\r\n\r\n");
-                            let _ = up.write_all(head.as_bytes());
-                            let _ = up.write_all(&body);
-                            let mut answer = Vec::new();
-                            let _ = up.read_to_end(&mut answer);
+                        if let Some(answer) = forward_whole(upstream, &upstream_head, &body) {
                             sh.forwarded
                                 .lock()
                                 .unwrap()
@@ -339,19 +336,9 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
             return;
         }
         std::thread::sleep(h);
-        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        let Some(answer) = forward_whole(upstream, &upstream_head, &body) else {
             return;
         };
-        let mut new_head = format!("{method} {path} {version}\r\n");
-        for h in &headers {
-            new_head.push_str(h);
-            new_head.push_str("\r\n");
-        }
-        new_head.push_str("Connection: close\r\n\r\n");
-        let _ = up.write_all(new_head.as_bytes());
-        let _ = up.write_all(&body);
-        let mut answer = Vec::new();
-        let _ = up.read_to_end(&mut answer);
         let status = status_of(&answer);
         sh.forwarded.lock().unwrap().push((path, status));
         let _ = client.write_all(&answer);
@@ -361,13 +348,7 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
-    let mut new_head = format!("{method} {path} {version}\r\n");
-    for h in headers {
-        new_head.push_str(h);
-        new_head.push_str("\r\n");
-    }
-    new_head.push_str("Connection: close\r\n\r\n");
-    if up.write_all(new_head.as_bytes()).is_err() {
+    if up.write_all(upstream_head.as_bytes()).is_err() {
         return;
     }
     let mut c2 = client.try_clone().unwrap();
@@ -393,6 +374,17 @@ fn handle(mut client: TcpStream, upstream: u16, sh: &Shared) {
     }
     let _ = client.shutdown(Shutdown::Both);
     let _ = t.join();
+}
+
+/// Send a whole request (its head and its body) upstream and read the whole answer; None
+/// when upstream cannot be reached.
+fn forward_whole(upstream: u16, head: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    let _ = up.write_all(head.as_bytes());
+    let _ = up.write_all(body);
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    Some(answer)
 }
 
 /// The status code of an HTTP answer's first line (0 if there is none).
