@@ -715,14 +715,17 @@ async fn cancelled_before_the_push_pushes_nothing() {
     assert!(r.tags.is_empty());
 }
 
+/// The calls of a run interrupted during the tag PUT: build, tests, values, the PUT, and
+/// the read-back of the tag.
+fn up_to_the_read_back() -> [String; 5] {
+    let read_back = "read-back".to_string();
+    ["build".to_string(), basic(), values(), publish(), read_back]
+}
+
 #[tokio::test]
 async fn cancelled_during_the_push_stops_it_untagged() {
     let r = run(Trouble::CancelDuringPublish).await;
-    let read_back = "read-back".to_string();
-    assert_eq!(
-        r.calls,
-        ["build".to_string(), basic(), values(), publish(), read_back]
-    );
+    assert_eq!(r.calls, up_to_the_read_back());
     assert_failed(
         &r,
         ImageStep::Push,
@@ -737,11 +740,7 @@ async fn cancelled_during_the_push_stops_it_untagged() {
 #[tokio::test]
 async fn cancelled_push_that_landed_is_reported_pushed() {
     let r = run(Trouble::CancelDuringPublishLanded).await;
-    let read_back = "read-back".to_string();
-    assert_eq!(
-        r.calls,
-        ["build".to_string(), basic(), values(), publish(), read_back]
-    );
+    assert_eq!(r.calls, up_to_the_read_back());
     assert_failed(
         &r,
         ImageStep::Push,
