@@ -451,8 +451,9 @@ fn report_digest(summary: &Value, key: &str) -> String {
         .to_string()
 }
 
-/// Remove every image of the engine that came from `host` (this test's registry, on its
-/// own port): the tests pulled them by digest.
+/// Remove this test's references from the engine (those of `host`, its own registry port).
+/// By reference, not by image ID: a fully cached example image has the same ID in every
+/// test, and removing the ID would untag the image another test is about to push.
 fn remove_engine_images_of(host: &str) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -463,16 +464,10 @@ fn remove_engine_images_of(host: &str) {
             .unwrap();
         let prefix = format!("{host}/");
         for i in all {
-            let ours = i
-                .repo_tags
-                .iter()
-                .chain(i.repo_digests.iter())
-                .any(|r| r.starts_with(&prefix));
-            if ours {
-                let opts = bollard::query_parameters::RemoveImageOptionsBuilder::new()
-                    .force(true)
-                    .build();
-                let _ = d.remove_image(&i.id, Some(opts), None).await;
+            for r in i.repo_tags.iter().chain(i.repo_digests.iter()) {
+                if r.starts_with(&prefix) {
+                    support::images::remove_tag(r).await;
+                }
             }
         }
     });
