@@ -397,7 +397,9 @@ const KEYS: [&str; 3] = ["base", "analysis", "service"];
 fn tags_of(host: &str, repository: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let r = reqwest::get(format!("http://{host}/v2/{repository}/tags/list"))
+        let r = support::http()
+            .get(format!("http://{host}/v2/{repository}/tags/list"))
+            .send()
             .await
             .unwrap();
         if r.status() == reqwest::StatusCode::NOT_FOUND {

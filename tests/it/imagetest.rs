@@ -596,7 +596,9 @@ async fn interrupt_during_build_cancels_the_solve_and_pushes_nothing() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         // Nothing pushed: the repository has no tag.
-        let tags = reqwest::get(format!("http://{}/v2/stack/slow/tags/list", reg.host()))
+        let tags = support::http()
+            .get(format!("http://{}/v2/stack/slow/tags/list", reg.host()))
+            .send()
             .await
             .unwrap();
         let status = tags.status();

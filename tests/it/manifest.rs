@@ -26,7 +26,7 @@ all_info_cmds:
 
 /// The registry's manifest of `repo:tag`: its layers' digests and sizes.
 async fn manifest_layers(host: &str, repo: &str, tag: &str) -> Vec<(String, u64)> {
-    let v: serde_json::Value = { stackctl::registry::transport::http::install_crypto_provider(); reqwest::Client::new() }
+    let v: serde_json::Value = support::http()
         .get(format!("http://{host}/v2/{repo}/manifests/{tag}"))
         .header(
             "Accept",

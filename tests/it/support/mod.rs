@@ -33,6 +33,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1.
+/// A plain HTTP client for reading a registry directly. reqwest needs rustls' provider
+/// installed first; without this, a test run alone (before any other test installed it)
+/// panics.
+pub fn http() -> reqwest::Client {
+    stackctl::registry::transport::http::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
