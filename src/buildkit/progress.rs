@@ -6,6 +6,12 @@
 //!
 //! Record: every vertex (step) with its start, end, cached or not, error and output; written to
 //! the log file with a closing table of the time each step took.
+//!
+//! A step served from an imported registry cache is first reported cached, then started
+//! again while its layer is downloaded (statuses named `sha256:…`, `extracting sha256:…`).
+//! BuildKit's stream keeps only the latest state of a vertex not yet sent, so the cached
+//! report can be lost; the download is what shows where the step came from. Only a
+//! FROM step downloads layers otherwise (its image's own).
 
 use crate::sizes::human_size;
 use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
@@ -56,6 +62,12 @@ pub struct VertexStep {
     pub digest: String,
     pub name: String,
     pub cached: bool,
+    /// Where a cached step came from, when the stream shows it ([`REGISTRY_CACHE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_source: Option<&'static str>,
+    /// BuildKit downloaded a layer for it.
+    #[serde(skip)]
+    pub downloaded: bool,
     pub started: Option<chrono::DateTime<chrono::Utc>>,
     pub completed: Option<chrono::DateTime<chrono::Utc>>,
     pub error: Option<String>,
@@ -64,7 +76,42 @@ pub struct VertexStep {
     pub output: Vec<u8>,
 }
 
+/// The source of a step whose layer was downloaded from an imported registry cache.
+pub const REGISTRY_CACHE: &str = "registry cache";
+
+/// Whether a status of a vertex is a layer download: BuildKit names it by the blob's digest
+/// while it transfers, and `extracting sha256:…` while it unpacks.
+pub fn is_layer_download(status_id: &str) -> bool {
+    let digest = status_id.strip_prefix("extracting ").unwrap_or(status_id);
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 impl VertexStep {
+    /// A FROM step (`[stage 1/3] FROM image`, `FROM image`): its downloads are its image's.
+    pub fn is_from(&self) -> bool {
+        self.name.starts_with("FROM ")
+            || self
+                .name
+                .split_once("] ")
+                .is_some_and(|(head, rest)| head.starts_with('[') && rest.starts_with("FROM "))
+    }
+
+    /// Whether its result came from an imported registry cache: any other step than FROM
+    /// whose layer was downloaded (a step that runs makes its layer here).
+    pub fn from_registry_cache(&self) -> bool {
+        self.downloaded && !self.is_from() && self.error.is_none()
+    }
+
+    /// Mark it cached, from the registry cache, once a download shows it.
+    fn settle(&mut self) {
+        if self.from_registry_cache() {
+            self.cached = true;
+            self.cache_source = Some(REGISTRY_CACHE);
+        }
+    }
+
     /// How long it ran, when it finished.
     pub fn duration(&self) -> Option<Duration> {
         match (self.started, self.completed) {
@@ -170,6 +217,12 @@ impl Progress {
             }
         }
         for st in &s.statuses {
+            if is_layer_download(&st.id) {
+                if let Some(step) = self.steps.get_mut(&st.vertex) {
+                    step.downloaded = true;
+                    step.settle();
+                }
+            }
             if let (ProgressMode::Tty, Some(bar)) = (self.mode, self.bars.get(&st.vertex)) {
                 if st.total > 0 {
                     bar.set_message(format!(
@@ -207,6 +260,7 @@ impl Progress {
         if !v.error.is_empty() {
             step.error = Some(v.error.clone());
         }
+        step.settle();
         // A copy without the output, which may be large.
         let output = std::mem::take(&mut step.output);
         let snapshot = step.clone();
@@ -284,10 +338,18 @@ impl Progress {
             .or_else(|| with_error().find(|s| s.is_build_step()))
     }
 
-    /// Build steps reported cached, and all build steps.
+    /// Build steps cached, and all build steps.
     pub fn cached_counts(&self) -> (usize, usize) {
         let steps: Vec<&VertexStep> = self.steps.values().filter(|s| s.is_build_step()).collect();
         (steps.iter().filter(|s| s.cached).count(), steps.len())
+    }
+
+    /// Build steps that came from an imported registry cache (counted in the cached ones).
+    pub fn registry_cached_count(&self) -> usize {
+        self.steps
+            .values()
+            .filter(|s| s.is_build_step() && s.cache_source == Some(REGISTRY_CACHE))
+            .count()
     }
 
     /// Write the build log: every step with its start, end, cached or not, error and output,
@@ -331,7 +393,11 @@ impl Progress {
             } else {
                 "NOT RUN"
             };
-            writeln!(f, "{took:>10}  {state:<7} #{} {}", s.number, s.name)?;
+            let source = match s.cache_source {
+                Some(from) if s.error.is_none() => format!("  (from the {from})"),
+                _ => String::new(),
+            };
+            writeln!(f, "{took:>10}  {state:<7} #{} {}{source}", s.number, s.name)?;
         }
         f.flush()
     }
@@ -340,6 +406,8 @@ impl Progress {
 fn status_word(s: &VertexStep) -> String {
     if let Some(e) = &s.error {
         format!("ERROR: {e}")
+    } else if let (true, Some(from)) = (s.cached, s.cache_source) {
+        format!("CACHED (from the {from})")
     } else if s.cached {
         "CACHED".into()
     } else {
@@ -347,5 +415,160 @@ fn status_word(s: &VertexStep) -> String {
             Some(d) => format!("DONE {:.1}s", d.as_secs_f64()),
             None => "DONE".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard_buildkit_proto::google::protobuf::Timestamp;
+    use bollard_buildkit_proto::moby::buildkit::v1::VertexStatus;
+
+    const LAYER: &str = "sha256:78a69517569609c28d45615e7e228c05880c33f2854d567decabfa8abaf5976a";
+
+    fn at(ms: i64) -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: 1_700_000_000 + ms / 1000,
+            nanos: ((ms % 1000) * 1_000_000) as i32,
+        })
+    }
+
+    fn vertex(digest: &str, name: &str, cached: bool, started: i64, done: i64) -> Vertex {
+        Vertex {
+            digest: digest.into(),
+            name: name.into(),
+            cached,
+            started: at(started),
+            completed: (done > 0).then(|| at(done)).flatten(),
+            ..Default::default()
+        }
+    }
+
+    fn status(vertex: &str, id: &str, total: i64) -> VertexStatus {
+        VertexStatus {
+            id: id.into(),
+            vertex: vertex.into(),
+            current: total,
+            total,
+            ..Default::default()
+        }
+    }
+
+    fn message(vertexes: Vec<Vertex>, statuses: Vec<VertexStatus>) -> StatusResponse {
+        StatusResponse {
+            vertexes,
+            statuses,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn layer_downloads_are_told_from_other_statuses() {
+        assert!(is_layer_download(LAYER));
+        assert!(is_layer_download(&format!("extracting {LAYER}")));
+        for other in [
+            "resolve 127.0.0.1:5000/a/base:t@sha256:e8d1",
+            "transferring context:",
+            "exporting layers",
+            "pushing manifest for r/a@sha256:e8d1",
+            "writing layer sha256:78a69517569609c28d45615e7e228c05880c33f2854d567decabfa8abaf5976a",
+            "sha256:78a6",
+            "inferred cache manifest type: application/vnd.oci.image.manifest.v1+json",
+        ] {
+            assert!(!is_layer_download(other), "{other}");
+        }
+        let step = |name: &str| VertexStep {
+            name: name.into(),
+            ..Default::default()
+        };
+        assert!(step("[deps 1/2] FROM r/a/base:t@sha256:ab").is_from());
+        assert!(step("FROM r/a/base").is_from());
+        assert!(!step("[deps 2/2] RUN echo FROM x").is_from());
+        assert!(!step("[stage-1 3/3] COPY --from=deps /d /d").is_from());
+    }
+
+    /// What a buildkitd sends for a RUN step whose layer an imported registry cache holds,
+    /// once its first, cached report was replaced by the next one before it was sent: the
+    /// step started again, and its layer downloaded and extracted.
+    #[test]
+    fn a_step_whose_layer_comes_from_the_registry_cache_is_cached_from_it() {
+        let mut p = Progress::new(ProgressMode::Quiet);
+        let (from, run, copy) = ("sha256:f1", "sha256:r1", "sha256:c1");
+        p.update(&message(
+            vec![
+                vertex(from, "[deps 1/2] FROM r/a/base:t@sha256:ab", false, 0, 0),
+                vertex(run, "[deps 2/2] RUN make deps", false, 0, 0),
+                vertex(copy, "[stage-1 2/2] COPY app.txt /app.txt", false, 0, 0),
+            ],
+            vec![],
+        ));
+        p.update(&message(
+            vec![
+                vertex(from, "[deps 1/2] FROM r/a/base:t@sha256:ab", false, 10, 40),
+                vertex(run, "[deps 2/2] RUN make deps", false, 50, 0),
+                vertex(copy, "[stage-1 2/2] COPY app.txt /app.txt", false, 10, 30),
+            ],
+            vec![
+                status(from, LAYER.replace("78a6", "61d0").as_str(), 3497),
+                status(run, LAYER, 135),
+            ],
+        ));
+        p.update(&message(
+            vec![vertex(run, "[deps 2/2] RUN make deps", false, 50, 90)],
+            vec![status(run, &format!("extracting {LAYER}"), 0)],
+        ));
+        let run_step = &p.steps[run];
+        assert!(run_step.cached);
+        assert_eq!(run_step.cache_source, Some(REGISTRY_CACHE));
+        assert_eq!(status_word(run_step), "CACHED (from the registry cache)");
+        // The parent's own layers are the FROM step's downloads, not a cache's.
+        assert!(!p.steps[from].cached);
+        assert_eq!(p.steps[from].cache_source, None);
+        assert!(!p.steps[copy].cached);
+        assert_eq!(p.cached_counts(), (1, 3));
+        assert_eq!(p.registry_cached_count(), 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("build.log");
+        p.write_log(&log, "header").unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("#2 CACHED (from the registry cache)"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l
+                    .contains("CACHED  #2 [deps 2/2] RUN make deps  (from the registry cache)")),
+            "{text}"
+        );
+    }
+
+    /// The same step reported cached first and started again for its download (the stream
+    /// as a buildkitd sends it when nothing was replaced): one cached step, from the registry
+    /// cache. A step cached without any download is cached, with no source named.
+    #[test]
+    fn a_cached_report_and_a_download_count_once() {
+        let mut p = Progress::new(ProgressMode::Quiet);
+        let (run, other) = ("sha256:r1", "sha256:r2");
+        p.update(&message(
+            vec![
+                vertex(run, "[deps 2/2] RUN make deps", true, 50, 50),
+                vertex(other, "[stage-1 2/3] RUN true", true, 50, 50),
+            ],
+            vec![],
+        ));
+        p.update(&message(
+            vec![vertex(run, "[deps 2/2] RUN make deps", false, 60, 0)],
+            vec![status(run, LAYER, 135)],
+        ));
+        p.update(&message(
+            vec![vertex(run, "[deps 2/2] RUN make deps", false, 60, 90)],
+            vec![],
+        ));
+        assert_eq!(p.cached_counts(), (2, 2));
+        assert_eq!(p.registry_cached_count(), 1);
+        assert_eq!(p.steps[other].cache_source, None);
+        assert_eq!(status_word(&p.steps[other]), "CACHED");
     }
 }

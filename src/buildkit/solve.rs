@@ -97,12 +97,29 @@ pub struct BuildOutcome {
     /// Build steps BuildKit reported cached, and all build steps.
     pub cached_steps: usize,
     pub total_steps: usize,
+    /// Of the cached steps, those whose layer came from an imported registry cache.
+    pub registry_cached_steps: usize,
     /// Wall time of the build (without the push).
     pub seconds: f64,
     /// Every step, in order.
     pub steps: Vec<super::progress::VertexStep>,
     /// Why the registry cache export failed, when it did (the image is fine).
     pub cache_warning: Option<String>,
+}
+
+impl BuildOutcome {
+    /// `3 of 5 steps cached (2 from the registry cache)`.
+    pub fn cache_summary(&self) -> String {
+        let mut s = format!("{} of {} steps cached", self.cached_steps, self.total_steps);
+        if self.registry_cached_steps > 0 {
+            s.push_str(&format!(
+                " ({} from the {})",
+                self.registry_cached_steps,
+                super::progress::REGISTRY_CACHE
+            ));
+        }
+        s
+    }
 }
 
 /// Why a build failed.
@@ -343,6 +360,7 @@ pub async fn build(
                     .cloned(),
                 cached_steps: cached,
                 total_steps: total,
+                registry_cached_steps: progress.registry_cached_count(),
                 seconds,
                 steps: progress.steps.values().cloned().collect(),
                 cache_warning: cache_export_error(progress),
@@ -558,6 +576,27 @@ mod tests {
         let cache = r.cache.unwrap();
         assert_eq!(cache.exports.len(), 1);
         assert_eq!(cache.exports[0].r#type, "inline");
+    }
+
+    #[test]
+    fn the_cache_summary_names_the_registry_cache_when_it_served_steps() {
+        let mut o = BuildOutcome {
+            image: "r/a/app".into(),
+            digest: None,
+            config_digest: None,
+            cached_steps: 3,
+            total_steps: 5,
+            registry_cached_steps: 2,
+            seconds: 1.0,
+            steps: vec![],
+            cache_warning: None,
+        };
+        assert_eq!(
+            o.cache_summary(),
+            "3 of 5 steps cached (2 from the registry cache)"
+        );
+        o.registry_cached_steps = 0;
+        assert_eq!(o.cache_summary(), "3 of 5 steps cached");
     }
 
     #[test]

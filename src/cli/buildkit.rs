@@ -239,11 +239,10 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
                     None => outln!("{}", o.image),
                 }
                 tracing::info!(
-                    "built {} in {:.1}s ({} of {} steps cached)",
+                    "built {} in {:.1}s ({})",
                     o.image,
                     o.seconds,
-                    o.cached_steps,
-                    o.total_steps
+                    o.cache_summary()
                 );
             }
             Ok(ExitStatus::Success)

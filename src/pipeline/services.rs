@@ -179,11 +179,10 @@ impl Builder for Real<'_, '_> {
             )));
         }
         tracing::info!(
-            "[{}] built in {:.1}s ({} of {} steps cached); log: {}",
+            "[{}] built in {:.1}s ({}); log: {}",
             self.planned.key,
             outcome.seconds,
-            outcome.cached_steps,
-            outcome.total_steps,
+            outcome.cache_summary(),
             self.ctx.dirs.build_log(&self.planned.reference).display()
         );
         // What the tests run: the image in the engine, or the pushed manifest by digest.

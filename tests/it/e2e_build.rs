@@ -699,6 +699,115 @@ fn registry_cache_serves_a_fresh_buildkitd() {
     remove_engine_images_of(&host);
 }
 
+/// A child whose `deps` stage (FROM the parent, a RUN writing a file) is copied into its
+/// final stage: built with a `mode: max` registry cache on one buildkitd, then, after a
+/// change to a file only the final stage copies, on a fresh one. The `deps` stage comes from
+/// the registry cache: its RUN is not run again (the file it wrote, with a random line, is
+/// the same layer), and the build says that step came from the registry cache.
+#[test]
+fn a_deps_stage_comes_from_the_registry_cache_on_a_fresh_buildkitd() {
+    let test = "a_deps_stage_comes_from_the_registry_cache_on_a_fresh_buildkitd";
+    let Some(Stack {
+        mut nodes,
+        registry: reg,
+        repo: git,
+        out,
+        ..
+    }) = Stack::builder(test)
+        .buildkitd()
+        .busybox_platforms()
+        .repo(|host, base| {
+            let git = TestRepo::new("main");
+            git.write(
+                "spec.yml",
+                &format!(
+                    "root: base\nimages:\n  base:\n    image_name: {host}/rc/base\n  app:\n    image_name: {host}/rc/app\n    depend_on: base\n    build_args:\n      BASE_IMAGE: {host}/rc/base\ntag:\n  prefix: \"{PREFIX}\"\ncache:\n  type: registry\n  mode: max\n"
+                ),
+            )
+            .write(
+                "images/base/Dockerfile",
+                &format!("FROM {host}/stackctl-local/busybox:static@{base}\nRUN echo base > /base.txt\n"),
+            )
+            .write(
+                "images/app/Dockerfile",
+                "ARG BASE_IMAGE\nARG BASE_TAG\nFROM ${BASE_IMAGE}:${BASE_TAG} AS deps\nRUN cat /proc/sys/kernel/random/uuid > /deps.txt\n\nFROM ${BASE_IMAGE}:${BASE_TAG}\nCOPY app.txt /app.txt\nCOPY --from=deps /deps.txt /deps.txt\n",
+            )
+            .write("images/app/app.txt", "one\n");
+            git.commit("a two-stage child");
+            git
+        })
+        .build()
+    else {
+        return;
+    };
+    let host = reg.host();
+    let first = nodes.remove(0);
+    let unix = ["--buildkit", first.unix.as_str()];
+    let (code, summary, stderr) = build_through(
+        git.path(),
+        out.path(),
+        &unix,
+        &["--branch", "main", "--base", "HEAD"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let before = layers_of(&format!("{host}/rc/app:{PREFIX}-main"));
+    drop(first);
+
+    git.write("images/app/app.txt", "two\n");
+    git.commit("app: another app.txt");
+    let second = Buildkitd::start(test).expect("started once already");
+    let unix = ["--buildkit", second.unix.as_str()];
+    let (code, summary, stderr) = build_through(
+        git.path(),
+        out.path(),
+        &unix,
+        &["--branch", BRANCH, "--base", "HEAD~1"],
+        &[],
+    );
+    assert_eq!(code, 0, "{summary:#}\n{stderr}\n{}", second.log());
+    assert_eq!(status_of(&summary, "app"), "done", "{summary:#}");
+    let full = format!("{host}/rc/app:{PREFIX}-{BRANCH}");
+    let after = layers_of(&full);
+    assert_eq!(before.len(), after.len(), "{before:?} {after:?}");
+    let n = after.len();
+    assert_ne!(before[n - 2], after[n - 2], "COPY app.txt: a new layer");
+    let log = read(
+        out.path()
+            .join("logs")
+            .join(format!("{}.build.log", safe(&full))),
+    );
+    assert_eq!(
+        before[n - 1],
+        after[n - 1],
+        "the deps stage's file is the first build's, not made again:\n{log}"
+    );
+    let run = log
+        .lines()
+        .skip_while(|l| !l.starts_with("Time each step took:"))
+        .find(|l| l.contains("RUN cat /proc/sys/kernel/random/uuid"))
+        .unwrap_or_else(|| panic!("no RUN step in the table:\n{log}"));
+    assert!(
+        run.contains("CACHED") && run.contains("(from the registry cache)"),
+        "the deps RUN step is cached, from the registry cache:\n{log}"
+    );
+    // The summary line counts it among the cached steps, and says where it came from.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("[app] built in"))
+        .unwrap_or_else(|| panic!("no build line for app:\n{stderr}"));
+    let cached: usize = line
+        .split_once('(')
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(cached >= 2, "the FROM and RUN steps at least: {line}");
+    assert!(
+        line.contains(" from the registry cache)"),
+        "the summary names the registry cache: {line}"
+    );
+}
+
 // ---- Content tags (`tags:` in the spec): computed in the built image, pushed by manifest
 // PUT, never moved unless `moving: true`.
 
