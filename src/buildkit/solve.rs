@@ -108,12 +108,12 @@ pub struct BuildOutcome {
 }
 
 impl BuildOutcome {
-    /// `3 of 5 steps cached (2 from the registry cache)`.
+    /// `3 of 5 steps cached, 2 from the registry cache`.
     pub fn cache_summary(&self) -> String {
         let mut s = format!("{} of {} steps cached", self.cached_steps, self.total_steps);
         if self.registry_cached_steps > 0 {
             s.push_str(&format!(
-                " ({} from the {})",
+                ", {} from the {}",
                 self.registry_cached_steps,
                 super::progress::REGISTRY_CACHE
             ));
@@ -593,7 +593,7 @@ mod tests {
         };
         assert_eq!(
             o.cache_summary(),
-            "3 of 5 steps cached (2 from the registry cache)"
+            "3 of 5 steps cached, 2 from the registry cache"
         );
         o.registry_cached_steps = 0;
         assert_eq!(o.cache_summary(), "3 of 5 steps cached");
