@@ -14,7 +14,9 @@ How images are chosen:
   images/ rebuild nothing. Every image rebuilds on branch `main`, with \"full rebuild\"
   in the head commit's message (any case), on a root commit (or a shallow clone without
   the parent), on a branch's first push, and with --full-rebuild. Unless --no-registry,
-  an image whose tag is missing from its registry rebuilds too, with every image below it.
+  an image whose tag is missing from its registry rebuilds too, with every image below it;
+  and unless --no-base-check, so does an image whose recorded external base (a FROM or
+  COPY --from image outside the stack) now names another digest: one HEAD per base.
 
 GitHub Actions (explicit options win):
   GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request)
@@ -33,9 +35,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub select: PlanSelection,
     /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
-    /// base, head, full_rebuild, changed_files, registry_check, and images (parents
-    /// first) with key, image, ref, parent, rebuild, reasons, build_args. Same as
-    /// --format json.
+    /// base, head, full_rebuild, changed_files, registry_check, base_check, warnings, and
+    /// images (parents first) with key, image, ref, parent, rebuild, reasons, build_args,
+    /// moved_bases. Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// How the plan is printed: text (the tree, indented), json (as --json) or mermaid
@@ -102,6 +104,10 @@ pub struct PlanSelection {
     /// not rebuilt for that reason).
     #[arg(long)]
     pub no_registry: bool,
+    /// Do not look up the external bases the images recorded (images whose base moved are
+    /// then not rebuilt for that reason). --no-registry skips this check too.
+    #[arg(long)]
+    pub no_base_check: bool,
     /// The deadline of the whole registry check (every image's tag, retries included):
     /// a registry that has not answered by then ends the command (exit 2), naming it.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
@@ -133,8 +139,16 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     let spec = args.spec.load()?;
     let mut plan = args.select.plan(&spec, &args.spec.repo)?;
     if !args.select.no_registry {
-        plan.check_registry(&args.registry.client()?, args.select.registry_timeout)
+        let client = args.registry.client()?;
+        plan.check_registry(&client, args.select.registry_timeout)
             .await?;
+        if !args.select.no_base_check {
+            plan.check_bases(&client, args.select.registry_timeout)
+                .await;
+            for w in &plan.warnings {
+                tracing::warn!("{w}");
+            }
+        }
     }
     match Format::chosen(args.json, args.format) {
         Format::Json => output::print_json(&plan)?,
