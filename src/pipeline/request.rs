@@ -335,10 +335,10 @@ pub async fn record_bases(
             recorded.push(bases::Base { name, digest });
         }
     }
-    if !recorded.is_empty() {
-        let json = serde_json::to_string(&recorded).unwrap_or_default();
-        request.record.push((BASES_KEY.to_string(), json));
-    }
+    // Recorded even when empty: config labels are inherited, and a child's own list must
+    // replace its parent's.
+    let json = serde_json::to_string(&recorded).unwrap_or_default();
+    request.record.push((BASES_KEY.to_string(), json));
     if request.base.is_none() {
         request.base = found
             .final_base
