@@ -10,7 +10,11 @@
 //!   message (any case), with `--full-rebuild`, on a root commit, and on the first push
 //!   of a branch (GitHub's all-zero `before`);
 //! - a rebuilt image rebuilds all its descendants;
-//! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]).
+//! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]);
+//! - an image whose recorded external base now names another digest rebuilds (see
+//!   [`Plan::check_bases`]);
+//! - a scheduled run (`schedule` event) counts no file as changed and applies neither the
+//!   branch nor the commit rules: only the two above rebuild.
 //!
 //! [`make_plan`] does the git work and the decisions; [`resolve_options`] turns command
 //! line choices plus GitHub Actions variables ([`GithubEnv`], from [`crate::plan::github_event`])
@@ -177,7 +181,7 @@ pub fn branch_from_env(event: GithubEvent, env: &GithubEnv) -> Option<String> {
     let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
     match event {
         GithubEvent::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
-        GithubEvent::Push => nonempty(&env.ref_name),
+        GithubEvent::Push | GithubEvent::Schedule => nonempty(&env.ref_name),
     }
 }
 
@@ -395,7 +399,10 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         Base::NewBranch => None,
         Base::Rev { rev, origin } => Some(git::resolve_commit(repo, rev, origin)?),
     };
+    let scheduled = opts.event == GithubEvent::Schedule;
     let diff_from: Option<Oid> = match (&opts.base, opts.event, base) {
+        // Nothing changed since the commit was built: only missing tags and moved bases.
+        (_, GithubEvent::Schedule, _) => Some(head),
         (Base::NewBranch, _, _) => parent,
         (_, GithubEvent::PullRequest, Some(b)) => Some(git::merge_base(repo, b, head)?),
         (_, _, b) => b,
@@ -413,10 +420,10 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
     if opts.full_rebuild {
         all.push(reason::FULL_REBUILD_FLAG.to_string());
     }
-    if message.to_lowercase().contains("full rebuild") {
+    if !scheduled && message.to_lowercase().contains("full rebuild") {
         all.push(reason::COMMIT_MESSAGE.to_string());
     }
-    if branch == MAIN_BRANCH {
+    if !scheduled && branch == MAIN_BRANCH {
         all.push(reason::BRANCH_MAIN.to_string());
     }
     // A root commit (or a shallow cut) has nothing to compare with, unless a base was given.
@@ -427,7 +434,7 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
             all.push(reason::ROOT_COMMIT.to_string());
         }
     }
-    if opts.base == Base::NewBranch {
+    if !scheduled && opts.base == Base::NewBranch {
         all.push(reason::NEW_BRANCH.to_string());
     }
 
@@ -771,6 +778,53 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_base_rebuilds_its_image_and_children() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        assert_eq!(
+            reason::base_moved("ubuntu:24.04", &d('a'), &d('c')),
+            "base ubuntu:24.04 moved: sha256:aaaaaaaaaaaa\u{2026} \u{2192} sha256:cccccccccccc\u{2026}"
+        );
+        let img = |key: &str, parent: Option<&str>| PlannedImage {
+            key: key.into(),
+            image: format!("r.io/{key}"),
+            reference: format!("r.io/{key}:t"),
+            image_ref: ImageRef::parse(&format!("r.io/{key}:t")).unwrap(),
+            parent: parent.map(str::to_string),
+            rebuild: false,
+            reasons: vec![],
+            build_args: Default::default(),
+            depth: 0,
+            moved_bases: vec![],
+        };
+        let mut plan = Plan {
+            tag_prefix: "p".into(),
+            branch: "b".into(),
+            tag: "t".into(),
+            event: GithubEvent::Push,
+            base: None,
+            head: "h".into(),
+            full_rebuild: false,
+            changed_files: vec![],
+            registry_check: RegistryCheck::Skipped,
+            base_check: BaseCheck::Skipped,
+            warnings: vec![],
+            images: vec![img("a", None), img("b", Some("a")), img("c", None)],
+            diff_from: None,
+            full_rebuild_reasons: vec![],
+            source: None,
+        };
+        let moved = MovedBase {
+            name: "ubuntu:24.04".into(),
+            recorded: d('a'),
+            current: d('c'),
+        };
+        plan.mark_moved(vec![("a".into(), moved)]);
+        assert_eq!(plan.rebuilt_keys(), ["a", "b"]);
+        assert_eq!(plan.base_check, BaseCheck::Done);
+        assert_eq!(plan.images[1].reasons, [reason::parent_rebuilds("a")]);
+    }
 
     #[test]
     fn changed_reason_is_capped() {

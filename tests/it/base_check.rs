@@ -207,6 +207,30 @@ fn a_moved_base_rebuilds_its_subtree_and_is_looked_up_once() {
         .unwrap();
     assert!(text(&o.stdout).contains(&reason), "{}", text(&o.stdout));
 
+    // A scheduled build rebuilds that subtree only; the next scheduled run has nothing to do.
+    let build = |out: &std::path::Path| {
+        let o = stackctl()
+            .current_dir(out)
+            .args(["build", "--event", "schedule", "--branch", "dev", "--repo"])
+            .arg(repo.path())
+            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        std::fs::read_to_string(out.join("artifacts/IMAGES_BUILT")).unwrap_or_default()
+    };
+    let scheduled = tempfile::tempdir().unwrap();
+    let built = build(scheduled.path());
+    let full = |k: &str| format!("{sh}/s/{k}:{TAG}");
+    assert_eq!(
+        built.lines().collect::<Vec<_>>(),
+        [full("root"), full("child")]
+    );
+    let (p, _) = plan(&repo, &["--event", "schedule"]);
+    assert!(rebuilt(&p).is_empty(), "{p}");
+    let again = tempfile::tempdir().unwrap();
+    assert_eq!(build(again.path()).trim(), "", "a quiet no-op");
+
     let (p, _) = plan(&repo, &["--no-base-check"]);
     assert_eq!(p["base_check"], "skipped");
     assert!(rebuilt(&p).is_empty(), "{p}");
