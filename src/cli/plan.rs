@@ -19,7 +19,8 @@ How images are chosen:
   COPY --from image outside the stack) now names another digest: one HEAD per base.
 
 GitHub Actions (explicit options win):
-  GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request)
+  GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request;
+                      schedule: scheduled)
   GITHUB_HEAD_REF     the branch of a pull request
   GITHUB_REF_NAME     the branch of a push
   GITHUB_EVENT_PATH   the event payload: `before` (push) or `pull_request.base.sha`
@@ -92,9 +93,12 @@ pub struct PlanSelection {
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
     /// What triggered the build [default: GITHUB_EVENT_NAME (pull_request and
-    /// pull_request_target are pull requests, anything else a push), else push].
+    /// pull_request_target are pull requests, schedule is scheduled, anything else a
+    /// push), else push].
     /// push: the files changed between --base and --head; pull_request: every file the
-    /// pull request changes (from the merge-base of --base and --head to --head).
+    /// pull request changes (from the merge-base of --base and --head to --head);
+    /// schedule: no file counts as changed and the branch and commit-message rules rebuild
+    /// nothing, so only missing tags and moved bases rebuild.
     #[arg(long, value_enum, value_name = "EVENT")]
     pub event: Option<GithubEvent>,
     /// Rebuild every image.

@@ -83,6 +83,21 @@ fn short(d: &str) -> String {
 
 #[test]
 fn a_moved_base_rebuilds_its_subtree_and_is_looked_up_once() {
+    scenario(&["--buildkit", "docker-unix:///var/run/docker.sock"]);
+}
+
+/// The same through a buildkitd, where the record is the manifest's annotations.
+#[test]
+fn a_moved_base_is_seen_through_a_buildkitds_annotations() {
+    let Some(node) = support::buildkitd::Buildkitd::start("base_check_buildkitd") else {
+        return;
+    };
+    let args = node.tcp_args();
+    scenario(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Build the stack through `buildkit` (the `--buildkit` arguments), then move its base.
+fn scenario(buildkit: &[&str]) {
     let stack = Registry::start(RegistryAuth::None);
     let base = Registry::start(RegistryAuth::None);
     let (sh, bh) = (stack.host(), base.host());
@@ -109,12 +124,12 @@ fn a_moved_base_rebuilds_its_subtree_and_is_looked_up_once() {
         .current_dir(out.path())
         .args(["build", "--json", "--branch", "dev", "--repo"])
         .arg(repo.path())
-        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+        .args(buildkit)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
 
-    // Recorded in the artifact, and in the image (config labels through the engine).
+    // Recorded in the artifact, and in the image (annotations, or labels through the engine).
     let root = format!("{sh}/s/root:{TAG}");
     let artifact: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(out.path().join("artifacts").join(format!(
@@ -173,7 +188,7 @@ fn a_moved_base_rebuilds_its_subtree_and_is_looked_up_once() {
 
     // The base is pushed again, changed, under the same tag.
     let changed = rt.block_on(support::images::build(
-        "stackctl-test/busybox-changed:1",
+        &format!("stackctl-test/busybox-changed:{}", base.port),
         &format!("FROM {local}\nCOPY fix /fix\n"),
         &[("fix", "security fix\n")],
     ));
@@ -213,7 +228,7 @@ fn a_moved_base_rebuilds_its_subtree_and_is_looked_up_once() {
             .current_dir(out)
             .args(["build", "--event", "schedule", "--branch", "dev", "--repo"])
             .arg(repo.path())
-            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .args(buildkit)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
