@@ -4,6 +4,8 @@
 //! only one that prints or chooses an exit code.
 //! - [`spec`]: the stack's `spec.yml` and change rules, loaded and validated; the image
 //!   tree (`Spec::topological`) and the one [`spec::platform::Platform`] type.
+//! - [`bases`]: the external images a Dockerfile builds from, recorded in the image and
+//!   read back (a moved base rebuilds its image).
 //! - [`plan`]: which images rebuild, and why, from git (git2) and the GitHub event.
 //! - [`tag`]: image tags made from a prefix and a branch name.
 //! - [`credentials`]: registry credentials (Docker config, GitHub variables), never printed.
@@ -22,6 +24,7 @@
 //!   progress included).
 #[cfg(test)]
 mod architecture;
+pub mod bases;
 pub mod buildkit;
 pub mod cli;
 pub mod containers;

@@ -49,6 +49,8 @@ pub struct BuildRequest {
     pub log: Option<PathBuf>,
     /// The parent image it is built FROM, recorded in the image (see [`base_record`]).
     pub base: Option<BaseImage>,
+    /// More (key, value) pairs recorded in the image the same way as `base`.
+    pub record: Attrs,
 }
 
 /// Attributes of a Solve request, as (key, value).
@@ -68,6 +70,19 @@ pub struct BaseImage {
 pub fn base_record(base: &BaseImage, moby: bool, platforms: usize) -> (Attrs, Attrs) {
     use crate::registry::{BASE_DIGEST_KEY, BASE_NAME_KEY};
     let pairs = [(BASE_NAME_KEY, &base.name), (BASE_DIGEST_KEY, &base.digest)];
+    record(&pairs, moby, platforms)
+}
+
+/// (key, value) pairs recorded as [`base_record`] records the base.
+pub fn record<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+    moby: bool,
+    platforms: usize,
+) -> (Attrs, Attrs) {
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
     if moby {
         let labels = pairs
             .iter()
@@ -77,9 +92,9 @@ pub fn base_record(base: &BaseImage, moby: bool, platforms: usize) -> (Attrs, At
     }
     let mut exporter = vec![];
     for (k, v) in pairs {
-        exporter.push((format!("annotation.{k}"), v.clone()));
+        exporter.push((format!("annotation.{k}"), v.to_string()));
         if platforms > 1 {
-            exporter.push((format!("annotation-index.{k}"), v.clone()));
+            exporter.push((format!("annotation-index.{k}"), v.to_string()));
         }
     }
     (exporter, vec![])
@@ -205,6 +220,9 @@ pub fn solve_request(
         exporter_attrs.extend(e);
         frontend.extend(f);
     }
+    let (e, f) = record(&req.record, moby, req.platforms.len());
+    exporter_attrs.extend(e);
+    frontend.extend(f);
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -541,6 +559,24 @@ mod tests {
         assert!(!r
             .exporter_attrs_deprecated
             .contains_key(&format!("annotation-index.{key}")));
+    }
+
+    #[test]
+    fn the_other_records_go_the_same_way() {
+        let mut q = req();
+        q.record = vec![("org.opencontainers.image.revision".into(), "abc".into())];
+        let r = solve_request(&q, false, "ref1", "sess1");
+        let e = &r.exporter_attrs_deprecated;
+        assert_eq!(e["annotation.org.opencontainers.image.revision"], "abc");
+        assert_eq!(
+            e["annotation-index.org.opencontainers.image.revision"],
+            "abc"
+        );
+        let r = solve_request(&q, true, "ref1", "sess1");
+        assert_eq!(
+            r.frontend_attrs["label:org.opencontainers.image.revision"],
+            "abc"
+        );
     }
 
     #[test]

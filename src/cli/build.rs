@@ -146,6 +146,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
 
     let opts = RunOptions {
         registry_check: !args.select.no_registry,
+        base_check: !args.select.no_base_check,
         registry_timeout: args.select.registry_timeout,
         only: args.only.clone(),
         push: !args.no_push,

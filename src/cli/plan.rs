@@ -14,10 +14,13 @@ How images are chosen:
   images/ rebuild nothing. Every image rebuilds on branch `main`, with \"full rebuild\"
   in the head commit's message (any case), on a root commit (or a shallow clone without
   the parent), on a branch's first push, and with --full-rebuild. Unless --no-registry,
-  an image whose tag is missing from its registry rebuilds too, with every image below it.
+  an image whose tag is missing from its registry rebuilds too, with every image below it;
+  and unless --no-base-check, so does an image whose recorded external base (a FROM or
+  COPY --from image outside the stack) now names another digest: one HEAD per base.
 
 GitHub Actions (explicit options win):
-  GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request)
+  GITHUB_EVENT_NAME   the event (pull_request, pull_request_target: pull request;
+                      schedule: scheduled)
   GITHUB_HEAD_REF     the branch of a pull request
   GITHUB_REF_NAME     the branch of a push
   GITHUB_EVENT_PATH   the event payload: `before` (push) or `pull_request.base.sha`
@@ -33,9 +36,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub select: PlanSelection,
     /// Print the plan as one JSON document on stdout: tag_prefix, branch, tag, event,
-    /// base, head, full_rebuild, changed_files, registry_check, and images (parents
-    /// first) with key, image, ref, parent, rebuild, reasons, build_args. Same as
-    /// --format json.
+    /// base, head, full_rebuild, changed_files, registry_check, base_check, warnings, and
+    /// images (parents first) with key, image, ref, parent, rebuild, reasons, build_args,
+    /// moved_bases. Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// How the plan is printed: text (the tree, indented), json (as --json) or mermaid
@@ -90,9 +93,12 @@ pub struct PlanSelection {
     #[arg(long, value_name = "NAME")]
     pub branch: Option<String>,
     /// What triggered the build [default: GITHUB_EVENT_NAME (pull_request and
-    /// pull_request_target are pull requests, anything else a push), else push].
+    /// pull_request_target are pull requests, schedule is scheduled, anything else a
+    /// push), else push].
     /// push: the files changed between --base and --head; pull_request: every file the
-    /// pull request changes (from the merge-base of --base and --head to --head).
+    /// pull request changes (from the merge-base of --base and --head to --head);
+    /// schedule: no file counts as changed and the branch and commit-message rules rebuild
+    /// nothing, so only missing tags and moved bases rebuild.
     #[arg(long, value_enum, value_name = "EVENT")]
     pub event: Option<GithubEvent>,
     /// Rebuild every image.
@@ -102,6 +108,10 @@ pub struct PlanSelection {
     /// not rebuilt for that reason).
     #[arg(long)]
     pub no_registry: bool,
+    /// Do not look up the external bases the images recorded (images whose base moved are
+    /// then not rebuilt for that reason). --no-registry skips this check too.
+    #[arg(long)]
+    pub no_base_check: bool,
     /// The deadline of the whole registry check (every image's tag, retries included):
     /// a registry that has not answered by then ends the command (exit 2), naming it.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
@@ -133,8 +143,16 @@ pub async fn run(args: PlanArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
     let spec = args.spec.load()?;
     let mut plan = args.select.plan(&spec, &args.spec.repo)?;
     if !args.select.no_registry {
-        plan.check_registry(&args.registry.client()?, args.select.registry_timeout)
+        let client = args.registry.client()?;
+        plan.check_registry(&client, args.select.registry_timeout)
             .await?;
+        if !args.select.no_base_check {
+            plan.check_bases(&client, args.select.registry_timeout)
+                .await;
+            for w in &plan.warnings {
+                tracing::warn!("{w}");
+            }
+        }
     }
     match Format::chosen(args.json, args.format) {
         Format::Json => output::print_json(&plan)?,

@@ -2,6 +2,7 @@
 //! `stackctl build-image`, so that an image builds the same way through both (tag, build
 //! arguments and `BASE_TAG`, cache sources and export, platforms, where the image goes).
 
+use crate::bases;
 use crate::buildkit::{
     BaseImage, BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress,
 };
@@ -171,6 +172,7 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
             .unwrap_or_else(|| cache_export(&image.cache, i.tag)),
         credentials: i.credentials.clone(),
         log: i.log.clone(),
+        record: vec![],
     };
     Prepared {
         request,
@@ -245,7 +247,108 @@ pub async fn build_image(
         log: one.log.clone(),
         overrides: one.overrides,
     });
-    node.build(&prepared.request, progress).await
+    let mut request = prepared.request;
+    if let Some(registry) = one.registry {
+        let (_, warnings) =
+            record_bases(&mut request, one.spec, registry, &Provenance::default()).await;
+        for w in warnings {
+            tracing::warn!("[{}] {w}", one.image.key);
+        }
+    }
+    node.build(&request, progress).await
+}
+
+/// What an image records of where it comes from, besides its parent.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance<'a> {
+    /// The commit built (`org.opencontainers.image.revision`).
+    pub revision: Option<&'a str>,
+    /// The repository's web URL (`org.opencontainers.image.source`).
+    pub source: Option<&'a str>,
+}
+
+/// Resolve the external bases the request's Dockerfile names (one HEAD each, concurrently)
+/// and have the image record them ([`bases::BASES_KEY`]), with the commit and source. A root
+/// image's `base` becomes the external image its built stage starts from. Images of the
+/// stack are left out: the plan follows them itself. Returns the bases and, for each that
+/// could not be resolved, a warning (the build then finds out whether it can pull it).
+pub async fn record_bases(
+    request: &mut BuildRequest,
+    spec: &Spec,
+    registry: &RegistryClient,
+    provenance: &Provenance<'_>,
+) -> (Vec<bases::Base>, Vec<String>) {
+    use crate::bases::{BASES_KEY, REVISION_KEY, SOURCE_KEY};
+    for (k, v) in [
+        (REVISION_KEY, provenance.revision),
+        (SOURCE_KEY, provenance.source),
+    ] {
+        if let Some(v) = v {
+            request.record.push((k.to_string(), v.to_string()));
+        }
+    }
+    let dockerfile = request
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| request.context.join("Dockerfile"));
+    let Ok(text) = std::fs::read_to_string(&dockerfile) else {
+        return (vec![], vec![]);
+    };
+    let found = bases::dockerfile_bases(&text, &request.build_args, request.target.as_deref());
+    let repo_of = |r: &str| ImageRef::parse(r).ok().map(|r| r.name());
+    let stack: HashSet<String> = spec
+        .images
+        .values()
+        .filter_map(|i| repo_of(&i.image_name))
+        .collect();
+    let external: Vec<String> = found
+        .images
+        .into_iter()
+        .filter(|n| repo_of(n).is_some_and(|r| !stack.contains(&r)))
+        .collect();
+    let asked: Vec<String> = external
+        .iter()
+        .filter(|n| !bases::is_pinned(n))
+        .cloned()
+        .collect();
+    let mut answers = bases::resolve(registry, &asked).await.into_iter();
+    let mut recorded = vec![];
+    let mut warnings = vec![];
+    for name in external {
+        let digest = if bases::is_pinned(&name) {
+            name.rsplit('@').next().map(str::to_string)
+        } else {
+            match answers.next() {
+                Some(Ok(Some(d))) => Some(d),
+                Some(Ok(None)) => {
+                    warnings.push(format!("base {name} is not in its registry: not recorded"));
+                    None
+                }
+                Some(Err(e)) => {
+                    warnings.push(format!("base {name} not recorded: {e}"));
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(digest) = digest {
+            recorded.push(bases::Base { name, digest });
+        }
+    }
+    // Recorded even when empty: config labels are inherited, and a child's own list must
+    // replace its parent's.
+    let json = serde_json::to_string(&recorded).unwrap_or_default();
+    request.record.push((BASES_KEY.to_string(), json));
+    if request.base.is_none() {
+        request.base = found
+            .final_base
+            .and_then(|f| recorded.iter().find(|b| b.name == f))
+            .map(|b| BaseImage {
+                name: b.name.clone(),
+                digest: b.digest.clone(),
+            });
+    }
+    (recorded, warnings)
 }
 
 /// Those of `refs` that exist in their registry (one HEAD each, concurrently). A registry

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct RunOptions {
     /// Ask the registry which tags exist (missing ones rebuild, existing ones serve as cache).
     pub registry_check: bool,
+    /// Look up the bases the images recorded (a moved one rebuilds its image).
+    pub base_check: bool,
     /// The deadline of the registry check, all of its requests together.
     pub registry_timeout: Duration,
     /// Only these images may rebuild (empty: all).
@@ -103,6 +105,7 @@ pub async fn run(
         cancel,
         service_error: std::sync::Mutex::new(None),
         commit: plan.head.clone(),
+        source: plan.source.clone(),
         build_time: opts.build_time,
         platforms: opts.platforms.clone(),
     };
@@ -217,6 +220,12 @@ async fn registry_facts(
     let mut existing = HashSet::new();
     let mut digests = HashMap::new();
     let results = plan.check_registry(registry, opts.registry_timeout).await?;
+    if opts.base_check {
+        plan.check_bases(registry, opts.registry_timeout).await;
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+    }
     for (img, r) in plan.images.iter().zip(results) {
         let rebuilds = img.rebuild && (only.is_empty() || only.contains(&img.key));
         if let (false, Some(d)) = (rebuilds, &r.digest) {

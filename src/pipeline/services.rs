@@ -4,7 +4,9 @@
 //! puts them under the step order of [`super::image`].
 
 use super::platforms::Selection;
-use super::request::{build_request, Delivery, Overrides, Prepared, RequestInputs};
+use super::request::{
+    build_request, record_bases, Delivery, Overrides, Prepared, Provenance, RequestInputs,
+};
 use super::steps::{
     Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
 };
@@ -66,6 +68,9 @@ pub async fn run_image(
                 service_error: &ctx.service_error,
             };
             super::image::run_steps(&job, &parts.parts(), &run, &mut report).await;
+            let (bases, warnings) = parts.bases.into_inner().unwrap_or_else(|p| p.into_inner());
+            report.bases = bases;
+            report.warnings.extend(warnings);
         }
         Err(e) => report.fail(ImageStep::Build, e),
     }
@@ -83,6 +88,8 @@ pub(crate) struct Real<'a, 'c> {
     prepared: Prepared,
     /// Where the basic tests, info commands and content tag commands run.
     runner: Runner,
+    /// The external bases the build recorded, and why some could not be.
+    bases: std::sync::Mutex<(Vec<crate::bases::Base>, Vec<String>)>,
 }
 
 impl<'a, 'c> Real<'a, 'c> {
@@ -139,6 +146,7 @@ impl<'a, 'c> Real<'a, 'c> {
             kind,
             prepared,
             runner,
+            bases: Default::default(),
         }
     }
 
@@ -166,10 +174,15 @@ impl Builder for Real<'_, '_> {
         // Concurrent builds share the terminal: their steps go to the build log only; the
         // run prints one line per image.
         let mut progress = Progress::new(ProgressMode::Quiet);
-        let outcome = self
-            .node
-            .build(&self.prepared.request, &mut progress)
-            .await?;
+        let mut request = self.prepared.request.clone();
+        let provenance = Provenance {
+            revision: Some(self.ctx.commit.as_str()).filter(|c| !c.is_empty()),
+            source: self.ctx.source.as_deref(),
+        };
+        let recorded =
+            record_bases(&mut request, self.ctx.spec, self.ctx.registry, &provenance).await;
+        *self.bases.lock().unwrap_or_else(|p| p.into_inner()) = recorded;
+        let outcome = self.node.build(&request, &mut progress).await?;
         let by_digest = self.by_digest();
         if by_digest && outcome.digest.is_none() {
             return Err(BuildError::Failed(format!(

@@ -41,6 +41,8 @@ pub struct ImageJobContext<'a> {
     pub service_error: Mutex<Option<String>>,
     /// The commit built (content tags' `{commit}`).
     pub commit: String,
+    /// The repository's web URL, recorded in each image.
+    pub source: Option<String>,
     /// When the run started (content tags' `{date}`).
     pub build_time: chrono::DateTime<chrono::Utc>,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).

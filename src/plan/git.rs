@@ -147,6 +147,17 @@ pub fn is_shallow_cut(repo: &Repository, commit: Oid) -> Result<bool, GitError> 
 }
 
 /// The best common ancestor of `a` and `b`.
+/// The repository's web URL, for the images' `org.opencontainers.image.source`:
+/// GITHUB_SERVER_URL/GITHUB_REPOSITORY in GitHub Actions, else the `origin` remote's.
+pub fn source_url(repo: &Repository) -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(server), Some(name)) = (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY")) {
+        return Some(format!("{}/{name}", server.trim_end_matches('/')));
+    }
+    let remote = repo.find_remote("origin").ok()?;
+    crate::bases::web_url(remote.url()?)
+}
+
 pub fn merge_base(repo: &Repository, a: Oid, b: Oid) -> Result<Oid, GitError> {
     repo.merge_base(a, b).map_err(|e| {
         if e.code() == git2::ErrorCode::NotFound {

@@ -16,6 +16,9 @@ pub enum GithubEvent {
     /// A pull request: every file it changes (merge-base of base and head, to head).
     #[value(name = "pull_request", alias = "pull-request")]
     PullRequest,
+    /// A scheduled run: no files count as changed and the branch and commit rules rebuild
+    /// nothing; only images whose tag is missing or whose base moved rebuild.
+    Schedule,
 }
 
 impl fmt::Display for GithubEvent {
@@ -23,6 +26,7 @@ impl fmt::Display for GithubEvent {
         f.write_str(match self {
             GithubEvent::Push => "push",
             GithubEvent::PullRequest => "pull_request",
+            GithubEvent::Schedule => "schedule",
         })
     }
 }
@@ -54,11 +58,12 @@ impl GithubEnv {
     }
 
     /// The event GITHUB_EVENT_NAME names: `pull_request` and `pull_request_target` are
-    /// pull requests; any other event is treated as a push.
+    /// pull requests, `schedule` a scheduled run; any other event is treated as a push.
     pub fn event(&self) -> Option<GithubEvent> {
         let name = self.event_name.as_deref().filter(|s| !s.is_empty())?;
         Some(match name {
             "pull_request" | "pull_request_target" => GithubEvent::PullRequest,
+            "schedule" => GithubEvent::Schedule,
             _ => GithubEvent::Push,
         })
     }
@@ -81,7 +86,7 @@ pub struct PayloadBase {
 }
 
 /// The base the event payload gives: `before` (push) or `pull_request.base.sha`;
-/// `None` when the payload has none (or an empty one).
+/// `None` when the payload has none (or an empty one), and for a scheduled run.
 pub fn payload_base(path: &Path, event: GithubEvent) -> Result<Option<PayloadBase>, PayloadError> {
     let bad = |detail: String| PayloadError {
         path: path.to_path_buf(),
@@ -95,6 +100,7 @@ pub fn payload_base(path: &Path, event: GithubEvent) -> Result<Option<PayloadBas
             "/pull_request/base/sha",
             "`pull_request.base.sha` in GITHUB_EVENT_PATH",
         ),
+        GithubEvent::Schedule => return Ok(None),
     };
     Ok(json
         .pointer(pointer)

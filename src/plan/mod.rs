@@ -10,7 +10,11 @@
 //!   message (any case), with `--full-rebuild`, on a root commit, and on the first push
 //!   of a branch (GitHub's all-zero `before`);
 //! - a rebuilt image rebuilds all its descendants;
-//! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]).
+//! - an image whose tag is missing from the registry rebuilds (see [`Plan::mark_missing`]);
+//! - an image whose recorded external base now names another digest rebuilds (see
+//!   [`Plan::check_bases`]);
+//! - a scheduled run (`schedule` event) counts no file as changed and applies neither the
+//!   branch nor the commit rules: only the two above rebuild.
 //!
 //! [`make_plan`] does the git work and the decisions; [`resolve_options`] turns command
 //! line choices plus GitHub Actions variables ([`GithubEnv`], from [`crate::plan::github_event`])
@@ -45,6 +49,19 @@ pub mod reason {
         "shallow clone: the parent commit is not fetched, nothing to compare with";
     pub const NEW_BRANCH: &str = "first push of the branch (no previous commit to compare with)";
     pub const TAG_MISSING: &str = "tag missing from registry";
+    /// `base <name> moved: sha256:<12 hex>… → sha256:<12 hex>…`.
+    pub fn base_moved(name: &str, recorded: &str, current: &str) -> String {
+        let short = |d: &str| {
+            let (algo, hex) = d.split_once(':').unwrap_or(("", d));
+            let cut = hex.get(..12).unwrap_or(hex);
+            format!("{algo}:{cut}\u{2026}")
+        };
+        format!(
+            "base {name} moved: {} \u{2192} {}",
+            short(recorded),
+            short(current)
+        )
+    }
     /// `parent rebuilds (<parent key>)`.
     pub fn parent_rebuilds(parent: &str) -> String {
         format!("parent rebuilds ({parent})")
@@ -164,7 +181,7 @@ pub fn branch_from_env(event: GithubEvent, env: &GithubEnv) -> Option<String> {
     let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
     match event {
         GithubEvent::PullRequest => nonempty(&env.head_ref).or_else(|| nonempty(&env.ref_name)),
-        GithubEvent::Push => nonempty(&env.ref_name),
+        GithubEvent::Push | GithubEvent::Schedule => nonempty(&env.ref_name),
     }
 }
 
@@ -188,6 +205,26 @@ pub enum RegistryCheck {
     Skipped,
     /// Asked; images with a missing tag were marked with [`Plan::mark_missing`].
     Done,
+}
+
+/// Whether the bases recorded in the images were looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseCheck {
+    /// Not asked (`--no-base-check`, or no registry module).
+    Skipped,
+    /// Asked; images whose base moved were marked with [`Plan::mark_moved`].
+    Done,
+}
+
+/// A base whose tag names another digest than the one an image recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MovedBase {
+    pub name: String,
+    /// The digest the image was built from.
+    pub recorded: String,
+    /// The digest the tag names now.
+    pub current: String,
 }
 
 /// One image of the plan.
@@ -214,6 +251,9 @@ pub struct PlannedImage {
     /// How deep in the tree (roots: 0).
     #[serde(skip)]
     pub depth: usize,
+    /// Its external bases whose tags moved since it was built.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved_bases: Vec<MovedBase>,
 }
 
 /// The plan: each image of the stack, parents before children, with whether and
@@ -234,6 +274,10 @@ pub struct Plan {
     /// Every path changed between the compared commits (both paths of a rename).
     pub changed_files: Vec<String>,
     pub registry_check: RegistryCheck,
+    pub base_check: BaseCheck,
+    /// What did not stop the plan but needs a look (a base registry that cannot be reached).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Parents first, spec order among siblings.
     pub images: Vec<PlannedImage>,
     /// The commit the changed files were counted from (the merge-base for a pull request).
@@ -242,6 +286,9 @@ pub struct Plan {
     /// The reasons every image rebuilds (empty unless `full_rebuild`).
     #[serde(skip)]
     pub full_rebuild_reasons: Vec<String>,
+    /// The repository's web URL, recorded in the images (see [`git::source_url`]).
+    #[serde(skip)]
+    pub source: Option<String>,
 }
 
 /// What a changed path means for the plan.
@@ -352,7 +399,10 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         Base::NewBranch => None,
         Base::Rev { rev, origin } => Some(git::resolve_commit(repo, rev, origin)?),
     };
+    let scheduled = opts.event == GithubEvent::Schedule;
     let diff_from: Option<Oid> = match (&opts.base, opts.event, base) {
+        // Nothing changed since the commit was built: only missing tags and moved bases.
+        (_, GithubEvent::Schedule, _) => Some(head),
         (Base::NewBranch, _, _) => parent,
         (_, GithubEvent::PullRequest, Some(b)) => Some(git::merge_base(repo, b, head)?),
         (_, _, b) => b,
@@ -370,10 +420,10 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
     if opts.full_rebuild {
         all.push(reason::FULL_REBUILD_FLAG.to_string());
     }
-    if message.to_lowercase().contains("full rebuild") {
+    if !scheduled && message.to_lowercase().contains("full rebuild") {
         all.push(reason::COMMIT_MESSAGE.to_string());
     }
-    if branch == MAIN_BRANCH {
+    if !scheduled && branch == MAIN_BRANCH {
         all.push(reason::BRANCH_MAIN.to_string());
     }
     // A root commit (or a shallow cut) has nothing to compare with, unless a base was given.
@@ -384,7 +434,7 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
             all.push(reason::ROOT_COMMIT.to_string());
         }
     }
-    if opts.base == Base::NewBranch {
+    if !scheduled && opts.base == Base::NewBranch {
         all.push(reason::NEW_BRANCH.to_string());
     }
 
@@ -442,6 +492,7 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
             reasons,
             build_args,
             depth,
+            moved_bases: vec![],
         });
     }
 
@@ -455,9 +506,12 @@ pub fn make_plan(spec: &Spec, repo: &Repository, opts: &PlanOptions) -> Result<P
         full_rebuild: !all.is_empty(),
         changed_files,
         registry_check: RegistryCheck::Skipped,
+        base_check: BaseCheck::Skipped,
+        warnings: vec![],
         images,
         diff_from: diff_from.map(|d| d.to_string()),
         full_rebuild_reasons: all,
+        source: git::source_url(repo),
     };
     plan.propagate();
     Ok(plan)
@@ -523,6 +577,112 @@ impl Plan {
         self.propagate();
     }
 
+    /// Look up the bases recorded in each image that does not rebuild yet (read from its
+    /// tag's manifest, or config), with one HEAD per base (each once, all concurrently, all
+    /// within `within`), and mark the images whose base moved, with their descendants. A
+    /// registry that cannot be asked is a warning in [`Plan::warnings`], not an error.
+    pub async fn check_bases(
+        &mut self,
+        client: &crate::registry::RegistryClient,
+        within: std::time::Duration,
+    ) {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        let late = |what: &str| {
+            format!(
+                "base check: {what} did not answer within {}",
+                humantime::format_duration(within)
+            )
+        };
+        let kept: Vec<(String, ImageRef)> = self
+            .images
+            .iter()
+            .filter(|i| !i.rebuild)
+            .map(|i| (i.key.clone(), i.image_ref.clone()))
+            .collect();
+        let read: Vec<_> = futures::stream::iter(&kept)
+            .map(|(_, r)| tokio::time::timeout_at(deadline, crate::bases::recorded(client, r)))
+            .buffered(16)
+            .collect()
+            .await;
+        let mut warnings = vec![];
+        let mut recorded: Vec<(String, Vec<crate::bases::Base>)> = vec![];
+        for ((key, r), got) in kept.iter().zip(read) {
+            match got {
+                Ok(Ok(Some(b))) => recorded.push((key.clone(), b)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warnings.push(format!("base check of {r}: {e:#}")),
+                Err(_) => warnings.push(late(&format!("registry {}", r.registry))),
+            }
+        }
+        let mut names: Vec<String> = recorded
+            .iter()
+            .flat_map(|(_, b)| b.iter().map(|b| b.name.clone()))
+            .filter(|n| !crate::bases::is_pinned(n))
+            .collect();
+        names.sort();
+        names.dedup();
+        let answers: Vec<_> = futures::stream::iter(&names)
+            .map(|n| async move {
+                let one = crate::bases::resolve(client, std::slice::from_ref(n));
+                match tokio::time::timeout_at(deadline, one).await {
+                    Ok(mut v) => v.pop().unwrap_or(Ok(None)),
+                    Err(_) => Err(late(&format!(
+                        "the registry of {n} ({})",
+                        ImageRef::parse(n).map(|r| r.registry).unwrap_or_default()
+                    ))),
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut current = std::collections::HashMap::new();
+        for (n, a) in names.iter().zip(answers) {
+            match a {
+                Ok(Some(d)) => {
+                    current.insert(n.as_str(), d);
+                }
+                Ok(None) => warnings.push(format!(
+                    "base {n} is no longer in its registry: images built from it are kept"
+                )),
+                Err(e) => warnings.push(format!("base {n} not checked: {e}")),
+            }
+        }
+        let mut moved = vec![];
+        for (key, bases) in &recorded {
+            for b in bases {
+                match current.get(b.name.as_str()) {
+                    Some(d) if *d != b.digest => moved.push((
+                        key.clone(),
+                        MovedBase {
+                            name: b.name.clone(),
+                            recorded: b.digest.clone(),
+                            current: d.clone(),
+                        },
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        self.warnings.extend(warnings);
+        self.mark_moved(moved);
+    }
+
+    /// Mark the images (by key) whose base moved as rebuilt, with reason `base <name>
+    /// moved: …`, and their descendants. Sets `base_check` to `done`.
+    pub fn mark_moved(&mut self, moved: Vec<(String, MovedBase)>) {
+        for (key, m) in moved {
+            if let Some(img) = self.images.iter_mut().find(|i| i.key == key) {
+                img.reasons
+                    .push(reason::base_moved(&m.name, &m.recorded, &m.current));
+                img.rebuild = true;
+                img.moved_bases.push(m);
+            }
+        }
+        self.base_check = BaseCheck::Done;
+        self.propagate();
+    }
+
     /// Give every child of a rebuilt image the reason `parent rebuilds (<parent>)`.
     /// One pass suffices: images are in topological order.
     fn propagate(&mut self) {
@@ -574,6 +734,12 @@ impl fmt::Display for Plan {
             )?,
             RegistryCheck::Done => writeln!(f, "registry check: done")?,
         }
+        match self.base_check {
+            BaseCheck::Skipped => {
+                writeln!(f, "base check: skipped (moved bases are not detected)")?
+            }
+            BaseCheck::Done => writeln!(f, "base check: done")?,
+        }
         if self.full_rebuild {
             writeln!(f, "full rebuild: {}", self.full_rebuild_reasons.join("; "))?;
         }
@@ -612,6 +778,53 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_base_rebuilds_its_image_and_children() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        assert_eq!(
+            reason::base_moved("ubuntu:24.04", &d('a'), &d('c')),
+            "base ubuntu:24.04 moved: sha256:aaaaaaaaaaaa\u{2026} \u{2192} sha256:cccccccccccc\u{2026}"
+        );
+        let img = |key: &str, parent: Option<&str>| PlannedImage {
+            key: key.into(),
+            image: format!("r.io/{key}"),
+            reference: format!("r.io/{key}:t"),
+            image_ref: ImageRef::parse(&format!("r.io/{key}:t")).unwrap(),
+            parent: parent.map(str::to_string),
+            rebuild: false,
+            reasons: vec![],
+            build_args: Default::default(),
+            depth: 0,
+            moved_bases: vec![],
+        };
+        let mut plan = Plan {
+            tag_prefix: "p".into(),
+            branch: "b".into(),
+            tag: "t".into(),
+            event: GithubEvent::Push,
+            base: None,
+            head: "h".into(),
+            full_rebuild: false,
+            changed_files: vec![],
+            registry_check: RegistryCheck::Skipped,
+            base_check: BaseCheck::Skipped,
+            warnings: vec![],
+            images: vec![img("a", None), img("b", Some("a")), img("c", None)],
+            diff_from: None,
+            full_rebuild_reasons: vec![],
+            source: None,
+        };
+        let moved = MovedBase {
+            name: "ubuntu:24.04".into(),
+            recorded: d('a'),
+            current: d('c'),
+        };
+        plan.mark_moved(vec![("a".into(), moved)]);
+        assert_eq!(plan.rebuilt_keys(), ["a", "b"]);
+        assert_eq!(plan.base_check, BaseCheck::Done);
+        assert_eq!(plan.images[1].reasons, [reason::parent_rebuilds("a")]);
+    }
 
     #[test]
     fn changed_reason_is_capped() {

@@ -147,6 +147,10 @@ pub struct ImageReport {
     /// the parent built and tested in this run, or the one its tag named when the run
     /// started. None for a root image, or when the parent's digest was not known.
     pub parent_digest: Option<String>,
+    /// The external images it was built from (its Dockerfile's `FROM`s and `COPY --from`s
+    /// outside the stack), with the digest each named when it was built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<crate::bases::Base>,
     /// The time of each step that ran, in order.
     pub steps: Vec<StepTime>,
     /// The whole image's time, in seconds.
@@ -193,6 +197,7 @@ impl ImageReport {
             platforms: vec![],
             awaiting_merge: false,
             parent_digest: None,
+            bases: vec![],
             steps: vec![],
             seconds: 0.0,
             tests: TestResults::default(),

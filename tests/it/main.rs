@@ -4,6 +4,7 @@
 
 mod support;
 
+mod base_check;
 mod buildkit;
 mod buildkit_runner;
 mod convergence;

@@ -788,3 +788,28 @@ fn eight_thousand_images_plan_in_linear_time() {
         "8000 images took {took:?} to load and plan"
     );
 }
+
+/// A scheduled run rebuilds nothing for its branch, commit message or changed files, even
+/// on main (only missing tags and moved bases do, which need a registry).
+#[test]
+fn a_scheduled_plan_rebuilds_nothing_from_git() {
+    let (r, _) = stack("main");
+    r.write("images/base/Dockerfile", "FROM scratch\n# changed\n");
+    r.commit("full rebuild please");
+    let opts = |event| PlanOptions {
+        event,
+        ..PlanOptions::default()
+    };
+    let p = plan_with(&r, &opts(GithubEvent::Schedule));
+    assert!(p.rebuilt_keys().is_empty(), "{p}");
+    assert!(!p.full_rebuild);
+    assert!(p.changed_files.is_empty());
+    // The same commit as a push rebuilds everything.
+    assert_eq!(plan_with(&r, &opts(GithubEvent::Push)).rebuilt_keys(), ALL);
+    let env = GithubEnv {
+        event_name: Some("schedule".into()),
+        ..GithubEnv::default()
+    };
+    let o = resolve_options(&PlanRequest::default(), &env).unwrap();
+    assert_eq!(o.event, GithubEvent::Schedule);
+}

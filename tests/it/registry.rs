@@ -1538,6 +1538,7 @@ fn github_action_and_doc_workflows_match_githubs_schemas() {
         "tag.yml",
         "tag_global_stable.yml",
         "build-split.yml",
+        "rebuild-moved-bases.yml",
     ] {
         assert!(
             workflows.iter().any(|w| w.ends_with(name)),
