@@ -280,6 +280,16 @@ async fn check_engine(
                 .map_err(anyhow::Error::msg)?;
         }
     }
+    if push {
+        if let Some(node) = pool.nodes.iter().find(|n| n.kind().is_engine()) {
+            let addr = node.address().to_string();
+            if let Some(line) = super::engine::attest_check(images.iter().copied(), &addr)
+                .map_err(anyhow::Error::msg)?
+            {
+                tracing::warn!("{line}");
+            }
+        }
+    }
     // Through an engine's BuildKit the engine has answered already.
     if pool.nodes.iter().all(|n| n.kind().is_engine()) {
         return Ok(());

@@ -110,6 +110,7 @@ impl<'a, 'c> Real<'a, 'c> {
                 platforms: selection.platforms.clone(),
                 ..Default::default()
             },
+            commit: Some(&ctx.commit),
         });
         if let Some(parent) = &image.depend_on {
             match (&parent_digest, image.build_args.contains_key("BASE_TAG")) {

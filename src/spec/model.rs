@@ -49,6 +49,8 @@ pub struct ImageSpec {
     pub tests: TestSpec,
     /// Where its build cache goes and comes from (`cache:`, the stack's merged with its own).
     pub cache: super::CacheSpec,
+    /// What BuildKit attaches: provenance, an SBOM (the stack's `attest:` and the image's).
+    pub attest: super::attest::AttestSpec,
     /// Content tag templates (`tags:`): the image's own list, else the stack's.
     pub tags: Vec<super::TagTemplate>,
     /// Target platforms (`platforms:`, the image's own list, else the stack's), e.g.
