@@ -4,6 +4,8 @@
 
 mod support;
 
+mod attest;
+
 mod buildkit;
 mod buildkit_runner;
 mod convergence;

@@ -22,6 +22,7 @@ pub mod hand_made;
 pub mod images;
 pub mod platforms;
 pub mod proxy;
+pub mod sbom;
 pub mod token_server;
 
 pub use cli::{outcome, stackctl, text};
