@@ -244,7 +244,9 @@ pub fn solve_request(
     };
     let mut frontend = frontend_attrs(req);
     if let Some(base) = &req.base {
-        let (e, f) = base_record(base, moby, req.platforms.len());
+        // An index is pushed for several platforms, and for one with attestations.
+        let index = req.platforms.len() > 1 || (!moby && !req.attest.is_empty());
+        let (e, f) = base_record(base, moby, if index { 2 } else { 1 });
         exporter_attrs.extend(e);
         frontend.extend(f);
     }

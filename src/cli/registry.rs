@@ -141,6 +141,15 @@ pub struct TagArgs {
     /// about to write (0s: report the first whole read-back).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub confirm_after: std::time::Duration,
+    /// Promote only images signed by this key (cosign.pub, PEM): every source image is
+    /// checked before any tag moves; one unsigned or badly signed image moves nothing and
+    /// exits 6, naming it.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub require_signature: Option<PathBuf>,
+    /// Promote only images whose every platform has these attestations (provenance, sbom;
+    /// a comma list): checked like --require-signature, exit 6.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub require_attestation: Vec<crate::promote::evidence::Required>,
     #[command(flatten)]
     pub registry: RegistryApiArgs,
 }
@@ -261,6 +270,14 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
         confirm_after: a.confirm_after,
+        require: crate::promote::evidence::Requirements {
+            signature: a
+                .require_signature
+                .as_deref()
+                .map(crate::signing::Verifier::load)
+                .transpose()?,
+            attestations: a.require_attestation.clone(),
+        },
     };
     let prepared = stack::prepare(&spec, &opts)?;
     let promotion = prepared.promote(client.as_ref()).await?;

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<crate::spec::platform::Platform>,
+    /// The key that signs each tested image (`--sign-key`, else the spec's `sign.key`).
+    pub signer: Option<crate::signing::Signer>,
 }
 
 /// What a run did.
@@ -105,6 +107,7 @@ pub async fn run(
         commit: plan.head.clone(),
         build_time: opts.build_time,
         platforms: opts.platforms.clone(),
+        signer: opts.signer.as_ref(),
     };
     let gha = GithubActions::from_env();
     let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;

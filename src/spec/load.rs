@@ -137,6 +137,9 @@ struct RawSpec {
     /// Attestations (see super::attest).
     #[serde(default)]
     attest: Option<Value>,
+    /// The signing key (`sign: {key: PATH}`).
+    #[serde(default)]
+    sign: Option<RawSign>,
     /// Content tag templates (see super::tag_template).
     #[serde(default)]
     tags: Option<Value>,
@@ -150,6 +153,13 @@ struct RawSpec {
     tests: Option<super::model::StackTestSpec>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
+}
+
+/// `sign: {key: PATH}`: a cosign or PEM private key, relative to the spec's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +392,7 @@ impl Spec {
             all_info_cmds: raw.all_info_cmds,
             changes,
             warnings,
+            sign_key: raw.sign.map(|s| spec_dir.join(s.key)),
         };
         validate::validate(&mut spec, text, &declared_roots, &mut problems);
         if problems.is_empty() {

@@ -22,6 +22,8 @@ pub struct Spec {
     pub all_info_cmds: IndexMap<String, InfoCmd>,
     /// Which changed entries under `images/` are ignored or rebuild everything.
     pub changes: ChangeRules,
+    /// `sign.key`: the key that signs each tested image, resolved from the spec's folder.
+    pub sign_key: Option<PathBuf>,
     /// Non-fatal remarks found while loading (unknown keys and the like).
     pub warnings: Vec<String>,
 }
