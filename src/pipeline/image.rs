@@ -113,7 +113,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     }
     platform_steps::record_single(report, job.selection);
-    if let Some(d) = built.from_digest() {
+    if let Some(d) = built.parent_of_children() {
         // Children build FROM this digest, tagged or not.
         run.record_digest(job.key, d);
     }

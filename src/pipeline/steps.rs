@@ -113,7 +113,7 @@ pub(crate) struct Built {
 
 impl Built {
     /// The digest children are built FROM (`BASE_TAG=<tag>@<digest>`).
-    pub fn from_digest(&self) -> Option<&str> {
+    pub fn parent_of_children(&self) -> Option<&str> {
         self.base_digest
             .as_deref()
             .or(self.pushed_digest.as_deref())

@@ -222,3 +222,43 @@ impl Verifier {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::EncodePrivateKey;
+
+    #[test]
+    fn a_pem_key_signs_what_its_public_key_verifies() {
+        let sk = SigningKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let pem = sk.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let s = Signer::from_pem(&pem, None, "k.pem").unwrap();
+        let sig = s.sign(b"payload");
+        assert!(s.verifier().verify(b"payload", &sig));
+        assert!(!s.verifier().verify(b"other", &sig));
+        let sec1 = p256::SecretKey::from(sk)
+            .to_sec1_pem(LineEnding::LF)
+            .unwrap();
+        let s2 = Signer::from_pem(&sec1, None, "k.pem").unwrap();
+        assert!(s.verifier().verify(b"x", &s2.sign(b"x")));
+    }
+
+    #[test]
+    fn bad_keys_name_the_file() {
+        let e = Signer::from_pem("not a key", None, "/k/cosign.key").unwrap_err();
+        assert!(
+            e.to_string().starts_with("/k/cosign.key: not a PEM key"),
+            "{e}"
+        );
+        let enc = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJ9\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n";
+        let e = Signer::from_pem(enc, None, "/k/cosign.key").unwrap_err();
+        assert!(e.to_string().contains("COSIGN_PASSWORD is not set"), "{e}");
+        let e = Signer::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n",
+            None,
+            "p",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not a private key"), "{e}");
+    }
+}

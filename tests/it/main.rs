@@ -18,4 +18,5 @@ mod plan_cli;
 mod plan_registry;
 mod refusals;
 mod registry;
+mod sign;
 mod spec;

@@ -15,6 +15,7 @@
 pub mod action_runner;
 pub mod buildkitd;
 pub mod cli;
+pub mod cosign;
 pub mod e2e;
 pub mod example;
 pub mod git_repo;
