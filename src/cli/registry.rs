@@ -33,6 +33,82 @@ pub struct ExistsArgs {
     pub registry: RegistryApiArgs,
 }
 
+/// `stackctl verify`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Reads the image's manifest (each platform's, for an index), its \
+attestation manifests and cosign's `sha256-<hex>.sig` signature tags; nothing is pulled. \
+Exit 0: everything asked for is there; 1: a signature or attestation asked for is missing \
+or invalid (each named on stderr); 2: bad input or the registry cannot be read."
+)]
+pub struct VerifyArgs {
+    /// The image, e.g. ghcr.io/owner/image:2026.3-stable.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Check the signatures against this public key (cosign.pub, PEM ECDSA P-256): the
+    /// image's own digest and each platform's must be signed by it.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub key: Option<PathBuf>,
+    /// Attestations every platform must have (provenance, sbom; a comma list).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub require_attestation: Vec<crate::promote::evidence::Required>,
+    /// Print one JSON document: {reference, digest, signature, platforms: [{platform,
+    /// digest, signature, attestations}], lacking}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryApiArgs,
+}
+
+pub async fn run_verify(a: VerifyArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let registry = a.registry.with_endpoints();
+    let r = ImageRef::parse(&a.reference)?;
+    let key = a
+        .key
+        .as_deref()
+        .map(crate::signing::Verifier::load)
+        .transpose()?;
+    let client = registry.client()?;
+    let ev = crate::promote::evidence::inspect(&client, &r, key.as_ref()).await?;
+    let lacking = ev.lacking(&a.require_attestation, key.is_some());
+    if a.json {
+        let mut doc = serde_json::to_value(&ev)?;
+        doc["lacking"] = serde_json::json!(lacking);
+        super::output::print_json(&doc)?;
+    } else {
+        let sig = |s: &Option<crate::signing::Verdict>| match s {
+            None => "not checked (no --key)".to_string(),
+            Some(crate::signing::Verdict::Signed) => "signed by the key".into(),
+            Some(crate::signing::Verdict::Unsigned) => "unsigned".into(),
+            Some(crate::signing::Verdict::Invalid(why)) => format!("invalid: {why}"),
+        };
+        outln!("{} {}", ev.reference, ev.digest);
+        outln!("  signature: {}", sig(&ev.signature));
+        for p in &ev.platforms {
+            outln!("  {} {}", p.platform, p.digest);
+            outln!("    signature: {}", sig(&p.signature));
+            if p.attestations.is_empty() {
+                outln!("    attestations: none");
+            }
+            for s in &p.attestations {
+                outln!(
+                    "    attestation: {} ({})",
+                    s.predicate_type,
+                    crate::sizes::human_size(s.size)
+                );
+            }
+        }
+    }
+    for l in &lacking {
+        tracing::error!("{}: {l}", ev.reference);
+    }
+    Ok(if lacking.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
 /// `stackctl retag`.
 #[derive(Debug, clap::Args)]
 #[command(

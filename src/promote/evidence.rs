@@ -115,3 +115,112 @@ async fn attestation_gaps(
     }
     Ok(gaps)
 }
+
+/// What is attached to one image: its signature (when a key is given) and, for an index,
+/// each platform's signature and attestation statements.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Evidence {
+    pub reference: String,
+    pub digest: String,
+    /// None: no key given, not checked.
+    pub signature: Option<Verdict>,
+    pub platforms: Vec<PlatformEvidence>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlatformEvidence {
+    pub platform: String,
+    pub digest: String,
+    pub signature: Option<Verdict>,
+    pub attestations: Vec<crate::registry::attestation::Statement>,
+}
+
+/// Read what is attached to `r` (a few manifest GETs and the signature payloads).
+pub async fn inspect(
+    client: &RegistryClient,
+    r: &ImageRef,
+    key: Option<&Verifier>,
+) -> anyhow::Result<Evidence> {
+    let m = client
+        .get_manifest(r)
+        .await?
+        .ok_or_else(|| crate::exit::Failed(format!("{r}: not found in its registry")))?;
+    let verdict = |d: String| async move {
+        match key {
+            Some(k) => crate::signing::cosign::verify(client, r, &d, k)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let signature = verdict(m.digest.clone()).await?;
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes)?;
+    let mut platforms = vec![];
+    if let Some(entries) = v["manifests"].as_array() {
+        let found = client.attestations(&r.with_digest(&m.digest)).await?;
+        for e in entries
+            .iter()
+            .filter(|e| !crate::registry::attestation::is_attestation_entry(e))
+        {
+            let digest = e["digest"].as_str().unwrap_or_default().to_string();
+            let mut platform = format!(
+                "{}/{}",
+                e["platform"]["os"].as_str().unwrap_or("?"),
+                e["platform"]["architecture"].as_str().unwrap_or("?")
+            );
+            if let Some(var) = e["platform"]["variant"].as_str() {
+                platform = format!("{platform}/{var}");
+            }
+            platforms.push(PlatformEvidence {
+                signature: verdict(digest.clone()).await?,
+                attestations: found
+                    .iter()
+                    .filter(|a| a.subject == digest)
+                    .flat_map(|a| a.statements.clone())
+                    .collect(),
+                platform,
+                digest,
+            });
+        }
+    }
+    Ok(Evidence {
+        reference: r.to_string(),
+        digest: m.digest,
+        signature,
+        platforms,
+    })
+}
+
+impl Evidence {
+    /// What `req` asks that this image lacks, one line each (empty: nothing).
+    pub fn lacking(&self, attestations: &[Required], key_given: bool) -> Vec<String> {
+        let mut out = vec![];
+        let sig = |s: &Option<Verdict>, what: &str, out: &mut Vec<String>| match s {
+            Some(Verdict::Unsigned) if key_given => out.push(format!("{what}: no signature")),
+            Some(Verdict::Invalid(why)) => out.push(format!("{what}: a bad signature ({why})")),
+            _ => {}
+        };
+        sig(&self.signature, &self.digest, &mut out);
+        for p in &self.platforms {
+            sig(&p.signature, &p.platform, &mut out);
+            for w in attestations {
+                let has = p.attestations.iter().any(|s| match w {
+                    Required::Provenance => {
+                        s.predicate_type == SLSA_PROVENANCE_V1
+                            || s.predicate_type == SLSA_PROVENANCE_V02
+                    }
+                    Required::Sbom => s.predicate_type == SPDX,
+                });
+                if !has {
+                    out.push(format!("{}: no {w}", p.platform));
+                }
+            }
+        }
+        if self.platforms.is_empty() && !attestations.is_empty() {
+            out.push(
+                "one image manifest: no attestations (BuildKit attests only into an index)".into(),
+            );
+        }
+        out
+    }
+}

@@ -165,6 +165,56 @@ fn a_signed_stack_passes_cosign_verify_before_and_after_promotion() {
         assert!(!v.status.success(), "{k}: another key does not verify it");
     }
 
+    // `stackctl verify` says the same, per platform.
+    let verify = |reference: &str, public: &std::path::Path, extra: &[&str]| {
+        let o = stackctl()
+            .args(["verify", reference, "--json", "--key"])
+            .arg(public)
+            .args(extra)
+            .output()
+            .unwrap();
+        let doc: Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", outcome(&o)));
+        (o.status.code(), doc)
+    };
+    let (code, doc) = verify(
+        &full("base", "2026.3-qa"),
+        &public,
+        &["--require-attestation", "provenance"],
+    );
+    assert_eq!(code, Some(0), "{doc:#}");
+    assert_eq!(doc["signature"]["state"], "signed", "{doc:#}");
+    assert_eq!(doc["platforms"][0]["platform"], "linux/amd64");
+    assert_eq!(doc["platforms"][0]["signature"]["state"], "signed");
+    assert!(doc["platforms"][0]["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["predicate_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://slsa.dev/provenance/")));
+    let (code, doc) = verify(&full("base", "2026.3-qa"), &other_public, &[]);
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(doc["signature"]["state"], "invalid", "{doc:#}");
+    let (code, doc) = verify(
+        &full("kid", "2026.3-unsigned"),
+        &public,
+        &["--require-attestation", "sbom"],
+    );
+    assert_eq!(code, Some(1), "{doc:#}");
+    let lacking: Vec<&str> = doc["lacking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        lacking.iter().any(|l| l.ends_with(": no signature")),
+        "{lacking:?}"
+    );
+    assert!(lacking.contains(&"linux/amd64: no sbom"), "{lacking:?}");
+
     // Signed by another key: refused, exit 6.
     let o = tag(&[
         &os("2026.3-qa"),
