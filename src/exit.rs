@@ -9,6 +9,12 @@
 #[error("{0}")]
 pub struct Failed(pub String);
 
+/// A promotion's sources lack what was required of them (a signature, an attestation):
+/// nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unverified(pub String);
+
 /// The work stopped on an interrupt (SIGINT or SIGTERM) before it changed anything.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

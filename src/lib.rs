@@ -36,6 +36,7 @@ pub mod plan;
 pub mod promote;
 pub mod registry;
 pub mod report;
+pub mod signing;
 pub mod sizes;
 pub mod spec;
 pub mod tag;

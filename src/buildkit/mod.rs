@@ -31,7 +31,7 @@ pub mod transport;
 pub use cache::CacheExport;
 pub use pool::Pool;
 pub use progress::{Progress, ProgressMode, VertexStep};
-pub use solve::{BaseImage, BuildError, BuildOutcome, BuildRequest};
+pub use solve::{Attestations, BaseImage, BuildError, BuildOutcome, BuildRequest};
 pub use transport::{Address, EngineSocket, TlsFiles};
 
 use anyhow::anyhow;

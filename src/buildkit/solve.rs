@@ -8,6 +8,7 @@ use super::progress::Progress;
 use super::session::{LocalDir, Session};
 use super::Client;
 use crate::credentials::CredentialStore;
+use crate::spec::attest::ProvenanceMode;
 use bollard_buildkit_proto::moby::buildkit::v1::{CacheOptions, SolveRequest, StatusRequest};
 use indexmap::IndexMap;
 use sha2::Digest;
@@ -51,6 +52,65 @@ pub struct BuildRequest {
     pub base: Option<BaseImage>,
     /// More (key, value) pairs recorded in the image the same way as `base`.
     pub record: Attrs,
+    /// Provenance and SBOM attached to the pushed image (a buildkitd's image exporter only).
+    pub attest: Attestations,
+}
+
+/// What BuildKit attaches to an image as in-toto attestations in its index. The engine's
+/// v0.8 has no attestations; a request for it carries none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attestations {
+    /// SLSA provenance; None: none.
+    pub provenance: Option<ProvenanceMode>,
+    /// An SBOM: None, none; `Some(None)`, from BuildKit's default generator image.
+    pub sbom: Option<Option<String>>,
+    /// Who built it (the CI run's address), for the provenance's `builder.id`.
+    pub builder_id: Option<String>,
+    /// The repository and commit the context comes from (the provenance's source).
+    pub source: Option<String>,
+    pub revision: Option<String>,
+}
+
+impl Attestations {
+    pub fn is_empty(&self) -> bool {
+        self.provenance.is_none() && self.sbom.is_none()
+    }
+}
+
+/// The frontend attributes that ask for `a` (`attest:provenance=mode=min`, `attest:sbom`,
+/// `vcs:source`, `vcs:revision`), as buildx sends them. Values with a comma would break
+/// BuildKit's CSV parsing of `attest:` values, so such a builder id is left out.
+pub fn attest_attrs(a: &Attestations) -> Attrs {
+    let mut out = vec![];
+    if let Some(mode) = a.provenance {
+        let mut v = format!(
+            "mode={}",
+            match mode {
+                ProvenanceMode::Max => "max",
+                _ => "min",
+            }
+        );
+        if let Some(id) = a.builder_id.as_ref().filter(|id| !id.contains(',')) {
+            v.push_str(&format!(",builder-id={id}"));
+        }
+        out.push(("attest:provenance".into(), v));
+    }
+    if let Some(generator) = &a.sbom {
+        let v = match generator {
+            Some(g) => format!("generator={g}"),
+            None => String::new(),
+        };
+        out.push(("attest:sbom".into(), v));
+    }
+    if !a.is_empty() {
+        if let Some(s) = &a.source {
+            out.push(("vcs:source".into(), s.clone()));
+        }
+        if let Some(r) = &a.revision {
+            out.push(("vcs:revision".into(), r.clone()));
+        }
+    }
+    out
 }
 
 /// Attributes of a Solve request, as (key, value).
@@ -215,14 +275,21 @@ pub fn solve_request(
         "image"
     };
     let mut frontend = frontend_attrs(req);
+    // An index is pushed for several platforms, and for one with attestations: the
+    // records then go on the index too.
+    let index = req.platforms.len() > 1 || (!moby && !req.attest.is_empty());
+    let manifests = if index { 2 } else { 1 };
     if let Some(base) = &req.base {
-        let (e, f) = base_record(base, moby, req.platforms.len());
+        let (e, f) = base_record(base, moby, manifests);
         exporter_attrs.extend(e);
         frontend.extend(f);
     }
-    let (e, f) = record(&req.record, moby, req.platforms.len());
+    let (e, f) = record(&req.record, moby, manifests);
     exporter_attrs.extend(e);
     frontend.extend(f);
+    if !moby {
+        frontend.extend(attest_attrs(&req.attest));
+    }
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -508,6 +575,43 @@ mod tests {
             push: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn attestations_are_frontend_attributes_of_a_buildkitd_request_only() {
+        let mut r = req();
+        r.attest = Attestations {
+            provenance: Some(ProvenanceMode::Max),
+            sbom: Some(Some("127.0.0.1:5000/gen:1".into())),
+            builder_id: Some("https://github.com/o/r/actions/runs/7".into()),
+            source: Some("https://github.com/o/r".into()),
+            revision: Some("abc".into()),
+        };
+        let a = solve_request(&r, false, "ref1", "s").frontend_attrs;
+        assert_eq!(
+            a["attest:provenance"],
+            "mode=max,builder-id=https://github.com/o/r/actions/runs/7"
+        );
+        assert_eq!(a["attest:sbom"], "generator=127.0.0.1:5000/gen:1");
+        assert_eq!(a["vcs:source"], "https://github.com/o/r");
+        assert_eq!(a["vcs:revision"], "abc");
+        let engine = solve_request(&r, true, "ref1", "s").frontend_attrs;
+        assert!(!engine
+            .keys()
+            .any(|k| k.starts_with("attest:") || k.starts_with("vcs:")));
+        r.attest = Attestations {
+            provenance: Some(ProvenanceMode::Min),
+            sbom: Some(None),
+            builder_id: Some("a,b".into()),
+            ..Default::default()
+        };
+        let a = solve_request(&r, false, "ref1", "s").frontend_attrs;
+        assert_eq!(a["attest:provenance"], "mode=min");
+        assert_eq!(a["attest:sbom"], "");
+        let a = solve_request(&req(), false, "ref1", "s").frontend_attrs;
+        assert!(!a
+            .keys()
+            .any(|k| k.starts_with("attest:") || k.starts_with("vcs:")));
     }
 
     #[test]

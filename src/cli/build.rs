@@ -123,6 +123,11 @@ pub struct BuildArgs {
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Sign each tested image with this key before it gets its tag (cosign's `.sig`
+    /// form; `cosign verify --key cosign.pub` accepts it): cosign's key file (its password
+    /// in COSIGN_PASSWORD) or a PEM ECDSA P-256 key [default: the spec's `sign.key`].
+    #[arg(long, value_name = "PATH", env = "STACKCTL_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -135,6 +140,13 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
     let dirs = ArtifactDirs::new(&args.artifacts);
     dirs.create()?;
     let _run_log = RunLog::global().start(&dirs.run_log())?;
+    let signer = match args.sign_key.as_ref().or(spec.sign_key.as_ref()) {
+        Some(path) => {
+            let password = std::env::var("COSIGN_PASSWORD").ok();
+            Some(crate::signing::Signer::load(path, password.as_deref())?)
+        }
+        None => None,
+    };
     let credentials = args.registry.credentials()?;
     let registry = args.registry.client_with(credentials.clone())?;
     // Every node of the pool; those that do not answer are left out with a warning.
@@ -160,6 +172,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         build_time: chrono::Utc::now(),
         wiki_max_pages: args.wiki_max_pages,
         platforms: args.platform.clone(),
+        signer,
     };
     let summary = run_stack(
         &spec,

@@ -217,7 +217,9 @@ pub async fn run_build_image(args: BuildImageArgs, _g: &GlobalArgs) -> anyhow::R
         .client_with(credentials.clone())
         .inspect_err(|e| tracing::warn!("no default cache sources: {e:#}"))
         .ok();
+    let commit = one_image::head_commit(&a.spec.repo);
     let one = OneImage {
+        commit: commit.as_deref(),
         spec: &spec,
         image,
         tag: &tag,

@@ -26,6 +26,8 @@ pub enum ExitStatus {
     /// 5: `tag`: superseded: a concurrent promotion of a newer source is writing the same
     /// targets; this run stopped writing.
     Superseded = 5,
+    /// 6: `tag`: a source lacks a required signature or attestation; nothing moved.
+    Unverified = 6,
     /// 130: interrupted (SIGINT or SIGTERM), as shells report 128 + SIGINT.
     Interrupted = 130,
 }
@@ -49,6 +51,8 @@ pub struct WithStatus {
 pub fn exit_status_of(err: &anyhow::Error) -> ExitStatus {
     if let Some(w) = err.chain().find_map(|e| e.downcast_ref::<WithStatus>()) {
         w.status
+    } else if err.chain().any(|e| e.is::<crate::exit::Unverified>()) {
+        ExitStatus::Unverified
     } else if err.chain().any(|e| e.is::<Interrupted>()) {
         ExitStatus::Interrupted
     } else if err.chain().any(|e| e.is::<Failed>()) {

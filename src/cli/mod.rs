@@ -88,6 +88,8 @@ pub enum Command {
     Retag(registry::RetagArgs),
     /// Promote a whole stack to a stable tag (all or nothing).
     Tag(registry::TagArgs),
+    /// Show an image's signatures and attestations, for each platform.
+    Verify(registry::VerifyArgs),
     /// Build one image of the stack through BuildKit.
     BuildImage(buildkit::BuildImageArgs),
     /// Talk to a BuildKit daemon.
@@ -135,6 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Plan(a) => plan::run(a, &g).await,
         Command::Exists(a) => registry::run_exists(a, &g).await,
         Command::Retag(a) => registry::run_retag(a, &g).await,
+        Command::Verify(a) => registry::run_verify(a, &g).await,
         Command::Tag(a) => registry::run_tag(a, &g).await,
         Command::BuildImage(a) => buildkit::run_build_image(a, &g).await,
         Command::Buildkit(c) => buildkit::run_buildkit(c, &g).await,

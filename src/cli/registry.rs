@@ -33,6 +33,82 @@ pub struct ExistsArgs {
     pub registry: RegistryApiArgs,
 }
 
+/// `stackctl verify`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Reads the image's manifest (each platform's, for an index), its \
+attestation manifests and cosign's `sha256-<hex>.sig` signature tags; nothing is pulled. \
+Exit 0: everything asked for is there; 1: a signature or attestation asked for is missing \
+or invalid (each named on stderr); 2: bad input or the registry cannot be read."
+)]
+pub struct VerifyArgs {
+    /// The image, e.g. ghcr.io/owner/image:2026.3-stable.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Check the signatures against this public key (cosign.pub, PEM ECDSA P-256): the
+    /// image's own digest and each platform's must be signed by it.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub key: Option<PathBuf>,
+    /// Attestations every platform must have (provenance, sbom; a comma list).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub require_attestation: Vec<crate::promote::evidence::Required>,
+    /// Print one JSON document: {reference, digest, signature, platforms: [{platform,
+    /// digest, signature, attestations}], lacking}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryApiArgs,
+}
+
+pub async fn run_verify(a: VerifyArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let registry = a.registry.with_endpoints();
+    let r = ImageRef::parse(&a.reference)?;
+    let key = a
+        .key
+        .as_deref()
+        .map(crate::signing::Verifier::load)
+        .transpose()?;
+    let client = registry.client()?;
+    let ev = crate::promote::evidence::inspect(&client, &r, key.as_ref()).await?;
+    let lacking = ev.lacking(&a.require_attestation, key.is_some());
+    if a.json {
+        let mut doc = serde_json::to_value(&ev)?;
+        doc["lacking"] = serde_json::json!(lacking);
+        super::output::print_json(&doc)?;
+    } else {
+        let sig = |s: &Option<crate::signing::Verdict>| match s {
+            None => "not checked (no --key)".to_string(),
+            Some(crate::signing::Verdict::Signed) => "signed by the key".into(),
+            Some(crate::signing::Verdict::Unsigned) => "unsigned".into(),
+            Some(crate::signing::Verdict::Invalid(why)) => format!("invalid: {why}"),
+        };
+        outln!("{} {}", ev.reference, ev.digest);
+        outln!("  signature: {}", sig(&ev.signature));
+        for p in &ev.platforms {
+            outln!("  {} {}", p.platform, p.digest);
+            outln!("    signature: {}", sig(&p.signature));
+            if p.attestations.is_empty() {
+                outln!("    attestations: none");
+            }
+            for s in &p.attestations {
+                outln!(
+                    "    attestation: {} ({})",
+                    s.predicate_type,
+                    crate::sizes::human_size(s.size)
+                );
+            }
+        }
+    }
+    for l in &lacking {
+        tracing::error!("{}: {l}", ev.reference);
+    }
+    Ok(if lacking.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
 /// `stackctl retag`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -141,6 +217,15 @@ pub struct TagArgs {
     /// about to write (0s: report the first whole read-back).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub confirm_after: std::time::Duration,
+    /// Promote only images signed by this key (cosign.pub, PEM): every source image is
+    /// checked before any tag moves; one unsigned or badly signed image moves nothing and
+    /// exits 6, naming it.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    pub require_signature: Option<PathBuf>,
+    /// Promote only images whose every platform has these attestations (provenance, sbom;
+    /// a comma list): checked like --require-signature, exit 6.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub require_attestation: Vec<crate::promote::evidence::Required>,
     #[command(flatten)]
     pub registry: RegistryApiArgs,
 }
@@ -261,6 +346,14 @@ pub async fn run_tag(a: TagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus> 
         request_timeout: a.request_timeout,
         cancel: super::interrupt::token(),
         confirm_after: a.confirm_after,
+        require: crate::promote::evidence::Requirements {
+            signature: a
+                .require_signature
+                .as_deref()
+                .map(crate::signing::Verifier::load)
+                .transpose()?,
+            attestations: a.require_attestation.clone(),
+        },
     };
     let prepared = stack::prepare(&spec, &opts)?;
     let promotion = prepared.promote(client.as_ref()).await?;

@@ -50,6 +50,36 @@ pub fn no_engine_error(needs: &[(String, String)], cause: &str) -> String {
     )
 }
 
+/// Images built on an engine's BuildKit (at `address`) get no attestations: v0.8 has none.
+/// Ok(Some(line)): say so once and go on; Err: an image has `attest.required`, so the run
+/// stops before anything is built.
+pub fn attest_check<'a>(
+    images: impl IntoIterator<Item = &'a ImageSpec>,
+    address: &str,
+) -> Result<Option<String>, String> {
+    let (mut wanting, mut required) = (vec![], vec![]);
+    for i in images {
+        if i.attest.any() {
+            wanting.push(i.key.as_str());
+            if i.attest.required {
+                required.push(i.key.as_str());
+            }
+        }
+    }
+    if !required.is_empty() {
+        return Err(format!(
+            "the Docker engine's BuildKit at {address} cannot attach provenance or an SBOM, and `attest.required` is set for {}; nothing was built (build through a buildkitd, or set attest.required: false)",
+            required.join(", ")
+        ));
+    }
+    Ok((!wanting.is_empty()).then(|| {
+        format!(
+            "the Docker engine's BuildKit at {address} cannot attach provenance or an SBOM: {} built without attestations",
+            wanting.join(", ")
+        )
+    }))
+}
+
 /// Ask the engine for its version: None when it answers.
 pub async fn engine_unreachable() -> Option<String> {
     let docker = match crate::containers::docker().await {
@@ -82,11 +112,36 @@ mod tests {
                 ..Default::default()
             },
             cache: Default::default(),
+            attest: Default::default(),
             tags: vec![],
             platforms: vec![],
             integration_platforms: vec![],
             line: None,
         }
+    }
+
+    #[test]
+    fn the_engine_cannot_attest() {
+        use crate::spec::attest::{AttestSpec, ProvenanceMode};
+        let mut a = image(false, None);
+        a.key = "a".into();
+        let mut b = a.clone();
+        b.key = "b".into();
+        b.attest = AttestSpec {
+            provenance: ProvenanceMode::Off,
+            ..Default::default()
+        };
+        let line = attest_check([&a, &b], "unix:///run/docker.sock")
+            .unwrap()
+            .unwrap();
+        assert!(
+            line.contains("cannot attach provenance") && line.contains(": a built"),
+            "{line}"
+        );
+        assert_eq!(attest_check([&b], "x").unwrap(), None);
+        a.attest.required = true;
+        let e = attest_check([&a, &b], "unix:///run/docker.sock").unwrap_err();
+        assert!(e.contains("`attest.required` is set for a;"), "{e}");
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     }
     platform_steps::record_single(report, job.selection);
-    if let Some(d) = &built.pushed_digest {
+    if let Some(d) = built.parent_of_children() {
         // Children build FROM this digest, tagged or not.
         run.record_digest(job.key, d);
     }
@@ -143,6 +143,15 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     }
     if job.push {
+        // Through a buildkitd the tested image is signed before its tag names it.
+        if let Some(d) = &built.pushed_digest {
+            let mut children: Vec<String> = manifests.iter().map(|(_, d)| d.clone()).collect();
+            children.extend(built.base_digest.clone());
+            match parts.publisher.sign(d, &children).await {
+                Ok(signed) => report.signed = signed,
+                Err(e) => return report.fail(ImageStep::Push, format!("signing failed: {e:#}")),
+            }
+        }
         let t0 = std::time::Instant::now();
         let pushed = tokio::select! {
             r = parts.publisher.publish(&built) => Some(r),
@@ -166,7 +175,24 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         };
         let digest = pushed;
         report.pushed = true;
-        run.record_digest(job.key, &digest);
+        if built.pushed_digest.is_none() {
+            // The engine's push gave the digest only now.
+            match parts.publisher.sign(&digest, &[]).await {
+                Ok(signed) => report.signed = signed,
+                Err(e) => {
+                    report.digest = Some(digest);
+                    return report.fail(ImageStep::Push, format!("signing failed: {e:#}"));
+                }
+            }
+        }
+        run.record_digest(
+            job.key,
+            built
+                .base_digest
+                .as_deref()
+                .filter(|_| built.pushed_digest.as_deref() == Some(&digest))
+                .unwrap_or(&digest),
+        );
         report.digest = Some(digest);
         platform_steps::record_single(report, job.selection);
 

@@ -55,6 +55,14 @@ pub fn current_branch(repo: &Path) -> anyhow::Result<String> {
 /// The tag the image gets: `given` (checked), else the one `plan` gives a build of the
 /// repository at `repo`: `<prefix>-<branch>`, or with `tag.suffix: commit` the checked-out
 /// commit's `<prefix>-<short commit>`.
+/// The commit at HEAD of `repo`, for the provenance; None outside a repository.
+pub fn head_commit(repo: &Path) -> Option<String> {
+    let git = crate::plan::git::open(repo).ok()?;
+    crate::plan::git::resolve_commit(&git, "HEAD", "HEAD")
+        .ok()
+        .map(|o| o.to_string())
+}
+
 pub fn image_tag(spec: &Spec, repo: &Path, given: Option<&str>) -> anyhow::Result<String> {
     if let Some(t) = given {
         if !crate::tag::is_valid_tag(t) {

@@ -4,7 +4,7 @@
 
 use crate::bases;
 use crate::buildkit::{
-    BaseImage, BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress,
+    Attestations, BaseImage, BuildError, BuildOutcome, BuildRequest, CacheExport, Kind, Progress,
 };
 use crate::credentials::CredentialStore;
 use crate::registry::{ImageRef, RegistryClient};
@@ -72,6 +72,60 @@ pub struct RequestInputs<'a> {
     /// Where the build log goes.
     pub log: Option<PathBuf>,
     pub overrides: &'a Overrides,
+    /// The commit built, for the provenance's source (None: not known).
+    pub commit: Option<&'a str>,
+}
+
+/// The CI run a build belongs to, as GitHub Actions describes it in the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GithubRun {
+    /// `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY`.
+    pub repository: Option<String>,
+    /// `…/actions/runs/$GITHUB_RUN_ID`: the provenance's builder.
+    pub run: Option<String>,
+}
+
+impl GithubRun {
+    pub fn from_env() -> GithubRun {
+        Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> GithubRun {
+        let server = var("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
+        let repository =
+            var("GITHUB_REPOSITORY").map(|r| format!("{}/{r}", server.trim_end_matches('/')));
+        let run = match (&repository, var("GITHUB_RUN_ID")) {
+            (Some(r), Some(id)) => Some(format!("{r}/actions/runs/{id}")),
+            _ => None,
+        };
+        GithubRun { repository, run }
+    }
+}
+
+/// What BuildKit attaches to a pushed image: the spec's `attest:` through a buildkitd, and
+/// nothing through the engine's BuildKit (which cannot) or for an image that is not pushed.
+pub fn attestations(
+    image: &ImageSpec,
+    kind: &Kind,
+    pushed: bool,
+    commit: Option<&str>,
+    run: &GithubRun,
+) -> Attestations {
+    use crate::spec::attest::{ProvenanceMode, Sbom};
+    if kind.is_engine() || !pushed {
+        return Attestations::default();
+    }
+    let a = &image.attest;
+    Attestations {
+        provenance: (a.provenance != ProvenanceMode::Off).then_some(a.provenance),
+        sbom: match &a.sbom {
+            Sbom::Off => None,
+            Sbom::On(g) => Some(g.clone()),
+        },
+        builder_id: run.run.clone(),
+        source: run.repository.clone(),
+        revision: commit.filter(|c| !c.is_empty()).map(str::to_string),
+    }
 }
 
 /// A request, and the parent digest its `BASE_TAG` names (None for a root image, a
@@ -139,7 +193,9 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
             digest: d.clone(),
         })
     });
+    let pushed = by_digest || i.delivery == Delivery::Tagged;
     let request = BuildRequest {
+        attest: attestations(image, i.kind, pushed, i.commit, &GithubRun::from_env()),
         base,
         label: image.key.clone(),
         context: image.dir(i.spec),
@@ -163,7 +219,7 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         .collect(),
         cache_from,
         no_cache: i.overrides.no_cache,
-        push: by_digest || i.delivery == Delivery::Tagged,
+        push: pushed,
         push_by_digest: by_digest,
         cache_to: i
             .overrides
@@ -205,6 +261,8 @@ pub struct OneImage<'a> {
     /// cache source.
     pub registry: Option<&'a RegistryClient>,
     pub log: Option<PathBuf>,
+    /// The commit built (the provenance's revision).
+    pub commit: Option<&'a str>,
 }
 
 /// Build one image on `node`, with the request `stackctl build` makes for it (and the
@@ -246,6 +304,7 @@ pub async fn build_image(
         credentials: one.credentials.clone(),
         log: one.log.clone(),
         overrides: one.overrides,
+        commit: one.commit,
     });
     let mut request = prepared.request;
     if let Some(registry) = one.registry {
@@ -432,6 +491,7 @@ mod tests {
             credentials: CredentialStore::default(),
             log: None,
             overrides,
+            commit: Some("c0ffee"),
         })
     }
 

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<crate::spec::platform::Platform>,
+    /// The key that signs each tested image (`--sign-key`, else the spec's `sign.key`).
+    pub signer: Option<crate::signing::Signer>,
 }
 
 /// What a run did.
@@ -108,6 +110,7 @@ pub async fn run(
         source: plan.source.clone(),
         build_time: opts.build_time,
         platforms: opts.platforms.clone(),
+        signer: opts.signer.as_ref(),
     };
     let gha = GithubActions::from_env();
     let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;
@@ -287,6 +290,16 @@ async fn check_engine(
         for img in &images {
             super::engine::check_runner(img, node.kind().is_engine(), &addr)
                 .map_err(anyhow::Error::msg)?;
+        }
+    }
+    if push {
+        if let Some(node) = pool.nodes.iter().find(|n| n.kind().is_engine()) {
+            let addr = node.address().to_string();
+            if let Some(line) = super::engine::attest_check(images.iter().copied(), &addr)
+                .map_err(anyhow::Error::msg)?
+            {
+                tracing::warn!("{line}");
+            }
         }
     }
     // Through an engine's BuildKit the engine has answered already.

@@ -117,6 +117,7 @@ impl<'a, 'c> Real<'a, 'c> {
                 platforms: selection.platforms.clone(),
                 ..Default::default()
             },
+            commit: Some(&ctx.commit),
         });
         if let Some(parent) = &image.depend_on {
             match (&parent_digest, image.build_args.contains_key("BASE_TAG")) {
@@ -204,9 +205,16 @@ impl Builder for Real<'_, '_> {
             Some(d) => format!("{}@{d}", self.image.image_name),
             None => self.planned.reference.clone(),
         };
+        let base_digest = match (&pushed_digest, self.prepared.request.platforms.len()) {
+            (Some(d), 0 | 1) if !self.prepared.request.attest.is_empty() => {
+                single_platform(self.ctx.registry, &self.image.image_name, d).await
+            }
+            _ => None,
+        };
         Ok(Built {
             pushed_digest,
             test_ref,
+            base_digest,
         })
     }
 }
@@ -322,6 +330,24 @@ impl Publisher for Real<'_, '_> {
         Ok(head.map(|d| d.digest).filter(|d| d == tested))
     }
 
+    async fn sign(&self, digest: &str, manifests: &[String]) -> anyhow::Result<Vec<String>> {
+        let Some(signer) = self.ctx.signer else {
+            return Ok(vec![]);
+        };
+        let repository = ImageRef::parse(&self.image.image_name)?;
+        let mut signed = vec![];
+        for d in std::iter::once(digest).chain(manifests.iter().map(String::as_str)) {
+            if signed.iter().any(|s| s == d) {
+                continue;
+            }
+            crate::signing::cosign::sign(self.ctx.registry, &repository, d, signer)
+                .await
+                .with_context(|| format!("signing {}@{d}", self.image.image_name))?;
+            signed.push(d.to_string());
+        }
+        Ok(signed)
+    }
+
     async fn pushed_manifests(
         &self,
         digest: &str,
@@ -400,6 +426,31 @@ async fn tag_tested(
     let src = ImageRef::parse(&format!("{repository}@{digest}"))?;
     let dst = ImageRef::parse(full)?;
     client.tag_digest(&src, &dst, full).await
+}
+
+/// The one image manifest of the index `repository@digest`, beside its attestations; None
+/// when it is no such index or cannot be read (children are then built FROM the index).
+async fn single_platform(
+    registry: &RegistryClient,
+    repository: &str,
+    digest: &str,
+) -> Option<String> {
+    let r = ImageRef::parse(&format!("{repository}@{digest}")).ok()?;
+    let m = registry
+        .get_manifest(&r)
+        .await
+        .inspect_err(|e| tracing::warn!("{r}: {e}"))
+        .ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes).ok()?;
+    let images: Vec<&serde_json::Value> = v["manifests"]
+        .as_array()?
+        .iter()
+        .filter(|e| !crate::registry::attestation::is_attestation_entry(e))
+        .collect();
+    match images.as_slice() {
+        [one] => one["digest"].as_str().map(str::to_string),
+        _ => None,
+    }
 }
 
 /// Each wanted platform's image manifest digest in the pushed `repository@digest`: the

@@ -45,6 +45,8 @@ pub struct ImageJobContext<'a> {
     pub source: Option<String>,
     /// When the run started (content tags' `{date}`).
     pub build_time: chrono::DateTime<chrono::Utc>,
+    /// Signs each tested image before it gets its tag (`sign:`, `--sign-key`).
+    pub signer: Option<&'a crate::signing::Signer>,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<Platform>,
 }
@@ -103,6 +105,21 @@ pub(crate) struct Built {
     pub pushed_digest: Option<String>,
     /// What the tests run: the image in the engine, or the pushed manifest by digest.
     pub test_ref: String,
+    /// What children are built FROM, when not `pushed_digest`: the one platform's manifest
+    /// of an index that BuildKit made only to hold attestations. Such an index changes
+    /// digest with every build (its provenance has the build's times), and BuildKit keys a
+    /// child's cache on the digest the child is built FROM, so a child rebuilt on a fresh
+    /// node would miss its registry cache.
+    pub base_digest: Option<String>,
+}
+
+impl Built {
+    /// The digest children are built FROM (`BASE_TAG=<tag>@<digest>`).
+    pub fn parent_of_children(&self) -> Option<&str> {
+        self.base_digest
+            .as_deref()
+            .or(self.pushed_digest.as_deref())
+    }
 }
 
 /// Builds the image (BuildKit).
@@ -146,6 +163,13 @@ pub(crate) trait Publisher {
     async fn read_back_tag(&self, built: &Built) -> anyhow::Result<Option<String>> {
         let _ = built;
         Ok(None)
+    }
+    /// Sign `digest` (the tested image) and its platforms' manifests `manifests`, before
+    /// it gets its tag (through the engine, right after its push); the digests signed.
+    /// Nothing when the run has no key.
+    async fn sign(&self, digest: &str, manifests: &[String]) -> anyhow::Result<Vec<String>> {
+        let _ = (digest, manifests);
+        Ok(vec![])
     }
     /// Each of `platforms`' manifest digest in the image BuildKit pushed as
     /// `<repository>@<digest>`, read back from the registry.

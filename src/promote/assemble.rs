@@ -125,6 +125,9 @@ pub struct ImageMerge {
     /// The full image name with its tag: the spec's `image_name` and [`Expected::tag`].
     pub image: String,
     pub platforms: Vec<(Platform, String)>,
+    /// What each run pushed (its index, with the attestations of its platforms), whose
+    /// attestation entries the merged index carries over.
+    pub sources: Vec<String>,
     /// The merged report (written once the index is tagged).
     pub report: ImageReport,
 }
@@ -365,6 +368,12 @@ fn image_merge(
         }
     }
     let content_tags = agreed_content_tags(&image, found, problems);
+    let mut sources: Vec<String> = vec![];
+    for d in found.iter().filter_map(|(_, _, r)| r.digest.clone()) {
+        if !sources.contains(&d) {
+            sources.push(d);
+        }
+    }
     let mut report = first.clone();
     report.image = image.clone();
     report.platforms = reports;
@@ -378,6 +387,7 @@ fn image_merge(
             .collect(),
         image,
         platforms,
+        sources,
         report,
     })
 }
@@ -511,7 +521,7 @@ pub async fn make_indexes(
     for m in &plan.images {
         let r = repository_of(&m.image)?;
         let index = client
-            .make_index(&r, &m.platforms)
+            .make_index_with(&r, &m.platforms, &m.sources)
             .await
             .with_context(|| format!("{}: cannot make its index", m.image))?;
         out.push(Merged {

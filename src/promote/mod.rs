@@ -10,6 +10,7 @@
 //!   then tagged.
 
 pub mod assemble;
+pub mod evidence;
 pub mod lineage;
 pub mod order;
 pub mod stack;

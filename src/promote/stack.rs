@@ -48,6 +48,8 @@ pub struct Options {
     pub cancel: tokio_util::sync::CancellationToken,
     /// The wait before a whole read-back is read again and reported (`--confirm-after`).
     pub confirm_after: std::time::Duration,
+    /// What every source must carry (`--require-signature`, `--require-attestation`).
+    pub require: crate::promote::evidence::Requirements,
 }
 
 /// Source and target full names, in spec (or Home.md) order.
@@ -258,6 +260,7 @@ impl ReadyPromotion<'_> {
                     read_back_timeout: opts.request_timeout,
                     cancel: opts.cancel.clone(),
                     confirm_after: opts.confirm_after,
+                    require: opts.require.clone(),
                 };
                 Ok(Promotion::Registry(
                     transaction::promote(c, &self.moves, &topts).await?,

@@ -110,6 +110,8 @@ pub struct Options {
     /// reporting it promoted: a concurrent promotion of a newer source may still be writing
     /// (zero: report the first whole read-back).
     pub confirm_after: Duration,
+    /// What every source must carry (a signature, attestations), checked before any write.
+    pub require: crate::promote::evidence::Requirements,
 }
 
 /// At most this many roll-forward rounds after the first PUT round (each already retried by
@@ -317,6 +319,24 @@ pub async fn promote(
 
     // 2. The stack must fit together: each child built FROM the parent promoted with it.
     check_lineage(client, steps, &manifests).await?;
+    if !opts.require.is_empty() {
+        let sources: Vec<(String, ImageRef)> = steps
+            .iter()
+            .map(|s| (s.source_name.clone(), s.source.clone()))
+            .collect();
+        let lacking = crate::promote::evidence::check(client, &sources, &manifests, &opts.require)
+            .await
+            .context("cannot read the sources' signatures and attestations; nothing was changed")?;
+        if !lacking.is_empty() {
+            return Err(crate::exit::Unverified(format!(
+                "refusing to promote: {} of {} images lack what is required; nothing was changed:\n  {}",
+                lacking.len(),
+                steps.len(),
+                lacking.join("\n  ")
+            ))
+            .into());
+        }
+    }
 
     // 3. The plan.
     let todo: Vec<usize> = (0..steps.len())

@@ -24,6 +24,8 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// What we accept for a manifest: the four kinds, so the registry never converts one.
+/// GHCR answers MANIFEST_UNKNOWN to a GET of an index (BuildKit's attestations always make
+/// one) when the OCI index type is missing here, so it must stay in the list.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// A manifest exactly as the registry stores it.
@@ -741,6 +743,20 @@ async fn exists_one(client: &RegistryClient, r: &ImageRef) -> ExistsResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GHCR's rule: an index is found only when its media type is accepted.
+    #[test]
+    fn manifest_reads_accept_every_kind_an_index_above_all() {
+        let kinds: Vec<&str> = MANIFEST_ACCEPT.split(", ").collect();
+        for k in [
+            OCI_INDEX,
+            DOCKER_MANIFEST_LIST,
+            OCI_MANIFEST,
+            DOCKER_MANIFEST,
+        ] {
+            assert!(kinds.contains(&k), "{k} missing from {MANIFEST_ACCEPT}");
+        }
+    }
 
     #[test]
     fn urls_through_the_schemes() {

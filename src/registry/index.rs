@@ -29,6 +29,19 @@ pub struct IndexEntry {
 pub struct MadeIndex {
     pub manifest: Manifest,
     pub entries: Vec<IndexEntry>,
+    /// Attestation manifests carried over, after the platforms (see
+    /// [`RegistryClient::make_index_with`]).
+    pub attestations: Vec<CarriedEntry>,
+}
+
+/// An index entry taken as it was from another index: an attestation manifest, with its
+/// annotations and its `unknown/unknown` platform.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CarriedEntry {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 fn invalid(r: &ImageRef, reason: String) -> RegistryError {
@@ -88,8 +101,62 @@ impl RegistryClient {
                 size: m.bytes.len() as u64,
             });
         }
-        let manifest = index_manifest(repository, &entries)?;
-        Ok(MadeIndex { manifest, entries })
+        let manifest = index_manifest(repository, &entries, &[])?;
+        Ok(MadeIndex {
+            manifest,
+            entries,
+            attestations: vec![],
+        })
+    }
+
+    /// [`make_index`](Self::make_index), also listing the attestation manifests that the
+    /// indexes `sources` (digests in the same repository, as BuildKit pushed them) hold for
+    /// these platforms' manifests: the same manifests, by digest, so their bytes and
+    /// signatures stay valid.
+    pub async fn make_index_with(
+        &self,
+        repository: &ImageRef,
+        children: &[(Platform, String)],
+        sources: &[String],
+    ) -> Result<MadeIndex, RegistryError> {
+        let mut made = self.make_index(repository, children).await?;
+        let wanted: Vec<&str> = children.iter().map(|(_, d)| d.as_str()).collect();
+        for source in sources {
+            let at = repository.with_digest(source);
+            let Some(m) = self.get_manifest(&at).await? else {
+                return Err(RegistryError::NotFound {
+                    reference: at.to_string(),
+                });
+            };
+            if m.media_type != OCI_INDEX && m.media_type != DOCKER_MANIFEST_LIST {
+                continue; // one manifest: nothing attached
+            }
+            let v: serde_json::Value = serde_json::from_slice(&m.bytes)
+                .map_err(|e| invalid(&at, format!("the index is not JSON: {e}")))?;
+            for (e, subject) in super::attestation::attestation_entries(&v) {
+                let digest = e["digest"].as_str().unwrap_or_default().to_string();
+                if !wanted.contains(&subject.as_str())
+                    || made.attestations.iter().any(|a| a.digest == digest)
+                {
+                    continue;
+                }
+                made.attestations.push(CarriedEntry {
+                    digest,
+                    media_type: e["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_string(),
+                    size: e["size"].as_u64().unwrap_or(0),
+                    annotations: e["annotations"]
+                        .as_object()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        made.manifest = index_manifest(repository, &made.entries, &made.attestations)?;
+        Ok(made)
     }
 
     /// The config of manifest `m` (at `at`) must say `platform`'s OS and architecture (and
@@ -152,6 +219,7 @@ impl RegistryClient {
 fn index_manifest(
     repository: &ImageRef,
     entries: &[IndexEntry],
+    carried: &[CarriedEntry],
 ) -> Result<Manifest, RegistryError> {
     let bad =
         |e: oci_spec::OciSpecError| invalid(repository, format!("cannot make the index: {e}"));
@@ -181,8 +249,26 @@ fn index_manifest(
         .manifests(manifests)
         .build()
         .map_err(bad)?;
-    let bytes = serde_json::to_vec(&index)
-        .map_err(|e| invalid(repository, format!("cannot write the index: {e}")))?;
+    let write = |e: serde_json::Error| invalid(repository, format!("cannot write the index: {e}"));
+    let mut bytes = serde_json::to_vec(&index).map_err(write)?;
+    if !carried.is_empty() {
+        // oci-spec keeps annotations in a HashMap, whose order changes from run to run; the
+        // same merge must give the same bytes, so these entries are written from sorted maps.
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(write)?;
+        let list = v["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| invalid(repository, "the index has no manifests".into()))?;
+        for c in carried {
+            list.push(serde_json::json!({
+                "mediaType": c.media_type,
+                "digest": c.digest,
+                "size": c.size,
+                "annotations": c.annotations,
+                "platform": {"architecture": "unknown", "os": "unknown"},
+            }));
+        }
+        bytes = serde_json::to_vec(&v).map_err(write)?;
+    }
     Ok(Manifest {
         digest: sha256_digest(&bytes),
         bytes: Bytes::from(bytes),
@@ -236,7 +322,7 @@ mod tests {
                 size: 200,
             },
         ];
-        let m = index_manifest(&r, &entries).unwrap();
+        let m = index_manifest(&r, &entries, &[]).unwrap();
         assert_eq!(m.media_type, DOCKER_MANIFEST_LIST);
         assert_eq!(m.digest, sha256_digest(&m.bytes));
         let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
@@ -258,6 +344,6 @@ mod tests {
         // One OCI child makes it an OCI index.
         let mut oci = entries.clone();
         oci[1].media_type = OCI_MANIFEST.into();
-        assert_eq!(index_manifest(&r, &oci).unwrap().media_type, OCI_INDEX);
+        assert_eq!(index_manifest(&r, &oci, &[]).unwrap().media_type, OCI_INDEX);
     }
 }

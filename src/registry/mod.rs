@@ -10,6 +10,7 @@
 pub const BASE_NAME_KEY: &str = "org.opencontainers.image.base.name";
 pub const BASE_DIGEST_KEY: &str = "org.opencontainers.image.base.digest";
 
+pub mod attestation;
 pub mod client;
 pub mod copy;
 pub mod index;

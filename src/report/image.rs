@@ -158,6 +158,10 @@ pub struct ImageReport {
     pub tests: TestResults,
     /// Bytes the prune step reclaimed (images with `prune: true`).
     pub reclaimed_bytes: Option<u64>,
+    /// The digests signed (cosign's `.sig` tags) before the image got its tag: the pushed
+    /// digest and each platform's manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed: Vec<String>,
     /// The content tags (`tags:` in the spec): which tag names which digest, and what the
     /// build did (created, unchanged, kept on another digest, moved).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -203,6 +207,7 @@ impl ImageReport {
             tests: TestResults::default(),
             reclaimed_bytes: None,
             content_tags: vec![],
+            signed: vec![],
             warnings: vec![],
             builder: None,
             lost_builders: vec![],

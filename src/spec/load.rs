@@ -1,5 +1,6 @@
 //! Reading `spec.yml` and `change_ignore.json` into a [`Spec`].
 
+use super::attest::RawAttest;
 use super::cache::{CacheSpec, RawCache};
 use super::lines::line_of_key;
 use super::model::{ChangeRules, ImageSpec, InfoCmd, Spec, TestSpec};
@@ -133,6 +134,12 @@ struct RawSpec {
     changes: Option<RawChanges>,
     #[serde(default)]
     cache: Option<RawCache>,
+    /// Attestations (see super::attest).
+    #[serde(default)]
+    attest: Option<Value>,
+    /// The signing key (`sign: {key: PATH}`).
+    #[serde(default)]
+    sign: Option<RawSign>,
     /// Content tag templates (see super::tag_template).
     #[serde(default)]
     tags: Option<Value>,
@@ -146,6 +153,13 @@ struct RawSpec {
     tests: Option<super::model::StackTestSpec>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
+}
+
+/// `sign: {key: PATH}`: a cosign or PEM private key, relative to the spec's folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSign {
+    key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +200,9 @@ struct RawImage {
     tests: Option<TestSpec>,
     #[serde(default)]
     cache: Option<RawCache>,
+    /// Attestations (see super::attest).
+    #[serde(default)]
+    attest: Option<Value>,
     /// Content tag templates (see super::tag_template).
     #[serde(default)]
     tags: Option<Value>,
@@ -334,6 +351,14 @@ impl Spec {
             integration_platforms: l
                 .stack_platforms("integration_platforms", raw.integration_platforms.as_ref()),
             cache: raw.cache,
+            attest: raw.attest.as_ref().and_then(|v| {
+                RawAttest::parse(v, "attest")
+                    .map_err(|e| {
+                        let at = l.at(line_of_key(text, "attest", 0));
+                        l.problems.push(format!("{at}: {e}"));
+                    })
+                    .ok()
+            }),
             tests: raw.tests.unwrap_or_default(),
         };
         let images = l.images(raw.images, &stack);
@@ -367,6 +392,7 @@ impl Spec {
             all_info_cmds: raw.all_info_cmds,
             changes,
             warnings,
+            sign_key: raw.sign.map(|s| spec_dir.join(s.key)),
         };
         validate::validate(&mut spec, text, &declared_roots, &mut problems);
         if problems.is_empty() {
@@ -403,6 +429,8 @@ struct StackDefaults {
     integration_platforms: Vec<Platform>,
     /// The stack's `cache:`, merged key by key with an image's.
     cache: Option<RawCache>,
+    /// The stack's `attest:`, merged key by key with an image's.
+    attest: Option<RawAttest>,
     /// The stack's `tests:` (runner, cache), which an image's own keys replace.
     tests: super::model::StackTestSpec,
 }
@@ -574,6 +602,16 @@ impl Loader<'_> {
                 self.problems.push(format!("{at}: image `{key}`: {e}"));
                 CacheSpec::default()
             });
+        let attest = match &ri.attest {
+            None => None,
+            Some(v) => RawAttest::parse(v, &format!("images.{key}.attest"))
+                .map_err(|e| {
+                    let here = self.at(line_in_image(self.text, line, "attest").or(line));
+                    self.problems.push(format!("{here}: image `{key}`: {e}"));
+                })
+                .ok(),
+        };
+        let attest = RawAttest::resolve(stack.attest.as_ref(), attest.as_ref());
         let tags = match &ri.tags {
             Some(v) => super::tag_template::parse_list(v, &format!("images.{key}.tags"))
                 .unwrap_or_else(|errs| {
@@ -611,6 +649,7 @@ impl Loader<'_> {
                 t
             },
             cache,
+            attest,
             tags,
             platforms,
             integration_platforms,

@@ -4,6 +4,7 @@
 //! folders under `images/`, and the old layout with `images/spec.yml` and
 //! `images/change_ignore.json`. See `docs/spec.md` for the reference.
 
+pub mod attest;
 pub mod cache;
 mod lines;
 mod load;

@@ -22,6 +22,8 @@ pub struct Spec {
     pub all_info_cmds: IndexMap<String, InfoCmd>,
     /// Which changed entries under `images/` are ignored or rebuild everything.
     pub changes: ChangeRules,
+    /// `sign.key`: the key that signs each tested image, resolved from the spec's folder.
+    pub sign_key: Option<PathBuf>,
     /// Non-fatal remarks found while loading (unknown keys and the like).
     pub warnings: Vec<String>,
 }
@@ -49,6 +51,8 @@ pub struct ImageSpec {
     pub tests: TestSpec,
     /// Where its build cache goes and comes from (`cache:`, the stack's merged with its own).
     pub cache: super::CacheSpec,
+    /// What BuildKit attaches: provenance, an SBOM (the stack's `attest:` and the image's).
+    pub attest: super::attest::AttestSpec,
     /// Content tag templates (`tags:`): the image's own list, else the stack's.
     pub tags: Vec<super::TagTemplate>,
     /// Target platforms (`platforms:`, the image's own list, else the stack's), e.g.

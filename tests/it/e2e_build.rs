@@ -419,13 +419,34 @@ fn tags_of(host: &str, repository: &str) -> Vec<String> {
     })
 }
 
-/// The layer digests of a manifest.
-fn layers_of(reference: &str) -> Vec<String> {
+/// The manifest of `reference` as JSON, with the reference it was read at: an index of one
+/// platform (BuildKit's attestations make one) stands for that platform's manifest.
+fn image_manifest(reference: &str) -> (ImageRef, Value) {
     let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
-    let r = ImageRef::parse(reference).unwrap();
+    let mut r = ImageRef::parse(reference).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
-    let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    let mut v: Value = serde_json::from_slice(&m.bytes).unwrap();
+    let images: Vec<Value> = v["manifests"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| !stackctl::registry::attestation::is_attestation_entry(e))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let [one] = images.as_slice() {
+        r = r.with_digest(one["digest"].as_str().unwrap());
+        let m = rt.block_on(client.get_manifest(&r)).unwrap().unwrap();
+        v = serde_json::from_slice(&m.bytes).unwrap();
+    }
+    (r, v)
+}
+
+/// The layer digests of a manifest.
+fn layers_of(reference: &str) -> Vec<String> {
+    let (_, v) = image_manifest(reference);
     v["layers"]
         .as_array()
         .unwrap_or_else(|| panic!("{reference} is not a single manifest: {v}"))
@@ -628,6 +649,7 @@ fn registry_cache_serves_a_fresh_buildkitd() {
         ..
     }) = Stack::builder("registry_cache_serves_a_fresh_buildkitd")
         .buildkitd()
+        .release(support::buildkitd::Release::V0_25)
         .example()
         .build()
     else {
@@ -658,8 +680,11 @@ fn registry_cache_serves_a_fresh_buildkitd() {
 
     // A fresh root: nothing local. Branch qa has neither images nor cache of its own, nor a
     // stable tag: main's registry cache is the only source.
-    let second =
-        Buildkitd::start("registry_cache_serves_a_fresh_buildkitd").expect("started once already");
+    let second = Buildkitd::start_release(
+        "registry_cache_serves_a_fresh_buildkitd",
+        support::buildkitd::Release::V0_25,
+    )
+    .expect("started once already");
     let unix = ["--buildkit", second.unix.as_str()];
     let (code, summary, stderr) = build_through(
         ex.path(),
@@ -1780,7 +1805,12 @@ fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
         assert_eq!(recorded.len(), 1, "{yaml:?}");
         let (p, d, ok) = &recorded[0];
         assert_eq!((p.as_str(), *ok), ("linux/arm64", true));
-        assert_eq!(yaml["digest"].as_str(), Some(d.as_str()));
+        // What the run pushed: an index of that platform and its attestation.
+        let pushed = yaml["digest"].as_str().unwrap();
+        assert_eq!(
+            index_platforms(&format!("{host}/mp/{k}@{pushed}")),
+            vec![("linux/arm64".to_string(), d.clone())]
+        );
         let basic = &yaml["platforms"][0]["basic"];
         assert_eq!(basic["passed"].as_u64(), Some(1), "{yaml:?}");
         // The platform's manifest is in the registry, by digest, and is arm64's.
@@ -1806,17 +1836,13 @@ fn a_split_build_pushes_by_digest_leaves_no_tag_and_records_the_platform() {
     remove_engine_images_of(&host);
 }
 
-/// The config of a single image manifest.
+/// The config of a single image manifest (or of an index's one platform).
 fn config_of(reference: &str) -> Value {
     let client = RegistryClient::new(CredentialStore::default(), ClientOptions::default()).unwrap();
-    let r = ImageRef::parse(reference).unwrap();
+    let (r, v) = image_manifest(reference);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let m = client.get_manifest(&r).await.unwrap().unwrap();
-        let v: Value = serde_json::from_slice(&m.bytes).unwrap();
-        let c = v["config"]["digest"].as_str().unwrap();
-        serde_json::from_slice(&client.get_blob(&r, c).await.unwrap()).unwrap()
-    })
+    let c = v["config"]["digest"].as_str().unwrap();
+    serde_json::from_slice(&rt.block_on(client.get_blob(&r, c)).unwrap()).unwrap()
 }
 
 /// Through the engine's BuildKit (v0.8 worker), two platforms, or a split build, are bad
@@ -2082,10 +2108,31 @@ fn split_builds_are_merged_and_a_missing_platform_is_refused() {
             Some(index.digest.as_str())
         );
         let v: Value = serde_json::from_slice(&index.bytes).unwrap();
+        // Each platform's attestation manifest, as each run pushed it, names that platform.
+        let carried: Vec<&str> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+            .map(|m| {
+                m["annotations"]["vnd.docker.reference.digest"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        let platform_digests: Vec<&str> = ["amd64", "arm64"]
+            .iter()
+            .map(|a| recorded[&(k.to_string(), a.to_string())].as_str())
+            .collect();
+        assert_eq!(
+            carried, platform_digests,
+            "{k}: both attestations carried: {v:#}"
+        );
         let listed: Vec<(String, String)> = v["manifests"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|m| m["platform"]["os"] != "unknown")
             .map(|m| {
                 (
                     format!(
@@ -2485,10 +2532,18 @@ fn a_rebuilt_base_alone_is_not_promoted(
     let (code, summary, stderr) = build_through(ex.path(), out.path(), buildkit, &args, &[]);
     assert_eq!(code, 0, "{summary:#}\n{stderr}");
     let old_base = digest_in_registry(&full("base")).unwrap();
+    let mut recorded_of = std::collections::HashMap::new();
     for k in ["analysis", "service"] {
         let (annotation, label) = recorded_base(&full(k));
         let recorded = if annotated { annotation } else { label };
-        assert_eq!(recorded.as_deref(), Some(old_base.as_str()), "{k}");
+        // The base's tag, or its one platform's manifest in the index it names.
+        let (at, _) = image_manifest(&full("base"));
+        let fits = [Some(old_base.clone()), at.digest.clone()];
+        assert!(
+            fits.contains(&recorded),
+            "{k}: {recorded:?} is none of {fits:?}"
+        );
+        recorded_of.insert(k, recorded.unwrap());
     }
     let tag_cmd = |extra: &[&str]| {
         stackctl()
@@ -2517,8 +2572,9 @@ fn a_rebuilt_base_alone_is_not_promoted(
     for k in ["analysis", "service"] {
         assert!(
             err.contains(&format!(
-                "{} was built FROM {old_base}, but {} is promoted as {new_base}",
+                "{} was built FROM {}, but {} is promoted as {new_base}",
                 full(k),
+                recorded_of[k],
                 full("base")
             )),
             "{k}: {err}"

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attest;
 mod base_check;
 mod buildkit;
 mod buildkit_runner;
@@ -17,4 +18,5 @@ mod plan_cli;
 mod plan_registry;
 mod refusals;
 mod registry;
+mod sign;
 mod spec;

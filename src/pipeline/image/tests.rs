@@ -144,6 +144,7 @@ impl Builder for Fake {
         Ok(Built {
             pushed_digest,
             test_ref,
+            base_digest: None,
         })
     }
 }

@@ -59,6 +59,15 @@ pub struct PageFacts {
     index_digest: Option<String>,
     /// One entry (platform None) for a one-platform image.
     platforms: Vec<PlatformFacts>,
+    /// BuildKit's attestations in the index, each with the platform it describes.
+    attestations: Vec<AttestationFacts>,
+}
+
+#[derive(Debug, Clone)]
+struct AttestationFacts {
+    platform: String,
+    attestation: crate::registry::attestation::Attestation,
+    provenance: Option<crate::registry::attestation::Provenance>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,9 +134,25 @@ pub async fn gather(
             }
         });
         let platforms = futures::future::try_join_all(runs).await?;
+        let names: Vec<(String, String)> = platforms
+            .iter()
+            .map(|f| {
+                (
+                    f.meta.digest.clone(),
+                    f.platform.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let attestations = bounded(
+            opts,
+            at,
+            registry::fetch_attestations(&reference, &opts.registry, &names),
+        )
+        .await?;
         return Ok(PageFacts {
             index_digest: Some(index_digest),
             platforms,
+            attestations,
         });
     }
     let meta = bounded(opts, at, registry::fetch_image(&reference, &opts.registry)).await?;
@@ -136,8 +161,20 @@ pub async fn gather(
         .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {at}: {stop}"))?;
+    let own = format!(
+        "{}/{}",
+        meta.config["os"].as_str().unwrap_or("?"),
+        meta.config["architecture"].as_str().unwrap_or("?")
+    );
+    let attestations = bounded(
+        opts,
+        at,
+        registry::fetch_attestations(&reference, &opts.registry, &[(meta.digest.clone(), own)]),
+    )
+    .await?;
     Ok(PageFacts {
         index_digest: None,
+        attestations,
         platforms: vec![PlatformFacts {
             platform: None,
             meta,
@@ -199,8 +236,59 @@ pub fn render_facts(
             page
         }
     };
+    page.push_str(&attestations_section(&facts.attestations));
     page.push_str(&content_tags_section(content_tags));
     Ok(page)
+}
+
+/// The `## Attestations` section (empty text without any): each platform's statements,
+/// then what each provenance says (commit, source, builder, frontend, parameters).
+fn attestations_section(found: &[AttestationFacts]) -> String {
+    if found.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Attestations\n\n| Platform | Predicate type | Size | Digest |\n|----------|----------------|------|--------|\n",
+    );
+    for f in found {
+        for st in &f.attestation.statements {
+            md.push_str(&format!(
+                "| {} | `{}` | {} | `{}` |\n",
+                cell(&f.platform),
+                cell(&st.predicate_type),
+                human_size(st.size),
+                st.digest
+            ));
+        }
+    }
+    for f in found {
+        let Some(p) = &f.provenance else { continue };
+        let or_dash = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| format!("`{}`", cell(v)))
+                .unwrap_or_else(|| "-".into())
+        };
+        md.push_str(&format!("\n### Provenance of {}\n\n", f.platform));
+        md.push_str(&format!("- Commit: {}\n", or_dash(&p.revision)));
+        md.push_str(&format!("- Source: {}\n", or_dash(&p.source)));
+        md.push_str(&format!("- Builder: {}\n", or_dash(&p.builder_id)));
+        md.push_str(&format!("- Frontend: {}\n", or_dash(&p.frontend)));
+        md.push_str(&format!("- Format: {}\n", p.format));
+        let params: Vec<String> = p
+            .parameters
+            .iter()
+            .map(|(k, v)| format!("`{}={}`", cell(k), cell(v)))
+            .collect();
+        md.push_str(&format!(
+            "- Parameters: {}\n",
+            if params.is_empty() {
+                "none recorded (provenance mode=min leaves them out)".to_string()
+            } else {
+                params.join(", ")
+            }
+        ));
+    }
+    md
 }
 
 /// The `## Content Tags` section (empty text without content tags): each tag, the digest

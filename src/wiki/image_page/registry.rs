@@ -114,6 +114,44 @@ pub async fn fetch_platforms(
     Ok(Some((m.digest, out)))
 }
 
+/// The attestations of the index `r` names (none when it is one manifest), each named by
+/// the platform of its subject (`platforms`: manifest digest → platform name), with what
+/// its provenance says. A statement that cannot be read is a warning, not a failed page.
+pub(super) async fn fetch_attestations(
+    r: &ImageRef,
+    access: &RegistryAccess,
+    platforms: &[(String, String)],
+) -> anyhow::Result<Vec<super::AttestationFacts>> {
+    let client = access.client()?;
+    let found = match client.attestations(r).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("attestations of {r} not read: {e}");
+            return Ok(vec![]);
+        }
+    };
+    let mut out = vec![];
+    for attestation in found {
+        let platform = platforms
+            .iter()
+            .find(|(d, _)| *d == attestation.subject)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| format!("`{}`", attestation.subject));
+        let provenance = client
+            .provenance(r, &attestation)
+            .await
+            .inspect_err(|e| tracing::warn!("provenance of {r} not read: {e}"))
+            .ok()
+            .flatten();
+        out.push(super::AttestationFacts {
+            platform,
+            attestation,
+            provenance,
+        });
+    }
+    Ok(out)
+}
+
 fn is_index(media_type: &str) -> bool {
     media_type == crate::registry::client::OCI_INDEX
         || media_type == crate::registry::client::DOCKER_MANIFEST_LIST

@@ -2,8 +2,10 @@
 //! loopback `tcp://` address with mutual TLS (certificates made here with rcgen, X.509 v3)
 //! and one `unix://` socket. Stopped (SIGTERM, then SIGKILL) when dropped.
 //!
-//! The binary: `STACKCTL_BUILDKITD`, else `buildkitd` on PATH, else
-//! `<repo>/../shared/tools/buildkit/buildkitd`. With none, [`Buildkitd::start`] returns None
+//! The binary: `STACKCTL_BUILDKITD`, else `buildkitd` on PATH, else the current release
+//! `<repo>/../shared/tools/buildkit-v0.32.2/buildkitd`, else v0.25.2 at
+//! `<repo>/../shared/tools/buildkit/buildkitd`. Tests where the two releases store things
+//! differently (attestations, caches) ask for one by [`Release`]. With none, [`Buildkitd::start`] returns None
 //! after printing that the test is skipped and why; with `CI=true` it panics instead, in
 //! one line, since CI must run these tests.
 #![allow(dead_code)]
@@ -13,8 +15,42 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where the tests look for buildkitd, for messages.
-pub const WHERE: &str =
-    "STACKCTL_BUILDKITD, else buildkitd on PATH, else <repo>/../shared/tools/buildkit/buildkitd";
+pub const WHERE: &str = "STACKCTL_BUILDKITD, else buildkitd on PATH, else <repo>/../shared/tools/buildkit-v0.32.2/buildkitd, else <repo>/../shared/tools/buildkit/buildkitd";
+
+/// Which BuildKit release a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Whatever [`binary`] finds (the current release when the shared tools are there).
+    Default,
+    /// v0.25.2: attestations as plain image manifests, SLSA v0.2 provenance.
+    V0_25,
+    /// v0.32.2: attestations as OCI artifacts, SLSA v1 provenance.
+    V0_32,
+}
+
+impl Release {
+    /// The binary: `STACKCTL_BUILDKITD_V025` / `_V032`, else the shared tools' copy.
+    pub fn binary(self) -> Option<PathBuf> {
+        let (var, folder) = match self {
+            Release::Default => return binary(),
+            Release::V0_25 => ("STACKCTL_BUILDKITD_V025", "buildkit"),
+            Release::V0_32 => ("STACKCTL_BUILDKITD_V032", "buildkit-v0.32.2"),
+        };
+        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(p));
+        }
+        shared(folder)
+    }
+}
+
+fn shared(folder: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared/tools")
+        .join(folder)
+        .join("buildkitd");
+    p.is_file().then_some(p)
+}
 
 /// The buildkitd binary, if one is found.
 pub fn binary() -> Option<PathBuf> {
@@ -35,10 +71,7 @@ pub fn binary() -> Option<PathBuf> {
             }
         }
     }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("shared/tools/buildkit/buildkitd");
-    shared.is_file().then_some(shared)
+    shared("buildkit-v0.32.2").or_else(|| shared("buildkit"))
 }
 
 /// A running buildkitd.
@@ -58,7 +91,12 @@ impl Buildkitd {
     /// Start a buildkitd for `test`, or None (the test is skipped, said on stderr) when no
     /// binary is found outside CI.
     pub fn start(test: &str) -> Option<Buildkitd> {
-        let Some(bin) = binary() else {
+        Self::start_release(test, Release::Default)
+    }
+
+    /// [`Buildkitd::start`] of one release.
+    pub fn start_release(test: &str, release: Release) -> Option<Buildkitd> {
+        let Some(bin) = release.binary() else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("no buildkitd found ({WHERE}): CI=true, so the buildkitd tests cannot be skipped");
             }
@@ -66,7 +104,7 @@ impl Buildkitd {
             use std::io::Write;
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED {test}: no buildkitd found ({WHERE})"
+                "SKIPPED {test}: no buildkitd of {release:?} found ({WHERE})"
             );
             return None;
         };

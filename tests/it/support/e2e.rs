@@ -43,6 +43,7 @@ type MakeRepo<R> = Box<dyn FnOnce(&str, &str) -> R>;
 pub struct Builder<R> {
     test: String,
     nodes: usize,
+    release: super::buildkitd::Release,
     base: Base,
     repo: MakeRepo<R>,
 }
@@ -53,6 +54,7 @@ impl Stack<()> {
         Builder {
             test: test.to_string(),
             nodes: 0,
+            release: super::buildkitd::Release::Default,
             base: Base::None,
             repo: Box::new(|_, _| ()),
         }
@@ -63,6 +65,12 @@ impl<R> Builder<R> {
     /// One buildkitd node.
     pub fn buildkitd(self) -> Self {
         self.buildkitds(1)
+    }
+
+    /// The nodes run this BuildKit release.
+    pub fn release(mut self, release: super::buildkitd::Release) -> Self {
+        self.release = release;
+        self
     }
 
     /// `n` buildkitd nodes, each with its own root and CA.
@@ -100,6 +108,7 @@ impl<R> Builder<R> {
         Builder {
             test: self.test,
             nodes: self.nodes,
+            release: self.release,
             base: self.base,
             repo: Box::new(make),
         }
@@ -110,7 +119,7 @@ impl<R> Builder<R> {
     pub fn build(self) -> Option<Stack<R>> {
         let mut nodes = vec![];
         for i in 0..self.nodes {
-            match Buildkitd::start(&self.test) {
+            match Buildkitd::start_release(&self.test, self.release) {
                 Some(node) => nodes.push(node),
                 None if i == 0 => return None,
                 None => panic!("{}: one buildkitd started already", self.test),

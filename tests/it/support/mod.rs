@@ -15,6 +15,7 @@
 pub mod action_runner;
 pub mod buildkitd;
 pub mod cli;
+pub mod cosign;
 pub mod e2e;
 pub mod example;
 pub mod git_repo;
@@ -22,6 +23,7 @@ pub mod hand_made;
 pub mod images;
 pub mod platforms;
 pub mod proxy;
+pub mod sbom;
 pub mod token_server;
 
 pub use cli::{outcome, stackctl, text};
