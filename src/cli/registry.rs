@@ -305,6 +305,14 @@ pub async fn run_retag(a: RetagArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStat
             src.name()
         );
     }
+    if !src.same_repository(&dst) {
+        // Into another repository the signatures go too (attestations are in the index).
+        let copied =
+            crate::signing::cosign::copy_signatures(&client, &src, &dst, &rep.digest).await?;
+        if !copied.is_empty() {
+            tracing::info!("{}: {} signature tag(s) copied", dst.name(), copied.len());
+        }
+    }
     outln!("{}", rep.digest);
     Ok(ExitStatus::Success)
 }

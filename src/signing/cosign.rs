@@ -111,6 +111,45 @@ pub async fn sign(
     }
 }
 
+/// Copy the signatures of `digest` (in `src`'s repository), and of each manifest it lists
+/// when it is an index, to `dst`'s repository, children first and the index last, so a
+/// copy of the image verifies there too. Returns the `.sig` tags copied.
+pub async fn copy_signatures(
+    client: &RegistryClient,
+    src: &ImageRef,
+    dst: &ImageRef,
+    digest: &str,
+) -> Result<Vec<String>, RegistryError> {
+    let at = src.with_digest(digest);
+    let m = client
+        .get_manifest(&at)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound {
+            reference: at.to_string(),
+        })?;
+    let v: Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
+    let mut digests: Vec<String> = v["manifests"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|e| e["digest"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    digests.push(digest.to_string());
+    let mut copied = vec![];
+    for d in digests {
+        let tag = signature_tag(&d);
+        let from = src.with_tag(&tag);
+        let Some(sig) = client.get_manifest(&from).await? else {
+            continue;
+        };
+        client.retag_manifest(&from, &sig, &dst.with_tag(&tag)).await?;
+        copied.push(tag);
+    }
+    Ok(copied)
+}
+
 /// Check the signatures of `repository@digest` against `verifier`.
 pub async fn verify(
     client: &RegistryClient,

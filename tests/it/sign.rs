@@ -247,6 +247,17 @@ fn a_signed_stack_passes_cosign_verify_before_and_after_promotion() {
             assert!(v.status.success(), "{k}:{t}: {}", outcome(&v));
         }
     }
+    // A retag into another repository carries the signatures: cosign verifies it there.
+    for k in ["base", "kid"] {
+        let mirror = format!("{host}/mirror/{k}:stable");
+        let o = stackctl()
+            .args(["retag", &full(k, "stable"), &mirror])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", outcome(&o));
+        let v = cosign::verify(&cosign, &public, &mirror);
+        assert!(v.status.success(), "{mirror}: {}", outcome(&v));
+    }
     // No SBOM was asked for: requiring one is refused.
     let o = tag(&[&os("2026.3-qa"), &os("--require-attestation"), &os("sbom")]);
     assert_eq!(o.status.code(), Some(6), "{}", outcome(&o));
