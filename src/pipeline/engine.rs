@@ -85,6 +85,7 @@ mod tests {
             tags: vec![],
             platforms: vec![],
             integration_platforms: vec![],
+            reproducible: true,
             line: None,
         }
     }
