@@ -51,6 +51,9 @@ pub struct BuildRequest {
     pub base: Option<BaseImage>,
     /// More (key, value) pairs recorded in the image the same way as `base`.
     pub record: Attrs,
+    /// Reproducible build: `SOURCE_DATE_EPOCH` (seconds), and the exporter rewrites the
+    /// layers' timestamps to it (not the engine's v0.8: see [`solve_request`]).
+    pub source_date_epoch: Option<i64>,
 }
 
 /// Attributes of a Solve request, as (key, value).
@@ -158,6 +161,9 @@ pub fn frontend_attrs(req: &BuildRequest) -> HashMap<String, String> {
     if !req.platforms.is_empty() {
         a.insert("platform".into(), req.platforms.join(","));
     }
+    if let Some(t) = req.source_date_epoch {
+        a.insert("build-arg:SOURCE_DATE_EPOCH".into(), t.to_string());
+    }
     if req.no_cache {
         a.insert("no-cache".into(), String::new());
     }
@@ -195,9 +201,22 @@ pub fn solve_request(
             // `name` holds repositories; the registry gets the manifest without a tag.
             exporter_attrs.insert("push-by-digest".into(), "true".into());
         }
+        if req.source_date_epoch.is_some() {
+            exporter_attrs.insert("rewrite-timestamp".into(), "true".into());
+        }
         "image"
     };
     let mut frontend = frontend_attrs(req);
+    if moby && req.source_date_epoch.is_some() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "the Docker engine's BuildKit (v0.8) cannot rewrite timestamps: its images \
+                 are built without SOURCE_DATE_EPOCH and are not reproducible"
+            )
+        });
+        frontend.remove("build-arg:SOURCE_DATE_EPOCH");
+    }
     if let Some(base) = &req.base {
         let (e, f) = base_record(base, moby, req.platforms.len());
         exporter_attrs.extend(e);
@@ -513,6 +532,30 @@ mod tests {
         let cache = r.cache.unwrap();
         assert_eq!(cache.exports[0].r#type, "inline");
         assert_eq!(cache.imports[0].attrs["ref"], "127.0.0.1:5000/a/base:t0");
+    }
+
+    /// A reproducible build sets the epoch and rewrites timestamps; the engine's v0.8
+    /// can do neither, and gets neither.
+    #[test]
+    fn reproducible_sets_the_epoch_and_rewrites_timestamps() {
+        let mut q = req();
+        let r = solve_request(&q, false, "ref1", "sess1");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .contains_key("rewrite-timestamp"));
+        assert!(!r.frontend_attrs.contains_key("build-arg:SOURCE_DATE_EPOCH"));
+        q.source_date_epoch = Some(1700000000);
+        let r = solve_request(&q, false, "ref1", "sess1");
+        assert_eq!(r.exporter_attrs_deprecated["rewrite-timestamp"], "true");
+        assert_eq!(
+            r.frontend_attrs["build-arg:SOURCE_DATE_EPOCH"],
+            "1700000000"
+        );
+        let r = solve_request(&q, true, "ref1", "sess1");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .contains_key("rewrite-timestamp"));
+        assert!(!r.frontend_attrs.contains_key("build-arg:SOURCE_DATE_EPOCH"));
     }
 
     /// The parent is recorded as manifest (and, for several platforms, index) annotations

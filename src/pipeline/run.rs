@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub wiki_max_pages: usize,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<crate::spec::platform::Platform>,
+    /// `--no-cache`: build every step again, with no cache import.
+    pub no_cache: bool,
 }
 
 /// What a run did.
@@ -108,6 +110,7 @@ pub async fn run(
         source: plan.source.clone(),
         build_time: opts.build_time,
         platforms: opts.platforms.clone(),
+        no_cache: opts.no_cache,
     };
     let gha = GithubActions::from_env();
     let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;

@@ -47,6 +47,8 @@ pub struct ImageJobContext<'a> {
     pub build_time: chrono::DateTime<chrono::Utc>,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<Platform>,
+    /// Build with no cache at all (`--no-cache`).
+    pub no_cache: bool,
 }
 
 impl ImageJobContext<'_> {
@@ -72,6 +74,8 @@ pub(crate) struct ImageJob<'a> {
     pub selection: &'a Selection,
     /// The platforms the integration tests run on (`integration_platforms:`).
     pub integration_platforms: &'a [Platform],
+    /// An unchanged rebuild is not tested again (`tests: {skip_unchanged: true}`).
+    pub skip_unchanged: bool,
     pub cancel: &'a CancellationToken,
 }
 
@@ -103,6 +107,9 @@ pub(crate) struct Built {
     pub pushed_digest: Option<String>,
     /// What the tests run: the image in the engine, or the pushed manifest by digest.
     pub test_ref: String,
+    /// The digest the image's tag already names, when its platform manifests are those
+    /// just built: the rebuild changed nothing, and the tag is left as it is.
+    pub unchanged: Option<String>,
 }
 
 /// Builds the image (BuildKit).

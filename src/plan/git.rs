@@ -342,11 +342,10 @@ mod tests {
         let refs: Vec<&git2::Commit> = parents.iter().collect();
         // Put the same tree at HEAD again, with the wanted time.
         let tree = c.tree().unwrap();
-        let new = repo.commit(None, &sig, &sig, "change", &tree, &refs).unwrap();
-        repo.head()
-            .unwrap()
-            .set_target(new, "time")
+        let new = repo
+            .commit(None, &sig, &sig, "change", &tree, &refs)
             .unwrap();
+        repo.head().unwrap().set_target(new, "time").unwrap();
         new
     }
 

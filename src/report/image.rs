@@ -127,6 +127,10 @@ pub struct ImageReport {
     pub built: bool,
     /// Whether the image was pushed to its registry.
     pub pushed: bool,
+    /// Rebuilt, and its platform manifests are those its tag already named: the tag was
+    /// left as it was (`digest` is what it names), with no new page or history row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
     /// The step that failed, if one did.
     pub failed_step: Option<ImageStep>,
     /// The pushed image's digest: for a multi-platform build, the index's (what the tag
@@ -191,6 +195,7 @@ impl ImageReport {
             message: "started".into(),
             built: false,
             pushed: false,
+            unchanged: false,
             failed_step: None,
             digest: None,
             commit: None,
@@ -259,6 +264,7 @@ impl ImageReport {
         if self.failed_step.is_none() {
             self.success = true;
             self.message = match (self.built, self.pushed) {
+                (true, false) if self.unchanged => "rebuilt, unchanged".into(),
                 (true, true) => "built, tested and pushed".into(),
                 (true, false) if self.awaiting_merge => {
                     "built, tested and pushed by digest (awaiting merge)".into()
