@@ -225,6 +225,17 @@ pub fn solve_request(
     let (e, f) = record(&req.record, moby, req.platforms.len());
     exporter_attrs.extend(e);
     frontend.extend(f);
+    // Inline cache metadata carries the layers' build times: a reproducible image has none.
+    let reproducible = !moby && req.source_date_epoch.is_some();
+    if reproducible {
+        frontend.remove("build-arg:BUILDKIT_INLINE_CACHE");
+    }
+    let mut exports = cache::export_entries(if moby {
+        &CacheExport::Inline
+    } else {
+        &req.cache_to
+    });
+    exports.retain(|e| !(reproducible && e.r#type == "inline"));
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -235,11 +246,7 @@ pub fn solve_request(
         frontend_attrs: frontend,
         cache: Some(CacheOptions {
             // The engine's v0.8 cannot export a registry cache: Client::build made it inline.
-            exports: cache::export_entries(if moby {
-                &CacheExport::Inline
-            } else {
-                &req.cache_to
-            }),
+            exports,
             imports: cache::import_entries(&req.cache_from),
             ..Default::default()
         }),

@@ -81,6 +81,7 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
     if let Some(d) = &built.unchanged {
         report.unchanged = true;
         report.digest = Some(d.clone());
+        report.rebuilt_digest = built.pushed_digest.clone();
         if job.skip_unchanged {
             run.record_digest(job.key, d);
             return;

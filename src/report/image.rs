@@ -131,6 +131,10 @@ pub struct ImageReport {
     /// left as it was (`digest` is what it names), with no new page or history row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unchanged: bool,
+    /// An unchanged rebuild's own digest, pushed without a tag (an index's digest may
+    /// differ from the tag's by its provenance alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_digest: Option<String>,
     /// The step that failed, if one did.
     pub failed_step: Option<ImageStep>,
     /// The pushed image's digest: for a multi-platform build, the index's (what the tag
@@ -196,6 +200,7 @@ impl ImageReport {
             built: false,
             pushed: false,
             unchanged: false,
+            rebuilt_digest: None,
             failed_step: None,
             digest: None,
             commit: None,

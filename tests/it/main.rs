@@ -17,4 +17,5 @@ mod plan_cli;
 mod plan_registry;
 mod refusals;
 mod registry;
+mod reproducible;
 mod spec;
