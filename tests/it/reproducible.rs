@@ -280,3 +280,43 @@ fn one_commit_on_two_fresh_buildkitds_gives_the_same_platform_manifests() {
         assert_ne!(platform_manifests(&full(k)).1, tagged[k].1, "{k}");
     }
 }
+
+/// The engine's BuildKit (v0.8) cannot rewrite timestamps: the run says so once, for all its
+/// images, and builds them as before.
+#[test]
+fn the_engines_buildkit_warns_once_and_builds_without() {
+    let registry = support::Registry::start(support::RegistryAuth::None);
+    let host = registry.host();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let local = rt.block_on(support::images::busybox_image(
+        "stackctl-test/busybox",
+        "static",
+    ));
+    rt.block_on(support::images::push(
+        &local,
+        &host,
+        "lib/busybox",
+        "1",
+        true,
+    ));
+    let repo = stack_repo(&host);
+    let out = tempfile::tempdir().unwrap();
+    let o = stackctl()
+        .current_dir(out.path())
+        .args(["build", "--json", "--branch", "main", "--repo"])
+        .arg(repo.path())
+        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    for k in ["root", "child"] {
+        assert_eq!(image(&summary, k)["status"], "done", "{summary:#}");
+    }
+    assert_eq!(
+        stderr.matches("cannot rewrite timestamps").count(),
+        1,
+        "{stderr}"
+    );
+}
