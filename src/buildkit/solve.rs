@@ -41,7 +41,7 @@ pub struct BuildRequest {
     /// Push without a tag (buildkitd only): `tags` then name repositories, and the image is
     /// known by the digest the outcome gives. Nothing has to be taken back if it fails.
     pub push_by_digest: bool,
-    /// Where the build's cache goes (inline is always added).
+    /// Where the build's cache goes (inline is added, unless `source_date_epoch` is set).
     pub cache_to: CacheExport,
     /// Registry credentials for pulls and pushes.
     pub credentials: CredentialStore,

@@ -306,6 +306,17 @@ pub fn input_epoch(
     let head = git::resolve_commit(&repo, commit.unwrap_or("HEAD"), "the commit built")
         .map_err(|e| e.to_string())?;
     let found = git::last_change(&repo, head, &paths).map_err(|e| e.to_string())?;
+    if let Some((id, _)) = found {
+        // The walk stopped where a shallow clone's history is cut, not at the change.
+        if git::is_shallow_cut(&repo, id).unwrap_or(false) {
+            tracing::warn!(
+                "[{}] the clone is shallow: its epoch is the time of {id}, where the history \
+                 stops; fetch the history (actions/checkout `fetch-depth: 0`) for the commit \
+                 that changed its inputs",
+                image.key
+            );
+        }
+    }
     Ok(found.map(|(id, t)| (id.to_string(), t)))
 }
 
