@@ -16,6 +16,8 @@ pub const BASES_KEY: &str = "io.github.stackctl.bases";
 pub const SOURCE_KEY: &str = "org.opencontainers.image.source";
 /// The commit the image was built from.
 pub const REVISION_KEY: &str = "org.opencontainers.image.revision";
+/// When the image's inputs last changed (a reproducible build's epoch), RFC 3339.
+pub const CREATED_KEY: &str = "org.opencontainers.image.created";
 
 /// An external base and the manifest digest its reference named when the image was built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ pub struct BuildRequest {
     /// Push without a tag (buildkitd only): `tags` then name repositories, and the image is
     /// known by the digest the outcome gives. Nothing has to be taken back if it fails.
     pub push_by_digest: bool,
-    /// Where the build's cache goes (inline is always added).
+    /// Where the build's cache goes (inline is added, unless `source_date_epoch` is set).
     pub cache_to: CacheExport,
     /// Registry credentials for pulls and pushes.
     pub credentials: CredentialStore,
@@ -54,6 +54,9 @@ pub struct BuildRequest {
     pub record: Attrs,
     /// Provenance and SBOM attached to the pushed image (a buildkitd's image exporter only).
     pub attest: Attestations,
+    /// Reproducible build: `SOURCE_DATE_EPOCH` (seconds), and the exporter rewrites the
+    /// layers' timestamps to it (not the engine's v0.8: see [`solve_request`]).
+    pub source_date_epoch: Option<i64>,
 }
 
 /// What BuildKit attaches to an image as in-toto attestations in its index. The engine's
@@ -235,6 +238,9 @@ pub fn frontend_attrs(req: &BuildRequest) -> HashMap<String, String> {
     if !req.platforms.is_empty() {
         a.insert("platform".into(), req.platforms.join(","));
     }
+    if let Some(t) = req.source_date_epoch {
+        a.insert("build-arg:SOURCE_DATE_EPOCH".into(), t.to_string());
+    }
     if req.no_cache {
         a.insert("no-cache".into(), String::new());
     }
@@ -272,6 +278,9 @@ pub fn solve_request(
             // `name` holds repositories; the registry gets the manifest without a tag.
             exporter_attrs.insert("push-by-digest".into(), "true".into());
         }
+        if req.source_date_epoch.is_some() {
+            exporter_attrs.insert("rewrite-timestamp".into(), "true".into());
+        }
         "image"
     };
     let mut frontend = frontend_attrs(req);
@@ -279,6 +288,16 @@ pub fn solve_request(
     // records then go on the index too.
     let index = req.platforms.len() > 1 || (!moby && !req.attest.is_empty());
     let manifests = if index { 2 } else { 1 };
+    if moby && req.source_date_epoch.is_some() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::warn!(
+                "the Docker engine's BuildKit (v0.8) cannot rewrite timestamps: its images \
+                 are built without SOURCE_DATE_EPOCH and are not reproducible"
+            )
+        });
+        frontend.remove("build-arg:SOURCE_DATE_EPOCH");
+    }
     if let Some(base) = &req.base {
         let (e, f) = base_record(base, moby, manifests);
         exporter_attrs.extend(e);
@@ -290,6 +309,17 @@ pub fn solve_request(
     if !moby {
         frontend.extend(attest_attrs(&req.attest));
     }
+    // Inline cache metadata carries the layers' build times: a reproducible image has none.
+    let reproducible = !moby && req.source_date_epoch.is_some();
+    if reproducible {
+        frontend.remove("build-arg:BUILDKIT_INLINE_CACHE");
+    }
+    let mut exports = cache::export_entries(if moby {
+        &CacheExport::Inline
+    } else {
+        &req.cache_to
+    });
+    exports.retain(|e| !(reproducible && e.r#type == "inline"));
     SolveRequest {
         r#ref: build_ref.to_string(),
         definition: None,
@@ -300,11 +330,7 @@ pub fn solve_request(
         frontend_attrs: frontend,
         cache: Some(CacheOptions {
             // The engine's v0.8 cannot export a registry cache: Client::build made it inline.
-            exports: cache::export_entries(if moby {
-                &CacheExport::Inline
-            } else {
-                &req.cache_to
-            }),
+            exports,
             imports: cache::import_entries(&req.cache_from),
             ..Default::default()
         }),
@@ -635,6 +661,30 @@ mod tests {
         let cache = r.cache.unwrap();
         assert_eq!(cache.exports[0].r#type, "inline");
         assert_eq!(cache.imports[0].attrs["ref"], "127.0.0.1:5000/a/base:t0");
+    }
+
+    /// A reproducible build sets the epoch and rewrites timestamps; the engine's v0.8
+    /// can do neither, and gets neither.
+    #[test]
+    fn reproducible_sets_the_epoch_and_rewrites_timestamps() {
+        let mut q = req();
+        let r = solve_request(&q, false, "ref1", "sess1");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .contains_key("rewrite-timestamp"));
+        assert!(!r.frontend_attrs.contains_key("build-arg:SOURCE_DATE_EPOCH"));
+        q.source_date_epoch = Some(1700000000);
+        let r = solve_request(&q, false, "ref1", "sess1");
+        assert_eq!(r.exporter_attrs_deprecated["rewrite-timestamp"], "true");
+        assert_eq!(
+            r.frontend_attrs["build-arg:SOURCE_DATE_EPOCH"],
+            "1700000000"
+        );
+        let r = solve_request(&q, true, "ref1", "sess1");
+        assert!(!r
+            .exporter_attrs_deprecated
+            .contains_key("rewrite-timestamp"));
+        assert!(!r.frontend_attrs.contains_key("build-arg:SOURCE_DATE_EPOCH"));
     }
 
     /// The parent is recorded as manifest (and, for several platforms, index) annotations

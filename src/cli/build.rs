@@ -120,6 +120,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FORMAT", default_value = "text",
           value_parser = output::formats(&[Format::Text, Format::Json, Format::Markdown]))]
     pub format: Format,
+    /// Build every step again, with no cache import at all (no registry cache, no inline
+    /// cache of earlier tags), as `docker buildx build --no-cache` does.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Same as --format json.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
@@ -173,6 +177,7 @@ pub async fn run(args: BuildArgs, _g: &GlobalArgs) -> anyhow::Result<ExitStatus>
         wiki_max_pages: args.wiki_max_pages,
         platforms: args.platform.clone(),
         signer,
+        no_cache: args.no_cache,
     };
     let summary = run_stack(
         &spec,

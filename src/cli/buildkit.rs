@@ -158,12 +158,12 @@ pub struct BuildImageOptions {
     #[arg(long, value_name = "SRC")]
     pub cache_from: Vec<String>,
     /// Where the build's cache goes, in buildx syntax: `type=registry,ref=REF[,mode=max|min]`
-    /// or `type=inline` [default: the spec's `cache:`, else inline]. Inline cache is always
-    /// added. A failed registry export is a warning. The engine's BuildKit (v0.8) cannot
+    /// or `type=inline` [default: the spec's `cache:`, else inline]. Inline cache is added
+    /// unless the image is reproducible (its metadata holds build times). A failed registry export is a warning. The engine's BuildKit (v0.8) cannot
     /// export a registry cache: stackctl says so and uses inline.
     #[arg(long, value_name = "DEST")]
     pub cache_to: Option<String>,
-    /// Run every step again.
+    /// Run every step again, with no cache import at all (`--cache-from` is dropped too).
     #[arg(long)]
     pub no_cache: bool,
     /// Push the image to its registry and print its digest.

@@ -116,6 +116,7 @@ mod tests {
             tags: vec![],
             platforms: vec![],
             integration_platforms: vec![],
+            reproducible: true,
             line: None,
         }
     }

@@ -76,12 +76,23 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         report.fail(ImageStep::BasicTests, "interrupted: no later step was run");
         return;
     }
+    // An unchanged rebuild keeps the tag it would replace: no push, page or history row.
+    // Its children build FROM what the tag names.
+    if let Some(d) = &built.unchanged {
+        report.unchanged = true;
+        report.digest = Some(d.clone());
+        report.rebuilt_digest = built.pushed_digest.clone();
+        if job.skip_unchanged {
+            run.record_digest(job.key, d);
+            return;
+        }
+    }
     // The page's facts of a digest already in the registry are gathered beside the tests
     // (its info commands need only the image), and dropped if the tests fail.
     let early = built
         .pushed_digest
         .as_deref()
-        .filter(|_| job.push && !job.selection.split);
+        .filter(|_| job.push && !job.selection.split && built.unchanged.is_none());
     let gather = async {
         match early {
             Some(d) => Some(parts.pages.gather(d).await),
@@ -113,6 +124,11 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         return;
     }
     platform_steps::record_single(report, job.selection);
+    if let Some(d) = &built.unchanged {
+        // Its platform manifests are this build's: one of them stands for it as before.
+        run.record_digest(job.key, built.base_digest.as_deref().unwrap_or(d));
+        return;
+    }
     if let Some(d) = built.parent_of_children() {
         // Children build FROM this digest, tagged or not.
         run.record_digest(job.key, d);

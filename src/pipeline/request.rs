@@ -160,6 +160,8 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
     // through one), then the image's own tag and its quarter-stable tag (inline cache)
     // when they exist.
     let mut cache_from = i.overrides.cache_from.clone();
+    // `--no-cache`: no cache import at all, as buildx does.
+    let no_cache = i.overrides.no_cache;
     let registry_caches = if i.kind.is_engine() {
         vec![]
     } else {
@@ -172,6 +174,9 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         if !cache_from.contains(&r) {
             cache_from.push(r);
         }
+    }
+    if no_cache {
+        cache_from.clear();
     }
 
     // The exact parent: BASE_TAG (when stackctl sets it) names the parent's digest too.
@@ -229,6 +234,7 @@ pub fn build_request(i: &RequestInputs<'_>) -> Prepared {
         credentials: i.credentials.clone(),
         log: i.log.clone(),
         record: vec![],
+        source_date_epoch: None,
     };
     Prepared {
         request,
@@ -307,14 +313,82 @@ pub async fn build_image(
         commit: one.commit,
     });
     let mut request = prepared.request;
+    let epoch = input_epoch(one.spec, one.image, None).unwrap_or_else(|e| {
+        tracing::warn!("[{}] not built reproducibly: {e}", one.image.key);
+        None
+    });
+    if let Some((_, t)) = &epoch {
+        set_epoch(&mut request, *t);
+    }
     if let Some(registry) = one.registry {
-        let (_, warnings) =
-            record_bases(&mut request, one.spec, registry, &Provenance::default()).await;
+        let provenance = Provenance {
+            revision: epoch.as_ref().map(|(c, _)| c.as_str()),
+            source: None,
+        };
+        let (_, warnings) = record_bases(&mut request, one.spec, registry, &provenance).await;
         for w in warnings {
             tracing::warn!("[{}] {w}", one.image.key);
         }
     }
     node.build(&request, progress).await
+}
+
+/// The commit that last changed the image's inputs (its folder and its ancestors'), and its
+/// time: the image's `SOURCE_DATE_EPOCH`, looked for from `commit` (None: HEAD). None, with
+/// the reason, when the spec turns `reproducible:` off or git cannot tell.
+pub fn input_epoch(
+    spec: &Spec,
+    image: &ImageSpec,
+    commit: Option<&str>,
+) -> Result<Option<(String, i64)>, String> {
+    use crate::plan::git;
+    if !image.reproducible {
+        return Ok(None);
+    }
+    let repo = git::open(&spec.images_dir).map_err(|e| e.to_string())?;
+    let root = repo
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .ok_or_else(|| format!("{}: a bare repository", repo.path().display()))?;
+    let images = spec
+        .images_dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", spec.images_dir.display()))?;
+    let rel = images
+        .strip_prefix(&root)
+        .map_err(|_| format!("{} is not in {}", images.display(), root.display()))?;
+    let folders: Vec<PathBuf> = std::iter::once(image.key.clone())
+        .chain(spec.ancestors_of(&image.key))
+        .map(|k| rel.join(k))
+        .collect();
+    let paths: Vec<&std::path::Path> = folders.iter().map(PathBuf::as_path).collect();
+    let head = git::resolve_commit(&repo, commit.unwrap_or("HEAD"), "the commit built")
+        .map_err(|e| e.to_string())?;
+    let found = git::last_change(&repo, head, &paths).map_err(|e| e.to_string())?;
+    if let Some((id, _)) = found {
+        // The walk stopped where a shallow clone's history is cut, not at the change.
+        if git::is_shallow_cut(&repo, id).unwrap_or(false) {
+            tracing::warn!(
+                "[{}] the clone is shallow: its epoch is the time of {id}, where the history \
+                 stops; fetch the history (actions/checkout `fetch-depth: 0`) for the commit \
+                 that changed its inputs",
+                image.key
+            );
+        }
+    }
+    Ok(found.map(|(id, t)| (id.to_string(), t)))
+}
+
+/// Make the request reproducible at `epoch` (seconds): `SOURCE_DATE_EPOCH`, rewritten
+/// timestamps, and `org.opencontainers.image.created` from it.
+pub fn set_epoch(request: &mut BuildRequest, epoch: i64) {
+    request.source_date_epoch = Some(epoch);
+    if let Some(t) = chrono::DateTime::from_timestamp(epoch, 0) {
+        let created = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        request
+            .record
+            .push((bases::CREATED_KEY.to_string(), created));
+    }
 }
 
 /// What an image records of where it comes from, besides its parent.
@@ -600,7 +674,7 @@ mod tests {
             cache_to: Some(CacheExport::Inline),
             target: Some("stage".into()),
             platforms: vec!["linux/arm64".parse().unwrap()],
-            no_cache: true,
+            no_cache: false,
         };
         let p = request(
             &spec,
@@ -619,7 +693,27 @@ mod tests {
         assert_eq!(r.cache_to, CacheExport::Inline);
         assert_eq!(r.target.as_deref(), Some("stage"));
         assert_eq!(r.platforms, ["linux/arm64"]);
-        assert!(r.no_cache && !r.push);
+        assert!(!r.no_cache && !r.push);
+        // `--no-cache` imports no cache at all, not even the command line's.
+        let no_cache = Overrides {
+            no_cache: true,
+            ..overrides.clone()
+        };
+        let existing = HashSet::from(inline_cache_refs(
+            &spec,
+            &spec.images["child"],
+            "2026.3-feat",
+        ));
+        let p = request(
+            &spec,
+            "child",
+            &Kind::Buildkitd,
+            Delivery::Local,
+            None,
+            &existing,
+            &no_cache,
+        );
+        assert!(p.request.no_cache && p.request.cache_from.is_empty());
         // A root image has no BASE_TAG.
         let p = request(
             &spec,

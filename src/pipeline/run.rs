@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub platforms: Vec<crate::spec::platform::Platform>,
     /// The key that signs each tested image (`--sign-key`, else the spec's `sign.key`).
     pub signer: Option<crate::signing::Signer>,
+    /// `--no-cache`: build every step again, with no cache import.
+    pub no_cache: bool,
 }
 
 /// What a run did.
@@ -111,6 +113,7 @@ pub async fn run(
         build_time: opts.build_time,
         platforms: opts.platforms.clone(),
         signer: opts.signer.as_ref(),
+        no_cache: opts.no_cache,
     };
     let gha = GithubActions::from_env();
     let mut images = schedule_images(&jobs, &plan, pool, &ctx, opts, gha.is_some()).await?;

@@ -5,7 +5,8 @@
 
 use super::platforms::Selection;
 use super::request::{
-    build_request, record_bases, Delivery, Overrides, Prepared, Provenance, RequestInputs,
+    build_request, input_epoch, record_bases, set_epoch, Delivery, Overrides, Prepared, Provenance,
+    RequestInputs,
 };
 use super::steps::{
     Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
@@ -61,6 +62,7 @@ pub async fn run_image(
                 content_tags: &image.tags,
                 selection: &selection,
                 integration_platforms: &image.integration_platforms,
+                skip_unchanged: image.tests.skip_unchanged.unwrap_or(false),
                 cancel: &ctx.cancel,
             };
             let run = RunState {
@@ -90,6 +92,8 @@ pub(crate) struct Real<'a, 'c> {
     runner: Runner,
     /// The external bases the build recorded, and why some could not be.
     bases: std::sync::Mutex<(Vec<crate::bases::Base>, Vec<String>)>,
+    /// Only some of the image's platforms are built (`--platform`).
+    selection_split: bool,
 }
 
 impl<'a, 'c> Real<'a, 'c> {
@@ -115,6 +119,7 @@ impl<'a, 'c> Real<'a, 'c> {
             log: Some(ctx.dirs.build_log(&planned.reference)),
             overrides: &Overrides {
                 platforms: selection.platforms.clone(),
+                no_cache: ctx.no_cache,
                 ..Default::default()
             },
             commit: Some(&ctx.commit),
@@ -148,6 +153,7 @@ impl<'a, 'c> Real<'a, 'c> {
             prepared,
             runner,
             bases: Default::default(),
+            selection_split: selection.split,
         }
     }
 
@@ -164,6 +170,63 @@ impl<'a, 'c> Real<'a, 'c> {
     fn by_digest(&self) -> bool {
         Delivery::Tested.by_digest(&self.kind)
     }
+
+    /// The digest the image's tag names, if its platform manifests are those of the
+    /// image just pushed as `repository@pushed`. Anything that cannot be read counts as
+    /// changed (the run then goes on as for any rebuild).
+    async fn unchanged(&self, pushed: &str) -> Option<String> {
+        let registry = self.ctx.registry;
+        let built = format!("{}@{pushed}", self.image.image_name);
+        let read = async {
+            let (_, new) = platform_manifests(registry, &ImageRef::parse(&built)?)
+                .await?
+                .with_context(|| format!("{built}: not in the registry"))?;
+            let tag = ImageRef::parse(&self.planned.reference)?;
+            anyhow::Ok(match platform_manifests(registry, &tag).await? {
+                Some((digest, old)) if old == new => Some(digest),
+                _ => None,
+            })
+        };
+        read.await.unwrap_or_else(|e| {
+            tracing::warn!("[{}] cannot compare with its tag: {e:#}", self.planned.key);
+            None
+        })
+    }
+}
+
+/// What `r` names in its registry: its digest, and its platform manifests' digests,
+/// sorted (an index's entries without attestations and `unknown/unknown` ones, or the
+/// manifest itself). None when it is not there. Provenance differs from build to build by
+/// its nature: two images are the same when these are.
+pub async fn platform_manifests(
+    registry: &RegistryClient,
+    r: &ImageRef,
+) -> anyhow::Result<Option<(String, Vec<String>)>> {
+    let Some(m) = registry.get_manifest(r).await? else {
+        return Ok(None);
+    };
+    let is_index = m.media_type == crate::registry::client::OCI_INDEX
+        || m.media_type == crate::registry::client::DOCKER_MANIFEST_LIST;
+    if !is_index {
+        return Ok(Some((m.digest.clone(), vec![m.digest])));
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&m.bytes).with_context(|| format!("{r}: the index is not JSON"))?;
+    let mut out: Vec<String> = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            let p = &e["platform"];
+            let unknown = p["os"] == "unknown" && p["architecture"] == "unknown";
+            let attestation =
+                e["annotations"]["vnd.docker.reference.type"] == "attestation-manifest";
+            !unknown && !attestation
+        })
+        .filter_map(|e| e["digest"].as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    Ok(Some((m.digest, out)))
 }
 
 impl Builder for Real<'_, '_> {
@@ -176,8 +239,18 @@ impl Builder for Real<'_, '_> {
         // run prints one line per image.
         let mut progress = Progress::new(ProgressMode::Quiet);
         let mut request = self.prepared.request.clone();
+        let commit = Some(self.ctx.commit.as_str()).filter(|c| !c.is_empty());
+        let epoch = input_epoch(self.ctx.spec, self.image, commit).unwrap_or_else(|e| {
+            tracing::warn!("[{}] not built reproducibly: {e}", self.planned.key);
+            None
+        });
+        if let Some((_, t)) = &epoch {
+            set_epoch(&mut request, *t);
+        }
+        // A reproducible image names the commit of its inputs: a later commit elsewhere
+        // leaves it as it was.
         let provenance = Provenance {
-            revision: Some(self.ctx.commit.as_str()).filter(|c| !c.is_empty()),
+            revision: epoch.as_ref().map(|(c, _)| c.as_str()).or(commit),
             source: self.ctx.source.as_deref(),
         };
         let recorded =
@@ -211,10 +284,15 @@ impl Builder for Real<'_, '_> {
             }
             _ => None,
         };
+        let unchanged = match (&pushed_digest, self.ctx.push, self.selection_split) {
+            (Some(d), true, false) => self.unchanged(d).await,
+            _ => None,
+        };
         Ok(Built {
             pushed_digest,
             test_ref,
             base_digest,
+            unchanged,
         })
     }
 }

@@ -49,6 +49,8 @@ pub struct ImageJobContext<'a> {
     pub signer: Option<&'a crate::signing::Signer>,
     /// `--platform`: build only these of each image's platforms (empty: all it declares).
     pub platforms: Vec<Platform>,
+    /// Build with no cache at all (`--no-cache`).
+    pub no_cache: bool,
 }
 
 impl ImageJobContext<'_> {
@@ -74,6 +76,8 @@ pub(crate) struct ImageJob<'a> {
     pub selection: &'a Selection,
     /// The platforms the integration tests run on (`integration_platforms:`).
     pub integration_platforms: &'a [Platform],
+    /// An unchanged rebuild is not tested again (`tests: {skip_unchanged: true}`).
+    pub skip_unchanged: bool,
     pub cancel: &'a CancellationToken,
 }
 
@@ -111,6 +115,9 @@ pub(crate) struct Built {
     /// child's cache on the digest the child is built FROM, so a child rebuilt on a fresh
     /// node would miss its registry cache.
     pub base_digest: Option<String>,
+    /// The digest the image's tag already names, when its platform manifests are those
+    /// just built: the rebuild changed nothing, and the tag is left as it is.
+    pub unchanged: Option<String>,
 }
 
 impl Built {

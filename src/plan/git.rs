@@ -146,7 +146,6 @@ pub fn is_shallow_cut(repo: &Repository, commit: Oid) -> Result<bool, GitError> 
     Ok(c.parent_ids().any(|p| repo.find_commit(p).is_err()))
 }
 
-/// The best common ancestor of `a` and `b`.
 /// The repository's web URL, for the images' `org.opencontainers.image.source`:
 /// GITHUB_SERVER_URL/GITHUB_REPOSITORY in GitHub Actions, else the `origin` remote's.
 pub fn source_url(repo: &Repository) -> Option<String> {
@@ -158,6 +157,7 @@ pub fn source_url(repo: &Repository) -> Option<String> {
     crate::bases::web_url(remote.url()?)
 }
 
+/// The best common ancestor of `a` and `b`.
 pub fn merge_base(repo: &Repository, a: Oid, b: Oid) -> Result<Oid, GitError> {
     repo.merge_base(a, b).map_err(|e| {
         if e.code() == git2::ErrorCode::NotFound {
@@ -169,6 +169,41 @@ pub fn merge_base(repo: &Repository, a: Oid, b: Oid) -> Result<Oid, GitError> {
             e.into()
         }
     })
+}
+
+/// The last commit that changed any of `paths` (relative to the repository root), walking
+/// first parents from `head`, and its commit time in seconds since 1970: an image's
+/// `SOURCE_DATE_EPOCH`, so that a commit elsewhere leaves its timestamps as they were.
+/// A merge counts as the change its branch brought in. None when no commit has the paths.
+pub fn last_change(
+    repo: &Repository,
+    head: Oid,
+    paths: &[&Path],
+) -> Result<Option<(Oid, i64)>, GitError> {
+    let ids = |c: &git2::Commit| -> Result<Vec<Option<Oid>>, GitError> {
+        let tree = c.tree()?;
+        Ok(paths
+            .iter()
+            .map(|p| tree.get_path(p).ok().map(|e| e.id()))
+            .collect())
+    };
+    let mut cur = repo.find_commit(head)?;
+    let mut cur_ids = ids(&cur)?;
+    loop {
+        let parent = match first_parent(repo, cur.id())? {
+            Some(p) => repo.find_commit(p)?,
+            // A root commit (or a shallow clone's cut) brought in whatever it has.
+            None => {
+                let any = cur_ids.iter().any(Option::is_some);
+                return Ok(any.then(|| (cur.id(), cur.time().seconds())));
+            }
+        };
+        let parent_ids = ids(&parent)?;
+        if parent_ids != cur_ids {
+            return Ok(Some((cur.id(), cur.time().seconds())));
+        }
+        (cur, cur_ids) = (parent, parent_ids);
+    }
 }
 
 /// The full message of `commit`.
@@ -296,6 +331,54 @@ mod tests {
         let refs: Vec<&git2::Commit> = parents.iter().collect();
         repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &refs)
             .unwrap()
+    }
+
+    /// Commit `files` on HEAD with the commit time `time`.
+    fn commit_at(repo: &Repository, files: &[(&str, Option<&str>)], time: i64) -> Oid {
+        let id = commit(repo, files, "change");
+        let c = repo.find_commit(id).unwrap();
+        let sig = Signature::new("t", "t@example.com", &git2::Time::new(time, 0)).unwrap();
+        let parents: Vec<git2::Commit> = c.parents().collect();
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        // Put the same tree at HEAD again, with the wanted time.
+        let tree = c.tree().unwrap();
+        let new = repo
+            .commit(None, &sig, &sig, "change", &tree, &refs)
+            .unwrap();
+        repo.head().unwrap().set_target(new, "time").unwrap();
+        new
+    }
+
+    #[test]
+    fn last_change_is_the_last_commit_under_the_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let base = Path::new("images/base");
+        let child = Path::new("images/child");
+        let c1 = commit_at(&repo, &[("images/base/Dockerfile", Some("FROM a"))], 1000);
+        let c2 = commit_at(&repo, &[("images/child/Dockerfile", Some("FROM b"))], 2000);
+        let c3 = commit_at(&repo, &[("README.md", Some("docs"))], 3000);
+        // A commit elsewhere moves no epoch.
+        assert_eq!(last_change(&repo, c3, &[base]).unwrap(), Some((c1, 1000)));
+        assert_eq!(
+            last_change(&repo, c3, &[child, base]).unwrap(),
+            Some((c2, 2000))
+        );
+        // A change to the parent's folder is a change of the child's inputs.
+        let c4 = commit_at(&repo, &[("images/base/x", Some("1"))], 4000);
+        let c5 = commit_at(&repo, &[("images/other/x", Some("1"))], 5000);
+        assert_eq!(
+            last_change(&repo, c5, &[child, base]).unwrap(),
+            Some((c4, 4000))
+        );
+        assert_eq!(last_change(&repo, c5, &[child]).unwrap(), Some((c2, 2000)));
+        // Deleting a file is a change too; an older HEAD gives its own answer.
+        let c6 = commit_at(&repo, &[("images/child/Dockerfile", None)], 6000);
+        assert_eq!(last_change(&repo, c6, &[child]).unwrap(), Some((c6, 6000)));
+        assert_eq!(last_change(&repo, c3, &[child]).unwrap(), Some((c2, 2000)));
+        // A folder no commit has.
+        let none = Path::new("images/none");
+        assert_eq!(last_change(&repo, c6, &[none]).unwrap(), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct BuildImage<'a> {
     pub reference: Option<&'a str>,
     pub rebuild: bool,
     pub reasons: &'a [String],
-    /// `up-to-date`, `done`, `failed`, or why it was skipped.
+    /// `up-to-date`, `done`, `rebuilt, unchanged`, `failed`, or why it was skipped.
     pub status: String,
     pub content_tags: &'a [ContentTag],
     /// The image's artifact, when its work ran.
@@ -51,6 +51,9 @@ impl<'a> BuildDocument<'a> {
                     status: match &i.result {
                         Scheduled::UpToDate => "up-to-date".to_string(),
                         Scheduled::Skipped(s) => s.to_string(),
+                        Scheduled::Ran { outcome, .. } if outcome.success && outcome.unchanged => {
+                            "rebuilt, unchanged".into()
+                        }
                         Scheduled::Ran { outcome, .. } if outcome.success => "done".into(),
                         Scheduled::Ran { .. } => "failed".into(),
                     },

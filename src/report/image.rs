@@ -127,6 +127,14 @@ pub struct ImageReport {
     pub built: bool,
     /// Whether the image was pushed to its registry.
     pub pushed: bool,
+    /// Rebuilt, and its platform manifests are those its tag already named: the tag was
+    /// left as it was (`digest` is what it names), with no new page or history row.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    /// An unchanged rebuild's own digest, pushed without a tag (an index's digest may
+    /// differ from the tag's by its provenance alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_digest: Option<String>,
     /// The step that failed, if one did.
     pub failed_step: Option<ImageStep>,
     /// The pushed image's digest: for a multi-platform build, the index's (what the tag
@@ -195,6 +203,8 @@ impl ImageReport {
             message: "started".into(),
             built: false,
             pushed: false,
+            unchanged: false,
+            rebuilt_digest: None,
             failed_step: None,
             digest: None,
             commit: None,
@@ -264,6 +274,7 @@ impl ImageReport {
         if self.failed_step.is_none() {
             self.success = true;
             self.message = match (self.built, self.pushed) {
+                (true, false) if self.unchanged => "rebuilt, unchanged".into(),
                 (true, true) => "built, tested and pushed".into(),
                 (true, false) if self.awaiting_merge => {
                     "built, tested and pushed by digest (awaiting merge)".into()

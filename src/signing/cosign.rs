@@ -144,7 +144,9 @@ pub async fn copy_signatures(
         let Some(sig) = client.get_manifest(&from).await? else {
             continue;
         };
-        client.retag_manifest(&from, &sig, &dst.with_tag(&tag)).await?;
+        client
+            .retag_manifest(&from, &sig, &dst.with_tag(&tag))
+            .await?;
         copied.push(tag);
     }
     Ok(copied)

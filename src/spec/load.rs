@@ -151,6 +151,9 @@ struct RawSpec {
     /// Defaults of every image's `tests:`.
     #[serde(default)]
     tests: Option<super::model::StackTestSpec>,
+    /// Reproducible builds (see ImageSpec::reproducible).
+    #[serde(default)]
+    reproducible: Option<bool>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -211,6 +214,8 @@ struct RawImage {
     platforms: Option<Value>,
     #[serde(default)]
     integration_platforms: Option<Value>,
+    #[serde(default)]
+    reproducible: Option<bool>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -360,6 +365,7 @@ impl Spec {
                     .ok()
             }),
             tests: raw.tests.unwrap_or_default(),
+            reproducible: raw.reproducible.unwrap_or(true),
         };
         let images = l.images(raw.images, &stack);
         let declared_roots = match raw.root {
@@ -433,6 +439,8 @@ struct StackDefaults {
     attest: Option<RawAttest>,
     /// The stack's `tests:` (runner, cache), which an image's own keys replace.
     tests: super::model::StackTestSpec,
+    /// The stack's `reproducible:` (default true), which an image's own replaces.
+    reproducible: bool,
 }
 
 /// One spec text being read: the remarks and problems found so far, each naming the file
@@ -646,8 +654,10 @@ impl Loader<'_> {
                 let mut t = ri.tests.unwrap_or_default();
                 t.runner = t.runner.or(stack.tests.runner);
                 t.cache = t.cache.or(stack.tests.cache);
+                t.skip_unchanged = t.skip_unchanged.or(stack.tests.skip_unchanged);
                 t
             },
+            reproducible: ri.reproducible.unwrap_or(stack.reproducible),
             cache,
             attest,
             tags,

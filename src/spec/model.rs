@@ -61,6 +61,10 @@ pub struct ImageSpec {
     /// Platforms the integration tests run on (`integration_platforms:`, the image's own,
     /// else the stack's); empty: once, on the runner's native platform.
     pub integration_platforms: Vec<super::platform::Platform>,
+    /// Build with `SOURCE_DATE_EPOCH` and rewritten timestamps (`reproducible:`, the
+    /// image's own, else the stack's; default true), so that unchanged inputs give the
+    /// same platform manifests.
+    pub reproducible: bool,
     /// The 1-based line of the image's key in the spec file, for messages.
     pub line: Option<usize>,
 }
@@ -119,6 +123,11 @@ pub struct TestSpec {
     /// image's own, else the stack's `tests.cache`; BuildKit runner only). Default: never.
     #[serde(default)]
     pub cache: Option<bool>,
+    /// Skip the tests of a rebuilt image whose platform manifests equal those its tag
+    /// already names (the image's own, else the stack's). Default: they run, since a
+    /// moved base may be the reason of the rebuild.
+    #[serde(default)]
+    pub skip_unchanged: Option<bool>,
 }
 
 /// The stack's `tests:`: what every image's `tests:` defaults to.
@@ -129,6 +138,8 @@ pub struct StackTestSpec {
     pub runner: Option<RunnerKind>,
     #[serde(default)]
     pub cache: Option<bool>,
+    #[serde(default)]
+    pub skip_unchanged: Option<bool>,
 }
 
 /// Where commands run in an image: on the BuildKit node that built it, or in containers of a

@@ -18,5 +18,6 @@ mod plan_cli;
 mod plan_registry;
 mod refusals;
 mod registry;
+mod reproducible;
 mod sign;
 mod spec;

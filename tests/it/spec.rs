@@ -420,3 +420,27 @@ fn integration_platforms_must_be_built() {
         "{err}"
     );
 }
+
+#[test]
+fn reproducible_is_the_stacks_default_and_an_image_may_turn_it_off() {
+    let text = |stack: &str| {
+        format!(
+            "{stack}images:\n  a:\n    image_name: r/a\n  b:\n    image_name: r/b\n    reproducible: false\n    tests: {{skip_unchanged: true}}\n  c:\n    image_name: r/c\n    reproducible: true\ntag: {{prefix: \"1\"}}\n"
+        )
+    };
+    let keys = ["a", "b", "c"];
+    let on = |s: &Spec| keys.map(|k| s.images[k].reproducible);
+    let dir = stack(&text(""), &keys);
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    assert_eq!(on(&s), [true, false, true]);
+    assert_eq!(s.images["b"].tests.skip_unchanged, Some(true));
+    assert_eq!(s.images["a"].tests.skip_unchanged, None);
+    let dir = stack(
+        &text("reproducible: false\ntests: {skip_unchanged: true}\n"),
+        &keys,
+    );
+    let s = Spec::load(dir.path(), None).unwrap();
+    assert_eq!(on(&s), [false, false, true]);
+    assert_eq!(s.images["a"].tests.skip_unchanged, Some(true));
+}

@@ -19,6 +19,7 @@ const REFERENCE: &str = "reg.example/stack/child:2026.3-feat";
 const REPOSITORY: &str = "reg.example/stack/child";
 const BUILT_DIGEST: &str = "sha256:b0";
 const PUSHED_DIGEST: &str = "sha256:e0";
+const OLD_DIGEST: &str = "sha256:01d";
 
 /// Where a fake makes the image's work go wrong.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +39,8 @@ enum Trouble {
     PushedManifests,
     /// The basic tests fail on this platform only.
     BasicTestsOn(&'static str),
+    /// The rebuild's platform manifests are those the tag names (it names OLD_DIGEST).
+    Unchanged,
     /// An interrupt arrives while the step runs (the step then never ends on its own).
     CancelDuringBuild,
     /// An interrupt arrives while the content tags' values are computed (which succeeds).
@@ -145,6 +148,7 @@ impl Builder for Fake {
             pushed_digest,
             test_ref,
             base_digest: None,
+            unchanged: (self.trouble == Trouble::Unchanged).then(|| OLD_DIGEST.to_string()),
         })
     }
 }
@@ -303,6 +307,7 @@ struct Options {
     platforms: &'static [&'static str],
     split: bool,
     integration_platforms: &'static [&'static str],
+    skip_unchanged: bool,
 }
 
 const DEFAULT: Options = Options {
@@ -312,6 +317,7 @@ const DEFAULT: Options = Options {
     platforms: &[],
     split: false,
     integration_platforms: &[],
+    skip_unchanged: false,
 };
 
 const TWO: &[&str] = &["linux/amd64", "linux/arm64"];
@@ -345,6 +351,7 @@ async fn run_with(trouble: Trouble, o: Options) -> Ran {
         content_tags: &templates,
         selection: &selection,
         integration_platforms: &integration_platforms,
+        skip_unchanged: o.skip_unchanged,
         cancel: &fake.cancel,
     };
     let digests = Mutex::new(HashMap::new());
@@ -407,6 +414,35 @@ fn assert_failed(r: &Ran, step: ImageStep, message: &str) {
 /// The steps' times are recorded in the order they ran.
 fn timed_steps(r: &Ran) -> Vec<ImageStep> {
     r.report.steps.iter().map(|s| s.step).collect()
+}
+
+/// An unchanged rebuild is tested, then left as its tag names it: no push, no content
+/// tags, no page; its children build FROM what the tag names.
+#[tokio::test]
+async fn an_unchanged_rebuild_is_tested_and_keeps_its_tag() {
+    let r = run(Trouble::Unchanged).await;
+    assert_eq!(r.calls, ["build".into(), basic()]);
+    assert!(r.tags.is_empty(), "{:?}", r.tags);
+    let rep = &r.report;
+    assert!(
+        rep.success && rep.built && !rep.pushed && rep.unchanged,
+        "{rep:?}"
+    );
+    assert_eq!(rep.message, "rebuilt, unchanged");
+    assert_eq!(rep.digest.as_deref(), Some(OLD_DIGEST));
+    assert_eq!(r.digests["child"], OLD_DIGEST);
+
+    let r = run_with(
+        Trouble::Unchanged,
+        Options {
+            skip_unchanged: true,
+            ..DEFAULT
+        },
+    )
+    .await;
+    assert_eq!(r.calls, ["build".to_string()]);
+    assert_eq!(r.report.message, "rebuilt, unchanged");
+    assert_eq!(r.digests["child"], OLD_DIGEST);
 }
 
 #[tokio::test]

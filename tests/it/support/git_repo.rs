@@ -86,13 +86,24 @@ impl TestRepo {
 
     /// Commit the whole work tree with these parents, moving HEAD's branch.
     pub fn commit_with_parents(&self, msg: &str, parents: &[Oid]) -> Oid {
+        self.commit_full(msg, parents, 1_700_000_000)
+    }
+
+    /// Commit the whole work tree on HEAD's branch at commit time `time` (seconds).
+    pub fn commit_at(&self, msg: &str, time: i64) -> Oid {
+        let parents: Vec<Oid> = self
+            .repo
+            .head()
+            .ok()
+            .and_then(|h| h.target())
+            .into_iter()
+            .collect();
+        self.commit_full(msg, &parents, time)
+    }
+
+    fn commit_full(&self, msg: &str, parents: &[Oid], time: i64) -> Oid {
         let tree = self.repo.find_tree(self.stage_all()).unwrap();
-        let sig = Signature::new(
-            "Test",
-            "test@example.com",
-            &git2::Time::new(1_700_000_000, 0),
-        )
-        .unwrap();
+        let sig = Signature::new("Test", "test@example.com", &git2::Time::new(time, 0)).unwrap();
         let parents: Vec<git2::Commit> = parents
             .iter()
             .map(|p| self.repo.find_commit(*p).unwrap())
