@@ -643,9 +643,20 @@ fn stack_through_buildkitd_pushes_by_digest_and_tags_only_tested_images() {
 }
 
 /// A registry cache (`cache: {type: registry}`) exported by a build on main is what a
-/// build on another branch on a fresh buildkitd root takes its unchanged layers from.
+/// build on another branch on a fresh buildkitd root takes its unchanged layers from, on
+/// both BuildKit releases (they store the cache's attestation-free manifests alike, but
+/// report downloads from it differently).
 #[test]
 fn registry_cache_serves_a_fresh_buildkitd() {
+    registry_cache_serves_a_fresh_node_of(support::buildkitd::Release::V0_25);
+}
+
+#[test]
+fn registry_cache_serves_a_fresh_buildkitd_v0_32() {
+    registry_cache_serves_a_fresh_node_of(support::buildkitd::Release::V0_32);
+}
+
+fn registry_cache_serves_a_fresh_node_of(release: support::buildkitd::Release) {
     let Some(Stack {
         mut nodes,
         registry: reg,
@@ -654,7 +665,7 @@ fn registry_cache_serves_a_fresh_buildkitd() {
         ..
     }) = Stack::builder("registry_cache_serves_a_fresh_buildkitd")
         .buildkitd()
-        .release(support::buildkitd::Release::V0_25)
+        .release(release)
         .example()
         .build()
     else {
@@ -685,11 +696,8 @@ fn registry_cache_serves_a_fresh_buildkitd() {
 
     // A fresh root: nothing local. Branch qa has neither images nor cache of its own, nor a
     // stable tag: main's registry cache is the only source.
-    let second = Buildkitd::start_release(
-        "registry_cache_serves_a_fresh_buildkitd",
-        support::buildkitd::Release::V0_25,
-    )
-    .expect("started once already");
+    let second = Buildkitd::start_release("registry_cache_serves_a_fresh_buildkitd", release)
+        .expect("started once already");
     let unix = ["--buildkit", second.unix.as_str()];
     let (code, summary, stderr) = build_through(
         ex.path(),
