@@ -247,7 +247,9 @@ fn provenance_and_sbom_through_buildkit_v0_32_are_read_back() {
 }
 
 /// Through the engine's BuildKit v0.8: `attest.required` stops the run before anything
-/// is built (exit 2, naming the image); without it, one warning and the build goes on.
+/// is built (exit 2, naming the image); without it, one warning and the build goes on, and
+/// a PEM key signs the image right after the engine's push (`stackctl verify` and cosign
+/// accept it).
 #[test]
 fn required_attestations_through_the_engine_are_exit_2_before_building() {
     let Some(s) = Stack::builder("required_attestations_through_the_engine")
@@ -274,14 +276,18 @@ fn required_attestations_through_the_engine_are_exit_2_before_building() {
         return;
     };
     let (reg, repo, out) = (&s.registry, &s.repo, &s.out);
-    let o = stackctl()
-        .current_dir(out.path())
-        .args(["build", "--json", "--repo"])
-        .arg(repo.path())
-        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
-        .args(["--branch", BRANCH, "--base", "HEAD"])
-        .output()
-        .unwrap();
+    let build = |extra: &[&std::ffi::OsStr]| {
+        stackctl()
+            .current_dir(out.path())
+            .args(["build", "--json", "--repo"])
+            .arg(repo.path())
+            .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
+            .args(["--branch", BRANCH, "--base", "HEAD"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = build(&[]);
     let stderr = text(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(
@@ -302,14 +308,31 @@ fn required_attestations_through_the_engine_are_exit_2_before_building() {
     let spec = std::fs::read_to_string(repo.path().join("spec.yml")).unwrap();
     repo.write("spec.yml", &spec.replace("attest: {required: true}\n", ""));
     repo.commit("attestations not required");
-    let o = stackctl()
-        .current_dir(out.path())
-        .args(["build", "--json", "--repo"])
-        .arg(repo.path())
-        .args(["--buildkit", "docker-unix:///var/run/docker.sock"])
-        .args(["--branch", BRANCH, "--base", "HEAD"])
-        .output()
+    // Signed with a PEM key (SEC1, made by openssl), right after the engine's push.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = (keys.path().join("ec.pem"), keys.path().join("ec.pub"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
         .unwrap();
+    assert!(st.success(), "openssl ecparam");
+    let st = std::process::Command::new("openssl")
+        .args(["ec", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl ec -pubout");
+    let o = build(&[std::ffi::OsStr::new("--sign-key"), key.as_os_str()]);
     let stderr = text(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert_eq!(
@@ -319,4 +342,23 @@ fn required_attestations_through_the_engine_are_exit_2_before_building() {
         1,
         "{stderr}"
     );
+    let image = format!("{}/att/solo:{PREFIX}-{BRANCH}", reg.host());
+    let v = stackctl()
+        .args(["verify", &image, "--json", "--key"])
+        .arg(&public)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{doc:#}
+{}",
+        text(&v.stderr)
+    );
+    assert_eq!(doc["signature"]["state"], "signed", "{doc:#}");
+    if let Some(cosign) = support::cosign::binary("engine-signed image") {
+        let c = support::cosign::verify(&cosign, &public, &image);
+        assert!(c.status.success(), "{}", support::outcome(&c));
+    }
 }
