@@ -113,6 +113,8 @@ mod tests {
             },
             cache: Default::default(),
             attest: Default::default(),
+            packages: vec![],
+            size_budget: Default::default(),
             tags: vec![],
             platforms: vec![],
             integration_platforms: vec![],

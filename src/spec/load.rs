@@ -154,6 +154,11 @@ struct RawSpec {
     /// Reproducible builds (see ImageSpec::reproducible).
     #[serde(default)]
     reproducible: Option<bool>,
+    /// Package managers and size budget (see super::compare).
+    #[serde(default)]
+    packages: Option<Value>,
+    #[serde(default)]
+    size_budget: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -216,6 +221,10 @@ struct RawImage {
     integration_platforms: Option<Value>,
     #[serde(default)]
     reproducible: Option<bool>,
+    #[serde(default)]
+    packages: Option<Value>,
+    #[serde(default)]
+    size_budget: Option<Value>,
     #[serde(flatten)]
     unknown: IndexMap<String, Value>,
 }
@@ -366,6 +375,22 @@ impl Spec {
             }),
             tests: raw.tests.unwrap_or_default(),
             reproducible: raw.reproducible.unwrap_or(true),
+            packages: raw.packages.as_ref().and_then(|v| {
+                super::compare::parse_packages(v, "packages")
+                    .map_err(|e| {
+                        let at = l.at(line_of_key(text, "packages", 0));
+                        l.problems.push(format!("{at}: {e}"));
+                    })
+                    .ok()
+            }),
+            size_budget: raw.size_budget.as_ref().and_then(|v| {
+                super::compare::RawBudget::parse(v, "size_budget")
+                    .map_err(|e| {
+                        let at = l.at(line_of_key(text, "size_budget", 0));
+                        l.problems.push(format!("{at}: {e}"));
+                    })
+                    .ok()
+            }),
         };
         let images = l.images(raw.images, &stack);
         let declared_roots = match raw.root {
@@ -441,6 +466,10 @@ struct StackDefaults {
     tests: super::model::StackTestSpec,
     /// The stack's `reproducible:` (default true), which an image's own replaces.
     reproducible: bool,
+    /// The stack's `packages:`, which an image's own replaces.
+    packages: Option<Vec<String>>,
+    /// The stack's `size_budget:`, merged key by key with an image's.
+    size_budget: Option<super::compare::RawBudget>,
 }
 
 /// One spec text being read: the remarks and problems found so far, each naming the file
@@ -620,6 +649,25 @@ impl Loader<'_> {
                 .ok(),
         };
         let attest = RawAttest::resolve(stack.attest.as_ref(), attest.as_ref());
+        let packages = match &ri.packages {
+            None => stack.packages.clone().unwrap_or_default(),
+            Some(v) => super::compare::parse_packages(v, &format!("images.{key}.packages"))
+                .unwrap_or_else(|e| {
+                    let here = self.at(line_in_image(self.text, line, "packages").or(line));
+                    self.problems.push(format!("{here}: image `{key}`: {e}"));
+                    vec![]
+                }),
+        };
+        let budget = ri.size_budget.as_ref().and_then(|v| {
+            super::compare::RawBudget::parse(v, &format!("images.{key}.size_budget"))
+                .map_err(|e| {
+                    let here = self.at(line_in_image(self.text, line, "size_budget").or(line));
+                    self.problems.push(format!("{here}: image `{key}`: {e}"));
+                })
+                .ok()
+        });
+        let size_budget =
+            super::compare::RawBudget::resolve(stack.size_budget.as_ref(), budget.as_ref());
         let tags = match &ri.tags {
             Some(v) => super::tag_template::parse_list(v, &format!("images.{key}.tags"))
                 .unwrap_or_else(|errs| {
@@ -660,6 +708,8 @@ impl Loader<'_> {
             reproducible: ri.reproducible.unwrap_or(stack.reproducible),
             cache,
             attest,
+            packages,
+            size_budget,
             tags,
             platforms,
             integration_platforms,

@@ -6,6 +6,7 @@
 
 pub mod attest;
 pub mod cache;
+pub mod compare;
 mod lines;
 mod load;
 mod model;

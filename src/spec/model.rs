@@ -53,6 +53,11 @@ pub struct ImageSpec {
     pub cache: super::CacheSpec,
     /// What BuildKit attaches: provenance, an SBOM (the stack's `attest:` and the image's).
     pub attest: super::attest::AttestSpec,
+    /// The package managers its inventory lists (`packages:`, the image's own list, else
+    /// the stack's); empty: whichever the image has.
+    pub packages: Vec<String>,
+    /// Its compressed size limits (`size_budget:`, the stack's merged with its own).
+    pub size_budget: super::compare::SizeBudget,
     /// Content tag templates (`tags:`): the image's own list, else the stack's.
     pub tags: Vec<super::TagTemplate>,
     /// Target platforms (`platforms:`, the image's own list, else the stack's), e.g.
