@@ -15,6 +15,7 @@ pub mod client;
 pub mod copy;
 pub mod index;
 pub mod reference;
+pub mod referrers;
 pub mod transport;
 
 pub use client::{
