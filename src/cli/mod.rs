@@ -24,6 +24,7 @@ macro_rules! out {
 pub mod build;
 pub mod buildkit;
 pub mod common;
+pub mod diff;
 pub mod exit;
 pub mod imagetest;
 pub mod interrupt;
@@ -90,6 +91,8 @@ pub enum Command {
     Tag(registry::TagArgs),
     /// Show an image's signatures and attestations, for each platform.
     Verify(registry::VerifyArgs),
+    /// Compare two images: sizes, layers and packages per platform (no pull).
+    Diff(diff::DiffArgs),
     /// Build one image of the stack through BuildKit.
     BuildImage(buildkit::BuildImageArgs),
     /// Talk to a BuildKit daemon.
@@ -138,6 +141,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Exists(a) => registry::run_exists(a, &g).await,
         Command::Retag(a) => registry::run_retag(a, &g).await,
         Command::Verify(a) => registry::run_verify(a, &g).await,
+        Command::Diff(a) => diff::run(a, &g).await,
         Command::Tag(a) => registry::run_tag(a, &g).await,
         Command::BuildImage(a) => buildkit::run_build_image(a, &g).await,
         Command::Buildkit(c) => buildkit::run_buildkit(c, &g).await,

@@ -158,7 +158,14 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
         report.fail(ImageStep::Push, "interrupted: nothing was pushed");
         return;
     }
+    let mut facts = facts;
     if job.push {
+        // Through a buildkitd the comparison and the size budget come before the tag.
+        if let Some(d) = &built.pushed_digest {
+            if !review_step(parts.pages, d, &mut facts, report, false).await {
+                return;
+            }
+        }
         // Through a buildkitd the tested image is signed before its tag names it.
         if let Some(d) = &built.pushed_digest {
             let mut children: Vec<String> = manifests.iter().map(|(_, d)| d.clone()).collect();
@@ -199,6 +206,14 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
                     report.digest = Some(digest);
                     return report.fail(ImageStep::Push, format!("signing failed: {e:#}"));
                 }
+            }
+        }
+        if built.pushed_digest.is_none() {
+            // Through the engine the size is known only once pushed, and so under its tag.
+            facts = Some(parts.pages.gather(&digest).await);
+            if !review_step(parts.pages, &digest, &mut facts, report, true).await {
+                report.digest = Some(digest.clone());
+                return;
             }
         }
         run.record_digest(
@@ -247,6 +262,44 @@ pub(crate) async fn run_steps<B: Builder, T: TestRunner, P: Publisher, M: PageWr
             )
             .await;
     }
+}
+
+/// Compare the image with the one it replaces, check its size budget and attach its
+/// inventories (`tagged`: the engine's push already gave it its tag). Returns whether the
+/// image goes on.
+async fn review_step<M: PageWriter>(
+    pages: &M,
+    digest: &str,
+    facts: &mut Option<anyhow::Result<M::Facts>>,
+    report: &mut ImageReport,
+    tagged: bool,
+) -> bool {
+    let t0 = std::time::Instant::now();
+    let review = pages.review(digest, facts).await;
+    report.step_took(ImageStep::SizeBudget, t0.elapsed());
+    report.changes = review.changes;
+    report.warnings.extend(review.warnings);
+    if !review.breaches.is_empty() {
+        let what = format!("over its size budget: {}", review.breaches.join(" | "));
+        if review.fail {
+            let after = if tagged {
+                " (its tag was already pushed: the engine's push is what gives the compressed size)"
+            } else {
+                "; not tagged"
+            };
+            report.fail(ImageStep::SizeBudget, format!("{what}{after}"));
+            return false;
+        }
+        tracing::warn!("[{}] {what}", report.key);
+        report.warnings.push(what);
+    }
+    match pages.attach_inventories(facts).await {
+        Ok(d) => report.inventories = d,
+        Err(e) => report
+            .warnings
+            .push(format!("the package inventories were not attached: {e:#}")),
+    }
+    true
 }
 
 /// An interrupted push, as the registry's read-back (`read`) says: the tag names the tested

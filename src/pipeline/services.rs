@@ -9,7 +9,8 @@ use super::request::{
     RequestInputs,
 };
 use super::steps::{
-    Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, RunState, TestRunner,
+    Builder, Built, ImageJob, ImageJobContext, PageWriter, Parts, Publisher, Review, RunState,
+    TestRunner,
 };
 use crate::buildkit::{self, BuildError, Kind, Progress, ProgressMode};
 use crate::containers::in_buildkit::Node;
@@ -459,6 +460,79 @@ impl PageWriter for Real<'_, '_> {
         image_page::gather(self.ctx.spec, &self.planned.key, &at, &opts).await
     }
 
+    async fn review(
+        &self,
+        digest: &str,
+        facts: &mut Option<anyhow::Result<image_page::PageFacts>>,
+    ) -> Review {
+        let facts = match facts {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                return Review {
+                    warnings: vec![format!("not compared with the image it replaces: {e:#}")],
+                    ..Default::default()
+                }
+            }
+            None => return Review::default(),
+        };
+        let new = facts.side(&self.planned.reference, digest);
+        self.write_packages(&new);
+        let (old, basis) = match self.replaced(digest).await {
+            Ok(Some((side, basis))) => (Some(side), Some(basis)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                return Review {
+                    warnings: vec![format!("not compared with the image it replaces: {e:#}")],
+                    ..Default::default()
+                }
+            }
+        };
+        let changes = crate::changes::compare(old.as_ref(), &new, basis);
+        facts.set_changes(changes.clone());
+        let budget = &self.image.size_budget;
+        Review {
+            breaches: crate::changes::budget::breaches(budget, &changes),
+            fail: budget.on_exceed == crate::spec::compare::OnExceed::Fail,
+            changes: Some(changes),
+            warnings: vec![],
+        }
+    }
+
+    async fn attach_inventories(
+        &self,
+        facts: &Option<anyhow::Result<image_page::PageFacts>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let Some(Ok(facts)) = facts else {
+            return Ok(vec![]);
+        };
+        let repository = ImageRef::parse(&self.image.image_name)?;
+        let mut out = vec![];
+        for (platform, digest, inventory) in facts.inventories() {
+            let at = repository.with_digest(&digest);
+            let head = self
+                .ctx
+                .registry
+                .head_manifest(&at)
+                .await?
+                .with_context(|| format!("{at}: not in its registry"))?;
+            let subject = crate::registry::referrers::Subject {
+                size: head.size.unwrap_or(0),
+                media_type: head.media_type,
+                digest: digest.clone(),
+            };
+            let d = crate::changes::read::attach_inventory(
+                self.ctx.registry,
+                &repository,
+                &subject,
+                &inventory,
+            )
+            .await
+            .with_context(|| format!("the inventory of {at} ({platform})"))?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
     async fn write_page(
         &self,
         content_tags: &[ContentTag],
@@ -476,6 +550,93 @@ impl PageWriter for Real<'_, '_> {
 }
 
 impl Real<'_, '_> {
+    /// The image this build replaces, read from the registry: `<prefix>-stable`, else
+    /// `stable`, else the branch's previous build (what the run's tag names before it is
+    /// moved); one naming `digest` itself is passed over. Platforms without an attached
+    /// inventory get one computed on the BuildKit node, when the tests run there.
+    async fn replaced(
+        &self,
+        digest: &str,
+    ) -> anyhow::Result<Option<(crate::changes::ImageSide, String)>> {
+        let repository = ImageRef::parse(&self.image.image_name)?;
+        let prefix_stable = format!("{}-stable", self.ctx.spec.tag_prefix);
+        let own = ImageRef::parse(&self.planned.reference)?;
+        let candidates = [
+            (
+                repository.with_tag(&prefix_stable),
+                format!("`{prefix_stable}`"),
+            ),
+            (repository.with_tag("stable"), "`stable`".to_string()),
+            (own.clone(), "this branch's previous build".to_string()),
+        ];
+        for (r, basis) in candidates {
+            let Some(head) = self.ctx.registry.head_manifest(&r).await? else {
+                continue;
+            };
+            if head.digest == digest {
+                continue;
+            }
+            let Some(mut side) = crate::changes::read::read_image(self.ctx.registry, &r).await?
+            else {
+                continue;
+            };
+            if let Runner::BuildKit(node) = &self.runner {
+                let managers = self.managers();
+                for p in side.platforms.iter_mut().filter(|p| p.inventory.is_none()) {
+                    let at = repository.with_digest(&p.digest);
+                    match crate::changes::collect::inventory(
+                        &Runner::BuildKit(node.clone()),
+                        &at,
+                        &p.platform,
+                        &managers,
+                        self.ctx.test_timeout,
+                        &self.ctx.cancel,
+                    )
+                    .await
+                    {
+                        Ok(inv) => {
+                            p.inventory = Some(inv);
+                            p.inventory_source = "computed in BuildKit".into();
+                        }
+                        Err(e) => p.inventory_source = e,
+                    }
+                }
+            }
+            return Ok(Some((side, basis)));
+        }
+        Ok(None)
+    }
+
+    fn managers(&self) -> Vec<crate::changes::inventory::Manager> {
+        self.image
+            .packages
+            .iter()
+            .filter_map(|m| m.parse().ok())
+            .collect()
+    }
+
+    /// `artifacts/<image>.packages.json`: each platform's inventory.
+    fn write_packages(&self, side: &crate::changes::ImageSide) {
+        let path = self.ctx.dirs.packages_json(&self.planned.reference);
+        let platforms: Vec<serde_json::Value> = side
+            .platforms
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "platform": p.platform,
+                    "digest": p.digest,
+                    "inventory": p.inventory,
+                    "source": p.inventory_source,
+                })
+            })
+            .collect();
+        let body = serde_json::json!({"image": side.reference, "digest": side.digest, "platforms": platforms});
+        let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
     fn page_options(&self, content_tags: &[ContentTag]) -> PageOptions {
         let ctx = self.ctx;
         PageOptions {

@@ -194,6 +194,17 @@ pub(crate) trait Publisher {
     ) -> anyhow::Result<(Vec<ContentTag>, Vec<String>)>;
 }
 
+/// What comparing an image with the one it replaces found (see [`PageWriter::review`]).
+#[derive(Debug, Default)]
+pub(crate) struct Review {
+    pub changes: Option<crate::changes::Changes>,
+    /// The size budget's breaches, a line per platform.
+    pub breaches: Vec<String>,
+    /// A breach fails the image (`on_exceed: fail`).
+    pub fail: bool,
+    pub warnings: Vec<String>,
+}
+
 /// Writes the image's manifest page.
 pub(crate) trait PageWriter {
     /// What the page shows of the image apart from its content tags.
@@ -201,6 +212,25 @@ pub(crate) trait PageWriter {
     /// Gather the page's facts for the pushed `digest`: its info commands run while the
     /// tests do, and the page waits only for what is left.
     async fn gather(&self, digest: &str) -> anyhow::Result<Self::Facts>;
+    /// Compare the image `digest` (its `facts`, which get the comparison for the page) with
+    /// the image it replaces, and check its size budget. Nothing by default.
+    async fn review(
+        &self,
+        digest: &str,
+        facts: &mut Option<anyhow::Result<Self::Facts>>,
+    ) -> Review {
+        let _ = (digest, facts);
+        Review::default()
+    }
+    /// Attach each platform's package inventory in `facts` to its manifest in the
+    /// registry; the artifacts' digests. Nothing by default.
+    async fn attach_inventories(
+        &self,
+        facts: &Option<anyhow::Result<Self::Facts>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let _ = facts;
+        Ok(vec![])
+    }
     /// Write the page of the pushed image, with its content tags, from the facts gathered
     /// (None: gathered now, from its tag).
     async fn write_page(

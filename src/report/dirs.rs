@@ -56,6 +56,17 @@ impl ArtifactDirs {
         self.artifacts().join(name)
     }
 
+    /// `artifacts/changes.md`: what changed in each image since the one it replaces.
+    pub fn changes(&self) -> PathBuf {
+        self.artifacts().join("changes.md")
+    }
+
+    /// `artifacts/<safe name>.packages.json`: each platform's package inventory.
+    pub fn packages_json(&self, full_name: &str) -> PathBuf {
+        self.artifacts()
+            .join(format!("{}.packages.json", safe_name(full_name)))
+    }
+
     /// `logs/run.log`: the whole run's log lines.
     pub fn run_log(&self) -> PathBuf {
         self.logs().join("run.log")

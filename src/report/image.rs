@@ -17,6 +17,8 @@ use std::time::Duration;
 pub enum ImageStep {
     Build,
     BasicTests,
+    /// The comparison with the image it replaces, and its size budget (`size_budget:`).
+    SizeBudget,
     Push,
     IntegrationTests,
     /// Content tags (`tags:`): computed after the basic tests, pushed after the last test.
@@ -33,6 +35,7 @@ impl ImageStep {
         match self {
             ImageStep::Build => "build",
             ImageStep::BasicTests => "basic-tests",
+            ImageStep::SizeBudget => "size-budget",
             ImageStep::Push => "push",
             ImageStep::IntegrationTests => "integration-tests",
             ImageStep::ContentTags => "content-tags",
@@ -170,6 +173,12 @@ pub struct ImageReport {
     /// digest and each platform's manifest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signed: Vec<String>,
+    /// What changed since the image it replaces (sizes, layers, packages per platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::changes::Changes>,
+    /// The package inventories attached to its platform manifests (their digests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventories: Vec<String>,
     /// The content tags (`tags:` in the spec): which tag names which digest, and what the
     /// build did (created, unchanged, kept on another digest, moved).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -218,6 +227,8 @@ impl ImageReport {
             reclaimed_bytes: None,
             content_tags: vec![],
             signed: vec![],
+            changes: None,
+            inventories: vec![],
             warnings: vec![],
             builder: None,
             lost_builders: vec![],

@@ -75,6 +75,33 @@ pub fn step_times(scheduled: &[ScheduledImage<ImageReport>]) -> Vec<GanttTask> {
     tasks
 }
 
+/// How many packages of one kind the job summary lists (the rest are in `changes.md`).
+const SUMMARY_LISTED: usize = 10;
+
+/// What changed in each image that was compared with the one it replaces (`changes.md`,
+/// sized for a pull-request comment: `listed` packages of each kind at most); None when
+/// no image was.
+pub fn changes_markdown(reports: &[&ImageReport], listed: usize) -> Option<String> {
+    let compared: Vec<&ImageReport> = reports
+        .iter()
+        .copied()
+        .filter(|r| r.changes.is_some())
+        .collect();
+    if compared.is_empty() {
+        return None;
+    }
+    let mut md = String::from("## What changed\n");
+    for r in compared {
+        let Some(c) = &r.changes else { continue };
+        md.push_str(&format!("\n### {}\n\n", r.image));
+        if !r.success {
+            md.push_str(&format!("Not tagged: {}\n\n", r.message));
+        }
+        md.push_str(&crate::changes::render::markdown(c, 4, listed));
+    }
+    Some(md)
+}
+
 /// What the postwork wrote, and the summary rows (for [`super::table::terminal`]).
 #[derive(Debug, Clone)]
 pub struct PostworkOutput {
@@ -110,6 +137,12 @@ pub fn write_postwork(
     }
     let built = built_images(&started);
     files.push(write_image_list(dirs, IMAGES_BUILT, &built)?);
+    let changes = changes_markdown(&started, crate::changes::render::LISTED);
+    if let Some(md) = &changes {
+        let path = dirs.changes();
+        std::fs::write(&path, md).map_err(|e| super::dirs::with_path(e, &path))?;
+        files.push(path);
+    }
     let rows: Vec<SummaryRow> = scheduled
         .iter()
         .map(|s| SummaryRow::from_scheduled(&repository(&s.key), tag, s))
@@ -124,6 +157,9 @@ pub fn write_postwork(
             &rows,
             gantt.as_deref(),
         ))?;
+        if let Some(md) = changes_markdown(&started, SUMMARY_LISTED) {
+            gh.append_summary(&md)?;
+        }
         gh.set_outputs(&build_outputs(tag, &built.join("\n")))?;
     }
     Ok(PostworkOutput { rows, files, built })

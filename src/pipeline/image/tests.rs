@@ -7,7 +7,7 @@ use super::*;
 use crate::containers::suite::{Suite, SuiteResult, TestOutcome};
 use crate::content_tags::publish::{ContentTag, ContentTagState, Rendered};
 use crate::pipeline::platforms::Selection;
-use crate::pipeline::steps::Built;
+use crate::pipeline::steps::{Built, Review};
 use crate::spec::platform::Platform;
 use crate::spec::{TagTemplate, Template};
 use std::cell::RefCell;
@@ -48,6 +48,8 @@ enum Trouble {
     CancelDuringPublish,
     /// An interrupt arrives while the tag PUT is in flight, and the PUT lands.
     CancelDuringPublishLanded,
+    /// The image is over its size budget, `on_exceed: fail` (true) or `warn` (false).
+    OverBudget(bool),
 }
 
 /// Every part of the step order in one test double; it records each call, and every tag
@@ -276,6 +278,16 @@ impl PageWriter for Fake {
     async fn gather(&self, _digest: &str) -> anyhow::Result<()> {
         Ok(())
     }
+    async fn review(&self, _digest: &str, _facts: &mut Option<anyhow::Result<()>>) -> Review {
+        match self.trouble {
+            Trouble::OverBudget(fail) => Review {
+                breaches: vec!["linux/amd64: 9.0 GB compressed, over its max of 8.0 GB".into()],
+                fail,
+                ..Default::default()
+            },
+            _ => Review::default(),
+        }
+    }
     async fn write_page(
         &self,
         content_tags: &[ContentTag],
@@ -466,6 +478,7 @@ async fn every_step_runs_in_order_and_the_tested_digest_gets_its_tags() {
             ImageStep::Build,
             ImageStep::BasicTests,
             ImageStep::ContentTags,
+            ImageStep::SizeBudget,
             ImageStep::Push,
             ImageStep::IntegrationTests,
             ImageStep::ContentTags,
@@ -698,6 +711,35 @@ async fn failed_content_tags_stop_before_the_page() {
     assert_failed(&r, ImageStep::ContentTags, "content-tags failed: PUT");
     assert!(r.report.pushed);
     assert_eq!(r.tags, [REFERENCE]);
+}
+
+#[tokio::test]
+async fn an_image_over_its_size_budget_gets_no_tag_unless_it_only_warns() {
+    let r = run(Trouble::OverBudget(true)).await;
+    assert_eq!(r.calls, ["build".to_string(), basic(), values()]);
+    assert_failed(
+        &r,
+        ImageStep::SizeBudget,
+        "over its size budget: linux/amd64: 9.0 GB",
+    );
+    assert!(
+        r.report.message.ends_with("; not tagged"),
+        "{}",
+        r.report.message
+    );
+    assert!(r.tags.is_empty() && !r.report.pushed);
+
+    let r = run(Trouble::OverBudget(false)).await;
+    assert!(r.report.success, "{:?}", r.report);
+    assert_eq!(r.tags, [REFERENCE, "reg.example/stack/child:py-3.11"]);
+    assert!(
+        r.report
+            .warnings
+            .iter()
+            .any(|w| w.contains("over its size budget")),
+        "{:?}",
+        r.report.warnings
+    );
 }
 
 #[tokio::test]

@@ -4,11 +4,12 @@
 pub mod history;
 pub mod registry;
 
+use crate::changes::inventory::{self, Inventory, Manager};
 pub use crate::containers::commands::InfoOutput;
 use crate::content_tags::publish::{ContentTag, ContentTagState};
 use crate::report::names::page_name;
 pub use crate::sizes::human_size;
-use crate::spec::Spec;
+use crate::spec::{InfoCmd, Spec};
 use anyhow::Context;
 pub use history::{human_duration, LayerRow};
 pub use registry::{fetch_image, fetch_platforms, ImageMeta, RegistryAccess};
@@ -61,6 +62,8 @@ pub struct PageFacts {
     platforms: Vec<PlatformFacts>,
     /// BuildKit's attestations in the index, each with the platform it describes.
     attestations: Vec<AttestationFacts>,
+    /// What changed since the image it replaces, once compared.
+    changes: Option<crate::changes::Changes>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +78,76 @@ struct PlatformFacts {
     platform: Option<String>,
     meta: ImageMeta,
     infos: Vec<InfoOutput>,
+    /// Its packages, or why they could not be read.
+    inventory: Result<Inventory, String>,
+}
+
+impl PlatformFacts {
+    /// `linux/amd64`: the index's name for it, else its config's.
+    fn name(&self) -> String {
+        self.platform
+            .clone()
+            .unwrap_or_else(|| crate::changes::read::config_platform(&self.meta.config))
+    }
+}
+
+impl PageFacts {
+    /// The image as the page saw it (its platforms' layers and inventories), for a
+    /// comparison; `reference` names it, `digest` is what was gathered.
+    pub fn side(&self, reference: &str, digest: &str) -> crate::changes::ImageSide {
+        crate::changes::ImageSide {
+            reference: reference.to_string(),
+            digest: digest.to_string(),
+            platforms: self
+                .platforms
+                .iter()
+                .map(|f| crate::changes::PlatformImage {
+                    platform: f.name(),
+                    digest: f.meta.digest.clone(),
+                    layers: f.meta.layers(),
+                    inventory: f.inventory.clone().ok(),
+                    inventory_source: match &f.inventory {
+                        Ok(_) => "collected".into(),
+                        Err(e) => e.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Each platform's manifest digest and inventory, where one was read.
+    pub fn inventories(&self) -> Vec<(String, String, Inventory)> {
+        self.platforms
+            .iter()
+            .filter_map(|f| {
+                let inv = f.inventory.as_ref().ok()?;
+                Some((f.name(), f.meta.digest.clone(), inv.clone()))
+            })
+            .collect()
+    }
+
+    /// Show `changes` on the page.
+    pub fn set_changes(&mut self, changes: crate::changes::Changes) {
+        self.changes = Some(changes);
+    }
+}
+
+/// The info command that lists an image's packages.
+fn inventory_cmd(managers: &[String]) -> InfoCmd {
+    let managers: Vec<Manager> = managers.iter().filter_map(|m| m.parse().ok()).collect();
+    InfoCmd {
+        description: "Package inventory".into(),
+        command: inventory::script(&managers),
+    }
+}
+
+/// The inventory from its command's output (the last of `infos`, taken off).
+fn take_inventory(infos: &mut Vec<InfoOutput>) -> Result<Inventory, String> {
+    let out = infos.pop().ok_or("the inventory was not run")?;
+    if !out.ok {
+        return Err(format!("the inventory failed: {}", out.text.trim()));
+    }
+    inventory::parse(&out.stdout).map_err(|e| format!("the inventory is not readable: {e:#}"))
 }
 
 /// The page's content for image `key` of the spec at `image_ref`.
@@ -109,6 +182,7 @@ pub async fn gather(
         })?;
         cmds.push(cmd.clone());
     }
+    cmds.push(inventory_cmd(&image.packages));
     // Registry and engine get the normalized reference; the page names it as written.
     let reference = crate::registry::ImageRef::parse(at)?;
     let platforms = bounded(
@@ -121,15 +195,17 @@ pub async fn gather(
             let (reference, cmds) = (&reference, &cmds);
             async move {
                 let at = reference.with_digest(&meta.digest);
-                let infos = opts
+                let mut infos = opts
                     .runner
                     .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
                     .await
                     .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
+                let inventory = take_inventory(&mut infos);
                 anyhow::Ok(PlatformFacts {
                     platform: Some(p),
                     meta,
                     infos,
+                    inventory,
                 })
             }
         });
@@ -153,14 +229,16 @@ pub async fn gather(
             index_digest: Some(index_digest),
             platforms,
             attestations,
+            changes: None,
         });
     }
     let meta = bounded(opts, at, registry::fetch_image(&reference, &opts.registry)).await?;
-    let infos = opts
+    let mut infos = opts
         .runner
         .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {at}: {stop}"))?;
+    let inventory = take_inventory(&mut infos);
     let own = format!(
         "{}/{}",
         meta.config["os"].as_str().unwrap_or("?"),
@@ -179,7 +257,9 @@ pub async fn gather(
             platform: None,
             meta,
             infos,
+            inventory,
         }],
+        changes: None,
     })
 }
 
@@ -236,9 +316,65 @@ pub fn render_facts(
             page
         }
     };
+    page.push_str(&packages_section(&facts.platforms));
+    if let Some(c) = &facts.changes {
+        page.push('\n');
+        page.push_str(&crate::changes::render::markdown(
+            c,
+            2,
+            crate::changes::render::LISTED,
+        ));
+    }
     page.push_str(&attestations_section(&facts.attestations));
     page.push_str(&content_tags_section(content_tags));
     Ok(page)
+}
+
+/// The `## Packages` section: each platform's inventory as a table, folded when long (a
+/// platform without one says why).
+fn packages_section(platforms: &[PlatformFacts]) -> String {
+    let mut md = String::from("\n## Packages\n");
+    for f in platforms {
+        let name = f.name();
+        match &f.inventory {
+            Err(why) => md.push_str(&format!("\n{name}: no inventory ({})\n", cell(why))),
+            Ok(inv) => {
+                let managers: Vec<String> = inv.managers.iter().map(|m| m.to_string()).collect();
+                md.push_str(&format!(
+                    "\n{name}: {} packages ({})\n\n",
+                    inv.packages.len(),
+                    if managers.is_empty() {
+                        "no package manager found".into()
+                    } else {
+                        managers.join(", ")
+                    }
+                ));
+                if inv.packages.is_empty() {
+                    continue;
+                }
+                let mut table = String::from(
+                    "| Manager | Package | Version |\n|---------|---------|---------|\n",
+                );
+                for p in &inv.packages {
+                    table.push_str(&format!(
+                        "| {} | {} | {} |\n",
+                        p.manager,
+                        cell(&p.name),
+                        cell(&p.version)
+                    ));
+                }
+                if inv.packages.len() > DETAILS_OVER_LINES {
+                    md.push_str(&format!(
+                        "<details>\n<summary>{} packages</summary>\n\n{table}\n</details>\n",
+                        inv.packages.len()
+                    ));
+                } else {
+                    md.push_str(&table);
+                }
+            }
+        }
+    }
+    md
 }
 
 /// The `## Attestations` section (empty text without any): each platform's statements,

@@ -20,10 +20,29 @@ pub struct RegistryAccess {
 pub struct ImageMeta {
     /// Compressed layer sizes, bottom layer first.
     pub layer_sizes: Vec<u64>,
+    /// Their digests, in the same order.
+    pub layer_digests: Vec<String>,
     /// The image config (JSON).
     pub config: serde_json::Value,
     /// The digest of the (platform) manifest.
     pub digest: String,
+}
+
+impl ImageMeta {
+    /// Its layers, each with the step that made it.
+    pub fn layers(&self) -> Vec<crate::changes::diff::Layer> {
+        let steps = crate::changes::read::layer_steps(&self.config);
+        self.layer_digests
+            .iter()
+            .zip(&self.layer_sizes)
+            .enumerate()
+            .map(|(i, (d, s))| crate::changes::diff::Layer {
+                digest: d.clone(),
+                size: *s,
+                created_by: steps.get(i).cloned().flatten(),
+            })
+            .collect()
+    }
 }
 
 impl RegistryAccess {
@@ -75,6 +94,11 @@ pub async fn fetch_image(r: &ImageRef, access: &RegistryAccess) -> anyhow::Resul
         .with_context(|| format!("the config of {r} is not JSON"))?;
     Ok(ImageMeta {
         layer_sizes: manifest.layers().iter().map(|l| l.size()).collect(),
+        layer_digests: manifest
+            .layers()
+            .iter()
+            .map(|l| l.digest().to_string())
+            .collect(),
         config,
         digest: m.digest,
     })
