@@ -8,6 +8,7 @@ mod attest;
 mod base_check;
 mod buildkit;
 mod buildkit_runner;
+mod changes;
 mod convergence;
 mod e2e_build;
 mod example_stack;
