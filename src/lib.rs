@@ -26,6 +26,7 @@
 mod architecture;
 pub mod bases;
 pub mod buildkit;
+pub mod changes;
 pub mod cli;
 pub mod containers;
 pub mod content_tags;

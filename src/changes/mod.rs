@@ -1,0 +1,2 @@
+//! What changed between two images: their package inventories, compared.
+pub mod inventory;
