@@ -66,8 +66,12 @@ fn short(digest: &str) -> &str {
 /// A history step without BuildKit's `|N ARG=…` prefix and clipped to a line.
 pub(super) fn short_step(created_by: &str) -> String {
     let s = created_by.trim();
-    let s = s.strip_prefix("/bin/sh -c ").unwrap_or(s);
-    let s = s.strip_prefix("#(nop) ").unwrap_or(s).trim();
+    let s = s.strip_suffix("# buildkit").unwrap_or(s).trim_end();
+    let s = match s.strip_prefix("RUN /bin/sh -c ") {
+        Some(rest) => format!("RUN {rest}"),
+        None => s.strip_prefix("/bin/sh -c ").unwrap_or(s).to_string(),
+    };
+    let s = s.strip_prefix("#(nop) ").unwrap_or(&s).trim();
     let mut out: String = s.chars().take(80).collect();
     if s.chars().count() > 80 {
         out.push('…');
@@ -78,6 +82,22 @@ pub(super) fn short_step(created_by: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_shown_as_written() {
+        assert_eq!(
+            short_step("RUN /bin/sh -c make all # buildkit"),
+            "RUN make all"
+        );
+        assert_eq!(
+            short_step("COPY pkgs/ /tmp/pkgs/ # buildkit"),
+            "COPY pkgs/ /tmp/pkgs/"
+        );
+        assert_eq!(
+            short_step("/bin/sh -c #(nop)  CMD [\"sh\"]"),
+            "CMD [\"sh\"]"
+        );
+    }
     use crate::changes::diff::{compare, ImageSide, Layer, PlatformImage};
 
     fn side(layers: &[(&str, u64)]) -> ImageSide {

@@ -105,6 +105,16 @@ pub struct PlatformChanges {
     pub packages: Option<PackageChanges>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages_unknown: Option<String>,
+    /// Where each side's packages came from (`collected`, `attached`, `sbom`, `computed in
+    /// BuildKit`), or why there are none.
+    pub packages_from: PackageSources,
+}
+
+/// Where the two inventories of a platform came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PackageSources {
+    pub old: Option<String>,
+    pub new: String,
 }
 
 /// Two images compared.
@@ -185,6 +195,10 @@ fn compare_platform(
         new_size: new.size(),
         packages,
         packages_unknown,
+        packages_from: PackageSources {
+            old: old.map(|o| o.inventory_source.clone()),
+            new: new.inventory_source.clone(),
+        },
     }
 }
 
@@ -257,12 +271,7 @@ pub fn packages(old: &Inventory, new: &Inventory) -> PackageChanges {
 /// A name as its manager compares names: pip's are PEP 503-normalized.
 fn normalized(m: Manager, name: &str) -> String {
     match m {
-        Manager::Pip => name
-            .to_ascii_lowercase()
-            .split(['-', '_', '.'])
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join("-"),
+        Manager::Pip => super::inventory::normalize_pip_name(name),
         _ => name.to_string(),
     }
 }

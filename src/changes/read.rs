@@ -24,7 +24,8 @@ pub async fn read_image(
         return Ok(None);
     };
     let mut platforms = vec![];
-    let mut sboms: BTreeMap<String, (String, String)> = BTreeMap::new();
+    // Platform manifest → its attestation manifest, where an SBOM may be.
+    let mut attestations: BTreeMap<String, String> = BTreeMap::new();
     if m.media_type == OCI_INDEX || m.media_type == DOCKER_MANIFEST_LIST {
         let index: Value = serde_json::from_slice(&m.bytes)
             .with_context(|| format!("{r}: the index is not JSON"))?;
@@ -36,7 +37,7 @@ pub async fn read_image(
                 if let Some(subject) =
                     e["annotations"][crate::registry::attestation::REFERENCE_DIGEST].as_str()
                 {
-                    sboms.insert(subject.to_string(), (d.to_string(), String::new()));
+                    attestations.insert(subject.to_string(), d.to_string());
                 }
                 continue;
             }
@@ -70,7 +71,7 @@ pub async fn read_image(
                 p.inventory_source = format!("the attached inventory could not be read: {e:#}")
             }
         }
-        if let Some((attestation, _)) = sboms.get(&p.digest) {
+        if let Some(attestation) = attestations.get(&p.digest) {
             match sbom_inventory(client, &r.with_digest(attestation)).await {
                 Ok(Some(inv)) => {
                     p.inventory = Some(inv);

@@ -136,6 +136,9 @@ pub async fn run(
         |key| spec.image(key).and_then(|i| i.depend_on.clone()),
         gha.as_ref(),
     )?;
+    if let Some(p) = postwork.files.iter().find(|p| p.ends_with("changes.md")) {
+        tracing::info!("what changed since the images replaced: {}", p.display());
+    }
     crate::wiki::history::after_build(
         &opts.dirs,
         opts.build_time,

@@ -270,6 +270,74 @@ mod tests {
     }
 
     #[test]
+    fn changes_go_to_changes_md_and_the_job_summary() {
+        use crate::changes::diff::{compare, ImageSide, Layer, PlatformImage};
+        let side = |reference: &str, size: u64| ImageSide {
+            reference: reference.into(),
+            digest: format!("sha256:{size}"),
+            platforms: vec![PlatformImage {
+                platform: "linux/amd64".into(),
+                digest: format!("sha256:m{size}"),
+                layers: vec![Layer {
+                    digest: format!("sha256:l{size}"),
+                    size,
+                    created_by: None,
+                }],
+                inventory: None,
+                inventory_source: "none attached".into(),
+            }],
+        };
+        let mut over = ran("analysis", false);
+        let mut plain = ran("extra", true);
+        for (s, size) in [(&mut over, 9000), (&mut plain, 1200)] {
+            if let Scheduled::Ran { outcome, .. } = &mut s.result {
+                let old = side(
+                    &format!("127.0.0.1:5111/ex/{}:2026.3-stable", outcome.key),
+                    1000,
+                );
+                let new = side(&outcome.image, size);
+                outcome.changes = Some(compare(Some(&old), &new, None));
+                outcome.message = "over its size budget: linux/amd64: 9.0 kB; not tagged".into();
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ArtifactDirs::new(tmp.path().join("out"));
+        let gh = GithubActions {
+            step_summary: Some(tmp.path().join("summary.md")),
+            output: None,
+        };
+        let scheduled = vec![over, plain, ran("web", true)];
+        let out = write_postwork(
+            &dirs,
+            "2026.3-main",
+            "t",
+            &scheduled,
+            |k| k.into(),
+            |_| None,
+            Some(&gh),
+        )
+        .unwrap();
+        let md = std::fs::read_to_string(dirs.changes()).unwrap();
+        assert!(out.files.contains(&dirs.changes()));
+        assert!(
+            md.starts_with("## What changed\n\n### 127.0.0.1:5111/ex/analysis:2026.3-main\n"),
+            "{md}"
+        );
+        assert!(md.contains("Not tagged: over its size budget"), "{md}");
+        assert!(
+            md.contains("| linux/amd64 | 9.0 kB | 1.0 kB | +8.0 kB |"),
+            "{md}"
+        );
+        assert!(md.contains("#### Changes since 2026.3-stable"), "{md}");
+        assert!(
+            !md.contains("ex/web"),
+            "an image without a comparison is left out: {md}"
+        );
+        let summary = std::fs::read_to_string(tmp.path().join("summary.md")).unwrap();
+        assert!(summary.contains("## What changed"), "{summary}");
+    }
+
+    #[test]
     fn outside_actions_only_the_artifacts_are_written() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = ArtifactDirs::new(tmp.path());

@@ -228,6 +228,69 @@ fn provenance_and_sbom_are_read_back(test: &str, release: Release) {
         // One image's page, not a page per platform: attestations are not platforms.
         assert!(!page.contains("\nPlatforms: "), "{page}");
     }
+    if release == Release::V0_32 {
+        packages_from_an_sbom_without_an_inventory(repo, &tls, &host, &tag);
+    }
+}
+
+/// `build-image --push` attaches no inventory: `stackctl diff` then reads the old image's
+/// packages from its SBOM attestation (another image than the build's: the platform
+/// manifest would otherwise be the same, with the build's inventory attached), and dpkg's
+/// agree with the built image's inventory.
+fn packages_from_an_sbom_without_an_inventory(
+    repo: &TestRepo,
+    tls: &[String],
+    host: &str,
+    tag: &str,
+) {
+    repo.write(
+        "images/base/Dockerfile",
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo other > /other.txt\n",
+    );
+    repo.commit("another base");
+    let o = stackctl()
+        .args([
+            "build-image",
+            "base",
+            "--push",
+            "--tag",
+            "sbom-only",
+            "--repo",
+        ])
+        .arg(repo.path())
+        .args(tls)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stackctl()
+        .args([
+            "diff",
+            &format!("{host}/att/base:sbom-only"),
+            &format!("{host}/att/base:{tag}"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let diff: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &diff["platforms"][0];
+    let packages = &p["packages"];
+    assert!(
+        packages.is_object(),
+        "the SBOM gives the old packages: {p:#}"
+    );
+    assert_eq!(p["packages_from"]["old"], "sbom", "{p:#}");
+    assert_eq!(p["packages_from"]["new"], "attached", "{p:#}");
+    for kind in ["added", "removed", "upgraded", "downgraded"] {
+        let apt: Vec<&Value> = packages[kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["manager"] == "apt")
+            .collect();
+        assert!(apt.is_empty(), "{kind}: {apt:?}");
+    }
+    assert!(packages["unchanged"].as_u64().unwrap() > 50, "{packages:#}");
 }
 
 #[test]

@@ -45,9 +45,7 @@ fn write_image(r: &TestRepo, p: &Packages, msg: &str) {
     // Only the package files stay in the context (dpkg-deb's folders go).
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
-        let keep = path
-            .extension()
-            .is_some_and(|x| x == "deb" || x == "whl");
+        let keep = path.extension().is_some_and(|x| x == "deb" || x == "whl");
         if !keep {
             let _ = std::fs::remove_dir_all(&path);
             let _ = std::fs::remove_file(&path);
@@ -71,7 +69,14 @@ fn write_image(r: &TestRepo, p: &Packages, msg: &str) {
 fn build(repo: &Path, out: &Path, node: &Buildkitd) -> (i32, Value, String) {
     let o = stackctl()
         .current_dir(out)
-        .args(["build", "--branch", "main", "--full-rebuild", "--json", "--repo"])
+        .args([
+            "build",
+            "--branch",
+            "main",
+            "--full-rebuild",
+            "--json",
+            "--repo",
+        ])
         .arg(repo)
         .args(node.tcp_args())
         .output()
@@ -119,7 +124,8 @@ fn platform_layers(
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = support::http();
-        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+        let accept =
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
         let get = |r: String| {
             let http = http.clone();
             async move {
@@ -149,7 +155,12 @@ fn platform_layers(
             .as_array()
             .unwrap()
             .iter()
-            .map(|l| (l["digest"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap()))
+            .map(|l| {
+                (
+                    l["digest"].as_str().unwrap().to_string(),
+                    l["size"].as_u64().unwrap(),
+                )
+            })
             .collect()
     })
 }
@@ -181,7 +192,11 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
     assert_eq!(code, 0, "{doc:#}\n{stderr}");
     let first = report(&doc);
     assert_eq!(first["changes"]["old"], Value::Null, "{first:#}");
-    assert_eq!(first["inventories"].as_array().map(Vec::len), Some(1), "{first:#}");
+    assert_eq!(
+        first["inventories"].as_array().map(Vec::len),
+        Some(1),
+        "{first:#}"
+    );
     let kid = format!("{host}/ch/kid");
     let o = stackctl()
         .args(["retag", &format!("{kid}:{TAG}"), STABLE])
@@ -195,7 +210,10 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
         debs: &[("alpha", "1.1"), ("beta", "0.1")],
         wheels: &[("demo", "1.1"), ("fresh", "2.0")],
     };
-    r.write("spec.yml", &spec(&host, &base, "    size_budget: {max: 1kB}\n"));
+    r.write(
+        "spec.yml",
+        &spec(&host, &base, "    size_budget: {max: 1kB}\n"),
+    );
     write_image(&r, &new, "second");
     let (code, doc, stderr) = build(r.path(), out.path(), node);
     assert_eq!(code, 1, "{doc:#}\n{stderr}");
@@ -203,17 +221,25 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
     assert_eq!(failed["failed_step"], "size-budget", "{failed:#}");
     let message = failed["message"].as_str().unwrap();
     assert!(
-        message.contains("over its max of 1.0 kB") && message.contains("largest new layers: sha256:"),
+        message.contains("over its max of 1.0 kB")
+            && message.contains("largest new layers: sha256:"),
         "{message}"
     );
     assert!(message.ends_with("; not tagged"), "{message}");
     let tagged = layers(&host, "ch/kid", TAG);
-    assert_eq!(tagged, stable_layers, "the failed image must not get the tag");
+    assert_eq!(
+        tagged, stable_layers,
+        "the failed image must not get the tag"
+    );
 
     // The same image with a budget that only warns.
     r.write(
         "spec.yml",
-        &spec(&host, &base, "    size_budget: {max: 1kB, on_exceed: warn}\n"),
+        &spec(
+            &host,
+            &base,
+            "    size_budget: {max: 1kB, on_exceed: warn}\n",
+        ),
     );
     r.commit("warn only");
     let (code, doc, stderr) = build(r.path(), out.path(), node);
@@ -228,11 +254,23 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
         "{rep:#}"
     );
     let changes = &rep["changes"];
-    assert_eq!(changes["old"]["reference"], format!("{kid}:{STABLE}"), "{changes:#}");
+    assert_eq!(
+        changes["old"]["reference"],
+        format!("{kid}:{STABLE}"),
+        "{changes:#}"
+    );
     let p = &changes["platforms"][0];
     let pk = &p["packages"];
-    assert_eq!(names(&pk["added"], &["manager", "name", "version"]), ["apt beta 0.1", "pip fresh 2.0"], "{pk:#}");
-    assert_eq!(names(&pk["removed"], &["manager", "name", "version"]), ["pip gone 1.0"], "{pk:#}");
+    assert_eq!(
+        names(&pk["added"], &["manager", "name", "version"]),
+        ["apt beta 0.1", "pip fresh 2.0"],
+        "{pk:#}"
+    );
+    assert_eq!(
+        names(&pk["removed"], &["manager", "name", "version"]),
+        ["pip gone 1.0"],
+        "{pk:#}"
+    );
     assert_eq!(
         names(&pk["upgraded"], &["manager", "name", "old", "new"]),
         ["apt alpha 1.0 1.1", "pip demo 1.0 1.1"],
@@ -250,8 +288,15 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
         size["delta"].as_i64(),
         Some(sum(&new_layers) as i64 - sum(&stable_layers) as i64)
     );
-    let shared = new_layers.iter().filter(|l| stable_layers.contains(l)).count();
-    assert_eq!(size["shared_layers"].as_u64(), Some(shared as u64), "{size:#}");
+    let shared = new_layers
+        .iter()
+        .filter(|l| stable_layers.contains(l))
+        .count();
+    assert_eq!(
+        size["shared_layers"].as_u64(),
+        Some(shared as u64),
+        "{size:#}"
+    );
     assert!(shared >= 1, "the base's layers are shared");
 
     // The old inventory came from the registry: stackctl never GETs a layer of it.
@@ -277,7 +322,12 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
     assert!(md.contains(&format!("### {kid}:{TAG}")), "{md}");
     assert!(md.contains("- apt `beta` 0.1"), "{md}");
     let o = stackctl()
-        .args(["diff", &format!("{kid}:{STABLE}"), &format!("{kid}:{TAG}"), "--json"])
+        .args([
+            "diff",
+            &format!("{kid}:{STABLE}"),
+            &format!("{kid}:{TAG}"),
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -291,7 +341,48 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
         .output()
         .unwrap();
     let t = text(&o.stdout);
-    assert!(t.contains("  ↑ apt alpha 1.0 → 1.1") && t.contains("  - pip gone 1.0"), "{t}");
+    assert!(
+        t.contains("  ↑ apt alpha 1.0 → 1.1") && t.contains("  - pip gone 1.0"),
+        "{t}"
+    );
+
+    // The base has no inventory: unknown from the registry alone, computed with --buildkit.
+    let diff_base = |extra: &[String]| -> Value {
+        let o = stackctl()
+            .args(["diff", &base, &format!("{kid}:{TAG}"), "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let unknown = &diff_base(&[])["platforms"][0];
+    assert_eq!(unknown["packages"], Value::Null, "{unknown:#}");
+    assert!(
+        unknown["packages_unknown"]
+            .as_str()
+            .unwrap()
+            .contains("none attached"),
+        "{unknown:#}"
+    );
+    let computed = &diff_base(&node.tcp_args())["platforms"][0];
+    assert_eq!(
+        computed["packages_from"]["old"], "computed in BuildKit",
+        "{computed:#}"
+    );
+    let computed = &computed["packages"];
+    assert_eq!(
+        names(&computed["added"], &["manager", "name", "version"]),
+        [
+            "apt alpha 1.1",
+            "apt beta 0.1",
+            "pip demo 1.1",
+            "pip fresh 2.0"
+        ],
+        "{computed:#}"
+    );
+    assert_eq!(computed["removed"], serde_json::json!([]), "{computed:#}");
+    assert_eq!(computed["upgraded"], serde_json::json!([]), "{computed:#}");
 }
 
 #[test]
@@ -335,8 +426,14 @@ fn a_two_platform_image_has_a_comparison_for_each_platform() {
     write_image(&r, &new, "second");
     let (code, doc, stderr) = build(r.path(), out.path(), node);
     assert_eq!(code, 0, "{doc:#}\n{stderr}");
-    let platforms = report(&doc)["changes"]["platforms"].as_array().unwrap().clone();
-    let names: Vec<&str> = platforms.iter().map(|p| p["platform"].as_str().unwrap()).collect();
+    let platforms = report(&doc)["changes"]["platforms"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = platforms
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["linux/amd64", "linux/arm64"]);
     for p in &platforms {
         let arch = p["platform"].as_str().unwrap().rsplit('/').next().unwrap();
@@ -354,7 +451,11 @@ fn a_two_platform_image_has_a_comparison_for_each_platform() {
             sum(platform_layers(&host, "ch/kid", STABLE, Some(arch))),
             sum(platform_layers(&host, "ch/kid", TAG, Some(arch))),
         );
-        assert_eq!(p["size"]["delta"].as_i64(), Some(now as i64 - was as i64), "{p:#}");
+        assert_eq!(
+            p["size"]["delta"].as_i64(),
+            Some(now as i64 - was as i64),
+            "{p:#}"
+        );
     }
     assert_ne!(platforms[0]["new_digest"], platforms[1]["new_digest"]);
 }

@@ -316,7 +316,6 @@ pub fn render_facts(
             page
         }
     };
-    page.push_str(&packages_section(&facts.platforms));
     if let Some(c) = &facts.changes {
         page.push('\n');
         page.push_str(&crate::changes::render::markdown(
@@ -325,6 +324,7 @@ pub fn render_facts(
             crate::changes::render::LISTED,
         ));
     }
+    page.push_str(&packages_section(&facts.platforms));
     page.push_str(&attestations_section(&facts.attestations));
     page.push_str(&content_tags_section(content_tags));
     Ok(page)

@@ -21,6 +21,7 @@ pub mod example;
 pub mod git_repo;
 pub mod hand_made;
 pub mod images;
+pub mod packages;
 pub mod platforms;
 pub mod proxy;
 pub mod sbom;
