@@ -13,6 +13,7 @@ mod convergence;
 mod e2e_build;
 mod example_stack;
 mod imagetest;
+mod inventory;
 mod manifest;
 mod plan;
 mod plan_cli;

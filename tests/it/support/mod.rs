@@ -8,6 +8,7 @@
 //! - [`git_repo`]: git repositories built with git2 in temp dirs;
 //! - [`example`]: the built-in example stack copied into such a repository;
 //! - [`images`]: test images made through the engine (debootstrap base, busybox, builds);
+//! - [`packages`]: a `.deb` and a wheel made here, and images that install them;
 //! - [`hand_made`]: images written blob by blob with stackctl's registry client;
 //! - [`proxy`]: a fault-injecting proxy in front of a registry;
 //! - [`token_server`]: a GHCR-like token server for the registry's token auth.
