@@ -225,10 +225,13 @@ pub async fn run_manifest(a: ManifestArgs, _g: &GlobalArgs) -> anyhow::Result<Ex
         Some(node) => Runner::BuildKit(node),
         None => Runner::Engine(credentials.clone()),
     };
+    // Packages are listed where nothing is pulled to this machine: on a buildkitd.
+    let inventory = matches!(runner, Runner::BuildKit(_));
     let opts = PageOptions {
         out_dir: a.out.clone(),
         wiki_dir: a.wiki.clone(),
         runner,
+        inventory,
         registry: RegistryAccess {
             credentials,
             insecure: a.registry.insecure_registry.clone(),

@@ -143,6 +143,7 @@ async fn merge_and_report(
                     cancel: cancel.clone(),
                     content_tags: m.report.content_tags.clone(),
                     runner: crate::containers::runner::Runner::Engine(credentials.clone()),
+                    inventory: false,
                 };
                 let page = image_page::write_page(&spec, &m.key, &m.image, &opts);
                 m.report.run_step(ImageStep::Page, page).await;

@@ -650,6 +650,7 @@ impl Real<'_, '_> {
             cancel: ctx.cancel.clone(),
             content_tags: content_tags.to_vec(),
             runner: self.runner.clone(),
+            inventory: true,
         }
     }
 }

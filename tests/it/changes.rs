@@ -389,6 +389,7 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
 fn a_two_platform_image_has_a_comparison_for_each_platform() {
     let Some(Stack {
         nodes,
+        registry: _registry,
         repo: (r, host, base),
         out,
         ..

@@ -280,6 +280,26 @@ fn stack_builds_promotes_and_rebuilds_only_what_changed() {
         digest_in_registry(&full("base")).as_deref(),
         "analysis built FROM base's digest"
     );
+    // Through the engine too, the rebuild is compared with its quarter's stable tag, whose
+    // inventory the first build attached: a comment changed, no package did.
+    let changes = &summary["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == "analysis")
+        .unwrap()["report"]["changes"];
+    let stable = format!("{}:{PREFIX}-stable", ex.image_name("analysis"));
+    assert_eq!(
+        changes["old"]["reference"].as_str(),
+        Some(stable.as_str()),
+        "{changes:#}"
+    );
+    let p = &changes["platforms"][0];
+    assert_eq!(p["packages_from"]["old"], "attached", "{p:#}");
+    for kind in ["added", "removed", "upgraded", "downgraded"] {
+        assert_eq!(p["packages"][kind], serde_json::json!([]), "{kind}: {p:#}");
+    }
+    assert!(p["size"]["shared_layers"].as_u64().unwrap() >= 1, "{p:#}");
     drop(s);
 }
 
@@ -393,8 +413,22 @@ fn unreachable_buildkit_is_exit_2_naming_the_address() {
 
 const KEYS: [&str; 3] = ["base", "analysis", "service"];
 
-/// The tags a repository has (empty when the registry does not know it).
+/// The tags a repository has, without the referrers tags (`sha256-<hex>`) that list the
+/// package inventories attached to its tested platform manifests.
 fn tags_of(host: &str, repository: &str) -> Vec<String> {
+    all_tags_of(host, repository)
+        .into_iter()
+        .filter(|t| !is_referrers_tag(t))
+        .collect()
+}
+
+fn is_referrers_tag(t: &str) -> bool {
+    t.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Every tag a repository has (empty when the registry does not know it).
+fn all_tags_of(host: &str, repository: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let r = support::http()
@@ -1757,8 +1791,16 @@ fn a_test_failing_only_on_arm64_fails_the_image_and_no_tag_appears() {
     let tag = format!("{PREFIX}-{BRANCH}");
     assert_eq!(tags_of(&host, "mp/base"), vec![tag.clone()]);
     assert!(
-        tags_of(&host, "mp/kid").is_empty(),
-        "no tag for the failed image"
+        all_tags_of(&host, "mp/kid").is_empty(),
+        "no tag for the failed image, no inventory attached either"
+    );
+    assert_eq!(
+        all_tags_of(&host, "mp/base")
+            .iter()
+            .filter(|t| is_referrers_tag(t))
+            .count(),
+        2,
+        "the passed parent's two platforms have their inventories attached"
     );
 
     let kid = artifact(out.path(), &format!("{host}/mp/kid:{tag}"));

@@ -35,6 +35,9 @@ pub struct PageOptions {
     pub content_tags: Vec<ContentTag>,
     /// Where the info commands run.
     pub runner: crate::containers::runner::Runner,
+    /// Also list the image's packages (one more command in the image; through the engine
+    /// that pulls it, which `merge` must not).
+    pub inventory: bool,
 }
 
 impl Default for PageOptions {
@@ -47,6 +50,7 @@ impl Default for PageOptions {
             cancel: CancellationToken::new(),
             content_tags: vec![],
             runner: Default::default(),
+            inventory: false,
         }
     }
 }
@@ -141,8 +145,14 @@ fn inventory_cmd(managers: &[String]) -> InfoCmd {
     }
 }
 
-/// The inventory from its command's output (the last of `infos`, taken off).
-fn take_inventory(infos: &mut Vec<InfoOutput>) -> Result<Inventory, String> {
+/// Why a page has no inventory when none was asked for.
+const NOT_LISTED: &str = "not listed";
+
+/// The inventory from its command's output (the last of `infos`, taken off), when `ran`.
+fn take_inventory(infos: &mut Vec<InfoOutput>, ran: bool) -> Result<Inventory, String> {
+    if !ran {
+        return Err(NOT_LISTED.into());
+    }
     let out = infos.pop().ok_or("the inventory was not run")?;
     if !out.ok {
         return Err(format!("the inventory failed: {}", out.text.trim()));
@@ -182,7 +192,9 @@ pub async fn gather(
         })?;
         cmds.push(cmd.clone());
     }
-    cmds.push(inventory_cmd(&image.packages));
+    if opts.inventory {
+        cmds.push(inventory_cmd(&image.packages));
+    }
     // Registry and engine get the normalized reference; the page names it as written.
     let reference = crate::registry::ImageRef::parse(at)?;
     let platforms = bounded(
@@ -200,7 +212,7 @@ pub async fn gather(
                     .info_commands(&at, Some(p.as_str()), cmds, opts.timeout, &opts.cancel)
                     .await
                     .map_err(|stop| anyhow::anyhow!("info commands in {at} ({p}): {stop}"))?;
-                let inventory = take_inventory(&mut infos);
+                let inventory = take_inventory(&mut infos, opts.inventory);
                 anyhow::Ok(PlatformFacts {
                     platform: Some(p),
                     meta,
@@ -238,7 +250,7 @@ pub async fn gather(
         .info_commands(&reference, None, &cmds, opts.timeout, &opts.cancel)
         .await
         .map_err(|stop| anyhow::anyhow!("info commands in {at}: {stop}"))?;
-    let inventory = take_inventory(&mut infos);
+    let inventory = take_inventory(&mut infos, opts.inventory);
     let own = format!(
         "{}/{}",
         meta.config["os"].as_str().unwrap_or("?"),
@@ -333,6 +345,12 @@ pub fn render_facts(
 /// The `## Packages` section: each platform's inventory as a table, folded when long (a
 /// platform without one says why).
 fn packages_section(platforms: &[PlatformFacts]) -> String {
+    if platforms
+        .iter()
+        .all(|f| f.inventory.as_ref().is_err_and(|e| e == NOT_LISTED))
+    {
+        return String::new();
+    }
     let mut md = String::from("\n## Packages\n");
     for f in platforms {
         let name = f.name();
