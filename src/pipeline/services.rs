@@ -564,9 +564,9 @@ impl Real<'_, '_> {
         let candidates = [
             (
                 repository.with_tag(&prefix_stable),
-                format!("`{prefix_stable}`"),
+                "the quarter's stable tag".to_string(),
             ),
-            (repository.with_tag("stable"), "`stable`".to_string()),
+            (repository.with_tag("stable"), "the stable tag".to_string()),
             (own.clone(), "this branch's previous build".to_string()),
         ];
         for (r, basis) in candidates {

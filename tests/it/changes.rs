@@ -259,6 +259,7 @@ fn a_rebuilt_image_lists_what_changed_since_its_stable_tag() {
         format!("{kid}:{STABLE}"),
         "{changes:#}"
     );
+    assert_eq!(changes["basis"], "the quarter's stable tag", "{changes:#}");
     let p = &changes["platforms"][0];
     let pk = &p["packages"];
     assert_eq!(
